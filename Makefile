@@ -1,0 +1,21 @@
+# The two quick-start commands (README): `make run` and `make test`.
+PY := .venv/bin/python
+
+.PHONY: run test setup docs bench clean
+
+run:
+	@scripts/setup.sh run
+	$(PY) -m telemetry run
+
+test:
+	@scripts/setup.sh test
+	$(PY) -m pytest
+
+setup:
+	@scripts/setup.sh test
+
+docs:
+	$(PY) -m telemetry.config.docs > docs/configuration.md
+
+clean:
+	rm -rf .venv build dist *.egg-info .pytest_cache

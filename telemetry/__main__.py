@@ -1,0 +1,3 @@
+from telemetry.cli import main
+
+main()

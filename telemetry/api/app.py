@@ -1,0 +1,104 @@
+"""The HTTP API application and the component that serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from telemetry import __version__
+from telemetry.api.core import router as core_router
+from telemetry.component import Component
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Any) -> FastAPI:
+    app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.runtime = runtime
+    app.state.tokens = [t.get_secret_value() for t in runtime.settings.api.tokens]
+    app.include_router(core_router)
+    for r in runtime.routers:
+        app.include_router(r)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Ceilometer and Aodh clients expect 400 with an error_message, not 422.
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
+        ]
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse({"error_message": {"faultstring": text, "errors": errors}}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse(
+            {"error_message": {"faultstring": detail}}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        return None
+
+
+class ApiComponent(Component):
+    name = "api"
+    order = 90  # after stores and stages have registered their routers
+    critical = True
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.server: _EmbeddedServer | None = None
+        self.address = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        cfg = self.runtime.settings.api
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port))
+        sock.listen(512)
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+        self.address = f"http://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
+        self.runtime.services["api_address"] = self.address
+        app = create_app(self.runtime)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
+        self.server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api:uvicorn")
+        for _ in range(200):  # wait until it accepts, so "started" means reachable
+            if self.server.started or self._task.done():
+                break
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self) -> None:
+        if self.server and self._task:
+            self.server.should_exit = True
+            try:
+                await asyncio.wait_for(self._task, timeout=3)
+            except asyncio.TimeoutError:
+                self.server.force_exit = True
+
+    def details(self) -> dict[str, Any]:
+        return {"listen": self.address}

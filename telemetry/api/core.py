@@ -1,0 +1,37 @@
+"""/healthz and /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from telemetry import __version__
+from telemetry.metrics import exposition
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["core"])
+def healthz(request: Request) -> JSONResponse:
+    """Every component with its state; 503 when any of them failed."""
+    rt = request.app.state.runtime
+    components = {c.name: c.health() for c in rt.components}
+    ok = all(h["state"] == "running" for h in components.values())
+    body = {
+        "status": "ok" if ok else "degraded",
+        "version": __version__,
+        "mode": rt.mode,
+        "host": rt.settings.host,
+        "uptime_seconds": round(time.time() - rt.started_at, 3),
+        "bus": rt.bus.describe(),
+        "components": components,
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", tags=["core"])
+def metrics() -> Response:
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

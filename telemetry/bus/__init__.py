@@ -1,0 +1,19 @@
+"""The central bus: memory (all-in-one), RabbitMQ (kombu) and Kafka (aiokafka)."""
+
+from __future__ import annotations
+
+from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.memory import MemoryBus
+from telemetry.config.core import BusConfig
+
+__all__ = ["Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "open_bus"]
+
+
+def open_bus(config: BusConfig) -> Bus:
+    """The bus named by the configured URL's scheme."""
+    scheme = config.url.split("://", 1)[0]
+    if scheme == "memory":
+        return MemoryBus(topic_prefix=config.topic_prefix)
+    raise BusError(
+        f"bus {scheme}:// is not available in this build yet; use memory:// (all-in-one)"
+    )

@@ -1,0 +1,164 @@
+"""The in-process bus of the all-in-one daemon.
+
+It keeps the semantics of a real broker so stages behave the same in
+all-in-one and in a split deployment: each consumer group gets every message
+of a topic (as Kafka consumer groups do), consumers of one group share the
+work, an unacked delivery returns to the head of its queue when nacked or
+when its consumer closes, and a full queue makes ``publish`` wait
+(backpressure) rather than drop.
+
+Messages published before any group subscribed are kept for the first group,
+as a durable queue would keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Sequence
+
+from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+
+
+class _Queue:
+    """One (topic, group) queue."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.items: deque[Delivery] = deque()
+        self.readable = asyncio.Event()
+
+    def put(self, d: Delivery) -> None:
+        self.items.append(d)
+        self.readable.set()
+
+    def put_back(self, ds: Sequence[Delivery]) -> None:
+        for d in reversed(ds):
+            d.redelivered = True
+            self.items.appendleft(d)
+        if self.items:
+            self.readable.set()
+
+
+class MemoryBus(Bus):
+    def __init__(self, topic_prefix: str = "", max_queued: int = 100_000) -> None:
+        super().__init__(topic_prefix)
+        self.max_queued = max_queued
+        self._groups: dict[str, dict[str, _Queue]] = {}  # topic -> group -> queue
+        self._orphans: dict[str, _Queue] = {}  # topic -> messages no group has seen yet
+        self._space = asyncio.Condition()
+        self._closed = False
+        self._seq = itertools.count()
+
+    def describe(self) -> str:
+        return "memory:// (in-process)"
+
+    def _queues(self, topic: str) -> list[_Queue]:
+        groups = self._groups.get(topic)
+        if groups:
+            return list(groups.values())
+        return [self._orphans.setdefault(topic, _Queue(topic))]
+
+    def depth(self, topic: str, group: str | None = None) -> int:
+        """Messages waiting (not in flight) for ``group``, or the deepest group."""
+        topic = self.topic(topic)
+        if group is not None:
+            q = self._groups.get(topic, {}).get(group)
+            return len(q.items) if q else len(self._orphans.get(topic, _Queue(topic)).items)
+        return max((len(q.items) for q in self._queues(topic)), default=0)
+
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
+        if self._closed:
+            raise BusError("the memory bus is closed")
+        name = self.topic(topic)
+        async with self._space:
+            await self._space.wait_for(
+                lambda: self._closed or all(len(q.items) < self.max_queued for q in self._queues(name))
+            )
+            if self._closed:
+                raise BusError("the memory bus is closed")
+            for m in messages:
+                token = next(self._seq)
+                for q in self._queues(name):
+                    q.put(Delivery(topic=topic, value=m.value, key=m.key, headers=dict(m.headers), token=token))
+
+    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
+        queues = []
+        for t in topics:
+            name = self.topic(t)
+            groups = self._groups.setdefault(name, {})
+            if group not in groups:
+                q = self._orphans.pop(name, None) if not groups else None
+                groups[group] = q or _Queue(name)
+            queues.append(groups[group])
+        return MemoryConsumer(self, queues)
+
+    async def _freed(self) -> None:
+        async with self._space:
+            self._space.notify_all()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._freed()
+
+
+class MemoryConsumer(Consumer):
+    def __init__(self, bus: MemoryBus, queues: list[_Queue]) -> None:
+        self._bus = bus
+        self._queues = queues
+        self._inflight: dict[int, tuple[_Queue, Delivery]] = {}
+        self._closed = False
+
+    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+        if self._closed:
+            raise BusError("consumer is closed")
+        out = self._take(max_records)
+        if not out and timeout > 0:
+            waiters = [asyncio.ensure_future(q.readable.wait()) for q in self._queues]
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            out = self._take(max_records)
+        if out:
+            await self._bus._freed()
+        return out
+
+    def _take(self, max_records: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        for q in self._queues:
+            while q.items and len(out) < max_records:
+                d = q.items.popleft()
+                self._inflight[id(d)] = (q, d)
+                out.append(d)
+            if not q.items:
+                q.readable.clear()
+        return out
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            self._inflight.pop(id(d), None)
+
+    async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
+        by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
+        for d in deliveries:
+            entry = self._inflight.pop(id(d), None)
+            if entry and requeue:
+                by_queue.setdefault(id(entry[0]), (entry[0], []))[1].append(d)
+        for q, ds in by_queue.values():
+            q.put_back(ds)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pending = list(self._inflight.values())
+        self._inflight.clear()
+        by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
+        for q, d in pending:
+            by_queue.setdefault(id(q), (q, []))[1].append(d)
+        for q, ds in by_queue.values():
+            ds.sort(key=lambda d: d.token)
+            q.put_back(ds)

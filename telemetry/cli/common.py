@@ -1,0 +1,43 @@
+"""Helpers shared by subcommands: consoles, config loading with readable errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from telemetry.config import ConfigError, Settings, load_config
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False), envvar="TELEMETRY_CONFIG",
+    help="YAML configuration file (env: TELEMETRY_CONFIG).",
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def report_config_error(exc: ConfigError) -> None:
+    err.print(f"[bold red]invalid configuration[/] in {exc.source}:", highlight=False)
+    for p in exc.problems:
+        err.print(f"  [yellow]{p.path or '(top level)'}[/]: {p.message}"
+                  + (f" [dim](got {p.value!r})[/]" if p.has_value else ""), highlight=False, markup=True)
+
+
+def load_or_exit(path: str | None) -> Settings:
+    """The settings, or a clear message naming each bad field and exit code 2."""
+    if path is not None and not os.path.exists(path):
+        fail(f"configuration file not found: {path}")
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        report_config_error(exc)
+        sys.exit(2)

@@ -1,0 +1,45 @@
+"""The root of the configuration file."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from telemetry.config.base import Section
+from telemetry.config.core import ApiConfig, BusConfig, LoggingConfig
+from telemetry.config.rules import ActionsConfig, RulesConfig, SinksConfig
+from telemetry.config.sources import SourcesConfig
+from telemetry.config.store import StoreConfig
+
+
+def default_data_dir() -> Path:
+    """A folder under the user's data home, as the all-in-one needs no root.
+
+    System installs set ``data_dir: /var/lib/telemetry`` (the shipped agent and
+    server configs and the systemd units do).
+    """
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "telemetry"
+
+
+class Settings(Section):
+    """Everything the daemon reads from its YAML file (and TELEMETRY_* variables)."""
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where state, spool and stores live")
+    host: str = Field(default_factory=socket.gethostname, description="This node's name on every record")
+    bus: BusConfig = Field(default_factory=BusConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(os.path.expandvars(str(v))).expanduser()

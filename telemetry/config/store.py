@@ -1,0 +1,40 @@
+"""Metering and event store sections."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from telemetry.config.base import Duration, Section
+
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+class StoreUrl(Section):
+    url: str = Field("sqlite://", description="sqlite:// (embedded, under data_dir) or postgresql://user@host/db")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(f"unsupported store URL {v!r}: the scheme must be one of {', '.join(STORE_SCHEMES)}")
+        return v
+
+
+class TtlConfig(Section):
+    """How long data is kept; expiry drops whole day partitions."""
+
+    default: Duration = Field("7d", gt=0, description="Time to live of samples and events")
+    meters: dict[str, Duration] = Field(
+        default_factory=dict, description="Per meter-name pattern (fnmatch), e.g. {'cpu*': 30d}"
+    )
+    events: Duration | None = Field(None, gt=0, description="Time to live of events (default: ttl.default)")
+
+
+class StoreConfig(Section):
+    samples: StoreUrl = Field(default_factory=StoreUrl)
+    events: StoreUrl = Field(default_factory=StoreUrl)
+    ttl: TtlConfig = Field(default_factory=TtlConfig)
+    min_free_disk: float = Field(
+        0.05, ge=0, lt=1, description="Free-space floor (fraction of the data disk) below which old partitions are shed"
+    )

@@ -1,0 +1,54 @@
+"""The daemon's own metrics, exported on /metrics.
+
+A private registry keeps the exposition to ``telemetry_*`` names only (the
+contract), including the process figures, which are re-namespaced.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector, generate_latest
+
+from telemetry import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(namespace="telemetry", registry=REGISTRY)
+
+BUILD_INFO = Info("telemetry_build", "Version of the running daemon", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__})
+
+RECORDS_IN = Counter(
+    "telemetry_stage_records_in", "Records a stage received", ["stage"], registry=REGISTRY
+)
+RECORDS_OUT = Counter(
+    "telemetry_stage_records_out", "Records a stage emitted or stored", ["stage"], registry=REGISTRY
+)
+RECORDS_REJECTED = Counter(
+    "telemetry_stage_records_rejected",
+    "Bad input a stage refused, by reason; good records beside them go on",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
+HOST_SAMPLES = Counter(
+    "telemetry_host_samples_collected", "Samples of this host's own figures collected", registry=REGISTRY
+)
+COMPONENT_UP = Gauge(
+    "telemetry_component_up", "1 while a component runs, 0 when it failed or stopped", ["component"],
+    registry=REGISTRY,
+)
+COMPONENT_RESTARTS = Counter(
+    "telemetry_component_restarts", "Times a component's task crashed and was restarted", ["component"],
+    registry=REGISTRY,
+)
+BUS_PUBLISHED = Counter(
+    "telemetry_bus_published_records", "Records the bus acknowledged, by topic", ["topic"], registry=REGISTRY
+)
+BUS_CONSUMED = Counter(
+    "telemetry_bus_consumed_records", "Records taken from the bus, by topic", ["topic"], registry=REGISTRY
+)
+BUS_REDELIVERED = Counter(
+    "telemetry_bus_redelivered_records", "Records the bus delivered again, by topic", ["topic"], registry=REGISTRY
+)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)

@@ -1,0 +1,240 @@
+"""Typed records that travel on the bus.
+
+Field names are a contract (see ARCHITECTURE.md): agents, servers of other
+versions and operators' own consumers read them. Every record therefore
+tolerates and keeps unknown fields (``extra="allow"``), so a newer producer
+never breaks an older consumer and nothing is lost on a round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from telemetry.timeutil import parse_timestamp, utcnow
+
+__all__ = [
+    "AlarmTransition",
+    "CounterType",
+    "Event",
+    "Notification",
+    "RawLog",
+    "Record",
+    "Sample",
+    "decode",
+    "encode",
+]
+
+R = TypeVar("R", bound="Record")
+
+# Namespace for ids derived from a record's natural key (uuid5): the same
+# input always yields the same id, which is what makes redelivery detectable.
+ID_NAMESPACE = uuid.UUID("7f0c3d52-6a8e-4a4f-9a57-2f1f0d9c6e10")
+
+
+def derived_id(*parts: object) -> str:
+    """A stable id from a natural key, so a redelivered record dedups."""
+    return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+class Record(BaseModel):
+    """Base of every bus record: unknown fields are kept, names may be aliases."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants")
+
+    #: Default bus topic for this record kind (before the configured prefix).
+    topic: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with contract names (``@timestamp``, not ``timestamp``)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def to_msgpack(self) -> bytes:
+        return msgpack.packb(self.to_dict(), use_bin_type=True)
+
+    @classmethod
+    def from_json(cls: type[R], data: bytes | str) -> R:
+        return cls.model_validate(orjson.loads(data))
+
+    @classmethod
+    def from_msgpack(cls: type[R], data: bytes) -> R:
+        return cls.model_validate(msgpack.unpackb(data, raw=False))
+
+
+def _ts(value: Any) -> Any:
+    return parse_timestamp(value) if value is not None else value
+
+
+class RawLog(Record):
+    """One (possibly multi-line) log entry as read from a file or a syslog peer.
+
+    ``id`` derives from host + inode + offset: a line re-read after a crash
+    gets the same id, so the server can drop the duplicate.
+    """
+
+    topic: ClassVar[str] = "raw_logs"
+
+    id: str = ""
+    host: str
+    path: str
+    component: str = ""
+    type: str = ""
+    offset: int = 0
+    inode: int = 0
+    lines: list[str]
+    read_at: datetime = Field(default_factory=utcnow)
+    tags: list[str] = Field(default_factory=list)
+
+    _v_read_at = field_validator("read_at", mode="before")(_ts)
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> RawLog:
+        if not self.id:
+            self.id = derived_id("rawlog", self.host, self.inode, self.offset)
+        return self
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Event(Record):
+    """A parsed log entry or stored notification.
+
+    Grok captures beyond the named fields ride along as extra fields, exactly
+    as captured; a failed parse keeps ``message`` and tags ``_grokparsefailure``.
+    """
+
+    topic: ClassVar[str] = "events"
+
+    id: str = ""
+    timestamp: datetime = Field(default_factory=utcnow, alias="@timestamp")
+    host: str = ""
+    component: str = ""
+    type: str = ""
+    level: str | None = None
+    logger: str | None = None
+    pid: int | None = None
+    request_id: str | None = None
+    user_id: str | None = None
+    project_id: str | None = None
+    instance_id: str | None = None
+    message: str = ""
+    tags: list[str] = Field(default_factory=list)
+
+    _v_ts = field_validator("timestamp", mode="before")(_ts)
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Event:
+        if not self.id:
+            digest = hashlib.sha1(self.message.encode("utf-8", "replace")).hexdigest()
+            self.id = derived_id("event", self.host, self.timestamp.isoformat(), digest)
+        return self
+
+
+class Notification(Record):
+    """An oslo.messaging notification with its envelope unpacked."""
+
+    topic: ClassVar[str] = "notifications"
+
+    message_id: str
+    event_type: str
+    priority: str = "INFO"
+    publisher_id: str = ""
+    timestamp: datetime = Field(default_factory=utcnow)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    _v_ts = field_validator("timestamp", mode="before")(_ts)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class CounterType(str, Enum):
+    gauge = "gauge"
+    delta = "delta"
+    cumulative = "cumulative"
+
+
+class Sample(Record):
+    """A Ceilometer sample.
+
+    ``message_signature`` is computed by the publisher over the fields as sent;
+    verify it on the raw dict before building this model, because parsing
+    normalises values (timestamps) and would change the signed text.
+    """
+
+    topic: ClassVar[str] = "samples"
+
+    counter_name: str
+    counter_type: CounterType
+    counter_unit: str = ""
+    counter_volume: float
+    resource_id: str
+    project_id: str | None = None
+    user_id: str | None = None
+    source: str = "openstack"
+    timestamp: datetime = Field(default_factory=utcnow)
+    resource_metadata: dict[str, Any] = Field(default_factory=dict)
+    message_id: str = ""
+    message_signature: str | None = None
+
+    _v_ts = field_validator("timestamp", mode="before")(_ts)
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Sample:
+        if not self.message_id:
+            self.message_id = derived_id(
+                "sample", self.counter_name, self.resource_id, self.timestamp.isoformat(), self.source
+            )
+        return self
+
+
+class AlarmTransition(Record):
+    """A change of an alarm's state, as Aodh records it in alarm history."""
+
+    topic: ClassVar[str] = "alarm_transitions"
+
+    alarm_id: str
+    alarm_name: str
+    severity: str = "low"
+    previous: str
+    current: str
+    reason: str = ""
+    reason_data: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime = Field(default_factory=utcnow)
+
+    _v_ts = field_validator("timestamp", mode="before")(_ts)
+
+
+def encode(record: Record, fmt: str = "json") -> bytes:
+    """Serialise a record for the bus (``json`` or ``msgpack``)."""
+    if fmt == "msgpack":
+        return record.to_msgpack()
+    if fmt == "json":
+        return record.to_json()
+    raise ValueError(f"unknown record format {fmt!r} (expected json or msgpack)")
+
+
+def decode(cls: type[R], data: bytes) -> R:
+    """Parse bytes from the bus; JSON and msgpack are told apart by the first byte.
+
+    A JSON record is an object, so it starts with ``{`` (after optional
+    whitespace); a msgpack map starts with 0x80-0x8f, 0xde or 0xdf.
+    """
+    head = data.lstrip()[:1]
+    if head == b"{":
+        return cls.from_json(data)
+    return cls.from_msgpack(data)

@@ -1,0 +1,110 @@
+"""The in-memory bus keeps broker semantics: ack, redelivery, groups, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from telemetry.bus import BusError, MemoryBus, OutMessage
+from telemetry.bus.records import decode_delivery, publish_records
+from telemetry.models import Sample
+
+
+def msgs(*values: str) -> list[OutMessage]:
+    return [OutMessage(value=v.encode()) for v in values]
+
+
+async def test_unacked_is_redelivered_after_close() -> None:
+    bus = MemoryBus("t.")
+    c1 = await bus.subscribe(["logs"], "server")
+    await bus.publish("logs", msgs("a", "b", "c"))
+    got = await c1.fetch(10, timeout=0.1)
+    assert [d.value for d in got] == [b"a", b"b", b"c"]
+    await c1.ack(got[:1])
+    await c1.close()  # b and c were never acked
+    c2 = await bus.subscribe(["logs"], "server")
+    again = await c2.fetch(10, timeout=0.1)
+    assert [d.value for d in again] == [b"b", b"c"]
+    assert all(d.redelivered for d in again)
+    await c2.ack(again)
+    assert await c2.fetch(10, timeout=0.05) == []
+
+
+async def test_nack_requeues_at_head_in_order() -> None:
+    bus = MemoryBus()
+    c = await bus.subscribe(["x"], "g")
+    await bus.publish("x", msgs("1", "2", "3", "4"))
+    first = await c.fetch(2, timeout=0.1)
+    await c.nack(first)
+    assert [d.value for d in await c.fetch(10, timeout=0.1)] == [b"1", b"2", b"3", b"4"]
+
+
+async def test_nack_without_requeue_drops() -> None:
+    bus = MemoryBus()
+    c = await bus.subscribe(["x"], "g")
+    await bus.publish("x", msgs("bad"))
+    await c.nack(await c.fetch(1, timeout=0.1), requeue=False)
+    assert await c.fetch(1, timeout=0.05) == []
+
+
+async def test_groups_fan_out_and_members_share() -> None:
+    bus = MemoryBus()
+    store = await bus.subscribe(["s"], "store")
+    rules = await bus.subscribe(["s"], "rules")
+    store2 = await bus.subscribe(["s"], "store")
+    await bus.publish("s", msgs(*[str(i) for i in range(10)]))
+    a = await store.fetch(5, timeout=0.1)
+    b = await store2.fetch(10, timeout=0.1)
+    assert len(a) + len(b) == 10 and not {d.value for d in a} & {d.value for d in b}
+    assert len(await rules.fetch(100, timeout=0.1)) == 10
+
+
+async def test_messages_before_subscribe_are_kept() -> None:
+    bus = MemoryBus()
+    await bus.publish("early", msgs("x"))
+    c = await bus.subscribe(["early"], "g")
+    assert [d.value for d in await c.fetch(5, timeout=0.1)] == [b"x"]
+
+
+async def test_fetch_waits_for_publish() -> None:
+    bus = MemoryBus()
+    c = await bus.subscribe(["w"], "g")
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await bus.publish("w", msgs("late"))
+
+    task = asyncio.create_task(later())
+    got = await c.fetch(5, timeout=2)
+    await task
+    assert [d.value for d in got] == [b"late"]
+
+
+async def test_full_queue_applies_backpressure() -> None:
+    bus = MemoryBus(max_queued=2)
+    c = await bus.subscribe(["q"], "g")
+    await bus.publish("q", msgs("1", "2"))
+    blocked = asyncio.create_task(bus.publish("q", msgs("3")))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # waits instead of dropping
+    await c.ack(await c.fetch(1, timeout=0.1))
+    await asyncio.wait_for(blocked, 1)
+    assert [d.value for d in await c.fetch(10, timeout=0.1)] == [b"2", b"3"]
+
+
+async def test_closed_bus_refuses() -> None:
+    bus = MemoryBus()
+    await bus.close()
+    with pytest.raises(BusError):
+        await bus.publish("x", msgs("a"))
+
+
+async def test_records_round_trip_through_bus() -> None:
+    bus = MemoryBus("telemetry.")
+    c = await bus.subscribe(["samples"], "store")
+    s = Sample(counter_name="cpu_util", counter_type="gauge", counter_volume=3.5, resource_id="vm1")
+    assert await publish_records(bus, [s], "msgpack") == 1
+    [d] = await c.fetch(1, timeout=0.1)
+    assert d.key == b"vm1"
+    assert decode_delivery(Sample, d) == s

@@ -1,0 +1,80 @@
+"""Bus records: contract field names, JSON and msgpack round trips, unknown fields kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from telemetry.models import AlarmTransition, Event, Notification, RawLog, Sample, decode, encode
+
+RECORDS = [
+    RawLog(host="cn01", path="/var/log/nova/nova-compute.log", component="nova", type="openstack",
+           offset=4096, inode=1234, lines=["a", "  b"]),
+    Event(**{"@timestamp": "2026-03-02 09:14:07.112", "host": "cn01", "component": "nova", "level": "INFO",
+             "message": "Claim successful", "request_id": "req-1", "tags": ["x"], "http": {"status": 200}}),
+    Notification(message_id="m1", event_type="compute.instance.create.end", priority="info",
+                 publisher_id="compute.cn01", timestamp="2026-03-02 09:14:21.330115", payload={"a": 1}),
+    Sample(counter_name="cpu_util", counter_type="gauge", counter_unit="%", counter_volume=12.5,
+           resource_id="r1", timestamp="2026-03-02T10:00:00Z", resource_metadata={"host": "cn01"}),
+    AlarmTransition(alarm_id="a1", alarm_name="cpu high", previous="ok", current="alarm",
+                    reason="Transition to alarm", reason_data={"type": "threshold"}),
+]
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_round_trip(record, fmt: str) -> None:
+    data = encode(record, fmt)
+    back = decode(type(record), data)
+    assert back == record
+    assert back.to_dict() == record.to_dict()
+
+
+def test_contract_field_names() -> None:
+    raw, event, notif, sample, trans = (r.to_dict() for r in RECORDS)
+    assert {"host", "path", "component", "type", "offset", "inode", "lines", "read_at", "id"} <= raw.keys()
+    assert {"@timestamp", "host", "component", "type", "level", "logger", "pid", "request_id", "user_id",
+            "project_id", "instance_id", "message", "tags"} <= event.keys()
+    assert "timestamp" not in event
+    assert event["http"] == {"status": 200}  # grok captures ride along
+    assert {"message_id", "event_type", "priority", "publisher_id", "timestamp", "payload"} <= notif.keys()
+    assert notif["priority"] == "INFO"
+    assert {"counter_name", "counter_type", "counter_unit", "counter_volume", "resource_id", "project_id",
+            "user_id", "source", "timestamp", "resource_metadata", "message_id", "message_signature"} <= sample.keys()
+    assert {"alarm_id", "alarm_name", "severity", "previous", "current", "reason", "reason_data",
+            "timestamp"} <= trans.keys()
+
+
+def test_unknown_fields_are_tolerated_and_kept() -> None:
+    payload = orjson.dumps({**RECORDS[3].to_dict(), "monotonic_time": None, "future_field": {"x": 1}})
+    s = decode(Sample, payload)
+    assert s.to_dict()["future_field"] == {"x": 1}
+
+
+def test_rawlog_id_is_stable_per_position() -> None:
+    a = RawLog(host="h", path="/p", inode=7, offset=100, lines=["x"])
+    b = RawLog(host="h", path="/p", inode=7, offset=100, lines=["x"], read_at="2030-01-01T00:00:00Z")
+    c = RawLog(host="h", path="/p", inode=7, offset=101, lines=["x"])
+    assert a.id == b.id != c.id
+
+
+def test_sample_ids_and_validation() -> None:
+    s1 = Sample(counter_name="m", counter_type="gauge", counter_volume=1, resource_id="r", timestamp=0)
+    s2 = Sample(counter_name="m", counter_type="gauge", counter_volume=2, resource_id="r", timestamp=0)
+    assert s1.message_id == s2.message_id  # same meter, resource and time: one sample
+    assert str(s1.timestamp) == "1970-01-01 00:00:00+00:00"
+    with pytest.raises(ValidationError) as ei:
+        Sample(counter_name="m", counter_type="rate", counter_volume="x", resource_id="r")
+    fields = {e["loc"][0] for e in ei.value.errors()}
+    assert {"counter_type", "counter_volume"} <= fields
+
+
+def test_shared_ceilometer_samples_parse(samples_dir: Path) -> None:
+    data = json.loads((samples_dir / "ceilometer" / "cpu_util-signed-s3cret.json").read_text())
+    samples = [Sample.model_validate(d) for d in data]
+    assert len(samples) == 4 and all(s.counter_name == "cpu_util" for s in samples)
+    assert samples[0].to_dict()["monotonic_time"] is None
