@@ -9,6 +9,7 @@ builder; the daemon only orders, supervises and reports.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import time
@@ -51,24 +52,30 @@ class StartupError(Exception):
     """A critical component could not start; the daemon stopped what it had started."""
 
 
-def _agent_builders() -> list[Builder]:
-    from telemetry.collect import agent_components
+#: Component builders per half, as "module:function". Each pipeline stage adds
+#: its own line; a builder returns the components its config enables.
+AGENT_BUILDERS = [
+    "telemetry.collect:agent_components",
+]
+SERVER_BUILDERS = [
+    "telemetry.api:api_components",
+]
 
-    return [agent_components]
 
-
-def _server_builders() -> list[Builder]:
-    from telemetry.api import api_components
-
-    return [api_components]
+def _load(ref: str) -> Builder:
+    module, _, func = ref.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def builders_for(mode: Mode) -> list[Builder]:
     if mode == "agent":
-        return _agent_builders() + _server_builders()[-1:]  # the agent serves /metrics and /healthz too
-    if mode == "server":
-        return _server_builders()
-    return _agent_builders() + _server_builders()
+        # The agent serves /metrics and /healthz too, so it gets the API component.
+        refs = AGENT_BUILDERS + ["telemetry.api:api_components"]
+    elif mode == "server":
+        refs = SERVER_BUILDERS
+    else:
+        refs = AGENT_BUILDERS + SERVER_BUILDERS
+    return [_load(r) for r in refs]
 
 
 class Daemon:
