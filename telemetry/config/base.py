@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 from telemetry.timeutil import parse_duration
 
-__all__ = ["Duration", "HostPort", "Section", "redact_url", "split_hostport"]
+__all__ = ["Duration", "HostPort", "Section", "check_scheme", "redact_url", "split_hostport"]
 
 
 class Section(BaseModel):
@@ -60,3 +60,11 @@ def _hostport(value: Any) -> str:
 
 #: ``host:port`` checked at load time.
 HostPort = Annotated[str, BeforeValidator(_hostport)]
+
+
+def check_scheme(url: str, schemes: tuple[str, ...], what: str) -> str:
+    """``url`` unchanged if its scheme is one of ``schemes``; a message naming them otherwise."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in schemes:
+        raise ValueError(f"unsupported {what} URL {url!r}: the scheme must be one of {', '.join(schemes)}")
+    return url

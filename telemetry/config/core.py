@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from telemetry.config.base import Section
+from telemetry.config.base import Section, check_scheme
 
 BUS_SCHEMES = ("memory", "amqp", "amqps", "kafka")
 
@@ -21,10 +21,7 @@ class BusConfig(Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        scheme = v.split("://", 1)[0] if "://" in v else ""
-        if scheme not in BUS_SCHEMES:
-            raise ValueError(f"unsupported bus URL {v!r}: the scheme must be one of {', '.join(BUS_SCHEMES)}")
-        return v
+        return check_scheme(v, BUS_SCHEMES, "bus")
 
 
 class ApiConfig(Section):

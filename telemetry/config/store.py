@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from telemetry.config.base import Duration, Section
+from telemetry.config.base import Duration, Section, check_scheme
 
 STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -15,10 +15,7 @@ class StoreUrl(Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        scheme = v.split("://", 1)[0] if "://" in v else ""
-        if scheme not in STORE_SCHEMES:
-            raise ValueError(f"unsupported store URL {v!r}: the scheme must be one of {', '.join(STORE_SCHEMES)}")
-        return v
+        return check_scheme(v, STORE_SCHEMES, "store")
 
 
 class TtlConfig(Section):
