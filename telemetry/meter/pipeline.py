@@ -155,22 +155,30 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineDef:
     return parse_pipeline(data, where)
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    """Each pydantic error as ``path: message``, without pydantic's boilerplate."""
+    out = []
+    for e in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(f"{prefix}{loc or '(top level)'}: {msg}")
+    return "; ".join(out)
+
+
 def parse_pipeline(data: Any, where: str = "<pipeline>") -> PipelineDef:
     try:
         defn = PipelineDef.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise PipelineError(f"{where}: {problems}") from None
+        raise PipelineError(f"{where}: {_problems(exc)}") from None
     for i, sink in enumerate(defn.sinks):
         for j, t in enumerate(sink.transformers or []):
+            prefix = f"sinks[{i}] ({sink.name}).transformers[{j}] ({t.name}).parameters"
             try:
                 TRANSFORMERS[t.name](t.parameters, tag="check")
-            except (ValidationError, ValueError) as exc:
-                raise PipelineError(
-                    f"{where}: sinks[{i}] ({sink.name}).transformers[{j}] ({t.name}).parameters: {exc}"
-                ) from None
+            except ValidationError as exc:
+                raise PipelineError(f"{where}: {_problems(exc, prefix + '.')}") from None
+            except ValueError as exc:
+                raise PipelineError(f"{where}: {prefix}: {exc}") from None
     return defn
 
 

@@ -28,6 +28,7 @@ from telemetry.meter.transformers.base import (
     evaluate,
     sample_names,
 )
+from telemetry.meter.transformers.expr import Expression
 from telemetry.models import CounterType, Sample, derived_id
 from telemetry.timeutil import parse_timestamp
 
@@ -71,7 +72,7 @@ class ArithmeticTarget(Params):
         escaped, names = parse_expr(v)
         if not names:
             raise ValueError(f"arithmetic expression {v!r} must name at least one meter as $(name)")
-        compile_expression(escaped, "target.expr")
+        Expression(escaped)  # fail at load; pydantic names the field
         return v
 
 

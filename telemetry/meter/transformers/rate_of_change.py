@@ -16,6 +16,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from telemetry.meter.transformers.expr import Expression
 from telemetry.meter.transformers.unit_conversion import UnitConversion
 from telemetry.models import CounterType, Sample
 from telemetry.timeutil import parse_timestamp
@@ -29,7 +30,8 @@ class RateOfChange(UnitConversion):
     def __init__(self, params: dict[str, Any] | None, tag: str) -> None:
         super().__init__(params, tag)
         if self.scale_expr is None and self.scale_factor is None:
-            self.scale_factor = 1.0
+            # Ceilometer's default scale is the string '1': evaluated, not a factor of the volume.
+            self.scale_expr = Expression("1")
         #: (name, resource) -> (volume, timestamp, monotonic_time)
         self.cache: dict[str, tuple[float, datetime, float | None]] = {}
 

@@ -48,7 +48,7 @@ class TargetSpec(Params):
     @classmethod
     def _scale(cls, v: Any) -> Any:
         if isinstance(v, str):
-            compile_expression(v, "target.scale")  # fail at load, naming the field
+            Expression(v)  # fail at load; pydantic names the field
         return v
 
 
