@@ -262,6 +262,8 @@ class SamplePipeline:
         self.sinks = {s.name: _Sink(s) for s in defn.sinks}
         self.state_path = state_dir / "state.json" if state_dir is not None else None
         self._dirty = False
+        #: meter name -> sinks its sources send it to (meter names are few, samples many).
+        self._routes: dict[str, list[str]] = {}
         if self.state_path is not None:
             self._restore()
 
@@ -284,6 +286,14 @@ class SamplePipeline:
             log.error("pipeline state %s is unreadable (%s); transformers start afresh", self.state_path, exc)
             self.sinks = {s.name: _Sink(s) for s in self.defn.sinks}
 
+    def _route(self, meter: str) -> list[str]:
+        sinks = self._routes.get(meter)
+        if sinks is None:
+            sinks = list(dict.fromkeys(k for src in self.defn.sources if src.supports(meter) for k in src.sinks))
+            if len(self._routes) < 100_000:
+                self._routes[meter] = sinks
+        return sinks
+
     def process(self, samples: Iterable[Sample], now: datetime | None = None) -> list[Sample]:
         """The samples to store for this batch: selected raw ones and derived ones, each id once."""
         now = now or utcnow()
@@ -291,13 +301,10 @@ class SamplePipeline:
         per_sink: dict[str, list[Sample]] = {name: [] for name in self.sinks}
         queued: dict[str, set[str]] = {name: set() for name in self.sinks}
         for s in batch:
-            for src in self.defn.sources:
-                if not src.supports(s.counter_name):
-                    continue
-                for sink in src.sinks:
-                    if s.message_id not in queued[sink]:
-                        queued[sink].add(s.message_id)
-                        per_sink[sink].append(s)
+            for sink in self._route(s.counter_name):
+                if s.message_id not in queued[sink]:
+                    queued[sink].add(s.message_id)
+                    per_sink[sink].append(s)
         out: list[Sample] = []
         emitted: set[str] = set()
         for name, sink in self.sinks.items():
