@@ -59,6 +59,8 @@ AGENT_BUILDERS = [
 ]
 SERVER_BUILDERS = [
     "telemetry.api:api_components",
+    "telemetry.collect.ceilometer:ceilometer_components",
+    "telemetry.meter.pipeline:pipeline_components",
 ]
 
 

@@ -99,6 +99,7 @@ class SyslogSource(Section):
 class CeilometerSource(Section):
     enabled: bool = Field(True, description="Accept Ceilometer's udp:// publisher")
     udp: HostPort = Field("127.0.0.1:4952", description="host:port for msgpack datagrams")
+    http: bool = Field(True, description="Accept Ceilometer's http:// publisher at POST /v1/ceilometer/samples on the API")
     telemetry_secret: SecretStr | None = Field(None, description="Verify message_signature with this secret")
 
 

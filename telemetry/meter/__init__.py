@@ -1,0 +1,1 @@
+"""Metering: samples, their signatures, the transformer pipeline and the store."""
