@@ -190,6 +190,9 @@ class SampleStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def describe(self) -> str:
+        return type(self).__name__
+
     def free_fraction(self) -> float | None:
         """Free share of the disk holding the data, or None when the store cannot see it."""
         return None

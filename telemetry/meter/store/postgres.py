@@ -159,7 +159,8 @@ class PostgresSampleStore(SampleStore):
             rows = self.conn.execute(
                 "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_inherits i "
                 "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-                "WHERE p.relname LIKE 'samples_t%%' OR p.relname IN ('rollup_m1', 'rollup_h1')"
+                "WHERE (p.relname LIKE 'samples_t%%' OR p.relname IN ('rollup_m1', 'rollup_h1')) "
+                "AND p.relnamespace = current_schema()::regnamespace"
             ).fetchall()
         out = []
         for name, size in rows:
