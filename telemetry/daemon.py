@@ -61,6 +61,7 @@ SERVER_BUILDERS = [
     "telemetry.api:api_components",
     "telemetry.collect.ceilometer:ceilometer_components",
     "telemetry.meter.pipeline:pipeline_components",
+    "telemetry.meter.stage:meter_components",
 ]
 
 

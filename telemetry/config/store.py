@@ -28,10 +28,19 @@ class TtlConfig(Section):
     events: Duration | None = Field(None, gt=0, description="Time to live of events (default: ttl.default)")
 
 
+class RollupConfig(Section):
+    """Per-minute and per-hour aggregates, kept longer than raw samples so statistics over weeks stay cheap."""
+
+    minute: Duration = Field("30d", gt=0, description="Time to live of the per-minute roll-ups")
+    hour: Duration = Field("400d", gt=0, description="Time to live of the per-hour roll-ups")
+
+
 class StoreConfig(Section):
     samples: StoreUrl = Field(default_factory=StoreUrl)
     events: StoreUrl = Field(default_factory=StoreUrl)
     ttl: TtlConfig = Field(default_factory=TtlConfig)
+    rollups: RollupConfig = Field(default_factory=RollupConfig)
+    retention_interval: Duration = Field("60s", gt=0, description="How often expiry and the free-space guard run")
     min_free_disk: float = Field(
         0.05, ge=0, lt=1, description="Free-space floor (fraction of the data disk) below which old partitions are shed"
     )

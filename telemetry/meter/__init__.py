@@ -1,1 +1,1 @@
-"""Metering: samples, their signatures, the transformer pipeline and the store."""
+"""Metering: samples, their signatures, the transformer pipeline, the store, retention, roll-ups and statistics."""

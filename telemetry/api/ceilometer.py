@@ -1,0 +1,231 @@
+"""Ceilometer v2 API: meters, samples, statistics and resources, JSON as Ceilometer returns it.
+
+Simple queries come as parallel ``q.field`` / ``q.op`` / ``q.value`` (and
+optional ``q.type``) lists, exactly as python-ceilometerclient sends them.
+Samples POSTed to ``/v2/meters/{name}`` go onto the bus like any other input,
+so the transformer pipeline sees them and the meter stage stores them (the
+store dedups on message_id, so a client retrying its POST counts once).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from telemetry.api.auth import require_token
+from telemetry.bus.records import publish_records
+from telemetry.meter.query import QueryError, QueryTerm, SampleQuery
+from telemetry.meter.statistics import AGGREGATES, ceilometer_time, from_ms
+from telemetry.meter.store.base import SampleRow, SeriesRow, stored_message_id
+from telemetry.models import Sample
+from telemetry.timeutil import utcnow
+
+router = APIRouter(prefix="/v2", tags=["ceilometer"])
+
+
+class OldSampleIn(BaseModel):
+    """A sample as POSTed to ``/v2/meters/{name}`` (Ceilometer's OldSample)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    counter_name: str | None = None
+    counter_type: str
+    counter_unit: str = ""
+    counter_volume: float
+    resource_id: str
+    project_id: str | None = None
+    user_id: str | None = None
+    source: str | None = None
+    timestamp: datetime | None = None
+    resource_metadata: dict[str, Any] | None = None
+    message_id: str | None = None
+
+
+def _store(request: Request) -> Any:
+    store = request.app.state.runtime.services.get("sample_store")
+    if store is None:
+        raise HTTPException(503, "the sample store is not running")
+    return store
+
+
+def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
+    """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it."""
+    params = request.query_params
+    fields, ops, values, types = (params.getlist(f"q.{k}") for k in ("field", "op", "value", "type"))
+    if len(values) != len(fields):
+        raise HTTPException(400, f"q.field and q.value must pair up ({len(fields)} fields, {len(values)} values)")
+    terms = []
+    for i, f in enumerate(fields):
+        try:
+            terms.append(QueryTerm(field=f, op=ops[i] if i < len(ops) and ops[i] else "eq", value=values[i],
+                                   type=types[i] if i < len(types) and types[i] else None))
+        except ValidationError as exc:
+            raise HTTPException(400, f"q.field {f!r}: {exc.errors()[0]['msg']}") from None
+    try:
+        return SampleQuery(terms, meter=meter)
+    except QueryError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _limit(request: Request) -> int | None:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise HTTPException(400, f"limit must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def old_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
+    return {
+        "counter_name": s.meter, "counter_type": s.counter_type, "counter_unit": s.counter_unit,
+        "counter_volume": r.volume, "resource_id": s.resource_id, "project_id": s.project_id,
+        "user_id": s.user_id, "source": s.source, "timestamp": ceilometer_time(from_ms(r.ts)),
+        "recorded_at": ceilometer_time(from_ms(r.recorded)), "resource_metadata": s.metadata,
+        "message_id": stored_message_id(r, s),
+    }
+
+
+def new_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
+    return {
+        "id": stored_message_id(r, s), "meter": s.meter, "type": s.counter_type, "unit": s.counter_unit,
+        "volume": r.volume, "user_id": s.user_id, "project_id": s.project_id, "resource_id": s.resource_id,
+        "source": s.source, "timestamp": ceilometer_time(from_ms(r.ts)),
+        "recorded_at": ceilometer_time(from_ms(r.recorded)), "metadata": s.metadata,
+    }
+
+
+@router.get("/meters")
+async def list_meters(request: Request) -> JSONResponse:
+    q = parse_query(request)
+    series = await _store(request).run(_store(request).select, q)
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for s in sorted(series, key=lambda s: (s.meter, s.resource_id, -s.last_ts)):
+        key = (s.meter, s.counter_type, s.counter_unit, s.resource_id, s.project_id, s.user_id, s.source)
+        seen.setdefault(key, {
+            "meter_id": base64.b64encode(f"{s.resource_id}+{s.meter}".encode()).decode(),
+            "name": s.meter, "type": s.counter_type, "unit": s.counter_unit, "resource_id": s.resource_id,
+            "project_id": s.project_id, "user_id": s.user_id, "source": s.source,
+        })
+    out = list(seen.values())
+    limit = _limit(request)
+    return JSONResponse(out[:limit] if limit else out)
+
+
+@router.get("/meters/{name}")
+async def list_meter_samples(name: str, request: Request) -> JSONResponse:
+    store = _store(request)
+    q = parse_query(request, meter=name)
+    try:
+        rows = await store.run(store.samples_sync, q, _limit(request))
+    except QueryError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return JSONResponse([old_sample(s, r) for s, r in rows])
+
+
+@router.post("/meters/{name}", status_code=201, dependencies=[Depends(require_token)])
+async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> JSONResponse:
+    now = utcnow()
+    samples: list[Sample] = []
+    for i, s in enumerate(body):
+        if s.counter_name is not None and s.counter_name != name:
+            raise HTTPException(400, f"sample {i}: counter_name {s.counter_name!r} does not match the meter "
+                                     f"{name!r} in the URL")
+        try:
+            samples.append(Sample(
+                counter_name=name, counter_type=s.counter_type, counter_unit=s.counter_unit,
+                counter_volume=s.counter_volume, resource_id=s.resource_id,
+                project_id=s.project_id or request.headers.get("x-project-id"),
+                user_id=s.user_id or request.headers.get("x-user-id"),
+                source=s.source or "openstack", timestamp=s.timestamp or now,
+                resource_metadata=s.resource_metadata or {}, message_id=s.message_id or str(uuid.uuid1()),
+            ))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise HTTPException(400, f"sample {i}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    await publish_records(request.app.state.runtime.bus, samples)
+    out = []
+    for s in samples:
+        d = s.model_dump(mode="json", exclude={"message_signature"})
+        d["timestamp"] = ceilometer_time(s.timestamp)
+        d["recorded_at"] = ceilometer_time(now)
+        d["counter_type"] = s.counter_type.value
+        out.append(d)
+    return JSONResponse(out, status_code=201)
+
+
+@router.get("/meters/{name}/statistics")
+async def meter_statistics(name: str, request: Request) -> JSONResponse:
+    store = _store(request)
+    q = parse_query(request, meter=name)
+    params = request.query_params
+    period = params.get("period")
+    if period is not None and (not period.isdigit() or int(period) <= 0):
+        raise HTTPException(400, f"period must be a positive number of seconds, got {period!r}")
+    funcs = params.getlist("aggregate.func")
+    for f in funcs:
+        if f not in AGGREGATES:
+            raise HTTPException(400, f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
+    try:
+        rows = await store.run(store.statistics_sync, q, int(period) if period else None,
+                               params.getlist("groupby"), funcs)
+    except (QueryError, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    return JSONResponse([r.model_dump(mode="json") for r in rows])
+
+
+@router.get("/samples")
+async def list_samples(request: Request) -> JSONResponse:
+    store = _store(request)
+    q = parse_query(request)
+    try:
+        rows = await store.run(store.samples_sync, q, _limit(request))
+    except QueryError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return JSONResponse([new_sample(s, r) for s, r in rows])
+
+
+def _resources(request: Request, series: list[SeriesRow]) -> list[dict[str, Any]]:
+    base = str(request.base_url).rstrip("/")
+    by_rid: dict[str, list[SeriesRow]] = {}
+    for s in series:
+        by_rid.setdefault(s.resource_id, []).append(s)
+    out = []
+    for rid in sorted(by_rid):
+        group = sorted(by_rid[rid], key=lambda s: s.last_ts)
+        last = group[-1]
+        links = [{"href": f"{base}/v2/resources/{rid}", "rel": "self"}]
+        links += [{"href": f"{base}/v2/meters/{m}?q.field=resource_id&q.value={rid}", "rel": m}
+                  for m in sorted({s.meter for s in group})]
+        out.append({
+            "resource_id": rid, "project_id": last.project_id, "user_id": last.user_id, "source": last.source,
+            "first_sample_timestamp": ceilometer_time(from_ms(min(s.first_ts for s in group))),
+            "last_sample_timestamp": ceilometer_time(from_ms(last.last_ts)),
+            "metadata": last.metadata, "links": links,
+        })
+    return out
+
+
+@router.get("/resources")
+async def list_resources(request: Request) -> JSONResponse:
+    store = _store(request)
+    series = await store.run(store.select, parse_query(request))
+    out = _resources(request, series)
+    limit = _limit(request)
+    return JSONResponse(out[:limit] if limit else out)
+
+
+@router.get("/resources/{resource_id}")
+async def get_resource(resource_id: str, request: Request) -> JSONResponse:
+    store = _store(request)
+    q = SampleQuery([QueryTerm(field="resource_id", value=resource_id)])
+    out = _resources(request, await store.run(store.select, q))
+    if not out:
+        raise HTTPException(404, f"resource {resource_id} not found")
+    return JSONResponse(out[0])

@@ -1,0 +1,112 @@
+"""``telemetry meter-list``, ``sample-list`` and ``statistics``: the ceilometer client's commands.
+
+They talk to the Ceilometer v2 API of a running daemon and print the same
+columns the ceilometer CLI printed, so operators' habits and scripts carry over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from telemetry.cli.client import ApiClient, api_options, format_option, print_json, print_table
+from telemetry.cli.common import fail
+
+STAT_COLUMNS = ["Period", "Period Start", "Period End", "Max", "Min", "Avg", "Sum", "Count", "Duration",
+                "Duration Start", "Duration End"]
+OPS = (("<=", "le"), (">=", "ge"), ("!=", "ne"), ("<", "lt"), (">", "gt"), ("=", "eq"))
+
+
+def query_params(query: str | None) -> list[tuple[str, str]]:
+    """``'resource_id=abc;timestamp>=2024-01-01T00:00:00'`` -> q.field/q.op/q.value pairs, as ceilometer -q."""
+    params: list[tuple[str, str]] = []
+    for part in (query or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        for sym, op in OPS:
+            field, sep, value = part.partition(sym)
+            if sep and field.strip():
+                params += [("q.field", field.strip()), ("q.op", op), ("q.value", value.strip())]
+                break
+        else:
+            fail(f"bad query term {part!r}: expected field<op>value with op one of = != < <= > >=")
+    return params
+
+
+query_option = click.option("-q", "--query", default=None, help="key[op]value;... (op: = != < <= > >=).")
+
+
+@click.command("meter-list")
+@query_option
+@format_option
+@api_options
+def meter_list(query: str | None, fmt: str, url: str, token: str | None) -> None:
+    """List meters (one row per meter and resource)."""
+    data = ApiClient(url, token).request("GET", "/v2/meters", params=query_params(query))
+    if fmt == "json":
+        return print_json(data)
+    print_table(["Name", "Type", "Unit", "Resource ID", "User ID", "Project ID"],
+                [(m["name"], m["type"], m["unit"], m["resource_id"], m["user_id"], m["project_id"]) for m in data])
+
+
+@click.command("sample-list")
+@click.option("-m", "--meter", required=True, help="Name of the meter.")
+@query_option
+@click.option("-l", "--limit", type=click.IntRange(min=1), default=None, help="Most recent N samples.")
+@format_option
+@api_options
+def sample_list(meter: str, query: str | None, limit: int | None, fmt: str, url: str, token: str | None) -> None:
+    """List the samples of a meter, newest first."""
+    params = query_params(query) + ([("limit", str(limit))] if limit else [])
+    data = ApiClient(url, token).request("GET", f"/v2/meters/{meter}", params=params)
+    if fmt == "json":
+        return print_json(data)
+    print_table(["Resource ID", "Name", "Type", "Volume", "Unit", "Timestamp"],
+                [(s["resource_id"], s["counter_name"], s["counter_type"], s["counter_volume"], s["counter_unit"],
+                  s["timestamp"]) for s in data])
+
+
+@click.command("statistics")
+@click.option("-m", "--meter", required=True, help="Name of the meter.")
+@click.option("-p", "--period", type=click.IntRange(min=1), default=None, help="Period length in seconds.")
+@query_option
+@click.option("-g", "--groupby", multiple=True, help="Field to group by (resource_id, project_id, ...).")
+@click.option("-a", "--aggregate", "aggregates", multiple=True,
+              help="Aggregate function(s): avg sum min max count stddev.")
+@format_option
+@api_options
+def statistics(meter: str, period: int | None, query: str | None, groupby: tuple[str, ...],
+               aggregates: tuple[str, ...], fmt: str, url: str, token: str | None) -> None:
+    """Statistics of a meter, with Ceilometer's columns."""
+    params = query_params(query) + ([("period", str(period))] if period else [])
+    params += [("groupby", g) for g in groupby] + [("aggregate.func", a) for a in aggregates]
+    data = ApiClient(url, token).request("GET", f"/v2/meters/{meter}/statistics", params=params)
+    if fmt == "json":
+        return print_json(data)
+    columns = STAT_COLUMNS[:]
+    if aggregates:
+        # As the ceilometer client: the requested aggregates replace Max..Count.
+        columns = STAT_COLUMNS[:3] + [a.capitalize() for a in aggregates] + STAT_COLUMNS[8:]
+    if groupby:
+        columns.insert(0, "Group By")
+    print_table(columns, [_row(s, aggregates, bool(groupby)) for s in data])
+
+
+def _row(s: dict[str, Any], aggregates: tuple[str, ...], grouped: bool) -> list[Any]:
+    agg = s.get("aggregate") or {}
+    values = [agg.get(a) for a in aggregates] if aggregates else [s["max"], s["min"], s["avg"], s["sum"], s["count"]]
+    row = [s["period"], s["period_start"], s["period_end"], *values, s["duration"], s["duration_start"],
+           s["duration_end"]]
+    return ([s.get("groupby")] if grouped else []) + row
+
+
+def _register(group: click.Group) -> None:
+    for cmd in (meter_list, sample_list, statistics):
+        group.add_command(cmd)
+
+
+from telemetry.cli import main as _main  # noqa: E402
+
+_register(_main)

@@ -1,0 +1,309 @@
+"""The sample store interface and what every backend shares.
+
+Layout, the same on both backends:
+- a *series* catalogue: one row per distinct (meter, type, unit, resource,
+  project, user, source, metadata). Its id is a 64-bit hash of that identity,
+  so a writer never has to look an id up before inserting samples;
+- raw samples ``(series_id, ts_ms, mid, volume, recorded_ms, msgid)`` keyed
+  by (series, time, hash of message_id) — a redelivered message hits the key
+  and is ignored, and only rows actually inserted feed the roll-ups, so
+  redelivery never double-counts either;
+- per-minute and per-hour roll-ups of partial aggregates per series.
+All three are partitioned by day (raw samples additionally by TTL class), so
+expiry drops whole partitions and the disk space comes back at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+import orjson
+
+from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
+from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms, merge_into
+from telemetry.models import Sample, derived_id
+
+Kind = Literal["raw", "m1", "h1"]
+DAY_MS = 86_400_000
+GRANULARITY = {"m1": 60_000, "h1": 3_600_000}
+
+
+def hash64(text: bytes) -> int:
+    """A signed 64-bit hash (fits SQLite INTEGER and PostgreSQL bigint)."""
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
+
+
+def day_of(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).date()
+
+
+def day_start_ms(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class SeriesRow:
+    id: int
+    meter: str
+    counter_type: str
+    counter_unit: str
+    resource_id: str
+    project_id: str | None
+    user_id: str | None
+    source: str
+    metadata: dict[str, Any]
+    first_ts: int = 0
+    last_ts: int = 0
+
+
+@dataclass(slots=True)
+class SampleRow:
+    """A raw sample as stored, before it meets its series again."""
+
+    series_id: int
+    ts: int
+    mid: int
+    volume: float
+    recorded: int
+    msgid: str | None  # None when the id is derivable from the sample itself
+
+
+@dataclass(slots=True)
+class Partition:
+    kind: Kind
+    day: date
+    ttl: int | None = None  # raw partitions: the TTL class (seconds) they were written under
+    size: int = 0
+
+    @property
+    def end_ms(self) -> int:
+        return day_start_ms(self.day) + DAY_MS
+
+
+@dataclass
+class WriteResult:
+    inserted: int = 0
+    duplicates: int = 0
+    expired: int = 0
+
+
+def series_of(s: Sample) -> SeriesRow:
+    ident = orjson.dumps(
+        [s.counter_name, s.counter_type.value, s.counter_unit, s.resource_id, s.project_id, s.user_id,
+         s.source, s.resource_metadata], option=orjson.OPT_SORT_KEYS,
+    )
+    return SeriesRow(hash64(ident), s.counter_name, s.counter_type.value, s.counter_unit, s.resource_id,
+                     s.project_id, s.user_id, s.source, s.resource_metadata)
+
+
+def sample_row(s: Sample, series_id: int, recorded: int) -> SampleRow:
+    ts = int(round(s.timestamp.timestamp() * 1000))
+    default = derived_id("sample", s.counter_name, s.resource_id, from_ms(ts).isoformat(), s.source)
+    msgid = None if s.message_id == default else s.message_id
+    return SampleRow(series_id, ts, hash64(s.message_id.encode()), s.counter_volume, recorded, msgid)
+
+
+def stored_message_id(row: SampleRow, s: SeriesRow) -> str:
+    if row.msgid is not None:
+        return row.msgid
+    return derived_id("sample", s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
+
+
+def encode_msgid(msgid: str | None) -> bytes | str | None:
+    """16 bytes for a canonical UUID (most ids), the text otherwise."""
+    if msgid is None:
+        return None
+    try:
+        u = uuid.UUID(msgid)
+    except ValueError:
+        return msgid
+    return u.bytes if str(u) == msgid else msgid
+
+
+def decode_msgid(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(uuid.UUID(bytes=bytes(value)))
+
+
+class TtlPolicy:
+    """The TTL class of a meter: the first matching ``store.ttl.meters`` pattern, else the default."""
+
+    def __init__(self, default: float, meters: dict[str, float] | None = None) -> None:
+        self.default = int(default)
+        self.meters = {k: int(v) for k, v in (meters or {}).items()}
+
+    def ttl_for(self, meter: str) -> int:
+        for pattern, ttl in self.meters.items():
+            if fnmatchcase(meter, pattern):
+                return ttl
+        return self.default
+
+
+class SampleStore(abc.ABC):
+    """Backend primitives are sync and run under ``self.lock``; the async methods run them in a thread."""
+
+    def __init__(self, ttl: TtlPolicy, rollup_ttl: dict[str, float] | None = None) -> None:
+        self.ttl = ttl
+        self.rollup_ttl = {"m1": 30 * 86400, "h1": 400 * 86400, **(rollup_ttl or {})}
+        self.lock = threading.RLock()
+
+    # ---- backend primitives -------------------------------------------------------------
+    @abc.abstractmethod
+    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[SampleRow]]) -> int:
+        """Upsert series, insert rows grouped by (ttl class, day), feed roll-ups with what was new."""
+
+    @abc.abstractmethod
+    def _series(self, equalities: dict[str, str]) -> list[SeriesRow]:
+        """Series whose columns equal ``equalities`` (keys from query.SERIES_FIELDS)."""
+
+    @abc.abstractmethod
+    def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
+        """Partials keyed by (bucket, group id) over series ``sel`` (series id -> group id)."""
+
+    @abc.abstractmethod
+    def _fetch(self, sids: list[int], lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+               limit: int | None) -> list[SampleRow]:
+        """Raw samples of these series, newest first."""
+
+    @abc.abstractmethod
+    def partitions(self) -> list[Partition]:
+        """Every partition with its size on disk."""
+
+    @abc.abstractmethod
+    def drop(self, p: Partition) -> None:
+        """Drop a whole partition (unlink / DROP TABLE): its space returns at once."""
+
+    @abc.abstractmethod
+    def forget_series(self, before_ms: int) -> int:
+        """Remove series last seen before ``before_ms`` (nothing references them any more)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def free_fraction(self) -> float | None:
+        """Free share of the disk holding the data, or None when the store cannot see it."""
+        return None
+
+    # ---- shared logic ---------------------------------------------------------------------
+    def write(self, samples: list[Sample], now: datetime | None = None) -> WriteResult:
+        now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
+        result = WriteResult()
+        series: dict[int, SeriesRow] = {}
+        rows: dict[tuple[int, date], dict[tuple[int, int, int], SampleRow]] = {}
+        for s in samples:
+            sr = series_of(s)
+            row = sample_row(s, sr.id, now_ms)
+            ttl = self.ttl.ttl_for(s.counter_name)
+            if day_start_ms(day_of(row.ts)) + DAY_MS <= now_ms - ttl * 1000:
+                result.expired += 1  # its partition is already gone: writing would resurrect it
+                continue
+            known = series.setdefault(sr.id, sr)
+            known.first_ts = min(known.first_ts or row.ts, row.ts)
+            known.last_ts = max(known.last_ts, row.ts)
+            rows.setdefault((ttl, day_of(row.ts)), {})[(row.series_id, row.ts, row.mid)] = row
+        batch = {k: list(v.values()) for k, v in rows.items()}
+        with self.lock:
+            result.inserted = self._write(list(series.values()), batch) if batch else 0
+        result.duplicates = len(samples) - result.expired - result.inserted
+        return result
+
+    def select(self, q: SampleQuery) -> list[SeriesRow]:
+        with self.lock:
+            candidates = self._series(q.equalities())
+        return [s for s in candidates if q.matches_series(s)]
+
+    def statistics_sync(self, q: SampleQuery, period: int | None = None, groupby: list[str] | None = None,
+                        aggregates: list[str] | None = None, force: Kind | None = None) -> list[Statistics]:
+        from telemetry.meter.rollups import choose_source
+
+        groupby = [g if not g.startswith("resource_metadata.") else "metadata." + g[18:] for g in groupby or []]
+        for g in groupby:
+            if g not in GROUPBY_FIELDS and not g.startswith("metadata."):
+                raise QueryError(f"groupby {g!r} is not supported (resource_id, project_id, user_id, "
+                                 "source or resource_metadata.<field>)")
+        if period is not None and period <= 0:
+            raise QueryError("period must be a positive number of seconds")
+        series = self.select(q)
+        if not series:
+            return []
+        sel: dict[int, int] = {}
+        groups: dict[int, tuple[dict[str, Any] | None, str]] = {}
+        keys: dict[tuple[Any, ...], int] = {}
+        for s in series:
+            key = tuple(metadata_value(s.metadata, g[9:]) if g.startswith("metadata.") else getattr(s, g)
+                        for g in groupby)
+            gid = keys.setdefault(tuple(str(k) for k in key), len(keys))
+            sel[s.id] = gid
+            groups.setdefault(gid, ({("resource_metadata." + g[9:] if g.startswith("metadata.") else g): v
+                                     for g, v in zip(groupby, key)} if groupby else None, s.counter_unit))
+        period_ms = period * 1000 if period else None
+        with self.lock:
+            origin = q.start
+            if period_ms and origin is None:
+                # Ceilometer starts the buckets at the first sample when no start is given.
+                whole = self._aggregate(choose_source(q, None, None, force), sel, 0, None, q.lo, q.hi,
+                                        q.sample_terms)
+                if not whole:
+                    return []
+                origin = min(p.tmin for p in whole.values())
+            kind = choose_source(q, period_ms, origin, force)
+            partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms)
+        merged: dict[tuple[int, int], Partial] = {}
+        for k, p in partials.items():
+            merge_into(merged, k, p)
+        return build_statistics(merged, groups, origin, period_ms, aggregates or [], q.start, q.end)
+
+    def samples_sync(self, q: SampleQuery, limit: int | None = None) -> list[tuple[SeriesRow, SampleRow]]:
+        series = {s.id: s for s in self.select(q)}
+        if not series:
+            return []
+        with self.lock:
+            rows = self._fetch(list(series), q.lo, q.hi, q.sample_terms, limit)
+        return [(series[r.series_id], r) for r in rows]
+
+    # ---- async face (the API and the rule engine) ---------------------------------------------
+    async def statistics(self, meter: str, query: SampleQuery | None = None, period: int | None = None,
+                         groupby: list[str] | None = None, aggregates: list[str] | None = None,
+                         start: datetime | None = None, end: datetime | None = None) -> list[Statistics]:
+        """Ceilometer statistics of ``meter``; ``start``/``end`` add ``timestamp ge/lt`` terms."""
+        from telemetry.meter.query import QueryTerm
+
+        q = SampleQuery(meter=meter)
+        for t in (query.series_terms + query.sample_terms) if query else []:
+            (q.sample_terms if t[0] in ("counter_volume", "message_id") else q.series_terms).append(t)
+        if query:
+            q.lo, q.hi, q.start, q.end = query.lo, query.hi, query.start, query.end
+        if start is not None:
+            q.add(QueryTerm(field="timestamp", op="ge", value=start))
+        if end is not None:
+            q.add(QueryTerm(field="timestamp", op="lt", value=end))
+        return await asyncio.to_thread(self.statistics_sync, q, period, groupby, aggregates)
+
+    async def record(self, samples: list[Sample]) -> WriteResult:
+        return await asyncio.to_thread(self.write, samples)
+
+    async def run(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def days_between(lo: int | None, hi: int | None, available: list[date]) -> list[date]:
+    first = day_of(lo) if lo is not None else None
+    last = day_of(hi - 1) if hi is not None else None
+    return [d for d in available if (first is None or d >= first) and (last is None or d <= last)]
+
+
+def timedelta_ms(ms: int) -> timedelta:
+    return timedelta(milliseconds=ms)
