@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from telemetry.models import Event, RawLog
+from telemetry.parse import budget
 from telemetry.parse.dates import parse_log_time
 from telemetry.parse.grok import Grok, GrokCache, GrokTimeout
 from telemetry.parse.normalise import normal_level, service_of_logger, syslog_severity_level
@@ -115,7 +116,8 @@ class Parser:
         if not isinstance(text, str):
             text = "\n".join(text)
         canonical = self.library.canonical(type_) if type_ else ""
-        caps, tags, builtin = self.grok(text, type_)
+        with budget.armed():
+            caps, tags, builtin = self.grok(text, type_)
         data: dict[str, Any] = {"message": text, "type": canonical or type_}
         for k, v in (fields or {}).items():
             if k != "tags" and v not in (None, ""):
@@ -132,6 +134,11 @@ class Parser:
     def parse_raw(self, raw: RawLog) -> Event:
         fields = {"host": raw.host, "component": raw.component, "path": raw.path, "tags": raw.tags}
         return self.parse(raw.lines, raw.type, fields, event_id=raw.id, now=raw.read_at)
+
+    def parse_raws(self, raws: Iterable[RawLog]) -> list[Event]:
+        """A batch under one armed time budget (the fast engine, see budget.py)."""
+        with budget.armed():
+            return [self.parse_raw(r) for r in raws]
 
     def _timestamp(self, data: dict[str, Any], caps: Mapping[str, Any], now: datetime | None) -> None:
         raw = caps.get("timestamp")
