@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from telemetry.config.base import Section
 from telemetry.config.core import ApiConfig, BusConfig, LoggingConfig
+from telemetry.config.parse import ParseConfig
 from telemetry.config.rules import ActionsConfig, RulesConfig, SinksConfig
 from telemetry.config.sources import SourcesConfig
 from telemetry.config.store import StoreConfig
@@ -34,6 +35,7 @@ class Settings(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    parse: ParseConfig = Field(default_factory=ParseConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)

@@ -227,29 +227,41 @@ class Grok:
     or None; it raises GrokTimeout past ``timeout`` seconds.
     """
 
-    __slots__ = ("expression", "name", "regex", "fast", "specs", "_names", "_fast")
+    __slots__ = ("expression", "name", "source", "_regex", "fast", "specs", "_names", "_fast")
 
     def __init__(self, expression: str, patterns: Mapping[str, str], name: str | None = None) -> None:
         self.expression = expression
         self.name = name or expression
         exp = _Expander(patterns, self.name)
         source = exp.expand(expression, (self.name,))
-        try:
-            self.regex = regex.compile(source)
-        except regex.error as exc:
-            raise GrokError(f"pattern {self.name!r} is not a valid regular expression: {exc}") from None
-        #: The stdlib engine (twice as fast) when it reads the expression; used under budget.armed().
+        self.source = source
+        self._regex: Any = None
+        #: The stdlib engine (twice as fast), used under budget.armed(); the regex module's
+        #: copy (with its own timeout) is compiled on first need, off the main thread.
         try:
             self.fast: re.Pattern[str] | None = re.compile(source)
         except (re.error, OverflowError, RecursionError):
             self.fast = None
-        index = self.regex.groupindex
+            self._compile_regex()
+        index = (self.fast or self._regex).groupindex
         self.specs = [CaptureSpec(index[g], path, conv) for g, path, conv in exp.specs]
         # Every group is a field, in order; flat, single, unconverted ones make a dict from zip().
         names = [s.path[0] for s in self.specs]
         self._names = names
         self._fast = (all(len(s.path) == 1 and s.conv is None for s in self.specs)
                       and len(set(names)) == len(names))
+
+    def _compile_regex(self) -> Any:
+        try:
+            self._regex = regex.compile(self.source)
+        except regex.error as exc:
+            raise GrokError(f"pattern {self.name!r} is not a valid regular expression: {exc}") from None
+        return self._regex
+
+    @property
+    def regex(self) -> Any:
+        """The ``regex`` module's compiled expression (per-match timeout)."""
+        return self._regex if self._regex is not None else self._compile_regex()
 
     @property
     def fields(self) -> list[str]:
