@@ -8,10 +8,9 @@ stderr, only for files big enough to wait for.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import click
@@ -28,7 +27,7 @@ from telemetry.parse.parser import DEFAULT_TIMEOUT
 PROGRESS_BYTES = 4 << 20
 
 
-def _entries(stream: IO[bytes], multiline: str, advance: "callable[[int], None] | None" = None) -> Iterator[Entry]:
+def _entries(stream: IO[bytes], multiline: str, advance: Callable[[int], object] | None = None) -> Iterator[Entry]:
     joiner = make_joiner(multiline)
     offset = 0
     for raw in stream:
@@ -90,11 +89,10 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
 
 
 def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out: IO[bytes]) -> None:
-    buf = io.BufferedWriter(out, 1 << 16) if not isinstance(out, io.BufferedWriter) else out
     with armed():  # one time budget for the whole run: the fast engine
         for entry in entries:
             ev = parser.parse(entry.lines, type_, {**fields, "tags": entry.tags})
             d = ev.to_dict()
             d.pop("id", None)
-            buf.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE))
-    buf.flush()
+            out.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE))
+    out.flush()
