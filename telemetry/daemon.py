@@ -62,6 +62,7 @@ SERVER_BUILDERS = [
     "telemetry.collect.ceilometer:ceilometer_components",
     "telemetry.meter.pipeline:pipeline_components",
     "telemetry.meter.stage:meter_components",
+    "telemetry.parse.stage:parse_components",
 ]
 
 

@@ -20,6 +20,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``main``.
     from telemetry.cli import daemon_cmds  # noqa: F401
     from telemetry.cli import meter_cmds  # noqa: F401
+    from telemetry.cli import parse_cmd  # noqa: F401
 
 
 _register()

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from telemetry.config.base import Section
 from telemetry.config.core import ApiConfig, BusConfig, LoggingConfig
 from telemetry.config.pipeline import PipelineConfig
+from telemetry.config.parse import ParseConfig
 from telemetry.config.rules import ActionsConfig, RulesConfig, SinksConfig
 from telemetry.config.sources import SourcesConfig
 from telemetry.config.store import StoreConfig
@@ -35,6 +36,7 @@ class Settings(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    parse: ParseConfig = Field(default_factory=ParseConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)

@@ -1,0 +1,89 @@
+"""Timestamps as the sources print them, to aware UTC datetimes.
+
+Every format in the sample logs: ISO 8601 with a space or a T, a dot or a
+comma before the fraction, any zone form (``Z``, ``+0000``, ``+00:00``);
+MariaDB's unpadded hour; Apache's ``02/Mar/2026:09:14:02 +0000``; HAProxy's
+``02/Mar/2026:09:14:00.104``; Swift's ``02/Mar/2026/09/50/11``; RabbitMQ's
+old ``7-Apr-2015::20:51:42``; syslog's yearless ``Mar  2 09:50:11``; MySQL's
+``160302  9:00:00``. A time without a zone is taken in ``default_tz`` (UTC
+unless configured), because that is what OpenStack services log.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+
+__all__ = ["parse_log_time"]
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})[T ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+# 02/Mar/2026:09:14:02 +0000, 02/Mar/2026:09:14:00.104, 02/Mar/2026/09/50/11, 7-Apr-2015::20:51:42
+_DMY = re.compile(
+    r"^(\d{1,2})[/-]([A-Za-z]{3})[A-Za-z]*[/-](\d{4})(?:::|[:/ ])(\d{1,2})[:/](\d{2})[:/](\d{2})(?:[.,](\d+))?"
+    r"(?:\s*(Z|[+-]\d{2}:?\d{2}))?$"
+)
+# Mar  2 09:50:11 (syslog, no year)
+_SYSLOG = re.compile(r"^([A-Za-z]{3}) +(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
+# 160302  9:00:00 (old MySQL)
+_YYMMDD = re.compile(r"^(\d{2})(\d{2})(\d{2}) +(\d{1,2}):(\d{2}):(\d{2})$")
+
+
+def _zone(text: str | None, default_tz: tzinfo) -> tzinfo:
+    if not text:
+        return default_tz
+    if text == "Z":
+        return timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+    return timezone(sign * timedelta(minutes=minutes))
+
+
+def _micro(frac: str | None) -> int:
+    return int((frac or "0")[:6].ljust(6, "0"))
+
+
+def _aware(dt: datetime, tz: tzinfo) -> datetime:
+    """Attach the zone (fixed offset or zoneinfo, DST included) and convert to UTC."""
+    return dt.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def parse_log_time(text: str, default_tz: tzinfo = timezone.utc, now: datetime | None = None) -> datetime | None:
+    """The instant a log timestamp names, in UTC; None when the text is no known format."""
+    text = text.strip()
+    m = _ISO.match(text)
+    if m:
+        y, mo, d, h, mi, s, frac, zone = m.groups()
+        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), _micro(frac))
+        return _aware(dt, _zone(zone, default_tz))
+    m = _DMY.match(text)
+    if m:
+        d, mon, y, h, mi, s, frac, zone = m.groups()
+        month = _MONTHS.get(mon.lower())
+        if month is None:
+            return None
+        dt = datetime(int(y), month, int(d), int(h), int(mi), int(s), _micro(frac))
+        return _aware(dt, _zone(zone, default_tz))
+    m = _SYSLOG.match(text)
+    if m:
+        mon, d, h, mi, s, frac = m.groups()
+        month = _MONTHS.get(mon.lower())
+        if month is None:
+            return None
+        now = now or datetime.now(timezone.utc)
+        dt = _aware(datetime(now.year, month, int(d), int(h), int(mi), int(s), _micro(frac)), default_tz)
+        # No year in the line: a date more than a day ahead is from last year (a log read in January).
+        if dt - now > timedelta(days=1):
+            dt = _aware(datetime(now.year - 1, month, int(d), int(h), int(mi), int(s), _micro(frac)), default_tz)
+        return dt
+    m = _YYMMDD.match(text)
+    if m:
+        y, mo, d, h, mi, s = (int(x) for x in m.groups())
+        return _aware(datetime(2000 + y, mo, d, h, mi, s), default_tz)
+    return None

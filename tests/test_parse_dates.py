@@ -1,0 +1,64 @@
+"""Timestamps of every source format, zones and the configured default zone."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from telemetry.parse import TIMEOUT_TAG, Parser
+from telemetry.parse.dates import parse_log_time
+from telemetry.parse.normalise import normal_level
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize("text,want", [
+    ("2026-03-02 09:14:07.112", datetime(2026, 3, 2, 9, 14, 7, 112000, UTC)),
+    ("2026-03-02 09:14:07,112", datetime(2026, 3, 2, 9, 14, 7, 112000, UTC)),
+    ("2026-03-02T09:14:06.101Z", datetime(2026, 3, 2, 9, 14, 6, 101000, UTC)),
+    ("2026-03-02 09:16:39.998+0000", datetime(2026, 3, 2, 9, 16, 39, 998000, UTC)),
+    ("2026-03-02 11:00:01.118342+02:00", datetime(2026, 3, 2, 9, 0, 1, 118342, UTC)),
+    ("2026-03-02  9:00:00", datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)),
+    ("02/Mar/2026:10:14:02 +0100", datetime(2026, 3, 2, 9, 14, 2, tzinfo=UTC)),
+    ("02/Mar/2026:09:14:00.104", datetime(2026, 3, 2, 9, 14, 0, 104000, UTC)),
+    ("02/Mar/2026/09/50/11", datetime(2026, 3, 2, 9, 50, 11, tzinfo=UTC)),
+    ("7-Apr-2015::20:51:42", datetime(2015, 4, 7, 20, 51, 42, tzinfo=UTC)),
+    ("160302  9:00:00", datetime(2016, 3, 2, 9, 0, 0, tzinfo=UTC)),
+])
+def test_formats(text: str, want: datetime) -> None:
+    assert parse_log_time(text) == want
+
+
+def test_syslog_year_and_default_zone() -> None:
+    jan = datetime(2026, 1, 3, tzinfo=UTC)
+    assert parse_log_time("Dec 31 23:59:59", now=jan) == datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert parse_log_time("Jan  2 10:00:00", now=jan) == datetime(2026, 1, 2, 10, 0, 0, tzinfo=UTC)
+    paris = ZoneInfo("Europe/Paris")
+    assert parse_log_time("2026-07-01 12:00:00", paris) == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+    assert parse_log_time("2026-07-01 12:00:00+00:00", paris) == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    assert parse_log_time("yesterday") is None
+
+
+def test_unparseable_timestamp_is_tagged_not_fatal() -> None:
+    ev = Parser(patterns=["%{WORD:timestamp} %{GREEDYDATA:rest}"]).parse("never mind")
+    assert ev.tags == ["_dateparsefailure"] and ev.to_dict()["timestamp"] == "never"
+
+
+def test_levels() -> None:
+    assert [normal_level(x) for x in ("Note", "warn", "WARN", "ERR", "emer", "AUDIT", "dbg", "CRASH")] == [
+        "INFO", "WARNING", "WARNING", "ERROR", "CRITICAL", "INFO", "DEBUG", "ERROR"]
+    assert normal_level("TRACE", "openstack") == "ERROR" and normal_level("TRACE") == "DEBUG"
+
+
+def test_budget_off_the_main_thread_uses_the_regex_timeout() -> None:
+    pattern = "^" + ",".join(f"%{{DATA:f{i}}}" for i in range(12)) + ";END"
+    parser = Parser(patterns=[pattern], timeout=0.1)
+    line = ",".join(str(i) for i in range(60))
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(parser.parse(line)))
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and out[0].tags == [TIMEOUT_TAG]

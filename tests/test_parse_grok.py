@@ -1,0 +1,92 @@
+"""The grok compiler: Logstash syntax, capture shapes, errors, and the time budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from telemetry.parse import TIMEOUT_TAG, GrokError, GrokTimeout, Parser
+from telemetry.parse.grok import Grok
+from telemetry.parse.patterns import load_pattern_dirs, parse_pattern_text
+
+LIB = load_pattern_dirs([])
+
+
+def match(expr: str, text: str, patterns: dict[str, str] | None = None) -> dict | None:
+    return Grok(expr, patterns or LIB).match(text)
+
+
+def test_nested_typed_and_repeated_captures() -> None:
+    caps = match("%{WORD:[http][method]} %{INT:[http][status]:int} %{NUMBER:took:float} %{WORD:tag} %{WORD:tag}",
+                 "GET 404 0.25 a b")
+    assert caps == {"http": {"method": "GET", "status": 404}, "took": 0.25, "tag": ["a", "b"]}
+
+
+def test_unmatched_optional_capture_is_left_out() -> None:
+    assert match("%{WORD:a}(?: %{INT:b})?", "x") == {"a": "x"}
+
+
+def test_inline_named_captures_and_nested_definitions() -> None:
+    pats = {**LIB, **parse_pattern_text("# comment\nPAIR (?<key>\\w+)=%{INT:[kv][value]:int}\n\nBROKEN_LINE\n")}
+    assert "BROKEN_LINE" not in pats  # like Logstash, a line without a regex is skipped
+    assert match("%{PAIR} (?<[kv][rest]>.*)", "a=5 tail", pats) == {"key": "a", "kv": {"value": 5, "rest": "tail"}}
+    # SYSLOGBASE's inner captures are fields though the reference is unnamed
+    caps = match("%{SYSLOGBASE}", "Mar  2 09:00:05 cn01 systemd[1]:")
+    assert caps == {"timestamp": "Mar  2 09:00:05", "logsource": "cn01", "program": "systemd", "pid": "1"}
+
+
+def test_character_classes_and_escapes_are_not_references() -> None:
+    assert match(r"[%{]+\[(?<x>[^\]]+)\]", "%{[a]") == {"x": "a"}
+    assert match(r"\h+", "beef") == {}
+
+
+def test_oniguruma_m_flag_is_dotall() -> None:
+    assert match("(?m)%{WORD:a}.*%{WORD:b}$", "one\ntwo") == {"a": "one", "b": "two"}
+
+
+def test_compile_errors_name_the_pattern_and_the_reference() -> None:
+    with pytest.raises(GrokError, match=r"undefined pattern %\{NOPE\}"):
+        Grok("%{WORD} %{NOPE:x}", LIB)
+    pats = {**LIB, "OUTER": "%{INNER}", "INNER": "x%{MISSING}"}
+    with pytest.raises(GrokError, match=r"undefined pattern %\{MISSING\} \(in %\{INNER\}\)"):
+        Grok("%{OUTER}", pats, "mine")
+    with pytest.raises(GrokError, match="recursive reference"):
+        Grok("%{LOOP}", {"LOOP": "a%{LOOP}"})
+    with pytest.raises(GrokError, match="not a valid regular expression"):
+        Grok("(%{WORD}", LIB)
+
+
+def test_break_on_match_and_user_patterns_do_not_normalise() -> None:
+    p = Parser(patterns=["%{INT:a:int}", "%{WORD:level}"])
+    ev = p.parse("warn")
+    assert ev.level == "warn" and ev.tags == []  # a user's capture is kept as captured
+    assert p.parse("12 x").to_dict()["a"] == 12 and "level" not in (p.parse("12 x").model_extra or {})
+
+
+# A naive CSV pattern: every lazy DATA may end at any comma, so a line where the
+# last literal never comes makes the engine try all the splits.
+CATASTROPHIC = "^%{DATA:a},%{DATA:b},%{DATA:c},%{DATA:d},%{DATA:e},%{DATA:f},%{DATA:g},%{DATA:h},%{DATA:i},%{DATA:j},%{DATA:k},%{DATA:l};END"
+
+
+def test_catastrophic_backtracking_is_cut_by_the_budget() -> None:
+    line = ",".join(str(i) for i in range(60))
+    with pytest.raises(GrokTimeout):
+        Grok(CATASTROPHIC, LIB).match(line, timeout=0.05)
+    parser = Parser(patterns=[CATASTROPHIC], timeout=0.1)
+    start = time.monotonic()
+    ev = parser.parse(line)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.5, elapsed  # the budget, plus the engine's check interval on a busy machine
+    assert ev.tags == [TIMEOUT_TAG] and ev.message == line
+    # and the parser goes on with the next entry
+    assert Parser(timeout=0.1).parse("Mar  2 09:00:05 cn01 systemd[1]: ok", "syslog").tags == []
+
+
+def test_patterns_dir_overrides_the_library(tmp_path: Path) -> None:
+    (tmp_path / "mine").write_text("WORD [a-z]+\nMINE %{WORD:w}!\n")
+    p = Parser(patterns_dirs=[tmp_path], patterns=["%{MINE}"])
+    assert p.parse("abc!").to_dict()["w"] == "abc"
+    with pytest.raises(FileNotFoundError):
+        Parser(patterns_dirs=[tmp_path / "nope"])
