@@ -241,7 +241,7 @@ class _Parser:
         open_at = self.pos
         self.pos += 1
         if self.peek() == ")":
-            raise self.error("empty group '()'")
+            raise self.error("empty group '()'", open_at)
         node = self.or_expr(default_field)
         if self.peek() != ")":
             raise self.error("missing ')' to close the group opened", open_at)
