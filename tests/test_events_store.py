@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -145,7 +146,11 @@ def test_expiry_drops_old_partitions_and_the_folder_shrinks_at_once(tmp_path: Pa
     s.ttl = 3 * 86400
     assert len(s.partitions()) == 5
     size_before = s.size_bytes()
+    assert len(s.search("", limit=100_000)) == 10_000  # leaves cached read connections on every day file
     assert s.maintain(now=now) == 2
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.islink(f"/proc/self/fd/{fd}")]
+    assert not [h for h in held if "events-" in h and "(deleted)" in h], "a dropped file is still held open"
     assert [d.isoformat() for d, _ in s.partitions()] == ["2026-03-08", "2026-03-09", "2026-03-10"]
     assert s.size_bytes() < size_before * 0.7
     assert len(s.search("", limit=100_000)) == 6000

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import threading
 from collections import defaultdict
+from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -73,6 +74,20 @@ END;
 _INSERT = f"INSERT OR IGNORE INTO events (ts, {', '.join(COLUMNS)}, tags, fields) VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
 
 
+class _Reader:
+    """A cached read connection that the store can close under a query's feet, safely."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.conn.close()
+
+
 @dataclass
 class Histogram:
     interval: float
@@ -112,6 +127,8 @@ class EventStore:
         self._disk_usage = disk_usage
         self._lock = threading.Lock()
         self._writers: dict[date, sqlite3.Connection] = {}
+        self._local = threading.local()
+        self._readers: dict[Path, list[_Reader]] = defaultdict(list)
         self._update_gauges()
 
     # -- partitions ------------------------------------------------------------------------------
@@ -137,13 +154,30 @@ class EventStore:
             self._writers[day] = conn
         return conn
 
-    def _reader(self, path: Path) -> sqlite3.Connection | None:
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, check_same_thread=False)
-            conn.execute("PRAGMA query_only=1")
-            return conn
-        except sqlite3.OperationalError:
-            return None  # expired meanwhile
+    @contextmanager
+    def _reader(self, path: Path) -> Iterator[sqlite3.Connection | None]:
+        """This thread's read connection to ``path`` (None when the partition is gone).
+
+        Connections are kept per thread (the API's pool threads reuse them, so a
+        query does not pay for opening and parsing the schema of each day) and
+        registered with the store, so dropping a partition closes every one of
+        them and the unlinked file's space really comes back at once. Each has
+        its own lock: a drop waits for a query in progress on it to finish.
+        """
+        cache: dict[Path, _Reader] = self._local.__dict__.setdefault("readers", {})
+        reader = cache.get(path)
+        if reader is None or reader.closed:
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, check_same_thread=False)
+                conn.execute("PRAGMA query_only=1")
+            except sqlite3.OperationalError:
+                yield None  # expired meanwhile
+                return
+            reader = cache[path] = _Reader(conn)
+            with self._lock:
+                self._readers[path].append(reader)
+        with reader.lock:
+            yield None if reader.closed else reader.conn
 
     def drop_partition(self, day: date, reason: str) -> int:
         """Unlink one day's files; returns the bytes freed."""
@@ -153,6 +187,8 @@ class EventStore:
                 conn.close()
             freed = 0
             base = self.path_of(day)
+            for reader in self._readers.pop(base, []):
+                reader.close()
             for p in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
                 try:
                     freed += p.stat().st_size
@@ -217,13 +253,9 @@ class EventStore:
             cond.append("e.ts <= ?")
             params.append(end_us)
         for _, path in self._days(start_us, end_us, newest_first):
-            conn = self._reader(path)
-            if conn is None:
-                continue
-            try:
-                yield conn, " AND ".join(cond), params
-            finally:
-                conn.close()
+            with self._reader(path) as conn:
+                if conn is not None:
+                    yield conn, " AND ".join(cond), params
 
     def search(self, query: str | None = None, start: datetime | None = None, end: datetime | None = None,
                limit: int = 100, newest_first: bool = True) -> list[dict[str, Any]]:
@@ -231,13 +263,14 @@ class EventStore:
         compiled = compile_query(query)
         order = "DESC" if newest_first else "ASC"
         out: list[dict[str, Any]] = []
-        for conn, cond, params in self._each(start, end, newest_first):
-            if len(out) >= limit:
-                break
-            sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
-                   f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
-            rows = _fetch(conn, sql, [*params, *compiled.params, limit - len(out)])
-            out.extend(row_dict(r) for r in rows)
+        with closing(self._each(start, end, newest_first)) as parts:  # closing: release the reader at once
+            for conn, cond, params in parts:
+                if len(out) >= limit:
+                    break
+                sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
+                       f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
+                rows = _fetch(conn, sql, [*params, *compiled.params, limit - len(out)])
+                out.extend(row_dict(r) for r in rows)
         return out
 
     def histogram(self, query: str | None, interval: float, start: datetime | None = None,
@@ -309,3 +342,7 @@ class EventStore:
             for conn in self._writers.values():
                 conn.close()
             self._writers.clear()
+            readers = [r for rs in self._readers.values() for r in rs]
+            self._readers.clear()
+        for r in readers:
+            r.close()
