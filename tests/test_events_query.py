@@ -52,6 +52,7 @@ def test_each_form_parses(text: str, tree: object) -> None:
         ("comp*nent:nova", 1, "invalid field name"),
         ("a OR ()", 6, "empty group"),
         ("@timestamp:[yesterday TO now]", 13, "not a time"),
+        ("level:ERROR AND @timestamp:2026-03*", 28, "wildcards do not apply"),
     ],
 )
 def test_bad_queries_name_the_position(text: str, position: int, words: str) -> None:

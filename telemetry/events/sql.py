@@ -60,7 +60,7 @@ def _node(n: Node, p: list[Any], text: str) -> str:
         return _exists(n.field, p)
     if isinstance(n, Range):
         return _range(n, p, text)
-    return _term(n, p)
+    return _term(n, p, text)
 
 
 def _json_path(name: str) -> str:
@@ -102,13 +102,13 @@ def _text_match(t: Term, p: list[Any]) -> str:
     return "(e.message LIKE ? ESCAPE '\\')"
 
 
-def _term(t: Term, p: list[Any]) -> str:
+def _term(t: Term, p: list[Any], text: str) -> str:
     name = t.field
     if name is None or name == "message":
         return _text_match(t, p)
     value = t.value.upper() if name == "level" and not t.wildcard else t.value
     if name in TIME_FIELDS:
-        return _time_equal(t, p)
+        return _time_equal(t, p, text)
     if name == "pid":
         if t.wildcard:
             p.append(_like(value))
@@ -157,11 +157,12 @@ def _time(value: str, text: str) -> int:
         raise QueryError(str(exc), offset, text) from None
 
 
-def _time_equal(t: Term, p: list[Any]) -> str:
+def _time_equal(t: Term, p: list[Any], text: str) -> str:
     """``@timestamp:2026-03-02T09:14`` matches that instant; a wildcard is not meaningful on times."""
     if t.wildcard:
-        raise QueryError(f"wildcards do not apply to {t.field}; use a range such as [now-1h TO now]", 0, t.value)
-    p.append(_time(t.value, t.value))
+        raise QueryError(f"wildcards do not apply to {t.field}; use a range such as [now-1h TO now]",
+                         max(text.find(t.value), 0), text)
+    p.append(_time(t.value, text))
     return "(e.ts = ?)"
 
 
