@@ -58,6 +58,7 @@ AGENT_BUILDERS = [
     "telemetry.collect:agent_components",
 ]
 SERVER_BUILDERS = [
+    "telemetry.events:event_components",
     "telemetry.api:api_components",
     "telemetry.collect.ceilometer:ceilometer_components",
     "telemetry.meter.pipeline:pipeline_components",

@@ -21,6 +21,7 @@ def _register() -> None:
     from telemetry.cli import daemon_cmds  # noqa: F401
     from telemetry.cli import meter_cmds  # noqa: F401
     from telemetry.cli import parse_cmd  # noqa: F401
+    from telemetry.cli import search_cmd  # noqa: F401
 
 
 _register()

@@ -1,0 +1,196 @@
+"""Translation of a parsed query into an SQLite WHERE clause over one partition.
+
+Every value travels as a bound parameter, never spliced into the SQL text:
+even the FTS5 match expression and the JSON path are parameters, built from
+values quoted by the rules of their own languages. Fields named in the
+contract are columns (indexed where operators filter most); any other field
+lives in the ``fields`` JSON column and is reached through ``json_each``,
+which treats a scalar as a one-element list, so a grok name captured twice
+(a list) matches when any of its values does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from telemetry.events.query import And, Exists, Node, Not, Or, QueryError, Range, Term, parse_query
+from telemetry.events.times import parse_time_bound, to_micros
+
+#: Text columns of the ``events`` table (declared COLLATE NOCASE).
+TEXT_COLUMNS = (
+    "id", "host", "component", "type", "level", "logger", "request_id", "user_id", "project_id",
+    "instance_id", "event_type", "publisher_id",
+)
+TIME_FIELDS = {"@timestamp", "timestamp"}
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+#: A number in SQL from a JSON value or text; NULL when the text is not numeric.
+_NUMERIC = (
+    "(CASE WHEN typeof({x}) IN ('integer','real') THEN {x} "
+    "WHEN trim({x}) GLOB '*[0-9]*' AND NOT trim({x}) GLOB '*[^0-9.eE+-]*' THEN CAST({x} AS REAL) END)"
+)
+
+
+class Compiled:
+    """A WHERE clause and its parameters, in order."""
+
+    def __init__(self, where: str, params: list[Any]) -> None:
+        self.where = where
+        self.params = params
+
+
+def compile_query(text: str | None) -> Compiled:
+    """Parse and translate; raises QueryError naming the position of the problem."""
+    node = parse_query(text or "")
+    if node is None:
+        return Compiled("1", [])
+    params: list[Any] = []
+    return Compiled(_node(node, params, text or ""), params)
+
+
+def _node(n: Node, p: list[Any], text: str) -> str:
+    if isinstance(n, And):
+        return "(" + " AND ".join(_node(i, p, text) for i in n.items) + ")"
+    if isinstance(n, Or):
+        return "(" + " OR ".join(_node(i, p, text) for i in n.items) + ")"
+    if isinstance(n, Not):
+        # Lucene's NOT keeps events where the field is missing: NULL counts as "not matched".
+        return f"(NOT COALESCE({_node(n.item, p, text)}, 0))"
+    if isinstance(n, Exists):
+        return _exists(n.field, p)
+    if isinstance(n, Range):
+        return _range(n, p, text)
+    return _term(n, p, text)
+
+
+def _json_path(name: str) -> str:
+    return f'$."{name}"'  # the name matched the field-name pattern, so it holds no quote
+
+
+def _like(pattern: str) -> str:
+    """A Lucene wildcard word as a LIKE pattern (``*``→``%``, ``?``→``_``), escapes honoured."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            ch = pattern[i + 1]
+            out.append("\\" + ch if ch in "%_\\" else ch)
+            i += 2
+            continue
+        out.append("%" if ch == "*" else "_" if ch == "?" else "\\" + ch if ch in "%_\\" else ch)
+        i += 1
+    return "".join(out)
+
+
+def _fts_phrase(value: str) -> str:
+    """An FTS5 string literal: double quotes inside are doubled."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _text_match(t: Term, p: list[Any]) -> str:
+    """Free text over ``message``: FTS5 for words, phrases and trailing ``*``; LIKE for the rest."""
+    fts_sub = "e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
+    if not t.wildcard:
+        p.append(_fts_phrase(t.value))
+        return fts_sub
+    body = t.value[:-1]
+    if t.value.endswith("*") and body and not re.search(r"[*?\\]", body):
+        p.append(_fts_phrase(body) + " *")
+        return fts_sub
+    p.append("%" + _like(t.value) + "%")
+    return "(e.message LIKE ? ESCAPE '\\')"
+
+
+def _term(t: Term, p: list[Any], text: str) -> str:
+    name = t.field
+    if name is None or name == "message":
+        return _text_match(t, p)
+    value = t.value.upper() if name == "level" and not t.wildcard else t.value
+    if name in TIME_FIELDS:
+        return _time_equal(t, p, text)
+    if name == "pid":
+        if t.wildcard:
+            p.append(_like(value))
+            return "(CAST(e.pid AS TEXT) LIKE ? ESCAPE '\\')"
+        p.append(value)
+        return "(e.pid = ?)"
+    if name in TEXT_COLUMNS:
+        if t.wildcard:
+            p.append(_like(value))
+            return f"(e.{name} LIKE ? ESCAPE '\\')"
+        p.append(value)
+        return f"(e.{name} = ?)"
+    source = "json_each(e.tags)" if name == "tags" else "json_each(e.fields, ?)"
+    if name != "tags":
+        p.append(_json_path(name))
+    if t.wildcard:
+        p.append(_like(value))
+        return f"EXISTS (SELECT 1 FROM {source} WHERE CAST(value AS TEXT) LIKE ? ESCAPE '\\')"
+    if _NUMBER.match(value):
+        p.extend([float(value), value])
+        return f"EXISTS (SELECT 1 FROM {source} WHERE value = ? OR value = ? COLLATE NOCASE)"
+    p.append(value)
+    return f"EXISTS (SELECT 1 FROM {source} WHERE value = ? COLLATE NOCASE)"
+
+
+def _exists(name: str, p: list[Any]) -> str:
+    if name in TIME_FIELDS:
+        return "1"
+    if name == "message":
+        return "(e.message != '')"
+    if name == "pid":
+        return "(e.pid IS NOT NULL)"
+    if name in TEXT_COLUMNS:
+        return f"(e.{name} IS NOT NULL AND e.{name} != '')"
+    if name == "tags":
+        return "(json_array_length(e.tags) > 0)"
+    p.append(_json_path(name))
+    return "(json_type(e.fields, ?) IS NOT NULL)"
+
+
+def _time(value: str, text: str) -> int:
+    try:
+        return to_micros(parse_time_bound(value))
+    except ValueError as exc:
+        offset = max(text.find(value), 0)
+        raise QueryError(str(exc), offset, text) from None
+
+
+def _time_equal(t: Term, p: list[Any], text: str) -> str:
+    """``@timestamp:2026-03-02T09:14`` matches that instant; a wildcard is not meaningful on times."""
+    if t.wildcard:
+        raise QueryError(f"wildcards do not apply to {t.field}; use a range such as [now-1h TO now]",
+                         max(text.find(t.value), 0), text)
+    p.append(_time(t.value, text))
+    return "(e.ts = ?)"
+
+
+def _range(r: Range, p: list[Any], text: str) -> str:
+    lo_op = ">=" if r.include_low else ">"
+    hi_op = "<=" if r.include_high else "<"
+    if r.field in TIME_FIELDS:
+        parts = []
+        if r.low is not None:
+            parts.append(f"e.ts {lo_op} ?")
+            p.append(_time(r.low, text))
+        if r.high is not None:
+            parts.append(f"e.ts {hi_op} ?")
+            p.append(_time(r.high, text))
+        return "(" + (" AND ".join(parts) or "1") + ")"
+    numeric = all(b is None or _NUMBER.match(b) for b in (r.low, r.high))
+    bounds = [(lo_op, r.low), (hi_op, r.high)]
+    conv: Any = float if numeric else str
+
+    def cond(x: str) -> str:
+        expr = _NUMERIC.format(x=x) if numeric else f"CAST({x} AS TEXT)"
+        parts = [f"{expr} {op} ?" for op, b in bounds if b is not None]
+        p.extend(conv(b) for _, b in bounds if b is not None)
+        return "(" + (" AND ".join(parts) or f"{x} IS NOT NULL") + ")"
+
+    if r.field == "pid" or r.field in TEXT_COLUMNS or r.field == "message":
+        return cond(f"e.{r.field}")
+    if r.field == "tags":
+        return f"EXISTS (SELECT 1 FROM json_each(e.tags) WHERE {cond('value')})"
+    p.append(_json_path(r.field))
+    return f"EXISTS (SELECT 1 FROM json_each(e.fields, ?) WHERE {cond('value')})"

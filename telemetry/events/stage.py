@@ -1,0 +1,68 @@
+"""The events stage: parsed log events and notifications from the bus into the event store.
+
+It acknowledges a batch only after the store committed it (the BusStage
+contract), and runs the retention loop that drops expired partitions and
+sheds old ones when the disk runs low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from telemetry.bus import Delivery
+from telemetry.events.rows import Row, record_row
+from telemetry.events.store import EventStore
+from telemetry.metrics import RECORDS_OUT
+from telemetry.models import Event, Notification, Record
+from telemetry.stage import BusStage
+
+log = logging.getLogger(__name__)
+
+
+class EventStage(BusStage):
+    name = "stage.events"
+    group = "events"
+    order = 30  # before the API (90) and the sources, after nothing: it owns its store
+    critical = True  # a store that cannot open (bad path, full disk) must stop the server, not hide
+    topics = {"events": Event, "notifications": Notification}
+    #: Seconds between retention passes (ttl expiry and the free-space guard).
+    maintenance_interval: float = 60.0
+
+    def __init__(self, runtime: Any, store: EventStore) -> None:
+        super().__init__(runtime)
+        self.store = store
+        self.stored = 0
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.maintain)
+        await super().start()
+        self.spawn(self._maintain, "retention")
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.store.close()
+
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+        rows: list[Row] = []
+        bad: list[tuple[Delivery, str]] = []
+        for delivery, record in records:
+            try:
+                rows.append(record_row(record))
+            except Exception as exc:  # one odd record must not hold back the batch
+                bad.append((delivery, f"unstorable:{type(exc).__name__}"))
+        if rows:
+            new = await asyncio.to_thread(self.store.insert, rows)
+            self.stored += new
+            RECORDS_OUT.labels(stage=self.name).inc(new)
+        if bad:
+            await self._dead_letter(bad)
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            await asyncio.to_thread(self.store.maintain)
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "stored": self.stored, "path": str(self.store.root)}

@@ -1,0 +1,348 @@
+"""The embedded event store: one SQLite file per UTC day, FTS5 over ``message``.
+
+Why a file per day: expiry is then an unlink, so disk space comes back at
+once (a DELETE would leave pages to be vacuumed), and a search over the last
+hour opens one small file instead of walking an index over months. Writes go
+through one lock (SQLite has a single writer anyway) and are idempotent on
+``id``: a redelivered record hits the UNIQUE constraint and is ignored.
+Readers open their own connections, so a long search never holds up writes
+(WAL mode), and never create a file: a partition expired under their feet is
+simply skipped.
+
+The methods here block; the stage and the API call them from threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+from collections import defaultdict
+from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
+from telemetry.events.sql import compile_query
+from telemetry.events.times import from_micros, to_micros
+from telemetry.metrics import REGISTRY
+from telemetry.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+EVENTS_STORED = Counter("telemetry_events_stored", "Events written to the event store (duplicates excluded)",
+                        registry=REGISTRY)
+EVENTS_DUPLICATE = Counter("telemetry_events_duplicates", "Redelivered events the store already held",
+                           registry=REGISTRY)
+EVENTS_EXPIRED_ON_ARRIVAL = Counter(
+    "telemetry_events_expired_on_arrival", "Events older than their ttl when they arrived, not stored",
+    registry=REGISTRY)
+PARTITIONS_DROPPED = Counter("telemetry_events_partitions_dropped", "Day partitions removed, by reason",
+                             ["reason"], registry=REGISTRY)
+PARTITIONS = Gauge("telemetry_events_partitions", "Day partitions the event store holds", registry=REGISTRY)
+STORE_BYTES = Gauge("telemetry_events_store_bytes", "Bytes on disk of the event store", registry=REGISTRY)
+
+DAY_US = 86_400 * 1_000_000
+_FILE = re.compile(r"^events-(\d{4}-\d{2}-\d{2})\.db$")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    {", ".join(f"{c} INTEGER" if c == "pid" else f"{c} TEXT NOT NULL DEFAULT ''" if c == "message"
+               else f"{c} TEXT {'NOT NULL UNIQUE' if c == 'id' else ''} COLLATE NOCASE" for c in COLUMNS)},
+    tags TEXT NOT NULL DEFAULT '[]',
+    fields TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_request ON events(request_id, ts);
+CREATE INDEX IF NOT EXISTS events_component ON events(component, ts);
+CREATE INDEX IF NOT EXISTS events_level ON events(level, ts);
+CREATE INDEX IF NOT EXISTS events_instance ON events(instance_id);
+CREATE INDEX IF NOT EXISTS events_event_type ON events(event_type);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(message, content='events', content_rowid='seq');
+CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts(rowid, message) VALUES (new.seq, new.message);
+END;
+"""
+_INSERT = f"INSERT OR IGNORE INTO events (ts, {', '.join(COLUMNS)}, tags, fields) VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
+
+
+class _Reader:
+    """A cached read connection that the store can close under a query's feet, safely."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.conn.close()
+
+
+@dataclass
+class Histogram:
+    interval: float
+    buckets: list[tuple[datetime, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(c for _, c in self.buckets)
+
+
+def _day_of(ts_us: int) -> date:
+    return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
+
+
+def _day_start_us(day: date) -> int:
+    return to_micros(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # a partition file created a moment ago, schema not yet in
+            return []
+        raise
+
+
+class EventStore:
+    """Day-partitioned SQLite files under ``root``; see the module docstring for why."""
+
+    def __init__(self, root: Path, ttl: float, min_free_disk: float = 0.05,
+                 disk_usage: Callable[[Path], Any] = shutil.disk_usage) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl
+        self.min_free_disk = min_free_disk
+        self._disk_usage = disk_usage
+        self._lock = threading.Lock()
+        self._writers: dict[date, sqlite3.Connection] = {}
+        self._local = threading.local()
+        self._readers: dict[Path, list[_Reader]] = defaultdict(list)
+        self._update_gauges()
+
+    # -- partitions ------------------------------------------------------------------------------
+    def path_of(self, day: date) -> Path:
+        return self.root / f"events-{day.isoformat()}.db"
+
+    def partitions(self) -> list[tuple[date, Path]]:
+        """Existing day partitions, oldest first."""
+        out = []
+        for p in self.root.iterdir():
+            m = _FILE.match(p.name)
+            if m:
+                out.append((date.fromisoformat(m.group(1)), p))
+        return sorted(out)
+
+    def _writer(self, day: date) -> sqlite3.Connection:
+        conn = self._writers.get(day)
+        if conn is None:
+            conn = sqlite3.connect(self.path_of(day), check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # acked means on disk, even after a power cut
+            conn.executescript(_SCHEMA)
+            self._writers[day] = conn
+        return conn
+
+    @contextmanager
+    def _reader(self, path: Path) -> Iterator[sqlite3.Connection | None]:
+        """This thread's read connection to ``path`` (None when the partition is gone).
+
+        Connections are kept per thread (the API's pool threads reuse them, so a
+        query does not pay for opening and parsing the schema of each day) and
+        registered with the store, so dropping a partition closes every one of
+        them and the unlinked file's space really comes back at once. Each has
+        its own lock: a drop waits for a query in progress on it to finish.
+        """
+        cache: dict[Path, _Reader] = self._local.__dict__.setdefault("readers", {})
+        reader = cache.get(path)
+        if reader is None or reader.closed:
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, check_same_thread=False)
+                conn.execute("PRAGMA query_only=1")
+            except sqlite3.OperationalError:
+                yield None  # expired meanwhile
+                return
+            reader = cache[path] = _Reader(conn)
+            with self._lock:
+                self._readers[path].append(reader)
+        with reader.lock:
+            yield None if reader.closed else reader.conn
+
+    def drop_partition(self, day: date, reason: str) -> int:
+        """Unlink one day's files; returns the bytes freed."""
+        with self._lock:
+            conn = self._writers.pop(day, None)
+            if conn is not None:
+                conn.close()
+            freed = 0
+            base = self.path_of(day)
+            for reader in self._readers.pop(base, []):
+                reader.close()
+            for p in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
+                try:
+                    freed += p.stat().st_size
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+        PARTITIONS_DROPPED.labels(reason=reason).inc()
+        log.info("event store: dropped partition %s (%s, %d bytes)", day, reason, freed)
+        return freed
+
+    # -- writes ----------------------------------------------------------------------------------
+    def oldest_kept_us(self, now: datetime | None = None) -> int:
+        """Events older than this are past their ttl."""
+        return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
+
+    def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
+        """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
+        floor = self.oldest_kept_us(now)
+        by_day: dict[date, list[Row]] = defaultdict(list)
+        expired = 0
+        for r in rows:
+            if r[0] < floor:
+                expired += 1
+                continue
+            by_day[_day_of(r[0])].append(r)
+        if expired:
+            EVENTS_EXPIRED_ON_ARRIVAL.inc(expired)
+        new = total = 0
+        with self._lock:
+            for day, batch in by_day.items():
+                conn = self._writer(day)
+                conn.execute("BEGIN")
+                try:
+                    cur = conn.executemany(_INSERT, batch)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                new += max(cur.rowcount, 0)  # rows actually inserted; ignored duplicates count 0
+                total += len(batch)
+        EVENTS_STORED.inc(new)
+        EVENTS_DUPLICATE.inc(total - new)
+        return new
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _days(self, start_us: int | None, end_us: int | None, newest_first: bool) -> list[tuple[date, Path]]:
+        lo = _day_of(start_us) if start_us is not None else date.min
+        hi = _day_of(end_us) if end_us is not None else date.max
+        parts = [(d, p) for d, p in self.partitions() if lo <= d <= hi]
+        return parts[::-1] if newest_first else parts
+
+    def _each(self, start: datetime | None, end: datetime | None, newest_first: bool = True
+              ) -> Iterator[tuple[sqlite3.Connection, str, list[Any]]]:
+        """A connection per overlapping partition with the time condition and its parameters."""
+        start_us = to_micros(start) if start else None
+        end_us = to_micros(end) if end else None
+        cond, params = ["1"], []
+        if start_us is not None:
+            cond.append("e.ts >= ?")
+            params.append(start_us)
+        if end_us is not None:
+            cond.append("e.ts <= ?")
+            params.append(end_us)
+        for _, path in self._days(start_us, end_us, newest_first):
+            with self._reader(path) as conn:
+                if conn is not None:
+                    yield conn, " AND ".join(cond), params
+
+    def search(self, query: str | None = None, start: datetime | None = None, end: datetime | None = None,
+               limit: int = 100, newest_first: bool = True) -> list[dict[str, Any]]:
+        """Matching events in time order (newest first by default); raises QueryError for a bad query."""
+        compiled = compile_query(query)
+        order = "DESC" if newest_first else "ASC"
+        out: list[dict[str, Any]] = []
+        with closing(self._each(start, end, newest_first)) as parts:  # closing: release the reader at once
+            for conn, cond, params in parts:
+                if len(out) >= limit:
+                    break
+                sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
+                       f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
+                rows = _fetch(conn, sql, [*params, *compiled.params, limit - len(out)])
+                out.extend(row_dict(r) for r in rows)
+        return out
+
+    def histogram(self, query: str | None, interval: float, start: datetime | None = None,
+                  end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
+        """Counts per ``interval`` seconds; empty buckets between the first and last are filled with 0."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        compiled = compile_query(query)
+        step = int(interval * 1_000_000)
+        counts: dict[int, int] = defaultdict(int)
+        for conn, cond, params in self._each(start, end):
+            sql = (f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "
+                   "GROUP BY b")
+            for b, n in _fetch(conn, sql, [step, step, *params, *compiled.params]):
+                counts[b] += n
+        lo = (to_micros(start) // step) * step if start else min(counts, default=0)
+        hi = (to_micros(end) // step) * step if end else max(counts, default=-1)
+        if hi >= lo and (hi - lo) // step + 1 > max_buckets:
+            raise ValueError(f"{(hi - lo) // step + 1} buckets exceed the limit of {max_buckets}: "
+                             "use a larger interval or a shorter time range")
+        buckets = [(from_micros(b), counts.get(b, 0)) for b in range(lo, hi + 1, step)] if counts or start else []
+        return Histogram(interval, buckets)
+
+    # -- retention -------------------------------------------------------------------------------
+    def expire(self, now: datetime | None = None) -> int:
+        """Drop every partition wholly older than the ttl; returns how many."""
+        floor = self.oldest_kept_us(now)
+        dropped = 0
+        for day, _ in self.partitions():
+            if _day_start_us(day) + DAY_US <= floor:
+                self.drop_partition(day, "ttl")
+                dropped += 1
+        return dropped
+
+    def free_fraction(self) -> float:
+        usage = self._disk_usage(self.root)
+        return usage.free / usage.total if usage.total else 1.0
+
+    def shed_for_space(self) -> int:
+        """Below ``min_free_disk``, drop the oldest partitions (never the newest) until above it."""
+        dropped = 0
+        while self.min_free_disk > 0 and self.free_fraction() < self.min_free_disk:
+            parts = self.partitions()
+            if len(parts) <= 1:
+                log.warning("event store: free disk below %.1f%% and only the current partition is left",
+                            self.min_free_disk * 100)
+                break
+            self.drop_partition(parts[0][0], "disk_space")
+            dropped += 1
+        return dropped
+
+    def maintain(self, now: datetime | None = None) -> int:
+        dropped = self.expire(now) + self.shed_for_space()
+        self._update_gauges()
+        return dropped
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
+
+    def _update_gauges(self) -> None:
+        try:
+            PARTITIONS.set(len(self.partitions()))
+            STORE_BYTES.set(self.size_bytes())
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._writers.values():
+                conn.close()
+            self._writers.clear()
+            readers = [r for rs in self._readers.values() for r in rs]
+            self._readers.clear()
+        for r in readers:
+            r.close()

@@ -1,0 +1,44 @@
+"""Time bounds as operators write them: ISO 8601, epoch seconds, ``now`` or relative (``-1h``, ``now-15m``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from telemetry.timeutil import parse_duration, parse_timestamp, utcnow
+
+_RELATIVE = re.compile(r"^\s*(?:now)?\s*([+-])\s*(\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)?)\s*$", re.IGNORECASE)
+
+
+def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
+    """A UTC datetime; raises ValueError with the accepted forms when ``text`` is none of them.
+
+    A bare duration (``1h``) reads as "that long ago", the way ``--since 1h`` does.
+    """
+    now = now or utcnow()
+    value = text.strip()
+    if value.lower() == "now":
+        return now
+    m = _RELATIVE.match(value)
+    if m:
+        delta = timedelta(seconds=parse_duration(m.group(2).replace(" ", "")))
+        return now - delta if m.group(1) == "-" else now + delta
+    if re.fullmatch(r"\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)", value):
+        return now - timedelta(seconds=parse_duration(value))
+    try:
+        if re.fullmatch(r"\d+(?:\.\d+)?", value):
+            return parse_timestamp(float(value))
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use ISO 8601 such as 2026-03-02T09:14:00Z, epoch seconds, now, or -1h / now-15m)"
+        ) from None
+
+
+def to_micros(ts: datetime) -> int:
+    """Integer microseconds since the epoch: exact, sortable and cheap to index."""
+    return int(ts.replace(microsecond=0).timestamp()) * 1_000_000 + ts.microsecond
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(microsecond=us % 1_000_000)

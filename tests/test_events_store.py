@@ -1,0 +1,170 @@
+"""The event store on real SQLite files: queries, idempotence, notifications, expiry, the free-space guard."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from telemetry.events.query import QueryError
+from telemetry.events.rows import record_row
+from telemetry.events.store import EventStore
+from telemetry.models import Event, Notification
+
+T0 = datetime(2026, 3, 2, 9, 14, 7, 112000, tzinfo=timezone.utc)
+REQ = "req-7d1e2a40-5b3c-4f0e-9a55-0c2d6b3e8f11"
+LONG_TTL = 3650 * 86400.0
+
+
+def oslo_event(seconds: float, level: str, message: str, component: str = "nova", host: str = "cn01",
+               request_id: str | None = REQ, **extra: object) -> Event:
+    """An event as the parse stage makes one from an oslo.log line."""
+    return Event(**{"@timestamp": T0 + timedelta(seconds=seconds)}, host=host, component=component,
+                 type="openstack", level=level, logger=f"{component}.compute.manager", pid=31842,
+                 request_id=request_id, instance_id="3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21",
+                 message=message, **extra)
+
+
+def notification(samples_dir: Path, name: str) -> Notification:
+    envelope = json.loads((samples_dir / "notifications" / f"{name}.json").read_text())
+    return Notification.model_validate(json.loads(envelope["oslo.message"]))
+
+
+@pytest.fixture
+def store(tmp_path: Path, samples_dir: Path) -> EventStore:
+    s = EventStore(tmp_path / "events", ttl=LONG_TTL)
+    events = [
+        oslo_event(0, "INFO", "Claim successful on node cn01.example.org"),
+        oslo_event(2.4, "INFO", "Creating image"),
+        oslo_event(14.2, "INFO", "Took 14.21 seconds to build instance."),
+        oslo_event(153, "ERROR", "Instance failed to spawn: libvirt.libvirtError: internal error",
+                   request_id="req-c0ffee00-1111-4222-8333-944455556666"),
+        oslo_event(60, "INFO", "GET /v2/images HTTP/1.1 status: 500", component="glance", host="cc01",
+                   request_id="req-g1", status=500, verb="GET"),
+        oslo_event(61, "INFO", "GET /v2/images HTTP/1.1 status: 200", component="glance", host="cc01",
+                   request_id="req-g2", status=[200, 204]),
+        Event(**{"@timestamp": T0 + timedelta(seconds=70)}, host="cn01", type="syslog",
+              message="unparseable line", tags=["_grokparsefailure"]),
+    ]
+    s.insert([record_row(e) for e in events])
+    s.insert([record_row(notification(samples_dir, n)) for n in
+              ("compute.instance.create.end", "compute.instance.create.error", "volume.create.end")])
+    return s
+
+
+def messages(rows: list[dict]) -> list[str]:
+    return [r["message"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("component:glance", 2),
+        ("type:openstack AND component:glance", 2),
+        ("level:ERROR AND component:nova", 2),  # the log line and the create.error notification
+        ("event_type:compute.instance.create.end", 1),
+        ('"failed to spawn"', 1),
+        ('message:"No valid host"', 1),  # the notification payload's message
+        ("spaw*", 1),
+        ("component:nov*", 6),
+        ("status:[500 TO 599]", 1),
+        ("status:204", 1),  # a name captured twice is a list; any element matches
+        ("status:>=200 AND NOT status:500", 1),
+        ("NOT level:INFO", 3),  # ERROR line, ERROR notification, and the untyped failure (no level)
+        ("tags:_grokparsefailure", 1),
+        ("verb:get", 1),  # values compare case-insensitively, as operators type them
+        (f"request_id:{REQ}", 4),  # three log lines and the notification's _context_request_id
+        ("memory_mb:[1024 TO 4096]", 1),
+        ("metadata.metering.server_group:stack-abc123", 1),
+        ("@timestamp:[2026-03-02T09:16:00Z TO *]", 3),
+        ("(component:glance OR component:cinder) AND -status:500", 2),
+        ("volume_id:*", 1),
+        ("", 10),
+    ],
+)
+def test_query_forms(store: EventStore, query: str, expected: int) -> None:
+    assert len(store.search(query, limit=1000)) == expected, messages(store.search(query, limit=1000))
+
+
+def test_newest_first_limit_and_time_window(store: EventStore) -> None:
+    rows = store.search("component:nova", limit=3)
+    stamps = [r["@timestamp"] for r in rows]
+    assert stamps == sorted(stamps, reverse=True) and len(rows) == 3
+    window = store.search("", start=T0 + timedelta(seconds=1), end=T0 + timedelta(seconds=15))
+    assert messages(window) == ["compute.instance.create.end", "Took 14.21 seconds to build instance.", "Creating image"]
+    oldest = store.search(f"request_id:{REQ}", newest_first=False)
+    assert messages(oldest)[0] == "Claim successful on node cn01.example.org"
+
+
+def test_notification_is_stored_as_an_event(store: EventStore) -> None:
+    [n] = store.search("event_type:compute.instance.create.error")
+    assert n["type"] == "notification" and n["level"] == "ERROR" and n["publisher_id"] == "scheduler.cc01"
+    assert n["component"] == "nova" and n["instance_id"] == "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+    assert n["project_id"] == "9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d" and n["code"] == 500
+    assert n["id"] == "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b"
+
+
+def test_writes_are_idempotent_on_id(store: EventStore, samples_dir: Path) -> None:
+    before = len(store.search("", limit=1000))
+    again = [record_row(oslo_event(0, "INFO", "Claim successful on node cn01.example.org")),
+             record_row(notification(samples_dir, "volume.create.end"))]
+    assert store.insert(again) == 0
+    assert len(store.search("", limit=1000)) == before
+
+
+def test_bad_query_raises_with_position(store: EventStore) -> None:
+    with pytest.raises(QueryError, match="not closed.*at position 13"):
+        store.search("status:[1 TO")
+
+
+def test_histogram_counts_per_bucket(store: EventStore) -> None:
+    h = store.histogram("component:nova", 60)
+    assert [(b.strftime("%H:%M"), n) for b, n in h.buckets] == [("09:14", 4), ("09:15", 0), ("09:16", 2)]
+    assert h.total == 6
+    with pytest.raises(ValueError, match="exceed"):
+        store.histogram("", 1, start=T0 - timedelta(days=1), end=T0)
+
+
+def day_event(day: datetime, i: int) -> Event:
+    return Event(**{"@timestamp": day + timedelta(seconds=i)}, host="h", component="nova", message=f"line {i} " + "x" * 200)
+
+
+def test_expiry_drops_old_partitions_and_the_folder_shrinks_at_once(tmp_path: Path) -> None:
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+    s = EventStore(tmp_path / "events", ttl=3 * 86400)
+    for days_ago in range(3):
+        day = now - timedelta(days=days_ago)
+        s.insert([record_row(day_event(day.replace(hour=1), i)) for i in range(2000)], now=now)
+    # Two days beyond the ttl, written while they were still young.
+    s.ttl = 30 * 86400
+    for days_ago in (5, 6):
+        s.insert([record_row(day_event((now - timedelta(days=days_ago)).replace(hour=1), i)) for i in range(2000)],
+                 now=now)
+    s.ttl = 3 * 86400
+    assert len(s.partitions()) == 5
+    size_before = s.size_bytes()
+    assert len(s.search("", limit=100_000)) == 10_000  # leaves cached read connections on every day file
+    assert s.maintain(now=now) == 2
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.islink(f"/proc/self/fd/{fd}")]
+    assert not [h for h in held if "events-" in h and "(deleted)" in h], "a dropped file is still held open"
+    assert [d.isoformat() for d, _ in s.partitions()] == ["2026-03-08", "2026-03-09", "2026-03-10"]
+    assert s.size_bytes() < size_before * 0.7
+    assert len(s.search("", limit=100_000)) == 6000
+    # Older than the ttl on arrival: not stored, no file created for it.
+    assert s.insert([record_row(day_event(now - timedelta(days=9), 1))], now=now) == 0
+    assert len(s.partitions()) == 3
+
+
+def test_free_space_guard_sheds_oldest_partitions_but_keeps_the_newest(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    s = EventStore(tmp_path / "events", ttl=LONG_TTL, min_free_disk=0.999999)  # this disk is never that empty
+    for days_ago in (3, 2, 1, 0):
+        s.insert([record_row(day_event(now - timedelta(days=days_ago), i)) for i in range(10)])
+    newest = s.partitions()[-1][0]
+    assert s.maintain() == 3
+    assert [d for d, _ in s.partitions()] == [newest]
+    assert len(s.search("", limit=100)) == 10
