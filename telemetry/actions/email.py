@@ -68,7 +68,14 @@ def _send(cfg: SmtpConfig, msg: EmailMessage, to: list[str], timeout: float) -> 
             smtp.starttls(context=ctx)
             smtp.ehlo()
         if cfg.username:
-            smtp.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+            password = cfg.password.get_secret_value() if cfg.password else ""
+            if "plain" in smtp.esmtp_features.get("auth", "").lower().split():
+                # One mechanism, one answer: smtplib's login() falls through to AUTH LOGIN after a
+                # 535, which some servers never answer, turning a wrong password into a timeout.
+                smtp.user, smtp.password = cfg.username, password
+                smtp.auth("PLAIN", smtp.auth_plain)
+            else:
+                smtp.login(cfg.username, password)
         smtp.send_message(msg, from_addr=cfg.from_addr, to_addrs=to)
 
 
