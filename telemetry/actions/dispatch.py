@@ -63,6 +63,7 @@ class ActionDispatcher(BusStage):
         self.inflight: set[str] = set()
         self._delivering: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self.closed = False
 
     # -- shared with the API ------------------------------------------------
     def set_allowlist(self, entries: list[str]) -> list[str]:
@@ -105,6 +106,7 @@ class ActionDispatcher(BusStage):
         if self.http is not None:
             await self.http.close()
         self.outbox.close()
+        self.closed = True
 
     # -- bus -> outbox ------------------------------------------------------
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
@@ -246,5 +248,6 @@ class ActionDispatcher(BusStage):
             await asyncio.sleep(3600)
 
     def details(self) -> dict[str, Any]:
-        return super().details() | {"pending": self.outbox.pending(), "delivered": self.delivered,
+        pending = None if self.closed else self.outbox.pending()
+        return super().details() | {"pending": pending, "delivered": self.delivered,
                                     "outbox": str(self.outbox.path)}
