@@ -64,6 +64,7 @@ class ActionDispatcher(BusStage):
         self._delivering: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.closed = False
+        self.closing = False
 
     # -- shared with the API ------------------------------------------------
     def set_allowlist(self, entries: list[str]) -> list[str]:
@@ -98,6 +99,7 @@ class ActionDispatcher(BusStage):
         self.spawn(self._housekeeping, "housekeeping")
 
     async def stop(self) -> None:
+        self.closing = True
         for t in list(self._delivering):
             t.cancel()  # the rows stay pending in the outbox and go out after the restart
         if self._delivering:
@@ -163,16 +165,18 @@ class ActionDispatcher(BusStage):
     # -- outbox -> receivers ------------------------------------------------
     async def _deliver_loop(self) -> None:
         sem = asyncio.Semaphore(self.config.concurrency)
-        while True:
+        while not self.closing:
             self.wake.clear()
             jobs = self.outbox.due(time.time(), self.config.concurrency * 4, self.inflight)
             if not jobs:
                 nxt = self.outbox.next_due()
                 wait = 1.0 if nxt is None else min(1.0, max(0.02, nxt - time.time()))
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up.
+                waiter = asyncio.ensure_future(self.wake.wait())
                 try:
-                    await asyncio.wait_for(self.wake.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+                    await asyncio.wait([waiter], timeout=wait)
+                finally:
+                    waiter.cancel()
                 continue
             for unit in self._units(jobs):
                 await sem.acquire()
@@ -242,7 +246,7 @@ class ActionDispatcher(BusStage):
             PENDING.set(self.outbox.pending())
 
     async def _housekeeping(self) -> None:
-        while True:
+        while not self.closing:
             with self.outbox.tx():
                 self.outbox.prune(time.time() - self.config.retention)
             await asyncio.sleep(3600)
