@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import random
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,6 +20,9 @@ from telemetry.actions.models import Outcome
 from telemetry.actions.security import redact, redact_text, sign
 from telemetry.metrics import REGISTRY
 from telemetry.timeutil import utcnow
+
+if TYPE_CHECKING:  # httpx is imported when the first action is sent: it costs daemon start-up time
+    import httpx
 
 DELIVERIES = Counter("telemetry_actions_deliveries", "Delivery attempts of alarm actions, by notifier and outcome",
                      ["notifier", "outcome"], registry=REGISTRY)
@@ -75,13 +77,24 @@ class Http:
 
     def __init__(self, timeout: float, signing_secret: str | None = None,
                  signature_header: str = "X-Telemetry-Signature") -> None:
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                        headers={"User-Agent": USER_AGENT})
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
         self.secret = signing_secret
         self.signature_header = signature_header
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """Made on first use, so a daemon that never sends does not pay for importing httpx."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                             headers={"User-Agent": USER_AGENT})
+        return self._client
+
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def post_json(self, url: str, body: Any, *, delivery_id: str = "", headers: dict[str, str] | None = None,
                         signed: bool = True) -> Outcome:
@@ -97,6 +110,8 @@ class Http:
         return await self.send("POST", url, content=data, headers=h)
 
     async def send(self, method: str, url: str, **kwargs: Any) -> Outcome:
+        import httpx
+
         try:
             resp = await self.client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:

@@ -153,14 +153,14 @@ class ActionDispatcher(BusStage):
             why = ""
         if reason:
             SUPPRESSED.labels(reason=reason.split(":")[1] if ":" in reason else reason).inc()
-            self.outbox.log(item=None, transition=t, notifier=kind, target=shown, status=reason, error=why)
+            self.outbox.log(item=None, transition=t, notifier=kind, target=shown, status=reason, error=why, at=now)
             if why:
                 log.warning("alarm %s: action %s not sent: %s", t.get("alarm_name"), shown, why)
             return
         assert n is not None
         gk = self.noise.group_key(t, target) if n.can_group(target) else None
         job = Job(id=item_id(t, target), target=target, notifier=kind, transition=t, group_key=gk)
-        self.outbox.add(job, self.noise.not_before(gk))
+        self.outbox.add(job, self.noise.not_before(gk), now)
 
     # -- outbox -> receivers ------------------------------------------------
     async def _deliver_loop(self) -> None:

@@ -89,9 +89,9 @@ class Outbox:
             self._in_tx = False
 
     # -- the queue ---------------------------------------------------------
-    def add(self, job: Job, not_before: float) -> bool:
+    def add(self, job: Job, not_before: float, now: float | None = None) -> bool:
         """Insert unless already there (redelivered transition); True when new."""
-        now = time.time()
+        now = now or time.time()
         cur = self.db.execute(
             "INSERT OR IGNORE INTO outbox(id, target, notifier, transition, next_at, group_key, created_at, updated_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
@@ -147,12 +147,12 @@ class Outbox:
 
     # -- the delivery log --------------------------------------------------
     def log(self, *, item: str | None, transition: dict[str, Any], notifier: str, target: str, status: str,
-            http_status: int | None = None, attempts: int = 0, error: str = "") -> None:
+            http_status: int | None = None, attempts: int = 0, error: str = "", at: float | None = None) -> None:
         """``target`` and ``error`` must already be redacted."""
         self.db.execute(
             "INSERT INTO deliveries(item_id, time, alarm_id, alarm_name, state, notifier, target, status, http_status,"
             " attempts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (item, time.time(), transition.get("alarm_id"), transition.get("alarm_name"), transition.get("current"),
+            (item, at or time.time(), transition.get("alarm_id"), transition.get("alarm_name"), transition.get("current"),
              notifier, target, status, http_status, attempts, error[:2000]),
         )
 
