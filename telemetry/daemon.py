@@ -64,6 +64,7 @@ SERVER_BUILDERS = [
     "telemetry.meter.pipeline:pipeline_components",
     "telemetry.meter.stage:meter_components",
     "telemetry.parse.stage:parse_components",
+    "telemetry.actions:action_components",
 ]
 
 

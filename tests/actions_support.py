@@ -1,0 +1,160 @@
+"""Real loopback receivers and an in-process dispatcher for the actions tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from telemetry.actions.dispatch import ActionDispatcher
+from telemetry.bus import OutMessage
+from telemetry.bus.memory import MemoryBus
+from telemetry.config import Settings
+from telemetry.daemon import Runtime
+from telemetry.models import AlarmTransition
+
+
+class _Quiet(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+class Receiver:
+    """An HTTP server on a loopback port that records every request and answers from a script.
+
+    ``script`` is a list of responses for the first requests (a status code, or
+    ``(status, headers)``); after it runs out every request gets ``default``.
+    """
+
+    def __init__(self, script: list[Any] | None = None, default: int = 200, port: int = 0,
+                 reply: dict[str, Any] | None = None, reply_headers: dict[str, str] | None = None) -> None:
+        self.script = list(script or [])
+        self.default = default
+        self.port = port
+        self.reply = reply or {}
+        self.reply_headers = reply_headers or {}
+        self.requests: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self.server: _Quiet | None = None
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        req = {"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
+               "headers": headers, "body": body, "at": time.time()}
+        try:
+            req["json"] = json.loads(body) if body else None
+        except ValueError:
+            req["json"] = None
+        self.requests.append(req)
+        self._arrived.set()
+        spec = self.script.pop(0) if self.script else self.default
+        status, extra = (spec, {}) if isinstance(spec, int) else spec
+        out = json.dumps(self.reply).encode()
+        hdrs = [(b"content-type", b"application/json")] + [
+            (k.encode(), v.encode()) for k, v in {**self.reply_headers, **extra}.items()]
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": out})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> Receiver:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self.server = _Quiet(uvicorn.Config(self.app, interface="asgi3", log_level="error", lifespan="off", access_log=False))
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.should_exit = True
+            await asyncio.wait_for(self._task, 5)
+
+    async def wait(self, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"expected {n} requests, got {len(self.requests)}")
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+        return self.requests
+
+
+def transition(**fields: Any) -> AlarmTransition:
+    base: dict[str, Any] = {
+        "alarm_id": "a-1", "alarm_name": "cpu_high", "severity": "critical", "previous": "ok", "current": "alarm",
+        "reason": "Transition to alarm due to 3 samples outside threshold, most recent: 97.5",
+        "reason_data": {"type": "threshold", "disposition": "outside", "count": 3, "most_recent": 97.5},
+        "timestamp": "2026-03-02T10:00:00+00:00", "actions": [], "repeat_actions": False,
+        "alarm_type": "threshold", "labels": {"host": "compute-1", "role": "compute", "resource_id": "vm-1",
+                                              "meter": "cpu_util"},
+    }
+    base.update(fields)
+    return AlarmTransition(**base)
+
+
+TEST_ACTIONS = {"allowed_targets": ["127.0.0.0/8"], "backoff_initial": 0.05, "backoff_max": 0.2, "max_attempts": 4,
+                "timeout": 2, "inhibit": None}
+
+
+class Harness:
+    """The dispatcher on a memory bus with its own data folder; stop/start keeps the folder (a restart)."""
+
+    def __init__(self, data_dir: Path, bus: MemoryBus | None = None, **actions: Any) -> None:
+        self.settings = Settings(data_dir=data_dir, actions={**TEST_ACTIONS, **actions})
+        self.bus = bus or MemoryBus()
+        self.runtime = Runtime(settings=self.settings, mode="server", bus=self.bus, data_dir=data_dir)
+        self.d: ActionDispatcher | None = None
+
+    async def start(self) -> Harness:
+        self.d = ActionDispatcher(self.runtime)
+        await self.d.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.d is not None:
+            await self.d.stop()
+            self.d = None
+
+    async def publish(self, *records: AlarmTransition) -> None:
+        await self.bus.publish("alarm_transitions", [OutMessage(value=r.to_json()) for r in records])
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Until the bus is drained and nothing in the outbox is due now."""
+        deadline = time.monotonic() + timeout
+        assert self.d is not None
+        while time.monotonic() < deadline:
+            due = self.d.outbox.due(time.time() + 0.01, 1)
+            if self.bus.depth("alarm_transitions", "actions") == 0 and not due and not self.d.inflight \
+                    and not self.d.consumer._inflight:  # type: ignore[union-attr]
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("actions did not settle")
+
+    def log(self, **kw: Any) -> list[Any]:
+        assert self.d is not None
+        return self.d.outbox.deliveries(1000, **kw)
