@@ -52,7 +52,7 @@ class FileTarget:
         self.path = path
 
     def _write(self, data: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             size = os.fstat(fd).st_size
             # A write cut by a crash left a partial line: end it so the next record stays whole.
