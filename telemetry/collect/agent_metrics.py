@@ -35,3 +35,7 @@ FILE_LAG = Gauge(
     "telemetry_agent_file_lag_bytes", "Bytes of a file not yet acknowledged by the bus", ["path"],
     registry=REGISTRY,
 )
+SYSLOG_DROPPED = Counter(
+    "telemetry_agent_syslog_dropped", "UDP syslog messages dropped because the agent was overloaded",
+    registry=REGISTRY,
+)
