@@ -124,3 +124,11 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
         got = await agent.collect(lambda got: len(got) >= 1)
         await agent.collect(lambda got: False, timeout=0.3) if False else None
     assert texts(got) == ["a3"]
+
+
+def test_fast_id_is_the_model_id() -> None:
+    from telemetry.collect.files import fast_id
+    from telemetry.models import derived_id
+
+    for parts in [("rawlog", "node1", 42, 0, "ab12"), ("rawlog", "h", 1 << 40, 123456789, "")]:
+        assert fast_id(*parts) == derived_id(*parts)

@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
 from agent_support import read_jsonl
 
 
@@ -63,6 +64,11 @@ def test_ready_and_watchdog_follow_health(daemon_factory, tmp_path: Path) -> Non
             time.sleep(0.3)
         seq = [int(r["lines"][0].split()[1]) for r in read_jsonl(out)]
         assert seq == list(range(3000)), len(seq)
+        text = httpx.get(agent.url + "/metrics").text
+        for name in ('telemetry_agent_lines_read_total{source="files"} 3000.0', "telemetry_agent_spool_batches 0.0",
+                     "telemetry_agent_file_lag_bytes{path=", 'telemetry_agent_batches_shipped_total{via="spool"}',
+                     "telemetry_agent_ship_failures_total"):
+            assert name in text, name
         agent.stop()
         assert "STOPPING=1" in messages(sock, 2)
     finally:

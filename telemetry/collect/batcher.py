@@ -78,22 +78,18 @@ class Batcher:
         self.max_wait = max_wait
         self.out: asyncio.Queue[Batch] = asyncio.Queue(queue_size)
         self.current = Batch()
-        self._lock = asyncio.Lock()
 
     async def add(self, record: RawLog, fp: str | None = None, mark: Mark | None = None) -> None:
-        async with self._lock:
-            self.current.add(record, fp, mark)
-            if len(self.current.records) >= self.max_records or self.current.size >= self.max_bytes:
-                await self._emit()
+        self.current.add(record, fp, mark)
+        if len(self.current.records) >= self.max_records or self.current.size >= self.max_bytes:
+            await self.flush()
 
-    async def _emit(self) -> None:
+    async def flush(self) -> None:
+        # The swap happens before any await and the queue wakes putters first-in first-out,
+        # so batches leave in the order they were filled without a lock per record.
         batch, self.current = self.current, Batch()
         if batch.records:
             await self.out.put(batch)
-
-    async def flush(self) -> None:
-        async with self._lock:
-            await self._emit()
 
     async def run_timer(self) -> None:
         """Ship a partial batch once it is ``max_wait`` old."""
