@@ -26,6 +26,9 @@ class FlakyBus(MemoryBus):
         self.refused = 0
 
     async def publish(self, topic, messages):  # type: ignore[no-untyped-def]
+        if self.down == "hang":  # a broker that accepts the connection and never confirms
+            self.refused += 1
+            await asyncio.sleep(3600)
         if self.down:
             self.refused += 1
             raise BusError("broker unreachable (test outage)")

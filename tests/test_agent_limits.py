@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def test_long_line_is_never_held_whole(tmp_path: Path) -> None:
     assert [(x.text[:3], len(x.text), x.tags) for x in lines] == [("yyy", 1000, ["truncated"]), ("nex", 4, [])]
 
 
+async def test_publish_that_never_returns_counts_as_down(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    bus.down = "hang"
+    async with InProcessAgent(settings(tmp_path, publish_timeout=0.3), bus) as agent:
+        (logs / "a.log").write_text("".join(f"x {i}\n" for i in range(20)))
+        pipeline = agent.rt.services["agent_pipeline"]
+        await agent.collect(lambda got: len(pipeline.spool) >= 1, timeout=10)
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) >= 20, timeout=10)
+    assert texts(got) == [f"x {i}" for i in range(20)]
+
+
 async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -96,10 +111,8 @@ async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Pa
     async with InProcessAgent(s, bus) as agent:
         pipeline = agent.rt.services["agent_pipeline"]
         await agent.collect(lambda got: pipeline.spool.full(), timeout=10)
-        await agent.collect(lambda got: False, timeout=0.5) if False else None
         files = agent.comps[-1]
         read_then = files.lines_read
-        import asyncio
         await asyncio.sleep(0.5)
         assert files.lines_read == read_then < 5000, "reading must pause while the spool is full"
         assert pipeline.spool.bytes <= 65536 + 8192
@@ -107,7 +120,6 @@ async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Pa
     bus2 = MemoryBus()
     async with InProcessAgent(s, bus2) as agent:
         got = await agent.collect(lambda got: len(got) >= 5000, timeout=30)
-        import asyncio
         await asyncio.sleep(0.3)
         got = await agent.collect(lambda got: True)
     seq = [int(r.lines[0].split()[1]) for r in got]
