@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
 from agent_support import FlakyBus, InProcessAgent, settings, texts
 
 from telemetry.bus import MemoryBus
@@ -99,12 +100,13 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> N
         assert seq == list(range(300)), seq
 
 
-async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Path, compression: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     bus = FlakyBus()
     bus.down = True
-    s = settings(tmp_path, batch_records=10, publish_timeout=1, spool={"max_bytes": 65536})
+    s = settings(tmp_path, batch_records=10, publish_timeout=1, spool={"max_bytes": 65536, "compression": compression})
     with (logs / "a.log").open("a") as a:
         for i in range(5000):
             a.write(f"line {i:05d} " + "z" * 80 + "\n")

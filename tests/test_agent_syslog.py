@@ -44,10 +44,12 @@ async def test_udp_and_both_tcp_framings(tmp_path: Path) -> None:
         r, w = await asyncio.open_connection(host, int(port))
         a = "<14>1 2026-03-02T09:00:01Z node1 cinder 9 - - octet\ncounted with newline".encode()
         w.write(str(len(a)).encode() + b" " + a)
+        big = b"<14>1 2026-03-02T09:00:01Z node1 big - - - " + b"B" * 200_000
+        w.write(str(len(big)).encode() + b" " + big)
         w.write(b"<14>Mar  2 09:00:02 node1 glance: newline framed\n" + b"<14>Mar  2 09:00:03 node1 x: " +
                 b"y" * 100_000 + b"\n<14>Mar  2 09:00:04 node1 heat: after long\n")
         await w.drain()
-        got = await agent.collect(lambda got: len(got) == 5)
+        got = await agent.collect(lambda got: len(got) == 6)
         w.close()
     by = {r.lines[0][:20]: r for r in got}
     assert by["via udp"].component == "nova-api" and by["via udp"].type == "syslog"
@@ -55,7 +57,9 @@ async def test_udp_and_both_tcp_framings(tmp_path: Path) -> None:
     assert by["octet\ncounted with n"].program == "cinder"  # type: ignore[attr-defined]
     assert "newline framed" in by and "after long" in by
     long = next(r for r in got if r.lines[0].startswith("yyy"))
-    assert "truncated" in long.tags or len(long.lines[0]) < 100_000
+    assert "truncated" in long.tags and len(long.lines[0]) < 100_000
+    big_rec = next(r for r in got if r.component == "big")
+    assert "truncated" in big_rec.tags and len(big_rec.lines[0]) < 65536
 
 
 async def test_through_real_rsyslog(tmp_path: Path) -> None:

@@ -129,8 +129,8 @@ class SyslogServer(Component):
         self.address = f"{host}:{port}"
         self.spawn(self._drain_udp, "udp")
 
-    def record(self, frame: bytes, peer: str) -> RawLog:
-        tags: list[str] = []
+    def record(self, frame: bytes, peer: str, cut: bool = False) -> RawLog:
+        tags: list[str] = ["truncated"] if cut else []
         if len(frame) > self.cfg.max_message_bytes:
             frame, tags = frame[: self.cfg.max_message_bytes], ["truncated"]
         f = parse_syslog(frame)
@@ -163,9 +163,12 @@ class SyslogServer(Component):
                 if first.isdigit():  # octet-counted: LEN SP MSG
                     digits = first + await reader.readuntil(b" ")
                     size = int(digits[:-1])
-                    frame = await reader.readexactly(size)
-                    if size > self.cfg.max_message_bytes:
-                        frame = frame[: self.cfg.max_message_bytes]
+                    keep = min(size, self.cfg.max_message_bytes)
+                    frame = await reader.readexactly(keep)
+                    for left in range(size - keep, 0, -65536):  # never hold an over-long frame whole
+                        await reader.readexactly(min(left, 65536))
+                    await self.batcher.add(self.record(frame, peer, cut=keep < size))
+                    continue
                 else:
                     try:
                         frame = first + await reader.readuntil(b"\n")
