@@ -41,6 +41,10 @@ class Component:
         """Flush and release; the default cancels spawned tasks."""
         await self.cancel_tasks()
 
+    def alive(self) -> bool:
+        """False when the component is up but stuck; the daemon then withholds systemd's watchdog ping."""
+        return True
+
     def details(self) -> dict[str, Any]:
         """Extra facts for /healthz and the start banner (listen address, files, ...)."""
         return {}

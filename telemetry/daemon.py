@@ -146,13 +146,18 @@ class Daemon:
         rt = await self.start()
         if on_started:
             on_started(rt)
-        notify("READY=1")
         ping = watchdog_interval()
+        ready = False
         try:
             while not self._stopping.is_set():
+                # READY and watchdog pings only while every component says it is not stuck,
+                # so systemd restarts a daemon that is running but no longer doing its job.
+                if all(c.alive() for c in rt.components):
+                    notify("WATCHDOG=1" if ready else "READY=1")
+                    ready = True
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=ping or 3600)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=(ping or 3600) if ready else 0.5)
                 except asyncio.TimeoutError:
-                    notify("WATCHDOG=1")
+                    pass
         finally:
             await self.stop()

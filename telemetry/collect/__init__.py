@@ -15,4 +15,18 @@ def agent_components(runtime: Any) -> Iterable[Component]:
         from telemetry.collect.host import HostMetricsSource
 
         comps.append(HostMetricsSource(runtime))
+    if sources.files or sources.syslog.enabled:
+        from telemetry.collect.agent import AgentPipeline
+
+        pipeline = AgentPipeline(runtime)
+        comps.append(pipeline)
+        runtime.services["agent_pipeline"] = pipeline
+        if sources.files:
+            from telemetry.collect.files import FilesSource
+
+            comps.append(FilesSource(runtime, pipeline.batcher, pipeline.checkpoints, pipeline.spooled))
+        if sources.syslog.enabled:
+            from telemetry.collect.syslog import SyslogServer
+
+            comps.append(SyslogServer(runtime, pipeline.batcher))
     return comps

@@ -94,6 +94,47 @@ class NotificationsSource(Section):
 class SyslogSource(Section):
     enabled: bool = Field(False, description="Accept syslog from rsyslog or syslog-ng")
     listen: HostPort = Field("127.0.0.1:5140", description="host:port for RFC 3164/5424 over UDP and TCP")
+    udp: bool = Field(True, description="Listen on UDP")
+    tcp: bool = Field(True, description="Listen on TCP (octet-counted and newline-framed)")
+    max_message_bytes: int = Field(65536, ge=512, description="Longer messages are truncated and tagged")
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"type": "syslog"}, description="Added to each record: type, component, ..."
+    )
+
+
+class AgentSpool(Section):
+    """The on-disk buffer used while the bus is unreachable (``<data_dir>/spool``)."""
+
+    max_bytes: int = Field(256 << 20, ge=1 << 16, description="When the spool holds this much, reading pauses")
+    compression: Literal["none", "gzip"] = Field("none", description="Compress spooled batches")
+
+
+class AgentConfig(Section):
+    """Limits, batching and spooling of the node agent's log shipping."""
+
+    max_line_bytes: int = Field(
+        1 << 20, ge=64, description="Longer lines are cut here and tagged 'truncated'; the rest is skipped unread"
+    )
+    max_event_bytes: int = Field(4 << 20, ge=64, description="A multi-line event stops growing at this size")
+    max_event_lines: int = Field(1000, ge=1, description="A multi-line event stops growing at this many lines")
+    multiline_flush: Duration = Field(
+        2.0, gt=0, description="Ship the last pending multi-line event after this long without a new line"
+    )
+    batch_records: int = Field(500, ge=1, description="Records per batch")
+    batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per batch (sum of line lengths)")
+    batch_wait: Duration = Field(0.5, gt=0, description="Ship a partial batch after this long")
+    publish_timeout: Duration = Field(10.0, gt=0, description="A publish taking longer counts as the bus being down")
+    scan_interval: Duration = Field(1.0, gt=0, description="How often globs are re-expanded for new files")
+    poll_interval: Duration = Field(0.25, gt=0, description="How often open files are checked for new data")
+    read_bytes: int = Field(256 << 10, ge=4096, description="Bytes read from a file per turn")
+    release_after: Duration = Field(
+        2.0, ge=0, description="A deleted or rotated-away file is closed this long after its last line was read"
+    )
+    checkpoint_ttl: Duration = Field(7 * 86400.0, gt=0, description="Forget checkpoints of files unseen this long")
+    output_file: str | None = Field(
+        None, description="Ship JSON lines to this file (fsynced) instead of the bus, like Filebeat's output.file"
+    )
+    spool: AgentSpool = Field(default_factory=AgentSpool)
 
 
 class CeilometerSource(Section):
@@ -129,3 +170,4 @@ class SourcesConfig(Section):
     zabbix: ZabbixSource = Field(default_factory=ZabbixSource)
     host_metrics: HostMetrics = Field(default_factory=HostMetrics)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)

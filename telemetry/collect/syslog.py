@@ -1,0 +1,196 @@
+"""Syslog input: RFC 3164 and RFC 5424 over UDP and TCP, so rsyslog or syslog-ng can forward.
+
+TCP framing follows RFC 6587: a frame starting with a digit is octet-counted
+(``LEN SP MSG``), anything else is newline-terminated, decided per frame as
+rsyslog's imtcp does. Each message becomes a RawLog whose ``lines`` hold the
+message text; the header goes into the field names Logstash's syslog input
+uses (``priority``, ``facility``, ``severity``, ``logsource``, ``program``,
+``pid``, ``timestamp``), so parsers and dashboards written for it apply.
+
+A message that cannot be parsed is still shipped, whole, tagged
+``_syslogparsefailure`` (Logstash's tag): bad input is visible, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import time
+from typing import Any
+
+from telemetry.collect import agent_metrics as m
+from telemetry.collect.batcher import Batcher
+from telemetry.component import Component
+from telemetry.config.base import split_hostport
+from telemetry.config.sources import SyslogSource
+from telemetry.models import RawLog, derived_id
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SyslogServer", "parse_syslog"]
+
+_PRI = re.compile(rb"^<(\d{1,3})>")
+_5424 = re.compile(
+    r"^1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+    r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)$", re.S,
+)
+_3164 = re.compile(
+    r"^(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+) "
+    r"(?:(?P<host>[^\s:\[]+) )?(?P<tag>[^\s:\[]+)(?:\[(?P<pid>[^\]]*)\])?: ?(?P<msg>.*)$", re.S,
+)
+
+
+def _nil(v: str) -> str | None:
+    return None if v == "-" else v
+
+
+def parse_syslog(frame: bytes) -> dict[str, Any]:
+    """Fields of one syslog message (either RFC); ``tags`` says what could not be parsed."""
+    out: dict[str, Any] = {"tags": []}
+    pm = _PRI.match(frame)
+    if pm and int(pm.group(1)) <= 191:
+        pri = int(pm.group(1))
+        out.update(priority=pri, facility=pri >> 3, severity=pri & 7)
+        frame = frame[pm.end():]
+    else:
+        out["tags"].append("_syslogparsefailure")
+    text = frame.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\ufffd" in text:
+        out["tags"].append("invalid_utf8")
+    if pm and (m5 := _5424.match(text)):
+        msg = m5.group("msg")
+        if msg.startswith(" "):  # rsyslog's %msg% keeps the space that followed the 3164 tag
+            msg = msg[1:]
+        out.update(
+            timestamp=_nil(m5.group("ts")), logsource=_nil(m5.group("host")), program=_nil(m5.group("app")),
+            pid=_nil(m5.group("procid")), msgid=_nil(m5.group("msgid")), structured_data=_nil(m5.group("sd")),
+            message=msg[1:] if msg.startswith("\ufeff") else msg, rfc="5424",
+        )
+    elif pm and (m3 := _3164.match(text)):
+        out.update(timestamp=m3.group("ts"), logsource=m3.group("host"), program=m3.group("tag"),
+                   pid=m3.group("pid"), message=m3.group("msg"), rfc="3164")
+    else:
+        out["message"] = text
+        if "_syslogparsefailure" not in out["tags"]:
+            out["tags"].append("_syslogparsefailure")
+    return out
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Drop the rest of an over-long line; readline raises after discarding each full buffer."""
+    while True:
+        try:
+            await reader.readline()
+            return
+        except ValueError:
+            continue
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: SyslogServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.server.queue.put_nowait((data, addr[0]))
+        except asyncio.QueueFull:  # UDP has no backpressure: count what the overload cost
+            m.SYSLOG_DROPPED.inc()
+
+
+class SyslogServer(Component):
+    name = "source.syslog"
+    order = 70
+
+    def __init__(self, runtime: Any, batcher: Batcher) -> None:
+        super().__init__()
+        self.cfg: SyslogSource = runtime.settings.sources.syslog
+        self.agent_host: str = runtime.settings.host
+        self.batcher = batcher
+        self.queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(10_000)
+        self.received = 0
+        self._seq = itertools.count()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self.address = ""
+
+    async def start(self) -> None:
+        host, port = split_hostport(self.cfg.listen)
+        loop = asyncio.get_running_loop()
+        if self.cfg.tcp:
+            self._tcp = await asyncio.start_server(self._client, host, port, limit=self.cfg.max_message_bytes + 64)
+            port = self._tcp.sockets[0].getsockname()[1]  # port 0: UDP takes the same number
+        if self.cfg.udp:
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
+            port = self._udp.get_extra_info("sockname")[1]
+        self.address = f"{host}:{port}"
+        self.spawn(self._drain_udp, "udp")
+
+    def record(self, frame: bytes, peer: str, cut: bool = False) -> RawLog:
+        tags: list[str] = ["truncated"] if cut else []
+        if len(frame) > self.cfg.max_message_bytes:
+            frame, tags = frame[: self.cfg.max_message_bytes], ["truncated"]
+        f = parse_syslog(frame)
+        msg = f.pop("message")
+        tags += f.pop("tags")
+        host = f.get("logsource") or peer
+        fields = dict(self.cfg.fields)
+        program = f.get("program") or ""
+        self.received += 1
+        m.LINES_READ.labels(source="syslog").inc()
+        m.BYTES_READ.labels(source="syslog").inc(len(frame))
+        return RawLog(
+            id=derived_id("syslog", self.agent_host, peer, time.time_ns(), next(self._seq)),
+            host=host, path=f"syslog://{peer}/{program}", type=fields.pop("type", "syslog"),
+            component=fields.pop("component", program), lines=[msg], tags=tags, peer=peer, **f, **fields,
+        )
+
+    async def _drain_udp(self) -> None:
+        while True:
+            data, peer = await self.queue.get()
+            await self.batcher.add(self.record(data, peer))
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = (writer.get_extra_info("peername") or ("?",))[0]
+        try:
+            while True:
+                first = await reader.read(1)
+                if not first:
+                    return
+                if first.isdigit():  # octet-counted: LEN SP MSG
+                    digits = first + await reader.readuntil(b" ")
+                    size = int(digits[:-1])
+                    keep = min(size, self.cfg.max_message_bytes)
+                    frame = await reader.readexactly(keep)
+                    for left in range(size - keep, 0, -65536):  # never hold an over-long frame whole
+                        await reader.readexactly(min(left, 65536))
+                    await self.batcher.add(self.record(frame, peer, cut=keep < size))
+                    continue
+                else:
+                    try:
+                        frame = first + await reader.readuntil(b"\n")
+                    except asyncio.LimitOverrunError:  # an over-long line: keep its head, skip the rest
+                        frame = first + await reader.read(self.cfg.max_message_bytes)
+                        await _skip_line(reader)
+                    frame = frame.rstrip(b"\r\n")
+                    if not frame:
+                        continue
+                await self.batcher.add(self.record(frame, peer))  # waits under backpressure
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            if not isinstance(exc, asyncio.IncompleteReadError) or exc.partial:
+                log.warning("syslog client %s: %s", peer, exc)
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._tcp:
+            self._tcp.close()
+        if self._udp:
+            self._udp.close()
+        await self.cancel_tasks()
+
+    def details(self) -> dict[str, Any]:
+        return {"listen": self.address, "received": self.received}

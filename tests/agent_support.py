@@ -1,0 +1,103 @@
+"""Helpers for the agent tests: an in-process agent over a real bus object, and readers of its output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from telemetry.bus import BusError, MemoryBus
+from telemetry.bus.records import decode_delivery
+from telemetry.collect import agent_components
+from telemetry.config import Settings
+from telemetry.daemon import Runtime
+from telemetry.models import RawLog
+
+
+class FlakyBus(MemoryBus):
+    """A memory bus that refuses every publish while ``down`` (a broker outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.refused = 0
+
+    async def publish(self, topic, messages):  # type: ignore[no-untyped-def]
+        if self.down == "hang":  # a broker that accepts the connection and never confirms
+            self.refused += 1
+            await asyncio.sleep(3600)
+        if self.down:
+            self.refused += 1
+            raise BusError("broker unreachable (test outage)")
+        await super().publish(topic, messages)
+
+
+def settings(tmp: Path, files: list[dict] | None = None, **agent: Any) -> Settings:
+    return Settings.model_validate({
+        "data_dir": str(tmp / "data"),
+        "host": "node1",
+        "sources": {
+            "files": files if files is not None else [
+                {"paths": [str(tmp / "logs" / "*.log*")], "fields": {"type": "openstack", "component": "nova"},
+                 "multiline": "none"}],
+            "host_metrics": {"enabled": False},
+            "agent": {"batch_wait": 0.05, "poll_interval": 0.02, "scan_interval": 0.05,
+                      "release_after": 0.2, "multiline_flush": 0.3, **agent},
+        },
+    })
+
+
+class InProcessAgent:
+    """The agent's components started in this event loop against ``bus``."""
+
+    def __init__(self, s: Settings, bus: MemoryBus) -> None:
+        self.rt = Runtime(settings=s, mode="agent", bus=bus, data_dir=s.data_dir)
+        self.comps = sorted(agent_components(self.rt), key=lambda c: c.order)
+        self.bus = bus
+        self.consumer = None
+        self.got: list[RawLog] = []
+
+    async def __aenter__(self) -> "InProcessAgent":
+        self.consumer = await self.bus.subscribe(["raw_logs"], "test")
+        for c in self.comps:
+            await c.start()
+            c.mark("running")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for c in reversed(self.comps):
+            await c.stop()
+
+    async def collect(self, until, timeout: float = 10.0) -> list[RawLog]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ds = await self.consumer.fetch(1000, timeout=0.05)
+            self.got += [decode_delivery(RawLog, d) for d in ds]
+            await self.consumer.ack(ds)
+            if until(self.got):
+                return self.got
+        raise AssertionError(f"condition not met in {timeout}s; got {len(self.got)} records")
+
+
+def texts(records: list[RawLog]) -> list[str]:
+    return ["\n".join(r.lines) for r in records]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records an agent wrote to its output file; a line cut by kill -9 is not a record."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_bytes().splitlines():
+        try:
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            pass
+    return out
+
+
+async def settle(seconds: float) -> None:
+    await asyncio.sleep(seconds)

@@ -1,0 +1,137 @@
+"""The file source on real files: rotation, truncation, deletion, symlinks, multiline, new files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from agent_support import InProcessAgent, settings, texts
+
+from telemetry.bus import MemoryBus
+
+
+def write(path: Path, *lines: str) -> None:
+    with path.open("a") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+async def test_reads_new_files_and_appends(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", "a1", "a2")
+    async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 2)
+        write(logs / "b.log", "b1")  # created while running
+        write(logs / "a.log", "a3")
+        got = await agent.collect(lambda got: len(got) == 4)
+    assert sorted(texts(got)) == ["a1", "a2", "a3", "b1"]
+    r = got[0]
+    assert (r.host, r.type, r.component, r.offset) == ("node1", "openstack", "nova", 0)
+    assert r.inode == os.stat(logs / "a.log").st_ino
+    assert [x.offset for x in got if x.path.endswith("a.log")] == [0, 3, 6]
+
+
+async def test_rename_rotation_reads_old_file_to_end(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cur = logs / "app.log"
+    write(cur, "one")
+    s = settings(tmp_path, files=[{"paths": [str(cur)], "multiline": "none"}])  # the rotated name is NOT globbed
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 1)
+        write(cur, "two")
+        os.rename(cur, logs / "app.log.1")
+        write(logs / "app.log.1", "three")  # the service still writes to its old descriptor
+        write(cur, "four")
+        got = await agent.collect(lambda got: len(got) == 4)
+    assert texts(got)[:1] == ["one"] and sorted(texts(got)) == ["four", "one", "three", "two"]
+
+
+async def test_copytruncate_continues_in_copy_without_repeats(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cur = logs / "app.log"
+    write(cur, *[f"line {i}" for i in range(100)])
+    async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 100)
+        write(cur, *[f"late {i}" for i in range(5)])
+        shutil.copyfile(cur, logs / "app.log.1")
+        os.truncate(cur, 0)
+        write(cur, "fresh 0", "fresh 1")
+        got = await agent.collect(lambda got: len(got) >= 107)
+        await asyncio.sleep(0.5)  # anything repeated would arrive now
+        got = await agent.collect(lambda got: True)
+    t = texts(got)
+    assert len(t) == len(set(t)) == 107, sorted(t)
+    assert {r.id for r in got}.__len__() == 107
+
+
+async def test_truncation_rereads_from_start(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cur = logs / "app.log"
+    write(cur, "first generation line", "second")
+    s = settings(tmp_path, files=[{"paths": [str(cur)], "multiline": "none"}])
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 2)
+        with cur.open("w") as f:  # truncate in place (> file), same inode
+            f.write("new\n")
+        got = await agent.collect(lambda got: len(got) == 3)
+    assert texts(got)[2] == "new"
+    assert got[2].offset == 0 and got[2].id != got[0].id  # same inode and offset, new content: new id
+
+
+async def test_deleted_file_is_released_and_symlink_followed(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    real = tmp_path / "elsewhere.txt"
+    write(real, "via link")
+    os.symlink(real, logs / "linked.log")
+    write(logs / "gone.log", "bye")
+    async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 2)
+        files = agent.comps[-1]
+        assert len(files.readers) == 2
+        os.unlink(logs / "gone.log")
+        await agent.collect(lambda got: len(files.readers) == 1, timeout=5)
+    assert sorted(texts(agent.got)) == ["bye", "via link"]
+
+
+async def test_python_multiline_and_flush_timeout(tmp_path: Path, samples_dir: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copyfile(samples_dir / "logs" / "nova-compute.log", logs / "nova-compute.log")
+    files = [{"paths": [str(logs / "*.log")], "fields": {"type": "openstack", "component": "nova"},
+              "multiline": "python", "tags": ["compute"]}]
+    async with InProcessAgent(settings(tmp_path, files=files), MemoryBus()) as agent:
+        # 8 entries: the last one is only shipped after the flush timeout (no next line comes)
+        got = await agent.collect(lambda got: len(got) == 8, timeout=5)
+    tb = [r for r in got if any("Traceback" in line for line in r.lines)]
+    assert len(tb) == 1 and len(tb[0].lines) > 3
+    assert all(r.tags == ["compute"] for r in got)
+    assert [r.offset for r in got] == sorted(r.offset for r in got)
+
+
+async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", "a1", "a2")
+    async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
+        await agent.collect(lambda got: len(got) == 2)
+    write(logs / "a.log", "a3")
+    async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
+        got = await agent.collect(lambda got: len(got) >= 1)
+        await asyncio.sleep(0.3)
+        got = await agent.collect(lambda got: True)
+    assert texts(got) == ["a3"]
+
+
+def test_fast_id_is_the_model_id() -> None:
+    from telemetry.collect.files import fast_id
+    from telemetry.models import derived_id
+
+    for parts in [("rawlog", "node1", 42, 0, "ab12"), ("rawlog", "h", 1 << 40, 123456789, "")]:
+        assert fast_id(*parts) == derived_id(*parts)

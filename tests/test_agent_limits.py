@@ -1,0 +1,128 @@
+"""Bad input does not crash the agent or lose its neighbours; the bus going away loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from agent_support import FlakyBus, InProcessAgent, settings, texts
+
+from telemetry.bus import MemoryBus
+from telemetry.collect.tail import Tail
+
+
+async def test_huge_line_binary_nul_and_invalid_utf8(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (logs / "mixed.log").open("wb") as f:
+        f.write(b"before\n")
+        f.write(b"x" * (10 << 20) + b"\n")  # a 10 MB line
+        f.write(b"after huge\n")
+        f.write(b"caf\xe9 latin-1\n")  # invalid UTF-8
+        f.write(b"\0" * 4096)  # sparse padding of a copytruncate race
+        f.write(b"with\0nul\n")
+        f.write(b"last\n")
+    (logs / "blob.log").write_bytes(os.urandom(256 << 10) + b"\nafter blob\n")
+    s = settings(tmp_path, max_line_bytes=4096)
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        got = await agent.collect(lambda got: any(r.lines == ["after blob"] for r in got)
+                                  and any(r.lines == ["last"] for r in got), timeout=20)
+    mixed = [r for r in got if r.path.endswith("mixed.log")]
+    t = texts(mixed)
+    assert t[0] == "before" and t[2:] == ["after huge", "caf\ufffd latin-1", "withnul", "last"], t[2:]
+    assert len(t[1]) == 4096 and "truncated" in mixed[1].tags
+    assert mixed[2].offset == 7 + (10 << 20) + 1  # offsets stay byte-exact past the cut
+    assert "invalid_utf8" in mixed[3].tags and "nul_bytes" in mixed[4].tags
+    blob = [r for r in got if r.path.endswith("blob.log")]
+    assert blob[-1].lines == ["after blob"]
+    assert all(len(r.text) <= 4096 for r in blob)
+
+
+def test_long_line_is_never_held_whole(tmp_path: Path) -> None:
+    p = tmp_path / "big.log"
+    p.write_bytes(b"y" * (5 << 20) + b"\nnext\n")
+    t = Tail.open(str(p), max_line=1000, read_bytes=64 << 10)
+    assert t is not None
+    lines = []
+    peak = 0
+    while True:
+        before = t.pos
+        lines += t.read()
+        peak = max(peak, len(t._buf))
+        if t.pos == before:
+            break
+    assert peak <= 1000
+    assert [(x.text[:3], len(x.text), x.tags) for x in lines] == [("yyy", 1000, ["truncated"]), ("nex", 4, [])]
+
+
+async def test_publish_that_never_returns_counts_as_down(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    bus.down = "hang"
+    async with InProcessAgent(settings(tmp_path, publish_timeout=0.3), bus) as agent:
+        (logs / "a.log").write_text("".join(f"x {i}\n" for i in range(20)))
+        pipeline = agent.rt.services["agent_pipeline"]
+        await agent.collect(lambda got: len(pipeline.spool) >= 1, timeout=10)
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) >= 20, timeout=10)
+    assert texts(got) == [f"x {i}" for i in range(20)]
+
+
+async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    s = settings(tmp_path, batch_records=7, publish_timeout=1)
+    async with InProcessAgent(s, bus) as agent:
+        with (logs / "a.log").open("a") as a, (logs / "b.log").open("a") as b:
+            for i in range(50):
+                a.write(f"a {i}\n")
+                b.write(f"b {i}\n")
+        await agent.collect(lambda got: len(got) == 100)
+        bus.down = True
+        with (logs / "a.log").open("a") as a, (logs / "b.log").open("a") as b:
+            for i in range(50, 300):
+                a.write(f"a {i}\n")
+                b.write(f"b {i}\n")
+        pipeline = agent.rt.services["agent_pipeline"]
+        await agent.collect(lambda got: len(pipeline.spool) >= 5, timeout=10)
+        assert bus.refused and pipeline.shipper.down
+        spooled = sorted((tmp_path / "data" / "spool").glob("*.batch"))
+        assert spooled, "batches must be on disk while the bus is down"
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) == 600, timeout=20)
+        assert len(pipeline.spool) == 0
+    for name in "ab":
+        seq = [int(r.lines[0].split()[1]) for r in got if r.path.endswith(f"{name}.log")]
+        assert seq == list(range(300)), seq
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Path, compression: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    bus.down = True
+    s = settings(tmp_path, batch_records=10, publish_timeout=1, spool={"max_bytes": 65536, "compression": compression})
+    with (logs / "a.log").open("a") as a:
+        for i in range(5000):
+            a.write(f"line {i:05d} " + "z" * 80 + "\n")
+    async with InProcessAgent(s, bus) as agent:
+        pipeline = agent.rt.services["agent_pipeline"]
+        await agent.collect(lambda got: pipeline.spool.full(), timeout=10)
+        files = agent.comps[-1]
+        read_then = files.lines_read
+        await asyncio.sleep(0.5)
+        assert files.lines_read == read_then < 5000, "reading must pause while the spool is full"
+        assert pipeline.spool.bytes <= 65536 + 8192
+    # restart with the bus back: the spool drains first, then reading resumes; nothing twice
+    bus2 = MemoryBus()
+    async with InProcessAgent(s, bus2) as agent:
+        got = await agent.collect(lambda got: len(got) >= 5000, timeout=30)
+        await asyncio.sleep(0.3)
+        got = await agent.collect(lambda got: True)
+    seq = [int(r.lines[0].split()[1]) for r in got]
+    assert seq == list(range(5000)), (len(seq), seq[:5])
