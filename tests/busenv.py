@@ -86,5 +86,5 @@ def patch_aiokafka_for_mock(delay: float = 0.3) -> None:
     gc.CoordinatorGroupRebalance._mock_patched = True
 
 
-#: Put on PYTHONPATH of daemon subprocesses that talk to the mock cluster.
-MOCK_SITE = str(__import__("pathlib").Path(__file__).parent / "mockkafka_site")
+#: Put on PYTHONPATH of daemon subprocesses: the test sink and the mock-Kafka compensation.
+BUS_SITE = str(__import__("pathlib").Path(__file__).parent / "bus_site")

@@ -77,6 +77,18 @@ async def drain(c: Consumer, want: int, ack: bool = True, per_fetch: int = 500, 
     return out
 
 
+async def ready(c: Consumer) -> Consumer:
+    """Kafka joins its group in the background: wait until it owns partitions, so a
+    "nothing more came" check means something."""
+    if hasattr(c, "_joined"):
+        assert await c._joined(30)
+        for _ in range(100):
+            if c._c.assignment():  # type: ignore[attr-defined]
+                break
+            await c.fetch(1, 0.1)
+    return c
+
+
 def values(ds: list[Delivery]) -> list[bytes]:
     return [d.value for d in ds]
 
@@ -89,7 +101,7 @@ async def test_publish_fetch_ack(bus: Bus) -> None:
     d = got[0]
     assert d.topic == "t" and d.key is not None and d.headers["n"] == d.value.decode()[1:]
     await c.close()
-    again = await bus.subscribe(["t"], "g")
+    again = await ready(await bus.subscribe(["t"], "g"))
     assert await drain(again, 1, quiet=2.0) == []  # acked: never delivered again
     await again.close()
 
@@ -126,7 +138,7 @@ async def test_kafka_commits_only_contiguous_acks(bus: Bus) -> None:
     assert values(got) == [f"m{i}".encode() for i in range(10)]
     await c.ack(got[5:])  # 0..4 still in flight
     await c.close()
-    c2 = await bus.subscribe(["t"], "g")
+    c2 = await ready(await bus.subscribe(["t"], "g"))
     again = await drain(c2, 10, quiet=3.0)
     if bus.kind == "kafka":  # type: ignore[attr-defined]
         assert values(again) == [f"m{i}".encode() for i in range(10)]  # committed nothing: 0 was never acked

@@ -194,17 +194,32 @@ class KafkaConsumer(Consumer):
         )
 
     async def open(self) -> None:
+        """Join in the background: a group join can take a rebalance or two, and the
+        daemon must come up (and report health) meanwhile; ``fetch`` waits for it."""
         self._c.subscribe(list(self._by_name), listener=_Rebalance(self))
+        self._starting = asyncio.ensure_future(self._start())
+
+    async def _start(self) -> None:
         try:
-            await asyncio.wait_for(self._c.start(), self.bus.config.publish_timeout)
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            await self._c.start()
+        except (KafkaError, OSError) as exc:
             await self._c.stop()
             raise BusError(f"could not join Kafka group {self.group}: {exc!r}") from exc
         self._opened = True
 
+    async def _joined(self, timeout: float) -> bool:
+        if not self._starting.done():
+            await asyncio.wait([self._starting], timeout=timeout)
+            if not self._starting.done():
+                return False
+        self._starting.result()  # raises BusError if the start failed
+        return True
+
     async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
         if self._closed:
             raise BusError("consumer is closed")
+        if not await self._joined(timeout):
+            return []
         batches = await self._c.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         out: list[Delivery] = []
         for tp, records in batches.items():
@@ -287,4 +302,6 @@ class KafkaConsumer(Consumer):
             return
         self._closed = True
         self._parts.clear()
+        if not self._starting.done():
+            self._starting.cancel()
         await self._c.stop()  # leaves the group: uncommitted records go to the others
