@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import pytest
+
 RABBIT = "127.0.0.1:5672"
 
 
@@ -88,3 +90,19 @@ def patch_aiokafka_for_mock(delay: float = 0.3) -> None:
 
 #: Put on PYTHONPATH of daemon subprocesses: the test sink and the mock-Kafka compensation.
 BUS_SITE = str(__import__("pathlib").Path(__file__).parent / "bus_site")
+
+
+@pytest.fixture(scope="module")
+def amqp_url() -> Iterator[str]:
+    """A private vhost for one test module."""
+    with rabbit_vhost("t") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[MockKafka]:
+    """A mock Kafka cluster for one test module."""
+    patch_aiokafka_for_mock()
+    k = MockKafka()
+    yield k
+    k.close()

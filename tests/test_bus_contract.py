@@ -12,26 +12,12 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from busenv import MockKafka, patch_aiokafka_for_mock, rabbit_vhost
+from busenv import MockKafka, amqp_url, kafka  # noqa: F401 (fixtures)
 
 from telemetry.bus import Bus, Consumer, Delivery, MemoryBus, OutMessage, open_bus
 from telemetry.config.core import BusConfig, KafkaOptions
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
-    with rabbit_vhost("contract") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[MockKafka]:
-    patch_aiokafka_for_mock()
-    k = MockKafka()
-    yield k
-    k.close()
 
 
 def bus_config(url: str) -> BusConfig:

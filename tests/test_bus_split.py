@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bus_sink import read_sinks
-from busenv import BUS_SITE, MockKafka, patch_aiokafka_for_mock, rabbit_vhost
+from busenv import BUS_SITE, MockKafka, amqp_url, kafka  # noqa: F401 (fixtures)
 
 from telemetry.bus import Bus, Consumer, open_bus
 from telemetry.bus.records import publish_records
@@ -28,20 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SERVER_ENV = {"PYTHONPATH": BUS_SITE, "BUS_TEST_SINK": "1"}
 KAFKA_FAST = {"session_timeout": "6s", "heartbeat_interval": "0.5s", "linger_ms": 1}
-
-
-@pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
-    with rabbit_vhost("split") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[MockKafka]:
-    patch_aiokafka_for_mock()
-    k = MockKafka()
-    yield k
-    k.close()
 
 
 def bus_url(kind: str, request: pytest.FixtureRequest) -> str:
