@@ -32,6 +32,7 @@ async def test_broker_restart_mid_stream_loses_nothing(amqp_url: str) -> None:  
     sent: list[bytes] = []
     got: set[bytes] = set()
     stop = asyncio.Event()
+    done = asyncio.Event()  # the producer's last batch is confirmed
 
     async def produce() -> None:
         i = 0
@@ -41,14 +42,13 @@ async def test_broker_restart_mid_stream_loses_nothing(amqp_url: str) -> None:  
             sent.extend(m.value for m in batch)
             i += 1
             await asyncio.sleep(0.02)
+        done.set()
 
     async def consume() -> None:
-        while not stop.is_set() or len(got) < len(sent):
+        while not (done.is_set() and set(sent) <= got):
             ds = await consumer.fetch(200, 0.5)
             got.update(d.value for d in ds)
             await consumer.ack(ds)
-            if stop.is_set() and not ds and set(sent) <= got:
-                return
 
     tasks = [asyncio.ensure_future(produce()), asyncio.ensure_future(consume())]
     await asyncio.sleep(1.0)
