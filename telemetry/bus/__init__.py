@@ -14,6 +14,12 @@ def open_bus(config: BusConfig) -> Bus:
     scheme = config.url.split("://", 1)[0]
     if scheme == "memory":
         return MemoryBus(topic_prefix=config.topic_prefix)
-    raise BusError(
-        f"bus {scheme}:// is not available in this build yet; use memory:// (all-in-one)"
-    )
+    if scheme in ("amqp", "amqps"):
+        from telemetry.bus.amqp import AmqpBus  # kombu is imported only when used
+
+        return AmqpBus(config)
+    if scheme == "kafka":
+        from telemetry.bus.kafka import KafkaBus
+
+        return KafkaBus(config)
+    raise BusError(f"unsupported bus URL scheme {scheme}:// (memory, amqp, amqps or kafka)")

@@ -6,9 +6,40 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from telemetry.config.base import Section, check_scheme
+from telemetry.config.base import Duration, Section, check_scheme
 
 BUS_SCHEMES = ("memory", "amqp", "amqps", "kafka")
+
+
+class BusTLS(Section):
+    """TLS towards the broker: amqps:// always, Kafka when ``enabled``."""
+
+    enabled: bool = Field(False, description="Kafka: use SSL (or SASL_SSL); amqps:// URLs always use TLS")
+    ca_file: str | None = Field(None, description="CA bundle that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="Client certificate (mutual TLS)")
+    key_file: str | None = Field(None, description="Client private key (mutual TLS)")
+    verify: bool = Field(True, description="Check the broker's certificate and host name")
+
+
+class BusSASL(Section):
+    """Kafka SASL authentication, passed through to aiokafka."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism")
+    username: str = Field(description="SASL user")
+    password: SecretStr = Field(description="SASL password")
+
+
+class KafkaOptions(Section):
+    """Kafka-only knobs; the defaults favour durability over latency."""
+
+    compression: Literal["gzip", "lz4", "snappy", "zstd", "none"] = Field(
+        "gzip", description="Producer batch compression (lz4/snappy/zstd need their Python codecs)"
+    )
+    linger_ms: int = Field(5, ge=0, description="How long the producer waits to fill a batch")
+    session_timeout: Duration = Field(
+        10.0, gt=0, description="A consumer silent this long is dropped and its partitions move to the others"
+    )
+    heartbeat_interval: Duration = Field(3.0, gt=0, description="Consumer heartbeat period (well under session_timeout)")
 
 
 class BusConfig(Section):
@@ -17,6 +48,16 @@ class BusConfig(Section):
     url: str = Field("memory://", description="memory:// (all-in-one), amqp://user:pass@host:5672/vhost or kafka://host:9092")
     topic_prefix: str = Field("telemetry.", description="Prefix of every topic, queue or exchange name on the bus")
     format: Literal["json", "msgpack"] = Field("json", description="Wire encoding of records")
+    prefetch: int = Field(
+        500, ge=1, description="AMQP: unacked messages a consumer may hold (flow control); Kafka: records per poll"
+    )
+    publish_timeout: Duration = Field(
+        30.0, gt=0, description="How long publish keeps retrying (reconnecting) before it reports the bus down"
+    )
+    reconnect_max_backoff: Duration = Field(10.0, gt=0, description="Longest wait between reconnection attempts")
+    tls: BusTLS = Field(default_factory=lambda: BusTLS(), description="TLS for amqps:// and Kafka SSL/SASL_SSL")
+    sasl: BusSASL | None = Field(None, description="Kafka SASL credentials (PLAIN or SCRAM)")
+    kafka: KafkaOptions = Field(default_factory=lambda: KafkaOptions(), description="Kafka producer/consumer tuning")
 
     @field_validator("url")
     @classmethod

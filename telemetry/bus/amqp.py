@@ -1,0 +1,362 @@
+"""The RabbitMQ bus (kombu / py-amqp).
+
+Layout on the broker (``P`` is the topic prefix, ``telemetry.`` by default):
+
+* one durable topic exchange ``P`` (without the trailing dot); a record of
+  logical topic ``samples`` is published with routing key ``Psamples``;
+* one durable queue per (topic, consumer group), ``Psamples.<group>``, bound
+  with that routing key: groups fan out, consumers of one group compete;
+* an alternate exchange ``P.unclaimed`` with a durable queue per topic,
+  ``Psamples.unclaimed``: what is published before any group ever bound a
+  queue waits there instead of being dropped by the broker, and every
+  consumer drains it (as the memory bus keeps such messages for the first
+  group).
+
+Messages are persistent; ``publish`` waits for the broker's publisher
+confirms of the whole batch (one round trip per batch, not per message).
+Consumers hold at most ``prefetch`` unacked messages and ack after the
+stage's durable write; whatever is unacked when a channel goes away is
+requeued by the broker itself.
+
+kombu blocks, so each connection lives in a thread of its own (a
+one-worker executor): the asyncio loop only awaits futures and never stalls,
+and a connection is never touched by two threads. A lost broker is retried
+with exponential backoff; a publish that cannot be confirmed before
+``publish_timeout`` raises :class:`BusError` so the caller keeps its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kombu
+
+from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH, BUS_RECONNECTIONS
+from telemetry.config.base import redact_url
+from telemetry.config.core import BusConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+KEY_HEADER = "x-telemetry-key"
+DEPTH_EVERY = 5.0  # seconds between passive queue declares for the depth gauge
+
+
+class _Link:
+    """One kombu connection, confined to one thread, reconnected with backoff."""
+
+    def __init__(self, bus: AmqpBus, name: str, setup: Callable[[Any], None]) -> None:
+        self.bus = bus
+        self.name = name
+        self._setup = setup
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"amqp-{name}")
+        self.conn: kombu.Connection | None = None
+        self.channel: Any = None
+        self.generation = 0
+        self._backoff = 0.1
+        self._ever_connected = False
+        probe = bus.connection()
+        self.errors: tuple[type[BaseException], ...] = (
+            *probe.connection_errors, *probe.channel_errors, OSError, socket.timeout,
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def ensure(self, deadline: float) -> Any:
+        """The open channel; (re)connects with backoff until ``deadline`` (thread side)."""
+        while self.channel is None:
+            try:
+                conn = self.bus.connection()
+                conn.connect()
+                channel = conn.channel()
+                self.conn = conn
+                self.channel = channel
+                self._setup(channel)
+            except self.errors as exc:
+                self.drop()
+                wait = min(self._backoff, max(0.0, deadline - time.monotonic()))
+                if wait <= 0:
+                    raise BusError(f"RabbitMQ at {self.bus.describe()} is unreachable: {exc}") from exc
+                log.warning("amqp %s: broker unreachable (%s); retrying in %.1fs", self.name, exc, wait)
+                time.sleep(wait)
+                self._backoff = min(self._backoff * 2, self.bus.config.reconnect_max_backoff)
+                continue
+            self.generation += 1
+            self._backoff = 0.1
+            if self._ever_connected:
+                BUS_RECONNECTIONS.labels(bus="amqp").inc()
+                log.info("amqp %s: reconnected to %s", self.name, self.bus.describe())
+            self._ever_connected = True
+        return self.channel
+
+    def drop(self) -> None:
+        """Forget the connection after an error; the broker requeues what was unacked."""
+        conn, self.conn, self.channel = self.conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: closing is best effort
+                pass
+
+    def close(self) -> None:
+        if self.channel is not None:
+            try:
+                self.channel.close()
+            except Exception:
+                pass
+        self.drop()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+class AmqpBus(Bus):
+    def __init__(self, config: BusConfig) -> None:
+        super().__init__(config.topic_prefix)
+        self.config = config
+        self.url = config.url
+        base = config.topic_prefix.rstrip(".") or "telemetry"
+        self.exchange = kombu.Exchange(base, type="topic", durable=True,
+                                       arguments={"alternate-exchange": f"{base}.unclaimed"})
+        self.unclaimed = kombu.Exchange(f"{base}.unclaimed", type="topic", durable=True)
+        self._publisher = _Link(self, "publish", self._on_publisher_channel)
+        self._parked: set[tuple[int, str]] = set()
+        self._lock = asyncio.Lock()
+        self._pending: set[int] = set()
+        self._low = 1
+        self._nacked = False
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    def connection(self) -> kombu.Connection:
+        url = self.url.replace("amqps://", "amqp://", 1)
+        return kombu.Connection(url, ssl=self._ssl(), connect_timeout=5, heartbeat=0)
+
+    def _ssl(self) -> Any:
+        tls = self.config.tls
+        if not self.url.startswith("amqps://"):
+            return False
+        opts: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE}
+        if tls.ca_file:
+            opts["ca_certs"] = tls.ca_file
+        if tls.cert_file:
+            opts["certfile"] = tls.cert_file
+        if tls.key_file:
+            opts["keyfile"] = tls.key_file
+        return opts
+
+    def queue(self, topic: str, group: str) -> kombu.Queue:
+        name = self.topic(topic)
+        return kombu.Queue(f"{name}.{group}", self.exchange, routing_key=name, durable=True, auto_delete=False)
+
+    def parking(self, topic: str) -> kombu.Queue:
+        name = self.topic(topic)
+        return kombu.Queue(f"{name}.unclaimed", self.unclaimed, routing_key=name, durable=True, auto_delete=False)
+
+    def _declare_exchanges(self, channel: Any) -> None:
+        self.unclaimed(channel).declare()
+        self.exchange(channel).declare()
+
+    # -- publishing (publisher thread) ---------------------------------------------------------
+
+    def _on_publisher_channel(self, channel: Any) -> None:
+        self._declare_exchanges(channel)
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._pending, self._low, self._nacked = set(), 1, False
+        self._seq = itertools.count(1)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            for t in range(self._low, delivery_tag + 1):
+                self._pending.discard(t)
+            self._low = max(self._low, delivery_tag + 1)
+        else:
+            self._pending.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
+
+    def _publish_once(self, topic: str, messages: Sequence[OutMessage], deadline: float) -> None:
+        link = self._publisher
+        channel = link.ensure(deadline)
+        gen = link.generation
+        if (gen, topic) not in self._parked:
+            self.parking(topic)(channel).declare()
+            self._parked.add((gen, topic))
+        rk = self.topic(topic)
+        for m in messages:
+            headers = dict(m.headers)
+            if m.key is not None:
+                headers[KEY_HEADER] = m.key.decode("latin-1")
+            msg = channel.prepare_message(
+                m.value, content_type="application/octet-stream", content_encoding="binary",
+                headers=headers, properties={"delivery_mode": 2},
+            )
+            self._pending.add(next(self._seq))
+            channel.basic_publish(msg, exchange=self.exchange.name, routing_key=rk)
+        while self._pending and not self._nacked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the broker did not confirm the batch in time")
+            try:
+                link.conn.drain_events(timeout=min(remaining, 1.0))
+            except socket.timeout:
+                continue
+        if self._nacked:
+            raise BusError("the broker refused (nacked) part of the batch")
+
+    def _publish_sync(self, topic: str, messages: Sequence[OutMessage]) -> None:
+        deadline = time.monotonic() + self.config.publish_timeout
+        link = self._publisher
+        while True:
+            try:
+                self._publish_once(topic, messages, deadline)
+                return
+            except (*link.errors, TimeoutError, BusError) as exc:
+                link.drop()
+                if time.monotonic() >= deadline:
+                    raise BusError(f"publish to {self.describe()} failed: {exc}") from exc
+                BUS_PUBLISH_RETRIES.labels(bus="amqp").inc()
+                log.warning("amqp: batch of %d on %s not confirmed (%s); publishing it again", len(messages), topic, exc)
+
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
+        if not messages:
+            return
+        async with self._lock:
+            await self._publisher.run(self._publish_sync, topic, messages)
+
+    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
+        consumer = AmqpConsumer(self, list(topics), group)
+        await consumer.open()
+        return consumer
+
+    async def start(self) -> None:
+        # Fail early (with the URL in the message) when the broker is wrong, but never block forever.
+        await self._publisher.run(self._publisher.ensure, time.monotonic() + self.config.publish_timeout)
+
+    async def close(self) -> None:
+        await self._publisher.run(self._publisher.close)
+        self._publisher.shutdown()
+
+
+class AmqpConsumer(Consumer):
+    def __init__(self, bus: AmqpBus, topics: list[str], group: str) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.group = group
+        self._link = _Link(bus, f"consume-{group}", self._on_channel)
+        self._buffer: deque[Delivery] = deque()
+        self._closed = False
+        self._by_rk = {bus.topic(t): t for t in topics}
+        self._depth_at = 0.0
+
+    def _on_channel(self, channel: Any) -> None:
+        self.bus._declare_exchanges(channel)
+        channel.basic_qos(0, self.bus.config.prefetch, False)
+        self._buffer.clear()  # deliveries of a dead channel come back from the broker
+        for t in self.topics:
+            for q in (self.bus.queue(t, self.group), self.bus.parking(t)):
+                bound = q(channel)
+                bound.declare()
+                channel.basic_consume(queue=q.name, callback=self._on_message, no_ack=False)
+
+    def _on_message(self, message: Any) -> None:
+        info = message.delivery_info
+        headers = dict(message.properties.get("application_headers") or {})
+        key = headers.pop(KEY_HEADER, None)
+        self._buffer.append(Delivery(
+            topic=self._by_rk.get(info["routing_key"], info["routing_key"]),
+            value=bytes(message.body),
+            key=key.encode("latin-1") if isinstance(key, str) else None,
+            headers={str(k): str(v) for k, v in headers.items()},
+            redelivered=bool(info.get("redelivered")),
+            token=(self._link.generation, info["delivery_tag"]),
+        ))
+
+    async def open(self) -> None:
+        await self._link.run(self._link.ensure, time.monotonic() + self.bus.config.publish_timeout)
+
+    def _fetch_sync(self, max_records: int, timeout: float) -> list[Delivery]:
+        link = self._link
+        deadline = time.monotonic() + timeout
+        try:
+            link.ensure(deadline)
+            while not self._buffer and time.monotonic() < deadline:
+                try:
+                    link.conn.drain_events(timeout=max(0.001, deadline - time.monotonic()))
+                except socket.timeout:
+                    break
+            while self._buffer and len(self._buffer) < max_records:
+                try:
+                    link.conn.drain_events(timeout=0.001)
+                except socket.timeout:
+                    break
+            self._depth(link.channel)
+        except BusError:
+            return []
+        except link.errors as exc:
+            log.warning("amqp consumer %s: lost the broker (%s); reconnecting", self.group, exc)
+            link.drop()
+            self._buffer.clear()
+            return []
+        out = []
+        while self._buffer and len(out) < max_records:
+            out.append(self._buffer.popleft())
+        return out
+
+    def _depth(self, channel: Any) -> None:
+        now = time.monotonic()
+        if now - self._depth_at < DEPTH_EVERY:
+            return
+        self._depth_at = now
+        for t in self.topics:
+            q = self.bus.queue(t, self.group)
+            _, ready, _ = channel.queue_declare(queue=q.name, passive=True)
+            BUS_QUEUE_DEPTH.labels(topic=t, group=self.group).set(ready)
+
+    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+        if self._closed:
+            raise BusError("consumer is closed")
+        return await self._link.run(self._fetch_sync, max_records, timeout)
+
+    def _settle(self, deliveries: Sequence[Delivery], how: Callable[[Any, int], None]) -> None:
+        link = self._link
+        if link.channel is None:
+            return  # the broker requeued them when the channel died
+        try:
+            for d in deliveries:
+                gen, tag = d.token
+                if gen == link.generation:
+                    how(link.channel, tag)
+        except link.errors as exc:
+            log.warning("amqp consumer %s: settling failed (%s); the broker will redeliver", self.group, exc)
+            link.drop()
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            await self._link.run(self._settle, deliveries, lambda ch, tag: ch.basic_ack(tag))
+
+    async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
+        if deliveries:
+            await self._link.run(self._settle, deliveries, lambda ch, tag: ch.basic_reject(tag, requeue=requeue))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._link.run(self._link.close)
+        self._link.shutdown()
