@@ -59,6 +59,7 @@ AGENT_BUILDERS = [
 ]
 SERVER_BUILDERS = [
     "telemetry.api:api_components",
+    "telemetry.rules:rules_components",
 ]
 
 

@@ -1,0 +1,290 @@
+"""The rule engine as a server stage: consume samples, events and notifications; publish transitions.
+
+It evaluates as each batch arrives (not on a 60 s cycle like Aodh), so a
+breaching sample becomes an ``alarm_transitions`` record within the same
+batch. A plain asyncio loop ticks once a second for time-based conditions:
+one coroutine on the daemon's own loop needs no locking against the
+consumer, where apscheduler would add a thread pool and a dependency for a
+single fixed-interval job. Transitions are published and written to history
+(SQLite, off the event loop) before the batch is acknowledged, so a crash
+replays the batch instead of losing a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from telemetry.bus import Delivery
+from telemetry.bus.records import publish_records
+from telemetry.metrics import REGISTRY
+from telemetry.models import AlarmTransition, Event, Notification, Record, Sample
+from telemetry.rules.evaluator import Engine, Transition
+from telemetry.rules.events import doc_time, notification_doc
+from telemetry.rules.loader import RuleSet, load_rules
+from telemetry.rules.models import Alarm, AlarmChange
+from telemetry.rules.store import RulesStore
+from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
+from telemetry.stage import BusStage
+
+log = logging.getLogger(__name__)
+
+TRANSITIONS = Counter("telemetry_rules_transitions", "Alarm and trigger state changes published",
+                      ["kind", "current"], registry=REGISTRY)
+ALARMS = Gauge("telemetry_rules_alarms", "Alarms the engine evaluates", registry=REGISTRY)
+TRIGGERS = Gauge("telemetry_rules_triggers", "Triggers bound to hosts", registry=REGISTRY)
+LATENCY = Histogram("telemetry_rules_transition_latency_seconds",
+                    "From a batch's arrival to its transitions being published", registry=REGISTRY,
+                    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+DEDUP_WINDOW = 200_000  # recent record ids remembered, so a redelivered sample never counts twice
+
+
+class RulesStage(BusStage):
+    name = "stage.rules"
+    order = 60  # after stores (which may backfill), before the API (90)
+    group = "rules"
+    topics: ClassVar[dict[str, type[Record]]] = {"samples": Sample, "events": Event, "notifications": Notification}
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__(runtime)
+        self.cfg = runtime.settings.rules
+        self.engine = Engine()
+        self.triggers = TriggerEngine()
+        self.store: RulesStore | None = None
+        self.ruleset = RuleSet()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._flush_lock = asyncio.Lock()
+        self.bound_hosts: set[str] = set()
+        runtime.services["rules"] = self
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        self.store = await asyncio.to_thread(RulesStore, self.runtime.data_dir / "rules")
+        stored = {a.alarm_id: a for a in await asyncio.to_thread(self.store.load_alarms)}
+        self.ruleset = await asyncio.to_thread(load_rules, self.cfg.paths)
+        for a in self.ruleset.alarms:  # file alarms: the file's definition, the stored state
+            old = stored.get(a.alarm_id)
+            if old is not None:
+                a.state, a.state_timestamp, a.state_reason = old.state, old.state_timestamp, old.state_reason
+                if (old.model_extra or {}).get("group_states"):
+                    a.group_states = old.model_extra["group_states"]  # type: ignore[attr-defined]
+            stored[a.alarm_id] = a
+        await asyncio.to_thread(self.store.put_alarms, list(stored.values()))
+        for a in stored.values():
+            self.engine.add(a)
+        self._bind_configured_hosts()
+        for tid, state in (await asyncio.to_thread(self.store.load_kv, "trigger:")).items():
+            self.triggers.restore(tid.partition(":")[2], state)
+        ALARMS.set(len(self.engine.alarms))
+        await super().start()
+        self.spawn(self._tick_loop, "tick")
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.flush()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    def _bind_configured_hosts(self) -> None:
+        roles = {h: list(r) for h, r in self.cfg.hosts.items()}
+        local = self.runtime.settings.sources.checks.templates
+        if local:
+            roles.setdefault(self.runtime.settings.host, []).extend(local)
+        for host, names in roles.items():
+            self.bind_host(host, names)
+        for host, d in self.ruleset.host_triggers:
+            self._add_trigger(Trigger(d, host))
+
+    def bind_host(self, host: str, roles: list[str]) -> int:
+        """Apply each role's template to ``host``; returns how many triggers were bound."""
+        n = 0
+        for role in roles:
+            tpl = self.ruleset.templates.get(role)
+            if tpl is None:
+                log.warning("rules: no template %r for host %s (have: %s)", role, host,
+                            ", ".join(self.ruleset.templates) or "none")
+                continue
+            for d in tpl.triggers:
+                n += self._add_trigger(Trigger(d, host, tpl.name, tpl.macros))
+        self.bound_hosts.add(host)
+        TRIGGERS.set(len(self.triggers.triggers))
+        return n
+
+    def _add_trigger(self, t: Trigger) -> int:
+        if t.trigger_id in self.triggers.triggers:
+            return 0
+        self.triggers.add(t)
+        return 1
+
+    # -- input -----------------------------------------------------------------
+    def _fresh(self, rid: str) -> bool:
+        if not rid:
+            return True
+        if rid in self._seen:
+            return False
+        self._seen[rid] = None
+        if len(self._seen) > DEDUP_WINDOW:
+            self._seen.popitem(last=False)
+        return True
+
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+        arrived = time.monotonic()
+        self.ingest([r for _, r in records])
+        await self.flush()
+        LATENCY.observe(time.monotonic() - arrived)
+
+    def ingest(self, records: list[Record]) -> None:
+        """Feed records to the engines (synchronous, no I/O)."""
+        now = time.time()
+        engine, triggers = self.engine, self.triggers
+        for r in records:
+            if isinstance(r, Sample):
+                if not self._fresh(r.message_id):
+                    continue
+                meta = r.resource_metadata
+                doc = {"counter_name": r.counter_name, "counter_volume": r.counter_volume,
+                       "resource_id": r.resource_id, "project_id": r.project_id, "user_id": r.user_id,
+                       "source": r.source, "resource_metadata": meta}
+                ts = r.timestamp.timestamp()
+                engine.on_sample(doc, ts)
+                host = str(meta.get("host") or r.resource_id)
+                if meta.get("role") and host not in self.bound_hosts and self.ruleset.templates:
+                    role = meta["role"]
+                    self.bind_host(host, role if isinstance(role, list) else [role])
+                triggers.on_value(host, r.counter_name, ts, r.counter_volume)
+                param = meta.get("path") or meta.get("interface") or meta.get("device")
+                if param:  # per-filesystem / per-NIC items: hardware.disk.size.used[/]
+                    triggers.on_value(host, f"{r.counter_name}[{param}]", ts, r.counter_volume)
+            elif isinstance(r, Event):
+                if self._fresh(r.id):
+                    d = r.to_dict()
+                    engine.on_event(d, doc_time(d, now))
+            elif isinstance(r, Notification):
+                if self._fresh(r.message_id):
+                    engine.on_event(notification_doc(r), r.timestamp.timestamp())
+
+    async def _tick_loop(self) -> None:
+        last_expiry = 0.0
+        while True:
+            await asyncio.sleep(self.cfg.tick)
+            self.engine.tick()
+            self.triggers.tick()
+            await self.flush()
+            if self.store is not None and time.monotonic() - last_expiry > 3600:
+                last_expiry = time.monotonic()
+                await asyncio.to_thread(self.store.expire_history, self.cfg.history_ttl)
+
+    # -- output ----------------------------------------------------------------
+    async def flush(self) -> None:
+        """Publish pending transitions, then make them and the new states durable."""
+        async with self._flush_lock:
+            transitions, dirty = self.engine.take()
+            fired, dirty_triggers = self.triggers.take()
+            if not (transitions or dirty or fired or dirty_triggers):
+                return
+            records = [self._record(t) for t in transitions] + [self._trigger_record(*f) for f in fired]
+            changes = [self._change(t) for t in transitions if t.previous != t.current]
+            if records:
+                await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
+            for rec in records:
+                TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()  # type: ignore[attr-defined]
+            if self.store is not None:
+                store = self.store
+                kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
+                snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones
+                await asyncio.to_thread(_persist, store, changes, snapshot, kv)
+
+    # -- operations behind the API ---------------------------------------------
+    async def save_alarm(self, alarm: Alarm, change: str, detail: dict[str, Any],
+                         user_id: str | None = None, project_id: str | None = None) -> Alarm:
+        """Create or update a definition: durable first, then evaluated."""
+        assert self.store is not None
+        import json
+
+        entry = AlarmChange(alarm_id=alarm.alarm_id, type=change, detail=json.dumps(detail, default=str),
+                            user_id=user_id, project_id=project_id, on_behalf_of=alarm.project_id,
+                            severity=alarm.severity)
+        await asyncio.to_thread(_persist, self.store, [entry], [alarm.model_copy(deep=True)], {})
+        self.engine.add(alarm)
+        ALARMS.set(len(self.engine.alarms))
+        return alarm
+
+    async def delete_alarm(self, alarm: Alarm, user_id: str | None = None, project_id: str | None = None) -> None:
+        assert self.store is not None
+        import json
+
+        entry = AlarmChange(alarm_id=alarm.alarm_id, type="deletion",
+                            detail=json.dumps(alarm.to_aodh(), default=str), user_id=user_id,
+                            project_id=project_id, on_behalf_of=alarm.project_id, severity=alarm.severity)
+        await asyncio.to_thread(self.store.delete_alarm, alarm.alarm_id)
+        await asyncio.to_thread(self.store.add_changes, [entry])
+        self.engine.remove(alarm.alarm_id)
+        ALARMS.set(len(self.engine.alarms))
+
+    async def set_state(self, alarm_id: str, state: str) -> None:
+        self.engine.set_state(alarm_id, state)
+        await self.flush()
+
+    async def history(self, alarm_id: str, limit: int = 1000) -> list[AlarmChange]:
+        assert self.store is not None
+        return await asyncio.to_thread(self.store.history, alarm_id, limit)
+
+    async def acknowledge(self, trigger_id: str, message: str, user: str = "") -> Trigger:
+        t = self.triggers.acknowledge(trigger_id, message, user)
+        await self.flush()
+        return t
+
+    def _record(self, t: Transition) -> AlarmTransition:
+        a = t.alarm
+        return AlarmTransition(
+            alarm_id=a.alarm_id, alarm_name=a.name, severity=a.severity, previous=t.previous, current=t.current,
+            reason=t.reason, reason_data=t.reason_data,
+            timestamp=datetime.fromtimestamp(t.evaluated_at, timezone.utc),
+            actions=a.actions_for(t.current), repeat_actions=a.repeat_actions, alarm_type=a.type,
+            labels=t.labels, evaluated_at=datetime.fromtimestamp(t.evaluated_at, timezone.utc).isoformat(),
+        )
+
+    def _trigger_record(self, tr: Trigger, previous: str, current: str, reason: str) -> AlarmTransition:
+        now = time.time()
+        state = {"PROBLEM": "alarm", "OK": "ok"}
+        return AlarmTransition(
+            alarm_id=tr.trigger_id, alarm_name=tr.name, severity=AODH_SEVERITY[tr.severity],
+            previous=state[previous], current=state[current], reason=reason,
+            reason_data={"type": "trigger", "expression": tr.expression, "status": current,
+                         "severity": tr.severity, "host": tr.host},
+            timestamp=datetime.fromtimestamp(now, timezone.utc), actions=[], repeat_actions=False,
+            alarm_type="trigger", labels={"host": tr.host, "trigger": tr.name, "template": tr.template,
+                                          "severity": tr.severity, **tr.definition.tags},
+            evaluated_at=datetime.fromtimestamp(now, timezone.utc).isoformat(),
+        )
+
+    @staticmethod
+    def _change(t: Transition) -> AlarmChange:
+        import json
+
+        a = t.alarm
+        detail = {"state": t.current, "previous": t.previous, "transition_reason": t.reason,
+                  "reason_data": t.reason_data, "labels": t.labels}
+        return AlarmChange(alarm_id=a.alarm_id, type="state transition", detail=json.dumps(detail, default=str),
+                           project_id=a.project_id, user_id=a.user_id, on_behalf_of=a.project_id,
+                           timestamp=datetime.fromtimestamp(t.evaluated_at, timezone.utc), severity=a.severity)
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "alarms": len(self.engine.alarms), "triggers": len(self.triggers.triggers),
+                "evaluations": self.engine.evaluations}
+
+
+def _persist(store: RulesStore, changes: list[AlarmChange], alarms: list[Alarm], kv: dict[str, Any]) -> None:
+    if changes:
+        store.add_changes(changes)
+    if alarms:
+        store.put_alarms(alarms)
+    if kv:
+        store.put_kv(kv)
