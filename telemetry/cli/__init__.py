@@ -18,7 +18,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``main``.
-    from telemetry.cli import daemon_cmds  # noqa: F401
+    from telemetry.cli import alarm_cmds, daemon_cmds  # noqa: F401
 
 
 _register()

@@ -122,20 +122,16 @@ def call(history: ItemHistory, c: Call, now: float, started: float) -> float:
     if not p:
         raise ValueError(f"{c.func} needs a period, e.g. {c.func}(/host/key,5m)")
     vals = history.values(item, p[0], now)
-    if c.func == "count":
-        if len(p) >= 3 and p[2]:
-            op = _CMP.get(p[2])
-            if op is None:
-                raise ValueError(f"count operator {p[2]!r} is not one of {', '.join(_CMP)}")
-            pattern: Any = p[1]
-            try:
-                pattern = float(pattern)
-            except ValueError:
-                pass
-            return float(sum(1 for v in vals if op(v, pattern)))
-        if len(p) == 2 and p[1]:
-            return float(sum(1 for v in vals if v == float(p[1])))
-        return float(len(vals))
+    if c.func == "count":  # count(/host/key,period[,operator[,pattern]])
+        if len(p) < 2 or (not p[1] and (len(p) < 3 or not p[2])):
+            return float(len(vals))
+        op = _CMP.get(p[1] or "eq")
+        if op is None:
+            raise ValueError(f"count operator {p[1]!r} is not one of {', '.join(_CMP)}")
+        pattern: Any = p[2] if len(p) > 2 else ""
+        if p[1] not in ("like", "regexp"):
+            pattern = float(pattern)
+        return float(sum(1 for v in vals if op(v, pattern)))
     if not vals:
         raise Unsupported(f"no values of {item.key} on {item.host} in {p[0]}")
     if c.func == "avg":
