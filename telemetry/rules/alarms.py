@@ -127,7 +127,10 @@ class ThresholdUnit:
         self.compare = COMPARE[rule.comparison_operator]
 
     def group_of(self, sample: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(sample_field(sample, f) for f in self.rule.group_by)
+        group_by = self.rule.group_by
+        if not group_by:
+            return ()
+        return tuple(sample_field(sample, f) for f in group_by)
 
     def add(self, sample: Mapping[str, Any], ts: float, now: float) -> tuple[Any, ...] | None:
         """Fold a matching sample into its window; returns its group, or None if it did not match."""

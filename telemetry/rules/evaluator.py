@@ -47,6 +47,9 @@ class Engine:
         self.alarms: dict[str, Alarm] = {}
         self.units: dict[str, list[ThresholdUnit]] = {}
         self.by_meter: dict[str, list[ThresholdUnit]] = defaultdict(list)
+        #: Units whose query pins one resource, by (meter, resource_id): a sample then
+        #: touches only its own resource's alarms, however many alarms share the meter.
+        self.by_resource: dict[tuple[str, str], list[ThresholdUnit]] = defaultdict(list)
         self.event_units: dict[str, EventUnit] = {}
         self.log_units: dict[str, LogUnit] = {}
         self.composites: dict[str, dict[str, Any]] = {}
@@ -81,10 +84,19 @@ class Engine:
             self._walk(alarm.composite_rule, alarm.alarm_id, "r", leaves)
             self._index(leaves, alarm.alarm_id)
 
+    @staticmethod
+    def _slot(u: ThresholdUnit) -> tuple[str, str] | None:
+        pinned = [q for q in u.rule.query if q.field == "resource_id" and q.op == "eq"]
+        return (u.rule.meter_name, str(pinned[0].value)) if pinned else None
+
     def _index(self, units: list[ThresholdUnit], alarm_id: str) -> None:
         self.units[alarm_id] = units
         for u in units:
-            self.by_meter[u.rule.meter_name].append(u)
+            slot = self._slot(u)
+            if slot is None:
+                self.by_meter[u.rule.meter_name].append(u)
+            else:
+                self.by_resource[slot].append(u)
 
     def _walk(self, node: dict[str, Any], owner: str, path: str, leaves: list[ThresholdUnit]) -> None:
         for op in ("and", "or"):
@@ -100,11 +112,14 @@ class Engine:
 
     def remove(self, alarm_id: str, forget_state: bool = True) -> None:
         for u in self.units.pop(alarm_id, []):
-            lst = self.by_meter.get(u.rule.meter_name)
+            slot = self._slot(u)
+            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource  # type: ignore[assignment]
+            key: Any = u.rule.meter_name if slot is None else slot
+            lst = index.get(key)
             if lst is not None:
                 lst[:] = [x for x in lst if x.owner != alarm_id]
                 if not lst:
-                    del self.by_meter[u.rule.meter_name]
+                    del index[key]
         self.event_units.pop(alarm_id, None)
         self.log_units.pop(alarm_id, None)
         self.composites.pop(alarm_id, None)
@@ -116,14 +131,17 @@ class Engine:
 
     # -- input ---------------------------------------------------------------
     def on_sample(self, sample: Mapping[str, Any], ts: float) -> None:
-        units = self.by_meter.get(sample.get("counter_name", ""))
-        if not units:
+        meter = sample.get("counter_name", "")
+        units = self.by_meter.get(meter)
+        pinned = self.by_resource.get((meter, str(sample.get("resource_id")))) if self.by_resource else None
+        if not units and not pinned:
             return
         now = self.clock()
-        for u in units:
-            group = u.add(sample, ts, now)
-            if group is not None:
-                self._evaluate_unit(u, group, now)
+        for lst in (units, pinned):
+            for u in lst or ():
+                group = u.add(sample, ts, now)
+                if group is not None:
+                    self._evaluate_unit(u, group, now)
 
     def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
         """A parsed log event or a notification (as the event store shapes it)."""

@@ -13,6 +13,7 @@ replays the batch instead of losing a page.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -82,6 +83,7 @@ class RulesStage(BusStage):
         for tid, state in (await asyncio.to_thread(self.store.load_kv, "trigger:")).items():
             self.triggers.restore(tid.partition(":")[2], state)
         ALARMS.set(len(self.engine.alarms))
+        gc.freeze()  # thousands of long-lived definitions: keep them out of every GC pass
         await super().start()
         self.spawn(self._tick_loop, "tick")
 
