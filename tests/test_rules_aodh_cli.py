@@ -86,6 +86,19 @@ def test_aodh_cli_creates_lists_fires_and_deletes(daemon_factory, tmp_path: Path
         assert "memory is reported" in triggers.stdout and "PROBLEM" in triggers.stdout
         assert "Information" in triggers.stdout and "this-node" in triggers.stdout
 
+        # our CLI's create / show / history / delete
+        made = telemetry(d.url, "alarm-create", "--name", "nova-errors", "--type", "log", "-q",
+                         "level:ERROR AND component:nova", "--threshold", "10", "--period", "300",
+                         "--comparison-operator", "ge", "-f", "json")
+        assert made.returncode == 0, made.stderr
+        log_id = json.loads(made.stdout)["alarm_id"]
+        shown = telemetry(d.url, "alarm-show", log_id)
+        assert "log.query" in shown.stdout and "level:ERROR AND component:nova" in shown.stdout
+        assert "creation" in telemetry(d.url, "alarm-history", log_id).stdout
+        assert telemetry(d.url, "alarm-delete", log_id).returncode == 0
+        missing = telemetry(d.url, "alarm-show", log_id)
+        assert missing.returncode == 1 and "404" in missing.stderr
+
         deleted = aodh(d.url, "alarm", "delete", aid)
         assert deleted.returncode == 0, deleted.stderr
         assert httpx.get(f"{d.url}/v2/alarms/{aid}").status_code == 404

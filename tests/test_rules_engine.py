@@ -255,3 +255,35 @@ def test_bad_definitions_are_clear_errors() -> None:
 ])
 def test_matcher(query: str, doc: dict, expected: bool) -> None:
     assert compile_query(query)(doc) is expected
+
+
+def test_repeat_actions_repeat_once_per_period_on_the_tick() -> None:
+    clock = Clock()
+    e = Engine(clock)
+    a = threshold(period=10)
+    a.repeat_actions = True
+    e.add(a)
+    e.on_sample(sample(99), clock.now)
+    e.take()
+    for _ in range(4):  # 4 ticks within one period: one repeat
+        clock.now += 2
+        e.on_sample(sample(99), clock.now)
+        e.tick()
+    repeats = e.take()[0]
+    assert [(t.previous, t.current) for t in repeats] == [("alarm", "alarm")]
+
+
+def test_history_has_its_own_retention(tmp_path) -> None:
+    from datetime import timedelta
+
+    from telemetry.rules.models import AlarmChange
+    from telemetry.rules.store import RulesStore
+    from telemetry.timeutil import utcnow
+
+    store = RulesStore(tmp_path)
+    old = AlarmChange(alarm_id="a", type="state transition", detail="{}", timestamp=utcnow() - timedelta(days=40))
+    new = AlarmChange(alarm_id="a", type="state transition", detail="{}")
+    store.add_changes([old, new, new])  # a replayed batch does not duplicate history
+    assert len(store.history("a")) == 2
+    assert store.expire_history(30 * 86400) == 1
+    assert [c.event_id for c in store.history("a")] == [new.event_id]
