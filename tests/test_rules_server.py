@@ -252,3 +252,24 @@ async def test_mutations_need_the_token_when_configured(tmp_path: Path, token: s
             assert (await c.get("/v2/alarms")).status_code == 200
     finally:
         await d.stop()
+
+
+async def test_a_failed_publish_is_retried_not_lost(tmp_path: Path) -> None:
+    async with Server(tmp_path) as s:
+        aid = (await s.http.post("/v2/alarms", json=CPU_ALARM)).json()["alarm_id"]
+        real = s.rt.bus.publish
+        failures = []
+
+        async def flaky(topic: str, messages: Any) -> None:
+            if topic == "alarm_transitions" and not failures:
+                failures.append(topic)
+                from telemetry.bus import BusError
+
+                raise BusError("broker went away")
+            await real(topic, messages)
+
+        s.rt.bus.publish = flaky  # type: ignore[method-assign]
+        await s.send(cpu(99))
+        ts = await s.next_transitions(n=1, timeout=3)
+        assert failures and [(t.alarm_id, t.current) for t in ts] == [(aid, "alarm")]  # once, after the retry
+        assert ts[0].model_extra["transition_id"]

@@ -60,6 +60,8 @@ class Engine:
         self._repeat_at: dict[tuple[str, tuple[Any, ...]], float] = {}
         self._tc_cache: dict[str, tuple[int, bool]] = {}
         self.evaluations = 0
+        #: What the record being evaluated says about where it came from (labels for silences).
+        self._context: dict[str, Any] = {}
 
     # -- definitions -------------------------------------------------------
     def add(self, alarm: Alarm) -> None:
@@ -137,11 +139,17 @@ class Engine:
         if not units and not pinned:
             return
         now = self.clock()
-        for lst in (units, pinned):
-            for u in lst or ():
-                group = u.add(sample, ts, now)
-                if group is not None:
-                    self._evaluate_unit(u, group, now)
+        meta = sample.get("resource_metadata") or {}
+        self._context = {"resource_id": sample.get("resource_id"), "host": meta.get("host"),
+                         "role": meta.get("role")}
+        try:
+            for lst in (units, pinned):
+                for u in lst or ():
+                    group = u.add(sample, ts, now)
+                    if group is not None:
+                        self._evaluate_unit(u, group, now)
+        finally:
+            self._context = {}
 
     def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
         """A parsed log event or a notification (as the event store shapes it)."""
@@ -224,6 +232,7 @@ class Engine:
 
     def _labels(self, alarm: Alarm, u: ThresholdUnit | None, group: tuple[Any, ...]) -> dict[str, Any]:
         labels: dict[str, Any] = {"alarm_name": alarm.name, "alarm_type": alarm.type}
+        labels.update({k: v for k, v in self._context.items() if v is not None})
         if u is not None:
             labels["meter"] = u.rule.meter_name
             labels.update({k: v for k, v in zip(u.rule.group_by, group) if v is not None})

@@ -24,8 +24,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry.bus import Delivery
 from telemetry.bus.records import publish_records
-from telemetry.metrics import REGISTRY
-from telemetry.models import AlarmTransition, Event, Notification, Record, Sample
+from telemetry.metrics import RECORDS_REJECTED, REGISTRY
+from telemetry.models import AlarmTransition, derived_id, Event, Notification, Record, Sample
 from telemetry.rules.evaluator import Engine, Transition
 from telemetry.rules.events import doc_time, notification_doc
 from telemetry.rules.loader import RuleSet, load_rules
@@ -143,34 +143,45 @@ class RulesStage(BusStage):
         LATENCY.observe(time.monotonic() - arrived)
 
     def ingest(self, records: list[Record]) -> None:
-        """Feed records to the engines (synchronous, no I/O)."""
+        """Feed records to the engines (synchronous, no I/O).
+
+        A record the engine cannot handle is counted and skipped, never retried
+        forever: redelivering the batch would fail the same way.
+        """
         now = time.time()
-        engine, triggers = self.engine, self.triggers
         for r in records:
-            if isinstance(r, Sample):
-                if not self._fresh(r.message_id):
-                    continue
-                meta = r.resource_metadata
-                doc = {"counter_name": r.counter_name, "counter_volume": r.counter_volume,
-                       "resource_id": r.resource_id, "project_id": r.project_id, "user_id": r.user_id,
-                       "source": r.source, "resource_metadata": meta}
-                ts = r.timestamp.timestamp()
-                engine.on_sample(doc, ts)
-                host = str(meta.get("host") or r.resource_id)
-                if meta.get("role") and host not in self.bound_hosts and self.ruleset.templates:
-                    role = meta["role"]
-                    self.bind_host(host, role if isinstance(role, list) else [role])
-                triggers.on_value(host, r.counter_name, ts, r.counter_volume)
-                param = meta.get("path") or meta.get("interface") or meta.get("device")
-                if param:  # per-filesystem / per-NIC items: hardware.disk.size.used[/]
-                    triggers.on_value(host, f"{r.counter_name}[{param}]", ts, r.counter_volume)
-            elif isinstance(r, Event):
-                if self._fresh(r.id):
-                    d = r.to_dict()
-                    engine.on_event(d, doc_time(d, now))
-            elif isinstance(r, Notification):
-                if self._fresh(r.message_id):
-                    engine.on_event(notification_doc(r), r.timestamp.timestamp())
+            try:
+                self._ingest_one(r, now)
+            except Exception as exc:  # bad input must not stop the good records beside it
+                RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
+                log.warning("%s: could not evaluate a %s record: %s", self.name, type(r).__name__, exc)
+
+    def _ingest_one(self, r: Record, now: float) -> None:
+        engine, triggers = self.engine, self.triggers
+        if isinstance(r, Sample):
+            if not self._fresh(r.message_id):
+                return
+            meta = r.resource_metadata
+            doc = {"counter_name": r.counter_name, "counter_volume": r.counter_volume,
+                   "resource_id": r.resource_id, "project_id": r.project_id, "user_id": r.user_id,
+                   "source": r.source, "resource_metadata": meta}
+            ts = r.timestamp.timestamp()
+            engine.on_sample(doc, ts)
+            host = str(meta.get("host") or r.resource_id)
+            if meta.get("role") and host not in self.bound_hosts and self.ruleset.templates:
+                role = meta["role"]
+                self.bind_host(host, role if isinstance(role, list) else [role])
+            triggers.on_value(host, r.counter_name, ts, r.counter_volume)
+            param = meta.get("path") or meta.get("interface") or meta.get("device")
+            if param:  # per-filesystem / per-NIC items: hardware.disk.size.used[/]
+                triggers.on_value(host, f"{r.counter_name}[{param}]", ts, r.counter_volume)
+        elif isinstance(r, Event):
+            if self._fresh(r.id):
+                d = r.to_dict()
+                engine.on_event(d, doc_time(d, now))
+        elif isinstance(r, Notification):
+            if self._fresh(r.message_id):
+                engine.on_event(notification_doc(r), r.timestamp.timestamp())
 
     async def _tick_loop(self) -> None:
         last_expiry = 0.0
@@ -191,17 +202,29 @@ class RulesStage(BusStage):
             fired, dirty_triggers = self.triggers.take()
             if not (transitions or dirty or fired or dirty_triggers):
                 return
-            records = [self._record(t) for t in transitions] + [self._trigger_record(*f) for f in fired]
-            changes = [self._change(t) for t in transitions if t.previous != t.current]
-            if records:
-                await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
-            for rec in records:
-                TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()  # type: ignore[attr-defined]
-            if self.store is not None:
-                store = self.store
-                kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
-                snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones
-                await asyncio.to_thread(_persist, store, changes, snapshot, kv)
+            try:
+                await self._deliver(transitions, dirty, fired, dirty_triggers)
+            except BaseException:
+                # Not published or not durable: keep them for the next flush, since the
+                # engine's state already moved on and a redelivered batch would not redo it.
+                self.engine.pending[:0] = transitions
+                self.engine.dirty.update(a.alarm_id for a in dirty)
+                self.triggers.pending[:0] = fired
+                self.triggers.dirty.update(t.trigger_id for t in dirty_triggers)
+                raise
+
+    async def _deliver(self, transitions: list[Transition], dirty: list[Alarm],
+                       fired: list[tuple[Trigger, str, str, str]], dirty_triggers: list[Trigger]) -> None:
+        records = [self._record(t) for t in transitions] + [self._trigger_record(*f) for f in fired]
+        changes = [self._change(t) for t in transitions if t.previous != t.current]
+        if records:
+            await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
+        for rec in records:
+            TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()  # type: ignore[attr-defined]
+        if self.store is not None:
+            kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
+            snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones
+            await asyncio.to_thread(_persist, self.store, changes, snapshot, kv)
 
     # -- operations behind the API ---------------------------------------------
     async def save_alarm(self, alarm: Alarm, change: str, detail: dict[str, Any],
@@ -250,6 +273,7 @@ class RulesStage(BusStage):
             reason=t.reason, reason_data=t.reason_data,
             timestamp=datetime.fromtimestamp(t.evaluated_at, timezone.utc),
             actions=a.actions_for(t.current), repeat_actions=a.repeat_actions, alarm_type=a.type,
+            transition_id=derived_id("transition", a.alarm_id, sorted(t.labels.items()), t.evaluated_at, t.current),
             labels=t.labels, evaluated_at=datetime.fromtimestamp(t.evaluated_at, timezone.utc).isoformat(),
         )
 
@@ -262,6 +286,7 @@ class RulesStage(BusStage):
             reason_data={"type": "trigger", "expression": tr.expression, "status": current,
                          "severity": tr.severity, "host": tr.host},
             timestamp=datetime.fromtimestamp(now, timezone.utc), actions=[], repeat_actions=False,
+            transition_id=derived_id("transition", tr.trigger_id, tr.last_change, current),
             alarm_type="trigger", labels={"host": tr.host, "trigger": tr.name, "template": tr.template,
                                           "severity": tr.severity, **tr.definition.tags},
             evaluated_at=datetime.fromtimestamp(now, timezone.utc).isoformat(),
