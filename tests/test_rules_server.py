@@ -273,3 +273,22 @@ async def test_a_failed_publish_is_retried_not_lost(tmp_path: Path) -> None:
         ts = await s.next_transitions(n=1, timeout=3)
         assert failures and [(t.alarm_id, t.current) for t in ts] == [(aid, "alarm")]  # once, after the retry
         assert ts[0].model_extra["transition_id"]
+
+
+async def test_bad_samples_are_dead_lettered_and_good_ones_still_fire(tmp_path: Path) -> None:
+    from telemetry.bus import OutMessage
+    from telemetry.models import encode
+
+    async with Server(tmp_path) as s:
+        dead = await s.rt.bus.subscribe(["dead_letter"], "test-dl")
+        aid = (await s.http.post("/v2/alarms", json=CPU_ALARM)).json()["alarm_id"]
+        bad = b'{"counter_name": "cpu_util", "counter_type": "gauge", "counter_volume": "lots", "resource_id": "vm1"}'
+        await s.rt.bus.publish("samples", [OutMessage(value=bad), OutMessage(value=b"\xc1 not msgpack"),
+                                           OutMessage(value=encode(cpu(97), "msgpack"))])
+        [t] = await s.next_transitions()
+        assert (t.alarm_id, t.current) == (aid, "alarm")
+        letters = await dead.fetch(10, 2)
+        reasons = sorted(d.headers["reason"] for d in letters)
+        assert len(reasons) == 2 and reasons[0] == "invalid:counter_volume", reasons
+        assert all(d.headers["stage"] == "stage.rules" for d in letters)
+        await dead.close()

@@ -105,20 +105,26 @@ class Window:
             del self.buckets[i]
 
 
+_STAT_INDEX = {"count": 0, "sum": 1, "min": 2, "max": 3}
+
+
 def statistic(bucket: list[float], name: str) -> float:
-    count, total, lo, hi, _ = bucket
     if name == "avg":
-        return total / count
-    return {"sum": total, "min": lo, "max": hi, "count": count}[name]
+        return bucket[1] / bucket[0]
+    return bucket[_STAT_INDEX[name]]
 
 
 class ThresholdUnit:
     """One threshold rule's windows and states, keyed by group (``()`` when not grouped)."""
 
-    __slots__ = ("rule", "owner", "match", "windows", "states", "compare", "path")
+    __slots__ = ("rule", "owner", "match", "windows", "states", "compare", "path", "period", "n", "stat",
+                 "threshold", "group_by")
 
     def __init__(self, rule: ThresholdRule, owner: str, path: str = "") -> None:
         self.rule = rule
+        # Plain copies of the rule's fields: read for every sample, so no model lookups.
+        self.period, self.n, self.stat = rule.period, rule.evaluation_periods, rule.statistic
+        self.threshold, self.group_by = rule.threshold, tuple(rule.group_by)
         self.owner = owner  # the alarm id this unit belongs to
         self.path = path  # composite leaf path, "" for a plain threshold alarm
         self.match = compile_sample_query(rule.query)
@@ -127,7 +133,7 @@ class ThresholdUnit:
         self.compare = COMPARE[rule.comparison_operator]
 
     def group_of(self, sample: Mapping[str, Any]) -> tuple[Any, ...]:
-        group_by = self.rule.group_by
+        group_by = self.group_by
         if not group_by:
             return ()
         return tuple(sample_field(sample, f) for f in group_by)
@@ -140,36 +146,47 @@ class ThresholdUnit:
         w = self.windows.get(group)
         if w is None:
             w = self.windows[group] = Window()
-        period = self.rule.period
+        period = self.period
         cur = int(now // period)
         idx = min(int(ts // period), cur)  # a clock running ahead lands in the current period
-        oldest = cur - self.rule.evaluation_periods
+        oldest = cur - self.n
         if idx < oldest:
             return None  # too old to matter to any window we evaluate
         w.add(idx, float(sample.get("counter_volume", 0.0)))
-        w.last = max(w.last, ts)
-        if len(w.buckets) > self.rule.evaluation_periods + 2:
+        if ts > w.last:
+            w.last = ts
+        if len(w.buckets) > self.n + 2:
             w.prune(oldest)
         return group
 
-    def evaluate(self, group: tuple[Any, ...], now: float) -> Verdict:
-        """Aodh's rule for one group at ``now``; returns (state, reason, reason_data)."""
-        rule = self.rule
-        n = rule.evaluation_periods
-        cur = int(now // rule.period)
+    def evaluate(self, group: tuple[Any, ...], now: float, explain: bool = True) -> Verdict:
+        """Aodh's rule for one group at ``now``; returns (state, reason, reason_data).
+
+        With ``explain=False`` an unchanged state comes back without its reason:
+        most samples change nothing, and the text is only needed on a transition.
+        """
+        n = self.n
+        cur = int(now // self.period)
         w = self.windows.get(group)
         current = self.states.get(group, UNKNOWN)
         stats: list[float] = []
         if w is not None:
+            buckets, stat = w.buckets, self.stat
             for idx in range(cur - n, cur + 1):
-                b = w.buckets.get(idx)
+                b = buckets.get(idx)
                 if b is not None:
-                    stats.append(statistic(b, rule.statistic))
-            stats = stats[-n:]
+                    stats.append(statistic(b, stat))
+            if len(stats) > n:
+                stats = stats[-n:]
         if len(stats) < n:
             return UNKNOWN, (f"{n - len(stats)} datapoints are unknown"), {
                 "type": "threshold", "disposition": "unknown", "count": n - len(stats), "most_recent": None}
-        compared = [self.compare(v, rule.threshold) for v in stats]
+        compare, threshold = self.compare, self.threshold
+        compared = [compare(v, threshold) for v in stats]
+        if not explain and current != UNKNOWN:
+            if (current == ALARM and all(compared)) or (current == OK and not any(compared)) or (
+                    any(compared) and not all(compared)):
+                return current, "", {}
         most_recent = stats[-1]
         if all(compared):
             state, disposition = ALARM, "outside"

@@ -205,7 +205,7 @@ class Engine:
         if not self._active(alarm, now):
             return
         self.evaluations += 1
-        state, reason, data = u.evaluate(group, now)
+        state, reason, data = u.evaluate(group, now, explain=repeat and alarm.repeat_actions)
         current = u.states.get(group, UNKNOWN)
         if state == UNKNOWN and current != UNKNOWN:
             # No data may only mean we have not watched a whole window yet (a

@@ -17,15 +17,18 @@ import gc
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+import msgpack
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry.bus import Delivery
 from telemetry.bus.records import publish_records
-from telemetry.metrics import RECORDS_REJECTED, REGISTRY
-from telemetry.models import AlarmTransition, derived_id, Event, Notification, Record, Sample
+from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, REGISTRY
+from telemetry.models import AlarmTransition, Event, Notification, Record, Sample, derived_id
 from telemetry.rules.evaluator import Engine, Transition
 from telemetry.rules.events import doc_time, notification_doc
 from telemetry.rules.loader import RuleSet, load_rules
@@ -33,6 +36,7 @@ from telemetry.rules.models import Alarm, AlarmChange
 from telemetry.rules.store import RulesStore
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
 from telemetry.stage import BusStage
+from telemetry.timeutil import parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -156,25 +160,38 @@ class RulesStage(BusStage):
                 RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
                 log.warning("%s: could not evaluate a %s record: %s", self.name, type(r).__name__, exc)
 
-    def _ingest_one(self, r: Record, now: float) -> None:
-        engine, triggers = self.engine, self.triggers
-        if isinstance(r, Sample):
-            if not self._fresh(r.message_id):
-                return
-            meta = r.resource_metadata
-            doc = {"counter_name": r.counter_name, "counter_volume": r.counter_volume,
-                   "resource_id": r.resource_id, "project_id": r.project_id, "user_id": r.user_id,
-                   "source": r.source, "resource_metadata": meta}
-            ts = r.timestamp.timestamp()
-            engine.on_sample(doc, ts)
-            host = str(meta.get("host") or r.resource_id)
-            if meta.get("role") and host not in self.bound_hosts and self.ruleset.templates:
-                role = meta["role"]
-                self.bind_host(host, role if isinstance(role, list) else [role])
-            triggers.on_value(host, r.counter_name, ts, r.counter_volume)
-            param = meta.get("path") or meta.get("interface") or meta.get("device")
-            if param:  # per-filesystem / per-NIC items: hardware.disk.size.used[/]
-                triggers.on_value(host, f"{r.counter_name}[{param}]", ts, r.counter_volume)
+    def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Any]], list[tuple[Delivery, str]]]:
+        """Well-formed samples take a fast path (a checked dict, no model); the rest the full one.
+
+        At 10,000 samples/s model validation would be most of the stage's time;
+        a sample that fails the quick checks goes through the model, so bad
+        input is still dead-lettered with the model's reason.
+        """
+        good: list[tuple[Delivery, Any]] = []
+        bad: list[tuple[Delivery, str]] = []
+        fast = 0
+        for d in deliveries:
+            doc = fast_sample(d.value) if d.topic == "samples" else None
+            if doc is not None:
+                fast += 1
+                good.append((d, doc))
+                if d.redelivered:
+                    BUS_REDELIVERED.labels(topic=d.topic).inc()
+                continue
+            g, b = super()._decode([d])
+            good += g
+            bad += b
+        if fast:
+            BUS_CONSUMED.labels(topic="samples").inc(fast)
+            RECORDS_IN.labels(stage=self.name).inc(fast)
+        return good, bad
+
+    def _ingest_one(self, r: Any, now: float) -> None:
+        engine = self.engine
+        if isinstance(r, dict):
+            self._ingest_sample(r)
+        elif isinstance(r, Sample):
+            self._ingest_sample(sample_doc(r))
         elif isinstance(r, Event):
             if self._fresh(r.id):
                 d = r.to_dict()
@@ -182,6 +199,23 @@ class RulesStage(BusStage):
         elif isinstance(r, Notification):
             if self._fresh(r.message_id):
                 engine.on_event(notification_doc(r), r.timestamp.timestamp())
+
+    def _ingest_sample(self, doc: dict[str, Any]) -> None:
+        if not self._fresh(doc["message_id"]):
+            return
+        ts = doc["ts"]
+        self.engine.on_sample(doc, ts)
+        meta = doc["resource_metadata"]
+        name, volume = doc["counter_name"], doc["counter_volume"]
+        host = str(meta.get("host") or doc["resource_id"])
+        if meta.get("role") and host not in self.bound_hosts and self.ruleset.templates:
+            role = meta["role"]
+            self.bind_host(host, role if isinstance(role, list) else [role])
+        triggers = self.triggers
+        triggers.on_value(host, name, ts, volume)
+        param = meta.get("path") or meta.get("interface") or meta.get("device")
+        if param:  # per-filesystem / per-NIC items: hardware.disk.size.used[/]
+            triggers.on_value(host, f"{name}[{param}]", ts, volume)
 
     async def _tick_loop(self) -> None:
         last_expiry = 0.0
@@ -306,6 +340,46 @@ class RulesStage(BusStage):
     def details(self) -> dict[str, Any]:
         return {**super().details(), "alarms": len(self.engine.alarms), "triggers": len(self.triggers.triggers),
                 "evaluations": self.engine.evaluations}
+
+
+COUNTER_TYPES = frozenset(("gauge", "delta", "cumulative"))
+
+
+def sample_doc(r: Sample) -> dict[str, Any]:
+    """What the engines read of a sample, as a plain dict."""
+    return {"counter_name": r.counter_name, "counter_volume": r.counter_volume, "resource_id": r.resource_id,
+            "project_id": r.project_id, "user_id": r.user_id, "source": r.source,
+            "resource_metadata": r.resource_metadata, "message_id": r.message_id, "ts": r.timestamp.timestamp()}
+
+
+def fast_sample(raw: bytes) -> dict[str, Any] | None:
+    """A sample dict from bus bytes if it passes the checks the model would make; else None."""
+    try:
+        d = orjson.loads(raw) if raw[:1] == b"{" else msgpack.unpackb(raw, raw=False)
+    except Exception:
+        return None
+    if not isinstance(d, dict):
+        return None
+    name, volume, rid = d.get("counter_name"), d.get("counter_volume"), d.get("resource_id")
+    if (type(name) is not str or type(rid) is not str or type(volume) not in (int, float)
+            or d.get("counter_type") not in COUNTER_TYPES):
+        return None
+    meta = d.get("resource_metadata")
+    if meta is None:
+        meta = {}
+    elif not isinstance(meta, dict):
+        return None
+    try:
+        when = parse_timestamp(d["timestamp"]) if d.get("timestamp") is not None else utcnow()
+    except (ValueError, TypeError):
+        return None
+    source = d.get("source") or "openstack"
+    mid = d.get("message_id")
+    if not isinstance(mid, str) or not mid:
+        mid = derived_id("sample", name, rid, when.isoformat(), source)
+    return {"counter_name": name, "counter_volume": float(volume), "resource_id": rid,
+            "project_id": d.get("project_id"), "user_id": d.get("user_id"), "source": source,
+            "resource_metadata": meta, "message_id": mid, "ts": when.timestamp()}
 
 
 def _persist(store: RulesStore, changes: list[AlarmChange], alarms: list[Alarm], kv: dict[str, Any]) -> None:
