@@ -118,7 +118,7 @@ class ThresholdUnit:
     """One threshold rule's windows and states, keyed by group (``()`` when not grouped)."""
 
     __slots__ = ("rule", "owner", "match", "windows", "states", "compare", "path", "period", "n", "stat",
-                 "threshold", "group_by")
+                 "threshold", "group_by", "checked")
 
     def __init__(self, rule: ThresholdRule, owner: str, path: str = "") -> None:
         self.rule = rule
@@ -127,9 +127,15 @@ class ThresholdUnit:
         self.threshold, self.group_by = rule.threshold, tuple(rule.group_by)
         self.owner = owner  # the alarm id this unit belongs to
         self.path = path  # composite leaf path, "" for a plain threshold alarm
-        self.match = compile_sample_query(rule.query)
+        # A query that only pins the resource is already satisfied by the engine's index.
+        pinned_only = len(rule.query) == 1 and rule.query[0].field == "resource_id" and rule.query[0].op == "eq"
+        self.match = None if pinned_only else compile_sample_query(rule.query)
         self.windows: dict[tuple[Any, ...], Window] = {}
         self.states: dict[tuple[Any, ...], str] = {}
+        #: The period index each group was last evaluated in: without new data, a
+        #: state can only change when a period leaves the window, so the tick
+        #: skips groups still in the period it last looked at.
+        self.checked: dict[tuple[Any, ...], int] = {}
         self.compare = COMPARE[rule.comparison_operator]
 
     def group_of(self, sample: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -140,7 +146,7 @@ class ThresholdUnit:
 
     def add(self, sample: Mapping[str, Any], ts: float, now: float) -> tuple[Any, ...] | None:
         """Fold a matching sample into its window; returns its group, or None if it did not match."""
-        if not self.match(sample):
+        if self.match is not None and not self.match(sample):
             return None
         group = self.group_of(sample)
         w = self.windows.get(group)
@@ -167,6 +173,7 @@ class ThresholdUnit:
         """
         n = self.n
         cur = int(now // self.period)
+        self.checked[group] = cur
         w = self.windows.get(group)
         current = self.states.get(group, UNKNOWN)
         stats: list[float] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -50,6 +50,9 @@ class Engine:
         #: Units whose query pins one resource, by (meter, resource_id): a sample then
         #: touches only its own resource's alarms, however many alarms share the meter.
         self.by_resource: dict[tuple[str, str], list[ThresholdUnit]] = defaultdict(list)
+        self.by_period: dict[int, list[ThresholdUnit]] = defaultdict(list)
+        self._period_seen: dict[int, int] = {}
+        self.repeaters: set[str] = set()  # alarms with repeat_actions: looked at every tick
         self.event_units: dict[str, EventUnit] = {}
         self.log_units: dict[str, LogUnit] = {}
         self.composites: dict[str, dict[str, Any]] = {}
@@ -60,8 +63,8 @@ class Engine:
         self._repeat_at: dict[tuple[str, tuple[Any, ...]], float] = {}
         self._tc_cache: dict[str, tuple[int, bool]] = {}
         self.evaluations = 0
-        #: What the record being evaluated says about where it came from (labels for silences).
-        self._context: dict[str, Any] = {}
+        #: The sample being evaluated: where it came from becomes labels (for silences).
+        self._sample: Mapping[str, Any] | None = None
 
     # -- definitions -------------------------------------------------------
     def add(self, alarm: Alarm) -> None:
@@ -93,7 +96,10 @@ class Engine:
 
     def _index(self, units: list[ThresholdUnit], alarm_id: str) -> None:
         self.units[alarm_id] = units
+        if self.alarms[alarm_id].repeat_actions:
+            self.repeaters.add(alarm_id)
         for u in units:
+            self.by_period[u.period].append(u)
             slot = self._slot(u)
             if slot is None:
                 self.by_meter[u.rule.meter_name].append(u)
@@ -113,7 +119,11 @@ class Engine:
             leaves.append(ThresholdUnit(leaf_rule(node), owner, path))
 
     def remove(self, alarm_id: str, forget_state: bool = True) -> None:
+        self.repeaters.discard(alarm_id)
         for u in self.units.pop(alarm_id, []):
+            same = self.by_period.get(u.period)
+            if same is not None:
+                same[:] = [x for x in same if x is not u]
             slot = self._slot(u)
             index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource  # type: ignore[assignment]
             key: Any = u.rule.meter_name if slot is None else slot
@@ -139,9 +149,7 @@ class Engine:
         if not units and not pinned:
             return
         now = self.clock()
-        meta = sample.get("resource_metadata") or {}
-        self._context = {"resource_id": sample.get("resource_id"), "host": meta.get("host"),
-                         "role": meta.get("role")}
+        self._sample = sample
         try:
             for lst in (units, pinned):
                 for u in lst or ():
@@ -149,7 +157,7 @@ class Engine:
                     if group is not None:
                         self._evaluate_unit(u, group, now)
         finally:
-            self._context = {}
+            self._sample = None
 
     def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
         """A parsed log event or a notification (as the event store shapes it)."""
@@ -171,17 +179,35 @@ class Engine:
 
     def tick(self) -> None:
         """Time-based conditions: data that stopped, log windows that emptied, repeats."""
+        for _ in self.tick_chunks(0):
+            pass
+
+    def tick_chunks(self, size: int = 2000) -> Iterator[None]:
+        """``tick`` in slices, yielding every ``size`` units so a caller can let other work run.
+
+        Without new data a threshold state can only change when a period leaves
+        the window, and periods are aligned, so only the units whose period just
+        rolled over are evaluated (plus those repeating actions): a quiet second
+        costs nothing however many alarms there are.
+        """
         now = self.clock()
-        for aid, units in self.units.items():
-            alarm = self.alarms[aid]
-            if not self._active(alarm, now):
-                continue
-            for u in units:
-                for group in list(u.windows) or ([()] if not u.rule.group_by else []):
+        due: list[ThresholdUnit] = []
+        for period, units in self.by_period.items():
+            cur = int(now // period)
+            if self._period_seen.get(period) != cur:
+                self._period_seen[period] = cur
+                due.extend(units)
+        due.extend(u for aid in self.repeaters for u in self.units.get(aid, ()))
+        for i, u in enumerate(due, 1):
+            alarm = self.alarms.get(u.owner)
+            if alarm is not None and self._active(alarm, now):
+                for group in list(u.windows) or ([()] if not u.group_by else []):
                     self._evaluate_unit(u, group, now, repeat=True)
-        for aid, lu in self.log_units.items():
-            alarm = self.alarms[aid]
-            if self._active(alarm, now):
+            if size and i % size == 0:
+                yield
+        for aid, lu in list(self.log_units.items()):
+            alarm = self.alarms.get(aid)
+            if alarm is not None and self._active(alarm, now):
                 verdict = lu.evaluate(now, alarm.state)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now)
@@ -232,7 +258,12 @@ class Engine:
 
     def _labels(self, alarm: Alarm, u: ThresholdUnit | None, group: tuple[Any, ...]) -> dict[str, Any]:
         labels: dict[str, Any] = {"alarm_name": alarm.name, "alarm_type": alarm.type}
-        labels.update({k: v for k, v in self._context.items() if v is not None})
+        if self._sample is not None:
+            meta = self._sample.get("resource_metadata") or {}
+            for key, value in (("resource_id", self._sample.get("resource_id")), ("host", meta.get("host")),
+                               ("role", meta.get("role"))):
+                if value is not None:
+                    labels[key] = value
         if u is not None:
             labels["meter"] = u.rule.meter_name
             labels.update({k: v for k, v in zip(u.rule.group_by, group) if v is not None})

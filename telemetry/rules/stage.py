@@ -221,7 +221,8 @@ class RulesStage(BusStage):
         last_expiry = 0.0
         while True:
             await asyncio.sleep(self.cfg.tick)
-            self.engine.tick()
+            for _ in self.engine.tick_chunks():
+                await asyncio.sleep(0)  # let batches of samples through between slices
             self.triggers.tick()
             await self.flush()
             if self.store is not None and time.monotonic() - last_expiry > 3600:
