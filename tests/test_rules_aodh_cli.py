@@ -63,6 +63,12 @@ def test_aodh_cli_creates_lists_fires_and_deletes(daemon_factory, tmp_path: Path
                    "--threshold", "75", "--comparison-operator", "gt", "--period", "30", "--evaluation-periods", "1",
                    "--alarm-action", "http://127.0.0.1:9/cpu", "-f", "json")
         assert cpu.returncode == 0, cpu.stderr
+        cpu_id = json.loads(cpu.stdout)["alarm_id"]
+
+        updated = aodh(d.url, "alarm", "update", cpu_id, "--threshold", "80", "--severity", "critical", "-f", "json")
+        assert updated.returncode == 0, updated.stderr
+        assert json.loads(updated.stdout)["severity"] == "critical"
+        assert httpx.get(f"{d.url}/v2/alarms/{cpu_id}").json()["threshold_rule"]["threshold"] == 80
 
         listed = aodh(d.url, "alarm", "list", "-f", "json")
         assert listed.returncode == 0, listed.stderr
@@ -81,7 +87,7 @@ def test_aodh_cli_creates_lists_fires_and_deletes(daemon_factory, tmp_path: Path
         assert out.returncode == 0, out.stderr
         for col in ("Alarm ID", "Name", "State", "Enabled", "Continuous", "Alarm condition", "Time constraints"):
             assert col in out.stdout
-        assert "cpu_util > 75.0 during 1 x 30s" in out.stdout
+        assert "cpu_util > 80.0 during 1 x 30s" in out.stdout  # as updated through the aodh CLI
         triggers = telemetry(d.url, "trigger-list")
         assert "memory is reported" in triggers.stdout and "PROBLEM" in triggers.stdout
         assert "Information" in triggers.stdout and "this-node" in triggers.stdout
