@@ -193,7 +193,8 @@ class RulesStage(BusStage):
         elif isinstance(r, Sample):
             self._ingest_sample(sample_doc(r))
         elif isinstance(r, Event):
-            if self._fresh(r.id):
+            # A notification stored as an event keeps its message_id: seen once, counted once.
+            if self._fresh(str((r.model_extra or {}).get("message_id") or r.id)):
                 d = r.to_dict()
                 engine.on_event(d, doc_time(d, now))
         elif isinstance(r, Notification):
