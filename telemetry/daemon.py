@@ -65,6 +65,7 @@ SERVER_BUILDERS = [
     "telemetry.meter.stage:meter_components",
     "telemetry.parse.stage:parse_components",
     "telemetry.actions:action_components",
+    "telemetry.rules:rules_components",
 ]
 
 

@@ -23,6 +23,7 @@ def _register() -> None:
     from telemetry.cli import parse_cmd  # noqa: F401
     from telemetry.cli import search_cmd  # noqa: F401
     from telemetry.cli import action_cmds  # noqa: F401
+    from telemetry.cli import alarm_cmds, daemon_cmds  # noqa: F401
 
 
 _register()

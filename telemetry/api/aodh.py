@@ -1,0 +1,181 @@
+"""Aodh v2 API over the rule engine, so the ``aodh`` CLI and Heat work unchanged.
+
+Paths and JSON follow Aodh (``aodh/api/controllers/v2/alarms.py``): the
+alarm body carries its rule under ``<type>_rule``; history entries are
+``AlarmChange`` objects with a JSON ``detail``; ``PUT .../state`` takes and
+returns a bare JSON string. Caller identity comes from ``X-User-Id`` /
+``X-Project-Id``, as Aodh's noauth mode sends them. Mutating endpoints take
+the bearer token when ``api.tokens`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from telemetry.api.auth import require_token
+from telemetry.rules.models import STATES, Alarm
+
+router = APIRouter(tags=["aodh"])
+FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
+
+
+def _rules(request: Request) -> Any:
+    rules = request.app.state.runtime.services.get("rules")
+    if rules is None or rules.store is None:
+        raise HTTPException(503, "the rule engine is not running (rules.enabled is false or it failed to start)")
+    return rules
+
+
+def _alarm(rules: Any, alarm_id: str) -> Alarm:
+    alarm = rules.engine.alarms.get(alarm_id)
+    if alarm is None:
+        raise HTTPException(404, f"Alarm {alarm_id} not found")
+    return alarm
+
+
+def _bad(exc: ValidationError | ValueError) -> HTTPException:
+    if isinstance(exc, ValidationError):
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'alarm'}: {e['msg']}" for e in exc.errors())
+    else:
+        text = str(exc)
+    return HTTPException(400, text)
+
+
+def _query_filters(request: Request) -> list[tuple[str, str, str]]:
+    params = request.query_params
+    fields, ops, values = params.getlist("q.field"), params.getlist("q.op"), params.getlist("q.value")
+    out = []
+    for i, f in enumerate(fields):
+        op = ops[i] if i < len(ops) and ops[i] else "eq"
+        if f not in FILTERABLE:
+            raise HTTPException(400, f"unknown alarm field {f!r} in query (known: {', '.join(FILTERABLE)})")
+        if op not in ("eq", "ne"):
+            raise HTTPException(400, f"operator {op!r} is not supported on alarms (use eq or ne)")
+        out.append((f, op, values[i] if i < len(values) else ""))
+    return out
+
+
+def _value(alarm: Alarm, field: str) -> str:
+    v = getattr(alarm, field, None)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+@router.get("/v2/alarms")
+def list_alarms(request: Request, limit: int | None = None, marker: str | None = None,
+                sort: list[str] | None = None) -> list[dict[str, Any]]:
+    rules = _rules(request)
+    alarms = list(rules.engine.alarms.values())
+    for field, op, value in _query_filters(request):
+        alarms = [a for a in alarms if (_value(a, field) == value.lower() if field == "enabled"
+                                         else _value(a, field) == value) == (op == "eq")]
+    for spec in reversed(sort or ["timestamp:desc"]):
+        key, _, direction = spec.partition(":")
+        if key not in Alarm.model_fields:
+            raise HTTPException(400, f"cannot sort alarms by {key!r}")
+        alarms.sort(key=lambda a: str(getattr(a, key)), reverse=direction != "asc")
+    if marker:
+        ids = [a.alarm_id for a in alarms]
+        if marker not in ids:
+            raise HTTPException(400, f"marker {marker} not found")
+        alarms = alarms[ids.index(marker) + 1:]
+    if limit is not None:
+        alarms = alarms[:limit]
+    return [a.to_aodh() for a in alarms]
+
+
+@router.post("/v2/alarms", status_code=201, dependencies=[Depends(require_token)])
+async def create_alarm(request: Request, response: Response, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    rules = _rules(request)
+    user, project = request.headers.get("x-user-id"), request.headers.get("x-project-id")
+    data = {k: v for k, v in body.items() if v is not None and k not in ("alarm_id", "timestamp", "state_timestamp")}
+    data.setdefault("user_id", user)
+    data.setdefault("project_id", project)
+    data["origin"] = "api"
+    try:
+        alarm = Alarm.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        raise _bad(exc) from None
+    if any(a.name == alarm.name and a.project_id == alarm.project_id for a in rules.engine.alarms.values()):
+        raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
+    await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
+    response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
+    return alarm.to_aodh()
+
+
+@router.get("/v2/alarms/{alarm_id}", name="get_alarm")
+def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
+    return _alarm(_rules(request), alarm_id).to_aodh()
+
+
+@router.put("/v2/alarms/{alarm_id}", dependencies=[Depends(require_token)])
+async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    rules = _rules(request)
+    old = _alarm(rules, alarm_id)
+    before = old.to_aodh()
+    data = {k: v for k, v in body.items() if v is not None}
+    data.update(alarm_id=alarm_id, origin=old.origin)
+    data.setdefault("user_id", old.user_id)
+    data.setdefault("project_id", old.project_id)
+    new_state = data.get("state", old.state)
+    data["state_timestamp"] = old.state_timestamp if new_state == old.state else None
+    if data["state_timestamp"] is None:
+        data.pop("state_timestamp")
+    data.pop("timestamp", None)
+    try:
+        alarm = Alarm.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        raise _bad(exc) from None
+    if alarm.name != old.name and any(a.name == alarm.name and a.project_id == alarm.project_id
+                                      for a in rules.engine.alarms.values()):
+        raise HTTPException(409, f"Alarm with name={alarm.name} exists")
+    after = alarm.to_aodh()
+    change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}
+    await rules.save_alarm(alarm, "rule change", change, request.headers.get("x-user-id"),
+                           request.headers.get("x-project-id"))
+    return after
+
+
+@router.delete("/v2/alarms/{alarm_id}", status_code=204, dependencies=[Depends(require_token)])
+async def delete_alarm(request: Request, alarm_id: str) -> Response:
+    rules = _rules(request)
+    await rules.delete_alarm(_alarm(rules, alarm_id), request.headers.get("x-user-id"),
+                             request.headers.get("x-project-id"))
+    return Response(status_code=204)
+
+
+@router.get("/v2/alarms/{alarm_id}/state")
+def get_state(request: Request, alarm_id: str) -> JSONResponse:
+    return JSONResponse(_alarm(_rules(request), alarm_id).state)
+
+
+@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)])
+async def put_state(request: Request, alarm_id: str) -> JSONResponse:
+    rules = _rules(request)
+    _alarm(rules, alarm_id)
+    raw = (await request.body()).decode().strip()
+    try:
+        state = json.loads(raw) if raw.startswith('"') else raw
+    except ValueError:
+        state = raw
+    if state not in STATES:
+        raise HTTPException(400, f"state invalid: {state!r} (expected one of {', '.join(STATES)})")
+    await rules.set_state(alarm_id, state)
+    return JSONResponse(state)
+
+
+@router.get("/v2/alarms/{alarm_id}/history")
+async def history(request: Request, alarm_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Kept after deletion, as Aodh keeps it (the history has its own retention)."""
+    changes = await _rules(request).history(alarm_id, limit)
+    return [c.model_dump(mode="json") for c in changes]
+
+
+@router.get("/v2/capabilities")
+def capabilities() -> dict[str, Any]:
+    return {"alarm_storage": {"storage:production_ready": True},
+            "api": {"alarms:query:simple": True, "alarms:history:query:simple": True}}

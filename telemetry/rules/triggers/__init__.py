@@ -1,0 +1,1 @@
+"""Zabbix-style triggers: expression grammar, item history, evaluation, API."""
