@@ -108,3 +108,15 @@ def test_committed_reference_matches_models() -> None:
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
     assert doc.read_text() == generate(), "docs/configuration.md is stale: run `make docs`"
+
+
+def test_every_registered_command_exists() -> None:
+    from click.testing import CliRunner
+
+    from telemetry.cli import COMMANDS, main
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0
+    for name in COMMANDS:
+        assert main.get_command(None, name) is not None, name  # type: ignore[arg-type]
+        assert name in r.output

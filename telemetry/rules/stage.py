@@ -311,6 +311,9 @@ class RulesStage(BusStage):
             actions=a.actions_for(t.current), repeat_actions=a.repeat_actions, alarm_type=a.type,
             transition_id=derived_id("transition", a.alarm_id, sorted(t.labels.items()), t.evaluated_at, t.current),
             labels=t.labels, evaluated_at=datetime.fromtimestamp(t.evaluated_at, timezone.utc).isoformat(),
+            # The actions dispatcher trusts targets of the operator's own rule files; API-created
+            # alarms may only reach allow-listed targets (telemetry.actions.dispatch.TRUSTED_ORIGINS).
+            origin="api" if a.origin == "api" else "file", rule_file=None if a.origin == "api" else a.origin,
         )
 
     def _trigger_record(self, tr: Trigger, previous: str, current: str, reason: str) -> AlarmTransition:
