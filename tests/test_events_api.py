@@ -30,17 +30,23 @@ def line(minutes_ago: float, level: str, message: str, component: str = "nova", 
             "request_id": request_id, "message": message, **extra}
 
 
-EVENTS = [
-    line(30, "INFO", "Claim successful on node cn01.example.org", instance_id="3f6c2b1e"),
-    line(29, "INFO", "Creating image", instance_id="3f6c2b1e"),
-    line(28, "INFO", "Took 14.21 seconds to build instance.", instance_id="3f6c2b1e"),
-    line(27.5, "INFO", "Allocated port for instance", component="neutron", host="net01"),
-    line(20, "ERROR", "Instance failed to spawn: libvirt.libvirtError: internal error", request_id="req-c0ffee00"),
-    line(10, "INFO", "GET /v2/images HTTP/1.1 status: 500", component="glance", host="cc01", request_id="req-g1",
-         status=500),
-    line(9, "WARNING", "GET /v2/images HTTP/1.1 status: 404", component="glance", host="cc01", request_id="req-g2",
-         status=404),
-]
+def build_events() -> list[dict]:
+    return [
+        line(30, "INFO", "Claim successful on node cn01.example.org", instance_id="3f6c2b1e"),
+        line(29, "INFO", "Creating image", instance_id="3f6c2b1e"),
+        line(28, "INFO", "Took 14.21 seconds to build instance.", instance_id="3f6c2b1e"),
+        line(27.5, "INFO", "Allocated port for instance", component="neutron", host="net01"),
+        line(20, "ERROR", "Instance failed to spawn: libvirt.libvirtError: internal error", request_id="req-c0ffee00"),
+        line(10, "INFO", "GET /v2/images HTTP/1.1 status: 500", component="glance", host="cc01", request_id="req-g1",
+             status=500),
+        line(9, "WARNING", "GET /v2/images HTTP/1.1 status: 404", component="glance", host="cc01", request_id="req-g2",
+             status=404),
+    ]
+
+
+# Built again when the daemon fixture starts, so relative time windows (now-12m) hold
+# however long the tests collected before this module took.
+EVENTS = build_events()
 
 
 def notifications(samples_dir: Path) -> list[dict]:
@@ -58,6 +64,9 @@ def notifications(samples_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Iterator[DaemonProcess]:
+    global NOW
+    NOW = datetime.now(timezone.utc).replace(microsecond=0)
+    EVENTS[:] = build_events()
     d = DaemonProcess(tmp_path_factory.mktemp("events-api"), "run", {"api": {"tokens": [TOKEN]}})
     d.start()
     try:
