@@ -1,0 +1,65 @@
+"""One query language, two evaluators: in memory (alarms) and in SQL (search) must agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry.events.predicate import compile_predicate
+from telemetry.events.query import QueryError
+from telemetry.events.store import EventStore
+
+# The fixture `store` and its events come from the store tests.
+from tests.test_events_store import store  # noqa: F401
+
+QUERIES = [
+    "component:glance",
+    "level:error",
+    "level:ERROR AND component:nova",
+    "NOT level:INFO",
+    "component:gl*",
+    "component:?ova",
+    "spawn",
+    '"failed to spawn"',
+    "libvirt.libvirtError",
+    "Creat*",
+    "status:500",
+    "status:204",
+    "status:[200 TO 499]",
+    "status:{200 TO 500}",
+    "status:>=500",
+    "status:*",
+    "NOT status:*",
+    "tags:_grokparsefailure",
+    "event_type:compute.instance.create.*",
+    "request_id:req-g1 OR request_id:req-g2",
+    "(level:WARNING OR level:ERROR) AND host:cn01",
+    "host:(cc01 OR cn01) AND -component:nova",
+    "@timestamp:[2026-03-02T09:15:00Z TO 2026-03-02T09:17:00Z]",
+    "verb:get",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_memory_and_sql_agree(store: EventStore, query: str) -> None:  # noqa: F811
+    everything = store.search(None, limit=10_000)
+    assert len(everything) >= 10
+    by_sql = sorted(r["id"] for r in store.search(query, limit=10_000))
+    pred = compile_predicate(query)
+    in_memory = sorted(r["id"] for r in everything if pred(r))
+    assert in_memory == by_sql, query
+
+
+def test_errors_name_the_position() -> None:
+    with pytest.raises(QueryError) as ei:
+        compile_predicate("level:ERROR AND (component:nova")
+    assert ei.value.position > 0
+    with pytest.raises(QueryError):
+        compile_predicate("@timestamp:2026*")
+
+
+def test_nested_fields_and_lists_in_memory() -> None:
+    assert compile_predicate("payload.state:error")({"payload": {"state": "error"}})
+    assert compile_predicate("status:204")({"status": [200, 204]})
+    assert not compile_predicate("status:500")({"status": [200, 204]})
+    assert compile_predicate("NOT status:500")({})
+    assert compile_predicate("")({"anything": 1})
