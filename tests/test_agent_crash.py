@@ -1,11 +1,12 @@
 """kill -9 the real agent process at random moments while a writer appends and rotates.
 
-The downstream must outlive the agent, so the agent ships to its fsynced
-JSON-lines output (``sources.agent.output_file``, Filebeat's ``output.file``):
-like a broker's publisher confirm, ``ship`` returns only once the batch is on
-disk, and only then does the checkpoint move. After all the kills, every line
-written is in exactly one record id downstream (the server dedups redelivery
-on the id), and the agent never shipped a line under two different ids.
+The downstream must outlive the agent. Two downstreams, both real: the local
+RabbitMQ through our AMQP bus (``publish`` returns on the publisher confirm,
+and only then does the checkpoint move), and the agent's fsynced JSON-lines
+output (``sources.agent.output_file``, Filebeat's ``output.file``). After all
+the kills, every line written is in exactly one record id downstream (the
+server dedups redelivery on the id), and the agent never shipped a line under
+two different ids.
 """
 
 from __future__ import annotations
@@ -20,8 +21,40 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import asyncio
+
 import pytest
 from agent_support import read_jsonl
+from busenv import amqp_url  # noqa: F401 (fixture)
+
+from telemetry.bus import open_bus
+from telemetry.config.core import BusConfig
+from telemetry.models import RawLog
+
+
+class AmqpDownstream:
+    """Every RawLog the agent published, read by our own consumer group on the real broker."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.config = BusConfig(url=url, topic_prefix=prefix)
+        self.records: list[dict] = []
+        asyncio.run(self._drain())  # declares the audit queue before the agent publishes
+
+    async def _drain(self) -> None:
+        bus = open_bus(self.config)
+        await bus.start()
+        try:
+            consumer = await bus.subscribe(["raw_logs"], "audit")
+            while batch := await consumer.fetch(1000, timeout=0.5):
+                self.records += [RawLog.from_json(d.value).to_dict() for d in batch]
+                await consumer.ack(batch)
+            await consumer.close()
+        finally:
+            await bus.close()
+
+    def read(self) -> list[dict]:
+        asyncio.run(self._drain())
+        return self.records
 
 
 class Writer(threading.Thread):
@@ -72,22 +105,35 @@ class Writer(threading.Thread):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["rename", "copytruncate"])
-def test_kill9_while_writing_and_rotating_loses_and_repeats_nothing(daemon_factory, tmp_path, mode) -> None:
+@pytest.mark.parametrize(("mode", "downstream"), [("rename", "file"), ("copytruncate", "file"),
+                                                  ("rename", "amqp"), ("copytruncate", "amqp")])
+def test_kill9_while_writing_and_rotating_loses_and_repeats_nothing(
+    daemon_factory, tmp_path, mode, downstream, request
+) -> None:
     seed = int(time.time())
     rng = random.Random(seed)
     out = tmp_path / "downstream.jsonl"
     logs = tmp_path / "d0" / "logs"
     logs.mkdir(parents=True)
-    cfg = {
+    agent_cfg = {"batch_records": 50, "batch_wait": "0.05s", "poll_interval": "0.02s", "scan_interval": "0.1s",
+                 "multiline_flush": "0.3s"}
+    cfg: dict = {
         "sources": {
             "files": [{"paths": [str(logs / "app.log*")], "fields": {"type": "openstack", "component": "nova"},
                        "multiline": "python"}],
             "host_metrics": {"enabled": False},
-            "agent": {"output_file": str(out), "batch_records": 50, "batch_wait": "0.05s",
-                      "poll_interval": "0.02s", "scan_interval": "0.1s", "multiline_flush": "0.3s"},
+            "agent": agent_cfg,
         },
     }
+    if downstream == "file":
+        agent_cfg["output_file"] = str(out)
+
+        def read_downstream() -> list[dict]:
+            return read_jsonl(out)
+    else:
+        amqp = AmqpDownstream(request.getfixturevalue("amqp_url"), f"crash-{mode}-{seed}.")
+        cfg["bus"] = {"url": amqp.config.url, "topic_prefix": amqp.config.topic_prefix}
+        read_downstream = amqp.read
     agent = daemon_factory("agent", cfg, sub="d0")
     writer = Writer(logs, mode, total=4000, seed=seed)
     writer.start()
@@ -106,13 +152,13 @@ def test_kill9_while_writing_and_rotating_loses_and_repeats_nothing(daemon_facto
     want = set(writer.written)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        seen = {line for r in read_jsonl(out) for line in r["lines"]}
+        seen = {line for r in read_downstream() for line in r["lines"]}
         if want <= seen:
             break
         time.sleep(0.3)
     time.sleep(1.0)  # anything shipped late would show up as a repeat
     assert agent.stop(signal.SIGTERM) == 0
-    records = read_jsonl(out)
+    records = read_downstream()
     ids_of: dict[str, set[str]] = defaultdict(set)
     for r in records:
         for line in r["lines"]:
@@ -121,9 +167,9 @@ def test_kill9_while_writing_and_rotating_loses_and_repeats_nothing(daemon_facto
     assert not missing, f"seed {seed}: {len(missing)} lines lost, e.g. {sorted(missing)[:3]}"
     twice = {line: ids for line, ids in ids_of.items() if len(ids) > 1}
     assert not twice, f"seed {seed}: lines under several ids: {list(twice.items())[:3]}"
-    assert not ids_of.keys() - want, "lines nobody wrote"
+    assert not ids_of.keys() - want, f"seed {seed}: lines nobody wrote: {sorted(ids_of.keys() - want)[:3]}"
     resent = len(records) - len({r["id"] for r in records})
     # Redelivery (same id) only for batches in flight at a kill: at most one batch per kill.
     assert resent <= kills * 50, (resent, kills)
-    print(f"mode={mode} seed={seed} kills={kills} rotations={writer.rotations} "
+    print(f"mode={mode} downstream={downstream} seed={seed} kills={kills} rotations={writer.rotations} "
           f"lines={len(want)} records={len(records)} redelivered={resent}")
