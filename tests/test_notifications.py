@@ -304,3 +304,33 @@ def test_daemon_stores_notifications_and_their_samples(daemon_factory, vhost, sa
     vcpus = httpx.get(d.url + "/v2/meters/vcpus").json()
     assert [s["counter_volume"] for s in vcpus] == [1]
     d.stop()
+
+
+class FlakyBus(MemoryBus):
+    """A real MemoryBus that refuses publishes while ``down`` (our central bus in an outage)."""
+
+    down = False
+
+    async def publish(self, topic, messages):  # type: ignore[no-untyped-def]
+        if self.down:
+            from telemetry.bus import BusError
+
+            raise BusError("bus down (test)")
+        await super().publish(topic, messages)
+
+
+async def test_acked_on_the_cloud_broker_only_after_our_bus_took_it(tmp_path, vhost, samples_dir) -> None:
+    msg = load_samples(samples_dir / "notifications")[0]
+    async with Harness(tmp_path, vhost) as h:
+        queue = f"{h.runtime.settings.sources.notifications.queue_prefix}notifications.info"
+        h.bus.__class__ = FlakyBus
+        h.bus.down = True
+        await asyncio.to_thread(oslo_publish, vhost, [("nova", msg)])
+        await asyncio.sleep(1.5)  # the listener holds it, retrying our bus
+        assert not await h.consumer.fetch(10, 0.1)
+    # The listener stopped without our bus ever taking the message: the cloud broker has it back.
+    assert queue_depth(vhost, queue) == 1
+    async with Harness(tmp_path, vhost, queue_prefix=h.runtime.settings.sources.notifications.queue_prefix) as again:
+        await again.wait(notifications=1, samples=5)
+    assert again.got["notifications"][0].event_type == msg["event_type"]
+    assert queue_depth(vhost, queue) == 0

@@ -84,6 +84,9 @@ class AmqpLink:
                 channel = conn.channel()
                 self.conn = conn
                 self.channel = channel
+                # Before setup: deliveries can arrive while setup waits for a later declare's
+                # reply, and they must carry this channel's generation to be ackable.
+                self.generation += 1
                 self._setup(channel)
             except self.errors as exc:
                 self.drop()
@@ -94,7 +97,6 @@ class AmqpLink:
                 time.sleep(wait)
                 self._backoff = min(self._backoff * 2, self.max_backoff)
                 continue
-            self.generation += 1
             self._backoff = 0.1
             if self._ever_connected:
                 BUS_RECONNECTIONS.labels(bus=self.label).inc()

@@ -101,6 +101,7 @@ class NotificationListener(Component):
         self.link = AmqpLink("notifications", lambda: kombu_connection(cfg.url, cfg.tls), self._on_channel,
                              redact_url(cfg.url), runtime.settings.bus.reconnect_max_backoff, label="notifications")
         self._buffer: deque[Delivery] = deque()
+        self._stopping = asyncio.Event()
         self.accepted = 0
         self.rejected = 0
         self.samples = 0
@@ -181,7 +182,7 @@ class NotificationListener(Component):
                  self.link.describe, ",".join(self.cfg.exchanges), ",".join(q for q, _ in self.queues()))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             batch = await self.link.run(self._fetch_sync, self.cfg.prefetch, FETCH_TIMEOUT)
             if not batch:
                 continue
@@ -194,14 +195,15 @@ class NotificationListener(Component):
                 except Malformed as exc:
                     log.warning("%s: %s from %s: %s", STAGE, exc.reason, d.topic, exc)
                     bad.append((d, exc.reason))
-            await self._ship(records, bad)
+            if not await self._ship(records, bad):
+                return  # stopping while our bus is down: unacked, the cloud broker keeps them
             # Only now: what was acked is on our bus (at-least-once).
             await self.link.run(self.link.settle, [d.token for d in batch], lambda ch, tag: ch.basic_ack(tag))
             self.rejected += len(bad)
             self.accepted += len(batch) - len(bad)
 
-    async def _ship(self, records: list[Record], bad: list[tuple[Delivery, str]]) -> None:
-        """Publish until our bus takes the batch; meanwhile the cloud broker keeps it unacked."""
+    async def _ship(self, records: list[Record], bad: list[tuple[Delivery, str]]) -> bool:
+        """Publish until our bus takes the batch (True); meanwhile the cloud broker keeps it unacked."""
         delay = 0.5
         while True:
             try:
@@ -212,15 +214,21 @@ class NotificationListener(Component):
                     records = []
                 if bad:
                     await dead_letter(self.runtime.bus, STAGE, bad)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping.is_set():
+                    return False
                 log.warning("%s: our bus refused the batch (%s); retrying in %.1fs", STAGE, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
+        # Let the batch in hand reach our bus and be acked, then stop; cancel if that takes too long.
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=FETCH_TIMEOUT + 0.5)
         await self.cancel_tasks()
         await self.link.run(self.link.close)  # unacked notifications go back to the cloud's queue
         self.link.shutdown()
