@@ -193,8 +193,11 @@ class NotificationListener(Component):
                 try:
                     records.extend(self.converter.convert(d.value))
                 except Malformed as exc:
-                    log.warning("%s: %s from %s: %s", STAGE, exc.reason, d.topic, exc)
+                    log.info("%s: %s", STAGE, exc)  # dead_letter() logs the reason
                     bad.append((d, exc.reason))
+                except Exception as exc:  # a message we cannot handle must not be redelivered forever
+                    log.exception("%s: could not convert a message from %s", STAGE, d.topic)
+                    bad.append((d, f"unconvertible:{type(exc).__name__}"))
             if not await self._ship(records, bad):
                 return  # stopping while our bus is down: unacked, the cloud broker keeps them
             # Only now: what was acked is on our bus (at-least-once).
