@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from telemetry.bus import Consumer, Delivery, OutMessage
+from telemetry.bus import Bus, Consumer, Delivery, OutMessage
 from telemetry.component import Component
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED
 from telemetry.models import Record, decode
@@ -34,6 +34,22 @@ def reject_reason(exc: Exception) -> str:
         first = exc.errors()[0]
         return f"invalid:{'.'.join(str(p) for p in first['loc']) or 'record'}"
     return f"undecodable:{type(exc).__name__}"
+
+
+async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]]) -> None:
+    """Count, log and publish refused messages (raw, cut at 1 MiB) to the dead-letter topic.
+
+    Each keeps its ``reason``, original ``topic`` and ``stage`` as headers, so
+    an operator can see why and replay it once the cause is fixed.
+    """
+    for d, reason in bad:
+        RECORDS_REJECTED.labels(stage=stage, reason=reason).inc()
+        log.warning("%s: rejected a record from %s: %s", stage, d.topic, reason)
+    msgs = [
+        OutMessage(value=d.value[: 1 << 20], key=d.key, headers={"reason": reason, "topic": d.topic, "stage": stage})
+        for d, reason in bad
+    ]
+    await bus.publish(DEAD_LETTER_TOPIC, msgs)
 
 
 class BusStage(Component, abc.ABC):
@@ -111,15 +127,7 @@ class BusStage(Component, abc.ABC):
 
     async def _dead_letter(self, bad: list[tuple[Delivery, str]]) -> None:
         self.rejected += len(bad)
-        for d, reason in bad:
-            RECORDS_REJECTED.labels(stage=self.name, reason=reason).inc()
-            log.warning("%s: rejected a record from %s: %s", self.name, d.topic, reason)
-        msgs = [
-            OutMessage(value=d.value[: 1 << 20], key=d.key,
-                       headers={"reason": reason, "topic": d.topic, "stage": self.name})
-            for d, reason in bad
-        ]
-        await self.runtime.bus.publish(DEAD_LETTER_TOPIC, msgs)
+        await dead_letter(self.runtime.bus, self.name, bad)
 
     def details(self) -> dict[str, Any]:
         return {"topics": ",".join(self.topics), "processed": self.processed, "rejected": self.rejected}

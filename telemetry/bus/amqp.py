@@ -18,8 +18,8 @@ Consumers hold at most ``prefetch`` unacked messages and ack after the
 stage's durable write; whatever is unacked when a channel goes away is
 requeued by the broker itself.
 
-kombu blocks, so each connection lives in a thread of its own (a
-one-worker executor): the asyncio loop only awaits futures and never stalls,
+kombu blocks, so each connection lives in a thread of its own (an
+:class:`~telemetry.bus.amqp_link.AmqpLink`): the asyncio loop only awaits futures and never stalls,
 and a connection is never touched by two threads. A lost broker is retried
 with exponential backoff; a publish that cannot be confirmed before
 ``publish_timeout`` raises :class:`BusError` so the caller keeps its data.
@@ -31,94 +31,23 @@ import asyncio
 import itertools
 import logging
 import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kombu
 
+from telemetry.bus.amqp_link import AmqpLink, kombu_connection
 from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
-from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH, BUS_RECONNECTIONS
+from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH
 from telemetry.config.base import redact_url
 from telemetry.config.core import BusConfig
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 KEY_HEADER = "x-telemetry-key"
 DEPTH_EVERY = 5.0  # seconds between passive queue declares for the depth gauge
-
-
-class _Link:
-    """One kombu connection, confined to one thread, reconnected with backoff."""
-
-    def __init__(self, bus: AmqpBus, name: str, setup: Callable[[Any], None]) -> None:
-        self.bus = bus
-        self.name = name
-        self._setup = setup
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"amqp-{name}")
-        self.conn: kombu.Connection | None = None
-        self.channel: Any = None
-        self.generation = 0
-        self._backoff = 0.1
-        self._ever_connected = False
-        probe = bus.connection()
-        self.errors: tuple[type[BaseException], ...] = (
-            *probe.connection_errors, *probe.channel_errors, OSError, socket.timeout,
-        )
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def ensure(self, deadline: float) -> Any:
-        """The open channel; (re)connects with backoff until ``deadline`` (thread side)."""
-        while self.channel is None:
-            try:
-                conn = self.bus.connection()
-                conn.connect()
-                channel = conn.channel()
-                self.conn = conn
-                self.channel = channel
-                self._setup(channel)
-            except self.errors as exc:
-                self.drop()
-                wait = min(self._backoff, max(0.0, deadline - time.monotonic()))
-                if wait <= 0:
-                    raise BusError(f"RabbitMQ at {self.bus.describe()} is unreachable: {exc}") from exc
-                log.warning("amqp %s: broker unreachable (%s); retrying in %.1fs", self.name, exc, wait)
-                time.sleep(wait)
-                self._backoff = min(self._backoff * 2, self.bus.config.reconnect_max_backoff)
-                continue
-            self.generation += 1
-            self._backoff = 0.1
-            if self._ever_connected:
-                BUS_RECONNECTIONS.labels(bus="amqp").inc()
-                log.info("amqp %s: reconnected to %s", self.name, self.bus.describe())
-            self._ever_connected = True
-        return self.channel
-
-    def drop(self) -> None:
-        """Forget the connection after an error; the broker requeues what was unacked."""
-        conn, self.conn, self.channel = self.conn, None, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # already broken: closing is best effort
-                pass
-
-    def close(self) -> None:
-        if self.channel is not None:
-            try:
-                self.channel.close()
-            except Exception:
-                pass
-        self.drop()
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False)
 
 
 class AmqpBus(Bus):
@@ -130,7 +59,7 @@ class AmqpBus(Bus):
         self.exchange = kombu.Exchange(base, type="topic", durable=True,
                                        arguments={"alternate-exchange": f"{base}.unclaimed"})
         self.unclaimed = kombu.Exchange(f"{base}.unclaimed", type="topic", durable=True)
-        self._publisher = _Link(self, "publish", self._on_publisher_channel)
+        self._publisher = self.link("publish", self._on_publisher_channel)
         self._parked: set[tuple[int, str]] = set()
         self._lock = asyncio.Lock()
         self._pending: set[int] = set()
@@ -141,21 +70,10 @@ class AmqpBus(Bus):
         return redact_url(self.url)
 
     def connection(self) -> kombu.Connection:
-        url = self.url.replace("amqps://", "amqp://", 1)
-        return kombu.Connection(url, ssl=self._ssl(), connect_timeout=5, heartbeat=0)
+        return kombu_connection(self.url, self.config.tls)
 
-    def _ssl(self) -> Any:
-        tls = self.config.tls
-        if not self.url.startswith("amqps://"):
-            return False
-        opts: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE}
-        if tls.ca_file:
-            opts["ca_certs"] = tls.ca_file
-        if tls.cert_file:
-            opts["certfile"] = tls.cert_file
-        if tls.key_file:
-            opts["keyfile"] = tls.key_file
-        return opts
+    def link(self, name: str, setup: Callable[[Any], None]) -> AmqpLink:
+        return AmqpLink(name, self.connection, setup, self.describe(), self.config.reconnect_max_backoff)
 
     def queue(self, topic: str, group: str) -> kombu.Queue:
         name = self.topic(topic)
@@ -258,7 +176,7 @@ class AmqpConsumer(Consumer):
         self.bus = bus
         self.topics = topics
         self.group = group
-        self._link = _Link(bus, f"consume-{group}", self._on_channel)
+        self._link = bus.link(f"consume-{group}", self._on_channel)
         self._buffer: deque[Delivery] = deque()
         self._closed = False
         self._by_rk = {bus.topic(t): t for t in topics}
@@ -292,22 +210,10 @@ class AmqpConsumer(Consumer):
 
     def _fetch_sync(self, max_records: int, timeout: float) -> list[Delivery]:
         link = self._link
-        deadline = time.monotonic() + timeout
-        try:
-            link.ensure(deadline)
-            while not self._buffer and time.monotonic() < deadline:
-                try:
-                    link.conn.drain_events(timeout=max(0.001, deadline - time.monotonic()))
-                except socket.timeout:
-                    break
-            while self._buffer and len(self._buffer) < max_records:
-                try:
-                    link.conn.drain_events(timeout=0.001)
-                except socket.timeout:
-                    break
-            self._depth(link.channel)
-        except BusError:
+        if not link.drain(self._buffer, max_records, timeout):
             return []
+        try:
+            self._depth(link.channel)
         except link.errors as exc:
             log.warning("amqp consumer %s: lost the broker (%s); reconnecting", self.group, exc)
             link.drop()
@@ -334,17 +240,7 @@ class AmqpConsumer(Consumer):
         return await self._link.run(self._fetch_sync, max_records, timeout)
 
     def _settle(self, deliveries: Sequence[Delivery], how: Callable[[Any, int], None]) -> None:
-        link = self._link
-        if link.channel is None:
-            return  # the broker requeued them when the channel died
-        try:
-            for d in deliveries:
-                gen, tag = d.token
-                if gen == link.generation:
-                    how(link.channel, tag)
-        except link.errors as exc:
-            log.warning("amqp consumer %s: settling failed (%s); the broker will redeliver", self.group, exc)
-            link.drop()
+        self._link.settle([d.token for d in deliveries], how)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:

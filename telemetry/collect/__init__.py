@@ -29,4 +29,8 @@ def agent_components(runtime: Any) -> Iterable[Component]:
             from telemetry.collect.syslog import SyslogServer
 
             comps.append(SyslogServer(runtime, pipeline.batcher))
+    if sources.notifications.enabled:
+        from telemetry.collect.notifications import NotificationListener
+
+        comps.append(NotificationListener(runtime))
     return comps

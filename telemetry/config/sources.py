@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from telemetry.config.base import Duration, HostPort, Section
+from telemetry.config.base import Duration, HostPort, Section, check_scheme
+from telemetry.config.core import BusTLS
 
 #: Where OpenStack and its neighbours log on a stock install. The all-in-one
 #: tails whichever of these exist; globs that match nothing cost nothing.
@@ -79,16 +80,51 @@ def default_file_sources() -> list[FileSource]:
     ]
 
 
+#: oslo.messaging's notification priorities, the last part of each routing key (``notifications.info``).
+OSLO_PRIORITIES = ["audit", "debug", "info", "warn", "error", "critical", "sample"]
+
+
 class NotificationsSource(Section):
-    """OpenStack notifications read from the cloud's RabbitMQ with a queue of our own."""
+    """OpenStack notifications read from the cloud's RabbitMQ with queues of our own.
+
+    For each topic and priority we declare a durable queue ``<queue_prefix><topic>.<priority>``
+    bound to every exchange with routing key ``<topic>.<priority>``: the broker copies each
+    notification to it, so OpenStack's own ``notifications.info`` consumers (Ceilometer) keep theirs.
+    """
 
     enabled: bool = Field(False, description="Listen for oslo.messaging notifications")
-    url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="The cloud's transport URL")
+    url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="The cloud's transport URL (amqp:// or amqps://)")
     exchanges: list[str] = Field(
-        default_factory=lambda: ["nova", "cinder", "neutron", "glance", "heat", "openstack"],
-        description="Exchanges OpenStack services publish notifications on",
+        default_factory=lambda: ["nova", "cinder", "neutron", "glance", "heat", "openstack", "ceilometer"],
+        description="Exchanges OpenStack services publish notifications on (each service's control_exchange; "
+        "ceilometer carries its polling agent's telemetry.polling samples)",
     )
     topics: list[str] = Field(default_factory=lambda: ["notifications"], description="Notification topics")
+    priorities: list[str] = Field(
+        default_factory=lambda: list(OSLO_PRIORITIES), min_length=1,
+        description="Priorities to listen to (the routing key is <topic>.<priority>)",
+    )
+    queue_prefix: str = Field(
+        "telemetry-", min_length=1, description="Our queues are <queue_prefix><topic>.<priority>; never OpenStack's own"
+    )
+    exchange_durable: bool = Field(
+        False, description="Durability of an exchange we must create because no service did yet "
+        "(match the services' amqp_durable_queues; existing exchanges are used as they are)",
+    )
+    prefetch: int = Field(200, ge=1, description="Unacked notifications held at once; also the batch size")
+    max_message_bytes: int = Field(
+        4 << 20, ge=1024, description="Bigger messages are dead-lettered (reason too_large) instead of parsed"
+    )
+    meters: list[str] | None = Field(
+        None, description="Meter definition files (Ceilometer meters.yaml form); default: the shipped "
+        "collectors/meters.yaml; [] makes no samples but Ceilometer's own telemetry.polling/metering ones",
+    )
+    tls: BusTLS = Field(default_factory=lambda: BusTLS(), description="TLS options for amqps:// URLs")
+
+    @field_validator("url")
+    @classmethod
+    def _amqp(cls, v: str) -> str:
+        return check_scheme(v, ("amqp", "amqps"), "notifications")
 
 
 class SyslogSource(Section):
