@@ -129,9 +129,16 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
     assert texts(got) == ["a3"]
 
 
-def test_fast_id_is_the_model_id() -> None:
-    from telemetry.collect.files import fast_id
+def test_record_id_is_the_model_id(tmp_path: Path) -> None:
+    from telemetry.collect.files import FileReader
+    from telemetry.collect.tail import Tail
+    from telemetry.config.sources import AgentConfig, FileSource
     from telemetry.models import derived_id
 
-    for parts in [("rawlog", "node1", 42, 0, "ab12"), ("rawlog", "h", 1 << 40, 123456789, "")]:
-        assert fast_id(*parts) == derived_id(*parts)
+    (tmp_path / "a.log").write_text("first\n")
+    tail = Tail.open(str(tmp_path / "a.log"), 1000)
+    assert tail is not None
+    reader = FileReader(tail, FileSource(paths=[str(tmp_path / "*.log")]), 1 << 40, AgentConfig(), "node1")
+    for offset in (0, 123456789):
+        assert reader.record_id(offset) == derived_id("rawlog", "node1", 1 << 40, offset, tail.fp)
+    tail.close()
