@@ -53,13 +53,14 @@ def derived_id(*parts: object) -> str:
     return id_of_key("\x1f".join(map(str, parts)).encode())
 
 
+#: RFC 4122 variant: the top two bits of hex digit 16 become ``10``.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def id_of_key(key: bytes) -> str:
     """``derived_id`` of a key already joined and encoded, for callers that keep its constant part."""
-    h = bytearray(_sha1(_NS + key).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50  # version 5
-    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    x = _sha1(_NS + key).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"  # version 5
 
 
 _object_setattr = object.__setattr__
@@ -181,14 +182,22 @@ class RawLog(Record):
 
     def to_dict(self) -> dict[str, Any]:
         """As ``Record.to_dict``, written out for the common case (the agent ships one per entry)."""
+        return self._plain_dict(copy=True) or super().to_dict()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self._plain_dict(copy=False) or super().to_dict())
+
+    def _plain_dict(self, copy: bool) -> dict[str, Any] | None:
+        """The JSON-mode dict when every value is plain (as ``fast`` builds them), else None."""
         d = self.__dict__
         read_at, extra = d["read_at"], self.__pydantic_extra__
         if read_at.__class__ is not datetime or read_at.tzinfo is not timezone.utc or (extra and not _plain(extra)):
-            return super().to_dict()
+            return None
+        lines, tags = d["lines"], d["tags"]
         out = {
             "id": d["id"], "host": d["host"], "path": d["path"], "component": d["component"], "type": d["type"],
-            "offset": d["offset"], "inode": d["inode"], "lines": list(d["lines"]), "read_at": iso_utc(read_at),
-            "tags": list(d["tags"]),
+            "offset": d["offset"], "inode": d["inode"], "lines": list(lines) if copy else lines,
+            "read_at": iso_utc(read_at), "tags": list(tags) if copy else tags,
         }
         if extra:
             out.update(extra)
