@@ -117,3 +117,37 @@ def test_rawlog_to_dict_falls_back_for_other_values() -> None:
     assert r.to_dict() == r.model_dump(mode="json", by_alias=True)
     r0 = RawLog(host="h", path="/p", lines=["x"], read_at="2026-01-01T00:00:00Z")
     assert r0.to_dict()["read_at"] == "2026-01-01T00:00:00Z" == r0.model_dump(mode="json")["read_at"]
+
+
+EVENT_DATA = [
+    {"message": "m", "type": "openstack", "path": "/x", "timestamp": "2026-03-02 09:00:00.000", "pid": "42",
+     "loglevel": "INFO", "tags": ["a"], "http": {"status": [200, 1.5]}, "level": "INFO", "logger": "nova.x"},
+    {"message": "é", "host": "cn01", "id": "given-id", "pid": 7, "tags": [], "request_id": "req-1"},
+    {"message": "x", "tags": []},
+]
+
+
+@pytest.mark.parametrize("data", EVENT_DATA)
+def test_event_dict_is_the_validated_events(data: dict) -> None:
+    from datetime import datetime, timezone
+
+    from telemetry.models import event_dict
+
+    data = {**data, "@timestamp": datetime(2026, 3, 2, 9, 0, 0, 1000, tzinfo=timezone.utc)}
+    want = Event.model_validate(dict(data)).to_dict()
+    got = event_dict(dict(data))
+    assert got == want and list(got) == list(want)  # same keys in the same order: the same JSON bytes
+    assert orjson.dumps(got) == Event.model_validate(dict(data)).to_json()
+    without = event_dict(dict(data), with_id=False)
+    assert without is not None and "id" not in without and {**without, "id": want["id"]} == want
+
+
+@pytest.mark.parametrize("change", [{"pid": "abc"}, {"pid": True}, {"level": ["a", "b"]}, {"host": None},
+                                    {"@timestamp": "2026-03-02T09:00:00"}, {"tags": ["a", 1]}, {"f": float("inf")},
+                                    {"t": (1, 2)}, {"@timestamp": None}])
+def test_event_dict_leaves_conversions_to_validation(change: dict) -> None:
+    from datetime import datetime, timezone
+
+    from telemetry.models import event_dict
+
+    assert event_dict({"message": "m", "@timestamp": datetime.now(timezone.utc), **change}) is None
