@@ -25,7 +25,6 @@ YOUNG_THRESHOLD = 20_000
 
 def tune_for_daemon() -> None:
     """Freeze what startup built (never collected again) and collect young objects less often."""
-    gc.collect()
     gc.freeze()
     young, older, oldest = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_THRESHOLD), older, oldest)
