@@ -30,6 +30,7 @@ from telemetry.bus import MemoryBus  # noqa: E402
 from telemetry.collect import agent_components  # noqa: E402
 from telemetry.config import Settings  # noqa: E402
 from telemetry.daemon import Runtime  # noqa: E402
+from telemetry.gctune import tune_for_daemon  # noqa: E402
 
 
 def make_log(path: Path, lines: int) -> int:
@@ -67,6 +68,7 @@ async def run_ours(tmp: Path, log: Path, lines: int) -> tuple[float, float]:
     comps = sorted(agent_components(rt), key=lambda c: c.order)
     for c in comps:
         await c.start()
+    tune_for_daemon()  # as `telemetry agent` does once started
     pipeline = rt.services["agent_pipeline"]
     while True:
         ds = await consumer.fetch(5000, timeout=0.05)

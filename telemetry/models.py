@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
@@ -39,9 +39,54 @@ R = TypeVar("R", bound="Record")
 ID_NAMESPACE = uuid.UUID("7f0c3d52-6a8e-4a4f-9a57-2f1f0d9c6e10")
 
 
+_NS = ID_NAMESPACE.bytes
+_sha1 = hashlib.sha1
+
+
 def derived_id(*parts: object) -> str:
-    """A stable id from a natural key, so a redelivered record dedups."""
-    return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+    """A stable id from a natural key, so a redelivered record dedups.
+
+    It is ``uuid.uuid5(ID_NAMESPACE, "\\x1f".join(parts))`` written out, because
+    the hot paths (one id per log entry) spent more in building UUID objects
+    than in hashing; a test holds it equal to ``uuid5``.
+    """
+    return id_of_key("\x1f".join(map(str, parts)).encode())
+
+
+#: RFC 4122 variant: the top two bits of hex digit 16 become ``10``.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def id_of_key(key: bytes) -> str:
+    """``derived_id`` of a key already joined and encoded, for callers that keep its constant part."""
+    x = _sha1(_NS + key).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"  # version 5
+
+
+_object_setattr = object.__setattr__
+#: Extra-field value types that JSON mode leaves unchanged (floats are left out: inf/nan).
+_PLAIN = frozenset({str, int, bool, type(None)})
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
+def iso_utc(dt: datetime) -> str:
+    """``dt`` (aware, UTC) as pydantic's JSON mode writes it: ISO 8601 ending in ``Z``.
+
+    Records built in one go share one timestamp object, so the last result is kept.
+    """
+    global _last_iso
+    last = _last_iso
+    if last[0] is dt:
+        return last[1]
+    text = dt.isoformat()
+    if text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    _last_iso = (dt, text)
+    return text
+
+
+def _plain(values: dict[str, Any]) -> bool:
+    return all(v.__class__ in _PLAIN for v in values.values())
 
 
 class Record(BaseModel):
@@ -107,6 +152,60 @@ class RawLog(Record):
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    @classmethod
+    def fast(
+        cls, *, id: str, host: str, path: str, component: str, type: str, offset: int, inode: int,
+        lines: list[str], read_at: datetime, tags: list[str], extra: dict[str, Any] | None = None,
+    ) -> RawLog:
+        """The record validation would build from these values, without validating them.
+
+        For the agent's hot path, where every value is ours and already typed
+        (``str``, ``int``, ``list[str]``, an aware UTC ``datetime``): validating
+        each entry was its largest cost. ``tests/test_models.py`` holds the result
+        equal, field for field and byte for byte, to the validated record.
+        """
+        obj = cls.__new__(cls)
+        _object_setattr(obj, "__dict__", {
+            "id": id or derived_id("rawlog", host, inode, offset), "host": host, "path": path,
+            "component": component, "type": type, "offset": offset, "inode": inode, "lines": lines,
+            "read_at": read_at, "tags": tags,
+        })
+        fields_set = set(_RAWLOG_FIELDS)
+        if extra:
+            fields_set.update(extra)
+        else:
+            extra = {}
+        _object_setattr(obj, "__pydantic_fields_set__", fields_set)
+        _object_setattr(obj, "__pydantic_extra__", extra)
+        _object_setattr(obj, "__pydantic_private__", None)
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``Record.to_dict``, written out for the common case (the agent ships one per entry)."""
+        return self._plain_dict(copy=True) or super().to_dict()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self._plain_dict(copy=False) or super().to_dict())
+
+    def _plain_dict(self, copy: bool) -> dict[str, Any] | None:
+        """The JSON-mode dict when every value is plain (as ``fast`` builds them), else None."""
+        d = self.__dict__
+        read_at, extra = d["read_at"], self.__pydantic_extra__
+        if read_at.__class__ is not datetime or read_at.tzinfo is not timezone.utc or (extra and not _plain(extra)):
+            return None
+        lines, tags = d["lines"], d["tags"]
+        out = {
+            "id": d["id"], "host": d["host"], "path": d["path"], "component": d["component"], "type": d["type"],
+            "offset": d["offset"], "inode": d["inode"], "lines": list(lines) if copy else lines,
+            "read_at": iso_utc(read_at), "tags": list(tags) if copy else tags,
+        }
+        if extra:
+            out.update(extra)
+        return out
+
+
+_RAWLOG_FIELDS = frozenset(RawLog.model_fields)
+
 
 class Event(Record):
     """A parsed log entry or stored notification.
@@ -137,9 +236,92 @@ class Event(Record):
     @model_validator(mode="after")
     def _fill_id(self) -> Event:
         if not self.id:
-            digest = hashlib.sha1(self.message.encode("utf-8", "replace")).hexdigest()
-            self.id = derived_id("event", self.host, self.timestamp.isoformat(), digest)
+            self.id = _event_id(self.host, self.timestamp, self.message)
         return self
+
+
+def _event_id(host: str, ts: datetime, message: str) -> str:
+    digest = _sha1(message.encode("utf-8", "replace")).hexdigest()
+    return derived_id("event", host, ts.isoformat(), digest)
+
+
+#: How event_dict checks each contract key; a value failing its check needs validation.
+_EVENT_CHECK = {"id": "str", "@timestamp": "ts", "host": "str", "component": "str", "type": "str",
+                "level": "opt", "logger": "opt", "pid": "pid", "request_id": "opt", "user_id": "opt",
+                "project_id": "opt", "instance_id": "opt", "message": "str", "tags": "tags"}
+assert list(_EVENT_CHECK) == [f.alias or n for n, f in Event.model_fields.items()]
+_EVENT_TEMPLATE: dict[str, Any] = {k: ("" if c == "str" else None) for k, c in _EVENT_CHECK.items()}
+
+
+def event_dict(data: dict[str, Any], with_id: bool = True) -> dict[str, Any] | None:
+    """``Event.model_validate(data).to_dict()`` without the model, for data that needs no conversion.
+
+    The parse stage and ``telemetry parse`` produce one Event per log entry, and
+    building and serialising the model was most of their cost; this builds the
+    JSON-ready dict (contract names, field order, extras after) directly.
+    ``data`` must carry an aware UTC ``@timestamp`` and typed values (``pid`` may
+    be digits, as grok captures it); otherwise it returns None and the caller
+    validates. Without ``with_id`` the ``id`` key is left out (and not computed).
+    The parse tests hold the output equal to the validated Event's.
+    """
+    out = dict(_EVENT_TEMPLATE)
+    extra: dict[str, Any] = {}
+    check = _EVENT_CHECK
+    for k, v in data.items():
+        c = check.get(k)
+        if c is None:
+            if v.__class__ is not str and not _json_plain(v):
+                return None
+            extra[k] = v
+        elif c == "str":
+            if v.__class__ is not str:
+                return None
+            out[k] = v
+        elif c == "opt":
+            if v is not None and v.__class__ is not str:
+                return None
+            out[k] = v
+        elif c == "pid":
+            if v.__class__ is str and v.isascii() and v.isdigit() and len(v) < 19:
+                v = int(v)
+            elif v is not None and v.__class__ is not int:
+                return None
+            out[k] = v
+        elif c == "tags":
+            if v.__class__ is not list or not all(t.__class__ is str for t in v):
+                return None
+            out[k] = list(v)
+        else:  # @timestamp
+            if v.__class__ is not datetime or v.tzinfo is not timezone.utc:
+                return None
+            out[k] = v
+    ts = out["@timestamp"]
+    if ts is None:
+        return None  # the default (now) is the model's to give
+    if out["tags"] is None:
+        out["tags"] = []
+    if not with_id:
+        del out["id"]
+    elif not out["id"]:
+        out["id"] = _event_id(out["host"], ts, out["message"])
+    out["@timestamp"] = iso_utc(ts)
+    if extra:
+        out.update(extra)
+    return out
+
+
+def _json_plain(value: Any) -> bool:
+    """Values JSON mode leaves as they are: text, ints, finite floats, None, lists and dicts of them."""
+    cls = value.__class__
+    if cls in _PLAIN:
+        return True
+    if cls is float:
+        return value - value == 0  # not inf or nan
+    if cls is dict:
+        return all(k.__class__ is str and _json_plain(v) for k, v in value.items())
+    if cls is list:
+        return all(_json_plain(v) for v in value)
+    return False
 
 
 class Notification(Record):

@@ -129,9 +129,37 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
     assert texts(got) == ["a3"]
 
 
-def test_fast_id_is_the_model_id() -> None:
-    from telemetry.collect.files import fast_id
+def test_record_id_is_the_model_id(tmp_path: Path) -> None:
+    from telemetry.collect.files import FileReader
+    from telemetry.collect.tail import Tail
+    from telemetry.config.sources import AgentConfig, FileSource
     from telemetry.models import derived_id
 
-    for parts in [("rawlog", "node1", 42, 0, "ab12"), ("rawlog", "h", 1 << 40, 123456789, "")]:
-        assert fast_id(*parts) == derived_id(*parts)
+    (tmp_path / "a.log").write_text("first\n")
+    tail = Tail.open(str(tmp_path / "a.log"), 1000)
+    assert tail is not None
+    reader = FileReader(tail, FileSource(paths=[str(tmp_path / "*.log")]), 1 << 40, AgentConfig(), "node1")
+    for offset in (0, 123456789):
+        assert reader.record_id(offset) == derived_id("rawlog", "node1", 1 << 40, offset, tail.fp)
+    tail.close()
+
+
+def test_checkpoints_written_every_save_flushed_on_a_timer(tmp_path: Path, monkeypatch) -> None:
+    """Every save replaces the file (a kill -9 loses nothing acknowledged); fsync at most once a second."""
+    from telemetry.collect import checkpoints as cpmod
+
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(cpmod.os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+    cps = cpmod.Checkpoints(tmp_path)
+    for offset in (10, 20, 30):
+        cps.advance("fp1", offset, 7, 1, "/a.log")
+        cps.save()
+        assert cpmod.Checkpoints(tmp_path).get("fp1").offset == offset  # what a restarted agent reads
+    assert syncs == []  # within SYNC_EVERY of the start: written, not yet flushed
+    cps._synced -= cpmod.SYNC_EVERY
+    cps.save()  # nothing new, but due: the last write is flushed (file and folder)
+    assert len(syncs) == 2
+    cps.advance("fp1", 40, 7, 1, "/a.log")
+    cps.save(force_sync=True)  # on stop
+    assert len(syncs) == 4 and cpmod.Checkpoints(tmp_path).get("fp1").offset == 40

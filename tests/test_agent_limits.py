@@ -126,3 +126,38 @@ async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Pa
         got = await agent.collect(lambda got: True)
     seq = [int(r.lines[0].split()[1]) for r in got]
     assert seq == list(range(5000)), (len(seq), seq[:5])
+
+
+def _read_all(path: Path, read_bytes: int, careful: bool, monkeypatch: pytest.MonkeyPatch) -> list:
+    with monkeypatch.context() as mp:
+        if careful:
+            mp.setattr(Tail, "_bulk", lambda *a: False)
+        t = Tail.open(str(path), max_line=64, read_bytes=read_bytes)
+        assert t is not None
+        out = []
+        while True:
+            before = t.pos
+            out += [(x.text, x.offset, x.end, x.tags) for x in t.read()]
+            if t.pos == before:
+                break
+        rest = t.rest()
+        t.close()
+    return out + ([(rest.text, rest.offset, rest.end, rest.tags)] if rest else [])
+
+
+@pytest.mark.parametrize("read_bytes", [1, 7, 100, 4096, 1 << 20])
+def test_bulk_split_gives_the_careful_lines(tmp_path: Path, read_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    rng = random.Random(read_bytes)
+    pieces = [b"first line\n"]
+    shapes = [b"plain ascii %d", "caf\u00e9 \u2713 %d".encode(), b"crlf %d\r", b"bad \xe9 %d", b"nul\0 %d",
+              b"\0\0\0", b"", b"long " + b"z" * 100 + b" %d", ("\u00e9" * 40 + " %d").encode()]
+    for i in range(400):
+        shape = rng.choices(shapes, weights=[60, 10, 1, 1, 1, 1, 2, 1, 5])[0]  # mostly clean: both paths run
+        pieces.append((shape % i if b"%d" in shape else shape) + b"\n")
+    p = tmp_path / "mixed.log"
+    p.write_bytes(b"".join(pieces) + b"unterminated tail")
+    careful = _read_all(p, read_bytes, True, monkeypatch)
+    assert _read_all(p, read_bytes, False, monkeypatch) == careful
+    assert len(careful) > 350 and careful[-1][0] == "unterminated tail"

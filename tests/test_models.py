@@ -78,3 +78,76 @@ def test_shared_ceilometer_samples_parse(samples_dir: Path) -> None:
     samples = [Sample.model_validate(d) for d in data]
     assert len(samples) == 4 and all(s.counter_name == "cpu_util" for s in samples)
     assert samples[0].to_dict()["monotonic_time"] is None
+
+
+def test_derived_id_is_uuid5() -> None:
+    import uuid
+
+    from telemetry.models import ID_NAMESPACE, derived_id
+
+    for parts in [("rawlog", "node1", 42, 0, "ab12"), ("event", "h", "2026-01-01T00:00:00+00:00", "é"), ()]:
+        assert derived_id(*parts) == str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+@pytest.mark.parametrize("extra", [{}, {"env": "prod", "rack": "r1"}])
+@pytest.mark.parametrize("given_id", ["", "0b7e4c1e-1111-5222-8333-444455556666"])
+def test_rawlog_fast_is_the_validated_record(extra: dict, given_id: str) -> None:
+    from telemetry.timeutil import utcnow
+
+    values = dict(host="cn01", path="/var/log/nova/nova-compute.log", component="nova", type="openstack",
+                  offset=4096, inode=1234, lines=["a", "  b é"], read_at=utcnow(), tags=["truncated"])
+    slow = RawLog(id=given_id, **values, **extra)
+    fast = RawLog.fast(id=given_id, **values, extra=dict(extra))
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_extra == slow.model_extra
+    # The written-out to_dict and the generic one agree, for fast and validated records alike.
+    generic = RawLog.model_dump(slow, mode="json", by_alias=True, exclude_none=False)
+    assert fast.to_dict() == slow.to_dict() == generic
+    assert list(fast.to_dict()) == list(generic)  # same key order, so the same JSON bytes
+    assert fast.to_json() == slow.to_json() == orjson.dumps(generic)
+    assert decode(RawLog, fast.to_json()) == slow
+
+
+def test_rawlog_to_dict_falls_back_for_other_values() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    r = RawLog(host="h", path="/p", lines=["x"], read_at=datetime(2026, 1, 1, 0, 0, 0, 5, tzinfo=timezone(timedelta(hours=2))),
+               weird=1.5, nested={"a": [1]})
+    assert r.to_dict() == r.model_dump(mode="json", by_alias=True)
+    r0 = RawLog(host="h", path="/p", lines=["x"], read_at="2026-01-01T00:00:00Z")
+    assert r0.to_dict()["read_at"] == "2026-01-01T00:00:00Z" == r0.model_dump(mode="json")["read_at"]
+
+
+EVENT_DATA = [
+    {"message": "m", "type": "openstack", "path": "/x", "timestamp": "2026-03-02 09:00:00.000", "pid": "42",
+     "loglevel": "INFO", "tags": ["a"], "http": {"status": [200, 1.5]}, "level": "INFO", "logger": "nova.x"},
+    {"message": "é", "host": "cn01", "id": "given-id", "pid": 7, "tags": [], "request_id": "req-1"},
+    {"message": "x", "tags": []},
+]
+
+
+@pytest.mark.parametrize("data", EVENT_DATA)
+def test_event_dict_is_the_validated_events(data: dict) -> None:
+    from datetime import datetime, timezone
+
+    from telemetry.models import event_dict
+
+    data = {**data, "@timestamp": datetime(2026, 3, 2, 9, 0, 0, 1000, tzinfo=timezone.utc)}
+    want = Event.model_validate(dict(data)).to_dict()
+    got = event_dict(dict(data))
+    assert got == want and list(got) == list(want)  # same keys in the same order: the same JSON bytes
+    assert orjson.dumps(got) == Event.model_validate(dict(data)).to_json()
+    without = event_dict(dict(data), with_id=False)
+    assert without is not None and "id" not in without and {**without, "id": want["id"]} == want
+
+
+@pytest.mark.parametrize("change", [{"pid": "abc"}, {"pid": True}, {"level": ["a", "b"]}, {"host": None},
+                                    {"@timestamp": "2026-03-02T09:00:00"}, {"tags": ["a", 1]}, {"f": float("inf")},
+                                    {"t": (1, 2)}, {"@timestamp": None}])
+def test_event_dict_leaves_conversions_to_validation(change: dict) -> None:
+    from datetime import datetime, timezone
+
+    from telemetry.models import event_dict
+
+    assert event_dict({"message": "m", "@timestamp": datetime.now(timezone.utc), **change}) is None

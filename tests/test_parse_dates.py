@@ -62,3 +62,25 @@ def test_budget_off_the_main_thread_uses_the_regex_timeout() -> None:
     t.start()
     t.join(10)
     assert not t.is_alive() and out[0].tags == [TIMEOUT_TAG]
+
+
+@pytest.mark.parametrize("text", [
+    "2026-03-02 09:14:21.330", "2026-03-02T09:14:21.330115", "2026-03-02 09:14:21", "2026-03-02 09:14:21,330",
+    "2026-13-02 09:14:21.330", "2026-03-02 24:00:00.000", "2026-03-02 09:14:21.33Z", "2026-03-02 09:14:2.3300",
+    "2026-02-29 09:14:21.330", "2026-03-02 09:14:21.33+01", "2026-03-02  9:14:21.330",
+])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Oslo", "America/New_York"])
+def test_iso_fast_path_reads_what_the_regex_reads(text: str, zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoneinfo import ZoneInfo
+
+    import telemetry.parse.dates as dates
+
+    def read() -> object:
+        try:
+            return dates.parse_log_time(text, ZoneInfo(zone))
+        except ValueError as exc:
+            return str(exc)
+
+    fast = read()
+    monkeypatch.setattr(dates, "_ISO_FAST_LENGTHS", frozenset())
+    assert fast == read()

@@ -29,8 +29,11 @@ def parse_file(parser: Parser, path: Path, type_: str) -> list[Event]:
         entries += joiner.feed(line, 0, 0)
     entries += joiner.flush()
     events = [parser.parse(e.lines, type_, now=NOW) for e in entries]
-    for ev in events:
+    for e, ev in zip(entries, events):
         assert not [t for t in ev.tags if t.startswith("_")], (ev.tags, ev.message)
+        # The model-free path (telemetry parse, the stage) gives exactly the validated Event.
+        got, want = parser.parse_dict(e.lines, type_, now=NOW), ev.to_dict()
+        assert got == want and list(got) == list(want)
     return events
 
 

@@ -78,10 +78,15 @@ class MemoryBus(Bus):
             )
             if self._closed:
                 raise BusError("the memory bus is closed")
+            # One lookup and one wake-up per call, not per message: publish is on every hot path.
+            queues, seq = self._queues(name), self._seq
             for m in messages:
-                token = next(self._seq)
-                for q in self._queues(name):
-                    q.put(Delivery(topic=topic, value=m.value, key=m.key, headers=dict(m.headers), token=token))
+                token = next(seq)
+                for q in queues:
+                    q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token))
+            for q in queues:
+                if q.items:
+                    q.readable.set()
 
     async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
         queues = []

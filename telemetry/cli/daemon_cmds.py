@@ -37,12 +37,18 @@ def _banner(rt) -> None:  # type: ignore[no-untyped-def]
 
 def _serve(settings: Settings, mode: str, quiet: bool) -> None:
     from telemetry.daemon import Daemon, StartupError
+    from telemetry.gctune import tune_for_daemon
     from telemetry.logsetup import setup_logging
+
+    def started(rt) -> None:  # type: ignore[no-untyped-def]
+        tune_for_daemon()  # after startup, so what it built is frozen
+        if not quiet:
+            _banner(rt)
 
     setup_logging(settings.logging.level, settings.logging.format)
     daemon = Daemon(settings, mode)  # type: ignore[arg-type]
     try:
-        asyncio.run(daemon.serve_forever(None if quiet else _banner))
+        asyncio.run(daemon.serve_forever(started))
     except KeyboardInterrupt:
         pass
     except (OSError, StartupError) as exc:  # port taken, data folder unwritable, ...

@@ -8,13 +8,12 @@ re-read on the next start, because its checkpoints never moved.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from typing import Any
 
 from telemetry.collect.batcher import Batcher, Mark
-from telemetry.collect.checkpoints import Checkpoints
+from telemetry.collect.checkpoints import SYNC_EVERY, Checkpoints
 from telemetry.collect.ship import BusTarget, FileTarget, Shipper, Target
 from telemetry.collect.spool import Spool
 from telemetry.component import Component
@@ -48,13 +47,16 @@ class AgentPipeline(Component):
         self.shipper = Shipper(target, self.batcher, self.spool, self.checkpoints, cfg.publish_timeout)
 
     async def start(self) -> None:
-        # Shipping creates and drops a few objects per line; the default collector thresholds
-        # spent a third of the agent's CPU rescanning the long-lived ones (measured with
-        # benchmarks/agent.py). Freeze what startup built and collect young objects less often.
-        gc.freeze()
-        gc.set_threshold(max(gc.get_threshold()[0], 20_000), 10, 10)
+        # Collector tuning is the daemon's decision for its whole process (telemetry.gctune).
         self.spawn(self.shipper.run, "ship")
         self.spawn(self.batcher.run_timer, "batch-timer")
+        self.spawn(self._sync_checkpoints, "checkpoint-sync")
+
+    async def _sync_checkpoints(self) -> None:
+        """Flush the last checkpoints to the disk even when no batch follows them."""
+        while True:
+            await asyncio.sleep(SYNC_EVERY)
+            await asyncio.to_thread(self.checkpoints.save)
 
     def alive(self) -> bool:
         """Healthy while shipping works; an outage the spool absorbs is still healthy."""
@@ -66,7 +68,7 @@ class AgentPipeline(Component):
         while (not self.batcher.out.empty()) and not self.shipper.down and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.cancel_tasks()
-        self.checkpoints.save()
+        self.checkpoints.save(force_sync=True)
 
     def details(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import logging
 import os
 import time
@@ -29,10 +28,10 @@ from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batcher, Mark
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.collect.multiline import Entry, Joiner, make_joiner
-from telemetry.collect.tail import Line, Tail, fingerprint, stat_key
+from telemetry.collect.tail import Line, Lines, Tail, fingerprint, stat_key
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, FileSource
-from telemetry.models import ID_NAMESPACE, RawLog
+from telemetry.models import RawLog, id_of_key
 from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,22 +39,12 @@ log = logging.getLogger(__name__)
 __all__ = ["FileReader", "FilesSource"]
 
 
-_NS = ID_NAMESPACE.bytes
-
-
-def fast_id(*parts: object) -> str:
-    """``telemetry.models.derived_id`` (uuid5), without building UUID objects per record."""
-    h = bytearray(hashlib.sha1(_NS + "\x1f".join(str(p) for p in parts).encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 class FileReader:
     """One file's content: its tail, its joiner, the group's fields."""
 
-    def __init__(self, tail: Tail, group: FileSource, inode: int, cfg: AgentConfig) -> None:
+    def __init__(self, tail: Tail, group: FileSource, inode: int, cfg: AgentConfig, host: str = "") -> None:
         self.tail = tail
         self.group = group
         self.inode = inode  # the inode record ids use (the original's, for a copy)
@@ -64,18 +53,32 @@ class FileReader:
         self.eof_since: float | None = None
         self.in_globs = True
 
-    def feed(self, lines: list[Line]) -> list[Entry]:
-        out: list[Entry] = []
-        for line in lines:
-            if line.tags:
-                self.tagged.append((line.offset, line.tags))
-                for t in line.tags:
-                    m.LINES_REPAIRED.labels(reason=t).inc()
-            out += self.joiner.feed(line.text, line.offset, line.end)
-        return out
+        self.component = group.fields.get("component", "")
+        self.type = group.fields.get("type", "")
+        #: The group's other fields, added to every record as extra fields.
+        self.extra = {k: v for k, v in group.fields.items() if k not in ("component", "type")}
+        # Record ids are derived_id("rawlog", host, inode, offset, fingerprint): all but the
+        # offset is fixed for the reader, so that part is joined once.
+        self._id_head = f"rawlog\x1f{host}\x1f{inode}\x1f".encode()
+        self._id_tail = f"\x1f{tail.fp}".encode()
+
+    def record_id(self, offset: int) -> str:
+        return id_of_key(self._id_head + str(offset).encode() + self._id_tail)
+
+    def feed(self, lines: Lines | list[Line]) -> list[Entry]:
+        if isinstance(lines, list):  # a single leftover line (``Tail.rest``)
+            got = Lines()
+            for line in lines:
+                got.add(line)
+            lines = got
+        for off, tags in lines.tagged:
+            self.tagged.append((off, tags))
+            for t in tags:
+                m.LINES_REPAIRED.labels(reason=t).inc()
+        return self.joiner.feed_many(lines.texts, lines.offsets, lines.ends)
 
     def tags_for(self, entry: Entry) -> list[str]:
-        tags = list(self.group.tags) + entry.tags
+        tags = self.group.tags + entry.tags  # a new list each time: records never share one
         if self.tagged:
             keep = []
             for off, t in self.tagged:
@@ -166,7 +169,7 @@ class FilesSource(Component):
             return
         inode = cp.inode if cp else sp.inode if sp else tail.key[1]
         tail.seek(start)
-        self.readers[tail.fp] = FileReader(tail, group, inode, self.cfg)
+        self.readers[tail.fp] = FileReader(tail, group, inode, self.cfg, self.host)
         log.info("reading %s from offset %d", path, start)
 
     def _copy_of(self, reader: FileReader) -> tuple[int, str] | None:
@@ -187,19 +190,24 @@ class FilesSource(Component):
 
     # -- reading -------------------------------------------------------
     async def _emit(self, reader: FileReader, entries: list[Entry]) -> None:
+        if not entries:
+            return
         t = reader.tail
         now = utcnow()
+        host, path, inode, fp = self.host, t.path, reader.inode, t.fp
+        component, type_, extra = reader.component, reader.type, reader.extra
+        fast, tags_for, record_id = RawLog.fast, reader.tags_for, reader.record_id
+        records: list[RawLog] = []
+        sizes: list[int] = []
         for e in entries:
-            # model_construct: every value is ours and already typed; validation per entry
-            # was the largest cost of the agent's hot path.
-            rec = RawLog.model_construct(
-                id=fast_id("rawlog", self.host, reader.inode, e.offset, t.fp),
-                host=self.host, path=t.path, component=reader.group.fields.get("component", ""),
-                type=reader.group.fields.get("type", ""), offset=e.offset, inode=reader.inode,
-                lines=e.lines, tags=reader.tags_for(e), read_at=now,
-                **{k: v for k, v in reader.group.fields.items() if k not in ("component", "type")},
-            )
-            await self.batcher.add(rec, t.fp, Mark(e.end, reader.inode, t.key[0], t.path))
+            lines = e.lines
+            records.append(fast(
+                id=record_id(e.offset), host=host, path=path, component=component,
+                type=type_, offset=e.offset, inode=inode, lines=lines, read_at=now, tags=tags_for(e),
+                extra=dict(extra) if extra else None,
+            ))
+            sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
+        await self.batcher.add_many(records, sizes, [e.end for e in entries], fp, inode, t.key[0], path)
 
     async def _turn(self, reader: FileReader) -> bool:
         """Read a little of one file; True when it had new data."""
@@ -207,7 +215,7 @@ class FilesSource(Component):
         got = False
         for _ in range(4):
             before = t.pos
-            lines = t.read()
+            lines = t.read_lines()
             if t.pos == before:
                 break
             got = True

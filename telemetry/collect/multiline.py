@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,6 +55,9 @@ class Entry:
 class Joiner(Protocol):
     def feed(self, line: str, offset: int, end: int) -> list[Entry]:
         """Add one line (without its newline); return the entries it completed."""
+
+    def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
+        """Add many lines at once (the tail reads them in bulk); same result as feeding each."""
 
     def flush(self) -> list[Entry]:
         """Complete and return what is pending (EOF, idle timeout, shutdown)."""
@@ -91,6 +95,18 @@ class _Base:
         done, self.current, self._bytes = self.current, None, 0
         return [done] if done else []
 
+    def feed(self, line: str, offset: int, end: int) -> list[Entry]:
+        return self.feed_many((line,), (offset,), (end,))
+
+    def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
+        out: list[Entry] = []
+        for line, offset, end in zip(lines, offsets, ends):
+            out += self._feed_one(line, offset, end)
+        return out
+
+    def _feed_one(self, line: str, offset: int, end: int) -> list[Entry]:
+        raise NotImplementedError
+
     def pending_offset(self) -> int | None:
         return self.current.offset if self.current else None
 
@@ -100,9 +116,9 @@ class _Base:
 
 
 class NoJoiner(_Base):
-    def feed(self, line: str, offset: int, end: int) -> list[Entry]:
+    def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
         self.last_feed = time.monotonic()
-        return [Entry([line], offset, end)]
+        return [Entry([line], offset, end) for line, offset, end in zip(lines, offsets, ends)]
 
 
 class PythonJoiner(_Base):
@@ -112,23 +128,45 @@ class PythonJoiner(_Base):
         super().__init__(max_lines, max_bytes)
         self._head: tuple[str, str, str, str] | None = None  # ts, pid, level, logger of the entry
 
-    def feed(self, line: str, offset: int, end: int) -> list[Entry]:
+    def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
+        """One loop over a read's lines, state in locals: the agent's per-line cost, kept small.
+
+        A line with the oslo prefix continues the entry when it has the entry's pid and
+        either is a Kilo ``TRACE`` line after a non-TRACE head or repeats the head's
+        timestamp, level and logger (modern re-logging); a line with no prefix
+        continues it unless it looks like the start of a record of another format.
+        """
         self.last_feed = time.monotonic()
-        m = OSLO_HEAD.match(line)
-        if m is None:
-            if self.current is not None and not OTHER_HEAD.match(line):
-                return self._append(line, end)  # traceback text with no prefix of its own
-            return self._start(line, offset, end)  # flush() clears the head
-        ts, pid, level, logger = m.group("ts", "pid", "level", "logger")
-        head = self._head
-        if self.current is not None and head is not None and pid == head[1]:
-            if level == "TRACE" and head[2] != "TRACE":
-                return self._append(line, end)  # Kilo: TRACE lines follow the line that raised
-            if (ts, level, logger) == (head[0], head[2], head[3]):
-                return self._append(line, end)  # modern: one record re-logged line by line
-        done = self._start(line, offset, end)
-        self._head = (ts, pid, level, logger)
-        return done
+        out: list[Entry] = []
+        oslo, other = OSLO_HEAD.match, OTHER_HEAD.match
+        max_lines, max_bytes = self.max_lines, self.max_bytes
+        cur, head, size = self.current, self._head, self._bytes
+        for line, offset, end in zip(lines, offsets, ends):
+            m = oslo(line)
+            if m is None:
+                new_head = None
+                joins = cur is not None and not other(line)  # traceback text with no prefix of its own
+            else:
+                new_head = m.group(1, 2, 3, 4)  # ts, pid, level, logger
+                joins = cur is not None and head is not None and new_head[1] == head[1] and (
+                    (new_head[2] == "TRACE" and head[2] != "TRACE")  # Kilo: TRACE lines follow the raiser
+                    or (new_head[0] == head[0] and new_head[2] == head[2] and new_head[3] == head[3])  # modern
+                )
+            if joins:
+                assert cur is not None
+                cur.lines.append(line)
+                cur.end = end
+                size += len(line)
+                if len(cur.lines) >= max_lines or size >= max_bytes:
+                    cur.tags.append("multiline_truncated")
+                    out.append(cur)
+                    cur, head, size = None, None, 0
+                continue
+            if cur is not None:
+                out.append(cur)
+            cur, head, size = Entry([line], offset, end), new_head, len(line)
+        self.current, self._head, self._bytes = cur, head, size
+        return out
 
     def flush(self) -> list[Entry]:
         out = super().flush()
@@ -150,7 +188,7 @@ class LogstashJoiner(_Base):
         self.negate = negate
         self.what = what
 
-    def feed(self, line: str, offset: int, end: int) -> list[Entry]:
+    def _feed_one(self, line: str, offset: int, end: int) -> list[Entry]:
         self.last_feed = time.monotonic()
         hit = bool(self.regex.search(line)) != self.negate
         if self.what == "previous":

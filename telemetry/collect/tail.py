@@ -8,7 +8,11 @@ as the file already being read, a truncated file as a new one, and a reused
 inode never inherits the old file's offset. The documented limit, shared with
 Vector: two live files whose first lines are byte-identical count as one.
 
-Lines are split on ``\\n`` from fixed-size reads; a line longer than
+Lines are split on ``\\n`` from large reads, a whole read at a time: one
+decode and one ``split`` for the clean lines of a read (valid UTF-8, no NUL,
+no CR, none too long), since per-line work dominated the agent's cost; the
+careful line-by-line path runs only for a read holding a line that needs
+repair, and gives the same lines and offsets. A line longer than
 ``max_line`` is cut, tagged ``truncated`` and the rest skipped as it streams
 by, so a 10 MB line costs ``max_line`` bytes of memory, not 10 MB. Invalid
 UTF-8 is replaced (U+FFFD) and tagged ``invalid_utf8``; NUL bytes (the
@@ -21,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-__all__ = ["FP_BYTES", "Line", "Tail", "fingerprint", "stat_key"]
+__all__ = ["FP_BYTES", "Line", "Lines", "Tail", "fingerprint", "stat_key"]
 
 #: At most this many bytes of the first line make the fingerprint.
 FP_BYTES = 1024
@@ -50,6 +55,29 @@ class Line:
     offset: int
     end: int
     tags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Lines:
+    """The complete lines of one read, as parallel lists (no object per line).
+
+    ``tagged`` holds ``(offset, tags)`` for the few lines that needed repair.
+    """
+
+    texts: list[str] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    tagged: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def add(self, line: Line) -> None:
+        self.texts.append(line.text)
+        self.offsets.append(line.offset)
+        self.ends.append(line.end)
+        if line.tags:
+            self.tagged.append((line.offset, line.tags))
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
 def decode(raw: bytes) -> tuple[str, list[str]]:
@@ -121,22 +149,63 @@ class Tail:
 
     def read(self, budget: int | None = None) -> list[Line]:
         """Complete lines from one read of up to ``budget`` bytes; [] at EOF."""
+        got = self.read_lines(budget)
+        tags = dict(got.tagged)
+        return [Line(t, o, e, tags.get(o, [])) for t, o, e in zip(got.texts, got.offsets, got.ends)]
+
+    def read_lines(self, budget: int | None = None) -> Lines:
+        """Complete lines from one read of up to ``budget`` bytes, in bulk; empty at EOF."""
+        out = Lines()
         chunk = os.pread(self.fd, budget or self.read_bytes, self.pos)
         if not chunk:
-            return []
+            return out
+        base = self.pos  # file offset of chunk[0]
         self.pos += len(chunk)
-        out: list[Line] = []
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            self._keep(chunk)
+            return out
         start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                self._keep(chunk[start:])
-                return out
-            self._keep(chunk[start:nl])
-            end = self.pos - len(chunk) + nl + 1
-            line = self._take(end)
+        if self._buf or self._skipping or self._nul:  # finish the line the last read left open
+            nl = chunk.find(b"\n")
+            self._keep(chunk[:nl])
+            line = self._take(base + nl + 1)
             if line is not None:
-                out.append(line)
+                out.add(line)
+            start = nl + 1
+        if start <= last and not self._bulk(chunk, start, last, base, out):
+            self._careful(chunk, start, last, base, out)
+        self._keep(chunk[last + 1:])
+        return out
+
+    def _bulk(self, chunk: bytes, start: int, last: int, base: int, out: Lines) -> bool:
+        """Lines ``chunk[start:last]`` in one decode and split; False if one needs repair."""
+        body = chunk[start:last]
+        if b"\0" in body or b"\r" in body:
+            return False
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        texts = text.split("\n")
+        sizes = [len(t) for t in texts] if text.isascii() else [len(t.encode()) for t in texts]
+        if max(sizes) > self.max_line:
+            return False
+        bounds = list(accumulate([n + 1 for n in sizes], initial=base + start))
+        out.texts += texts
+        out.offsets += bounds[:-1]
+        out.ends += bounds[1:]
+        self.line_start = base + last + 1
+        return True
+
+    def _careful(self, chunk: bytes, start: int, last: int, base: int, out: Lines) -> None:
+        """Line by line, repairing as needed, up to and including the newline at ``last``."""
+        while start <= last:
+            nl = chunk.find(b"\n", start)
+            self._keep(chunk[start:nl])
+            line = self._take(base + nl + 1)
+            if line is not None:
+                out.add(line)
             start = nl + 1
 
     def _keep(self, part: bytes) -> None:
