@@ -93,8 +93,10 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> N
         spooled = sorted((tmp_path / "data" / "spool").glob("*.batch"))
         assert spooled, "batches must be on disk while the bus is down"
         bus.down = False
-        got = await agent.collect(lambda got: len(got) == 600, timeout=20)
-        assert len(pipeline.spool) == 0
+        # The spooled file is removed once its batch is acknowledged and its checkpoint saved,
+        # a moment after the records reached the bus.
+        got = await agent.collect(lambda got: len(got) == 600 and len(pipeline.spool) == 0, timeout=20)
+        assert len(got) == 600 and len(pipeline.spool) == 0
     for name in "ab":
         seq = [int(r.lines[0].split()[1]) for r in got if r.path.endswith(f"{name}.log")]
         assert seq == list(range(300)), seq

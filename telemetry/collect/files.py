@@ -168,6 +168,15 @@ class FilesSource(Component):
             tail.close()  # a copy still being written: wait until it holds what was read
             return
         inode = cp.inode if cp else sp.inode if sp else tail.key[1]
+        if cp is None and sp is None:
+            # Remember the inode ids derive from before the first line ships: if the file is
+            # copytruncated and the agent killed before anything is acknowledged, the copy must
+            # still re-send its lines under the original's ids, or downstream counts them twice.
+            self.checkpoints.advance(tail.fp, 0, inode, tail.key[0], path)
+            try:
+                self.checkpoints.save()
+            except OSError as exc:  # a full disk: the next acknowledged batch saves it again
+                log.warning("cannot save checkpoints: %s", exc)
         tail.seek(start)
         self.readers[tail.fp] = FileReader(tail, group, inode, self.cfg, self.host)
         log.info("reading %s from offset %d", path, start)
