@@ -18,6 +18,7 @@ past a line that is still waiting in an unfinished entry.
 
 from __future__ import annotations
 
+import abc
 import re
 import time
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ class Joiner(Protocol):
         """Offset of the first line still pending, or None."""
 
 
-class _Base:
+class _Base(abc.ABC):
     def __init__(self, max_lines: int = DEFAULT_MAX_LINES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_lines = max_lines
         self.max_bytes = max_bytes
@@ -98,14 +99,9 @@ class _Base:
     def feed(self, line: str, offset: int, end: int) -> list[Entry]:
         return self.feed_many((line,), (offset,), (end,))
 
+    @abc.abstractmethod
     def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
-        out: list[Entry] = []
-        for line, offset, end in zip(lines, offsets, ends):
-            out += self._feed_one(line, offset, end)
-        return out
-
-    def _feed_one(self, line: str, offset: int, end: int) -> list[Entry]:
-        raise NotImplementedError
+        """Add a read's lines; return the entries they completed."""
 
     def pending_offset(self) -> int | None:
         return self.current.offset if self.current else None
@@ -187,6 +183,12 @@ class LogstashJoiner(_Base):
         self.regex = re.compile(pattern)
         self.negate = negate
         self.what = what
+
+    def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
+        out: list[Entry] = []
+        for line, offset, end in zip(lines, offsets, ends):
+            out += self._feed_one(line, offset, end)
+        return out
 
     def _feed_one(self, line: str, offset: int, end: int) -> list[Entry]:
         self.last_feed = time.monotonic()
