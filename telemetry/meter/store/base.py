@@ -29,11 +29,17 @@ import orjson
 
 from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
 from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms, merge_into
-from telemetry.models import Sample, derived_id
+from telemetry.models import ID_NAMESPACE, Sample
 
 Kind = Literal["raw", "m1", "h1"]
 DAY_MS = 86_400_000
 GRANULARITY = {"m1": 60_000, "h1": 3_600_000}
+_NS = ID_NAMESPACE.bytes
+_ZERO = timedelta(0)
+EPOCH_DAY = date(1970, 1, 1)
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # uuid variant bits 10xx
+#: A stored sample as backends receive it: (series_id, ts ms, mid, volume, recorded ms, msgid or None).
+RowTuple = tuple[int, int, int, float, int, "str | None"]
 
 
 def hash64(text: bytes) -> int:
@@ -104,17 +110,45 @@ def series_of(s: Sample) -> SeriesRow:
                      s.project_id, s.user_id, s.source, s.resource_metadata)
 
 
+def derived_sample_id(meter: str, resource_id: str, iso: str, source: str) -> str:
+    """``Sample._fill_id``'s uuid5, without building a ``uuid.UUID``."""
+    h = _derived_hex(meter, resource_id, iso, source)
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def _derived_hex(meter: str, resource_id: str, iso: str, source: str) -> str:
+    return hashlib.sha1(_NS + f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode(),
+                        usedforsecurity=False).hexdigest()
+
+
+def _is_derived(message_id: str, meter: str, resource_id: str, iso: str, source: str) -> bool:
+    """Compares hex digits instead of formatting a UUID: the write path runs this per sample."""
+    m = message_id.replace("-", "")
+    if len(m) != 32 or m[12] != "5" or len(message_id) != 36:
+        return False
+    h = _derived_hex(meter, resource_id, iso, source)
+    return m[:12] == h[:12] and m[13:16] == h[13:16] and m[17:] == h[17:32] and m[16] == _VARIANT[h[16]] \
+        and message_id == f"{m[:8]}-{m[8:12]}-{m[12:16]}-{m[16:20]}-{m[20:]}"
+
+
+def kept_message_id(s: Sample) -> str | None:
+    """The id to store: None when it is the one derivable again from the stored (ms) sample."""
+    ts = s.timestamp
+    if ts.microsecond % 1000 or (ts.tzinfo is not timezone.utc and ts.utcoffset() != _ZERO):
+        return s.message_id  # the stored ms timestamp could not reproduce it
+    return None if _is_derived(s.message_id, s.counter_name, s.resource_id, ts.isoformat(), s.source) \
+        else s.message_id
+
+
 def sample_row(s: Sample, series_id: int, recorded: int) -> SampleRow:
     ts = int(round(s.timestamp.timestamp() * 1000))
-    default = derived_id("sample", s.counter_name, s.resource_id, from_ms(ts).isoformat(), s.source)
-    msgid = None if s.message_id == default else s.message_id
-    return SampleRow(series_id, ts, hash64(s.message_id.encode()), s.counter_volume, recorded, msgid)
+    return SampleRow(series_id, ts, hash64(s.message_id.encode()), s.counter_volume, recorded, kept_message_id(s))
 
 
 def stored_message_id(row: SampleRow, s: SeriesRow) -> str:
     if row.msgid is not None:
         return row.msgid
-    return derived_id("sample", s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
+    return derived_sample_id(s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
 
 
 def encode_msgid(msgid: str | None) -> bytes | str | None:
@@ -155,10 +189,12 @@ class SampleStore(abc.ABC):
         self.ttl = ttl
         self.rollup_ttl = {"m1": 30 * 86400, "h1": 400 * 86400, **(rollup_ttl or {})}
         self.lock = threading.RLock()
+        self._series_cache: dict[tuple[Any, ...], SeriesRow] = {}
+        self._ttl_cache: dict[str, int] = {}
 
     # ---- backend primitives -------------------------------------------------------------
     @abc.abstractmethod
-    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[SampleRow]]) -> int:
+    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
         """Upsert series, insert rows grouped by (ttl class, day), feed roll-ups with what was new."""
 
     @abc.abstractmethod
@@ -193,28 +229,55 @@ class SampleStore(abc.ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    def maintain(self, now: datetime | None = None) -> None:
+        """Periodic housekeeping besides expiry (the embedded backend seals raw rows into chunks)."""
+
     def free_fraction(self) -> float | None:
         """Free share of the disk holding the data, or None when the store cannot see it."""
         return None
 
     # ---- shared logic ---------------------------------------------------------------------
     def write(self, samples: list[Sample], now: datetime | None = None) -> WriteResult:
+        """Store a batch; the hot path of ingest, so it keeps per-sample work to plain tuples and caches."""
         now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
         result = WriteResult()
+        cache, ttls = self._series_cache, self._ttl_cache
+        if len(cache) > 200_000:
+            cache.clear()
         series: dict[int, SeriesRow] = {}
-        rows: dict[tuple[int, date], dict[tuple[int, int, int], SampleRow]] = {}
+        rows: dict[tuple[int, int], dict[tuple[int, int, int], RowTuple]] = {}
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
         for s in samples:
-            sr = series_of(s)
-            row = sample_row(s, sr.id, now_ms)
-            ttl = self.ttl.ttl_for(s.counter_name)
-            if day_start_ms(day_of(row.ts)) + DAY_MS <= now_ms - ttl * 1000:
+            md = s.resource_metadata
+            # ``_value_``, not the enum: Enum.__hash__ is Python code, a measurable share of this loop.
+            key = (s.counter_name, s.counter_type._value_, s.counter_unit, s.resource_id, s.project_id, s.user_id,
+                   s.source, dumps(md, option=sort_keys) if md else b"")
+            sr = cache.get(key)
+            if sr is None:
+                sr = cache[key] = series_of(s)
+            ts = int(round(s.timestamp.timestamp() * 1000))
+            ttl = ttls.get(s.counter_name)
+            if ttl is None:
+                ttl = ttls[s.counter_name] = self.ttl.ttl_for(s.counter_name)
+            day = ts // DAY_MS
+            if (day + 1) * DAY_MS <= now_ms - ttl * 1000:
                 result.expired += 1  # its partition is already gone: writing would resurrect it
                 continue
-            known = series.setdefault(sr.id, sr)
-            known.first_ts = min(known.first_ts or row.ts, row.ts)
-            known.last_ts = max(known.last_ts, row.ts)
-            rows.setdefault((ttl, day_of(row.ts)), {})[(row.series_id, row.ts, row.mid)] = row
-        batch = {k: list(v.values()) for k, v in rows.items()}
+            sid = sr.id
+            known = series.get(sid)
+            if known is None:
+                known = series[sid] = SeriesRow(sid, sr.meter, sr.counter_type, sr.counter_unit, sr.resource_id,
+                                                sr.project_id, sr.user_id, sr.source, sr.metadata, ts, ts)
+            elif ts < known.first_ts:
+                known.first_ts = ts
+            elif ts > known.last_ts:
+                known.last_ts = ts
+            mid = hash64(s.message_id.encode())
+            part = rows.get((ttl, day))
+            if part is None:
+                part = rows[(ttl, day)] = {}
+            part[(sid, ts, mid)] = (sid, ts, mid, s.counter_volume, now_ms, kept_message_id(s))
+        batch = {(ttl, EPOCH_DAY + timedelta(days=day)): list(v.values()) for (ttl, day), v in rows.items()}
         with self.lock:
             result.inserted = self._write(list(series.values()), batch) if batch else 0
         result.duplicates = len(samples) - result.expired - result.inserted

@@ -1,13 +1,30 @@
 """The embedded backend: SQLite files under ``<data_dir>/samples/``, a file per partition.
 
 - ``index.db``: the series catalogue;
-- ``raw-<ttl>-<YYYYMMDD>.db``: raw samples of one day and one TTL class;
+- ``raw-<ttl>-<YYYYMMDD>.db``: raw samples of one day and one TTL class, in two
+  tables: ``hot`` (one row per sample, keyed by series, time and message id
+  hash: the open, still-changing part) and ``chunks`` (a series' samples of one
+  hour packed and compressed by ``chunks.py`` once the hour is over: ~1-8
+  bytes a sample instead of ~60);
 - ``m1-<YYYYMMDD>.db`` / ``h1-<YYYYMMDD>.db``: per-minute / per-hour roll-ups of one day.
 
 Expiry unlinks a file, so the space is back at once (no VACUUM, no dump and
 restore). A raw file's connection attaches that day's roll-up files and the
 rollback journal (not WAL) makes a commit across them atomic: raw rows and
 the roll-ups they feed land together or not at all.
+
+Durability: ``synchronous=NORMAL``. A write that returned survives the
+process being killed (kill -9: the pages are in the OS cache and the journal
+protects the files); it needs fsync only against power loss or a kernel
+crash, where NORMAL may lose the last batches but not the database. The bus
+redelivers what was not acknowledged and writes are idempotent, so that
+window costs at most a redelivery, never a double count.
+
+Dedup: a batch is inserted into ``hot`` with ``INSERT OR IGNORE``; when every
+row was new (the common case) the roll-ups are fed from the batch directly.
+Otherwise (a redelivery) the insert is undone to a savepoint, the rows already
+stored are removed from the batch, and only the rest goes on. A row older than
+what a series has sealed into chunks is first checked against those chunks.
 """
 
 from __future__ import annotations
@@ -16,23 +33,32 @@ import re
 import shutil
 import sqlite3
 from collections import OrderedDict
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
-from telemetry.meter.statistics import Partial
+from telemetry.meter.query import OPS, QueryError
+from telemetry.meter.statistics import Partial, from_ms
+from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
-    GRANULARITY, Kind, Partition, SampleRow, SampleStore, SeriesRow, TtlPolicy, days_between,
-    decode_msgid, encode_msgid,
+    DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
+    days_between, derived_sample_id, hash64,
 )
-from telemetry.meter.store.sql import SERIES_COLUMNS, aggregate_select, sample_filters
+from telemetry.meter.store.sql import SERIES_COLUMNS, aggregate_select
 
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
-RAW_DDL = """CREATE TABLE IF NOT EXISTS {db}.samples(
+HOUR_MS = 3_600_000
+#: Rows stay in ``hot`` until their series has moved this far past the end of their hour.
+GRACE_MS = 10 * 60_000
+HOT_DDL = """CREATE TABLE IF NOT EXISTS {db}.{table}(
   series_id INTEGER NOT NULL, ts INTEGER NOT NULL, mid INTEGER NOT NULL, volume REAL NOT NULL,
-  recorded INTEGER NOT NULL, msgid BLOB, PRIMARY KEY (series_id, ts, mid)) WITHOUT ROWID"""
+  recorded INTEGER NOT NULL, msgid TEXT, PRIMARY KEY (series_id, ts, mid)) WITHOUT ROWID"""
+CHUNK_DDL = """CREATE TABLE IF NOT EXISTS main.chunks(
+  series_id INTEGER NOT NULL, t0 INTEGER NOT NULL, t1 INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL)"""
+CHUNK_INDEX = "CREATE INDEX IF NOT EXISTS main.chunks_series ON chunks(series_id, t0, t1)"
 ROLLUP_DDL = """CREATE TABLE IF NOT EXISTS {db}.rollup(
   series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
   sumsq REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, tmin INTEGER NOT NULL, tmax INTEGER NOT NULL,
@@ -49,14 +75,42 @@ def _stamp(d: date) -> str:
     return d.strftime("%Y%m%d")
 
 
+@dataclass
+class RawState:
+    """What the writer remembers of an open raw partition."""
+
+    sealed: dict[int, int] = field(default_factory=dict)  # series -> last ts sealed into chunks
+    clock: int = 0  # newest sample time written
+    cut: int = 0  # every hot row before this is sealed
+
+
+def _sample_filter(terms: list[tuple[str, str, Any]]) -> tuple[list[tuple[Any, Any]], str | None]:
+    """Per-sample terms evaluated in Python over decoded rows: (volume predicates, message id or None)."""
+    vol: list[tuple[Any, Any]] = []
+    msgid = None
+    for f, op, v in terms:
+        if f == "counter_volume":
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise QueryError(f"counter_volume needs a number, got {v!r}")
+            vol.append((OPS[op], float(v)))
+        elif f == "message_id":
+            if op != "eq":
+                raise QueryError("message_id supports only op eq")
+            msgid = str(v)
+    return vol, msgid
+
+
 class SqliteSampleStore(SampleStore):
     def __init__(self, folder: Path, ttl: TtlPolicy, rollup_ttl: dict[str, float] | None = None) -> None:
         super().__init__(ttl, rollup_ttl)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._open: OrderedDict[str, sqlite3.Connection] = OrderedDict()
+        self._state: dict[str, RawState] = {}
+        self._by_id: dict[int, SeriesRow] = {}
         self.index = sqlite3.connect(self.folder / "index.db", check_same_thread=False, isolation_level=None)
         self.index.execute("PRAGMA journal_mode=WAL")
+        self.index.execute("PRAGMA synchronous=NORMAL")
         self.index.execute(f"CREATE TABLE IF NOT EXISTS series({SERIES_COLUMNS[0]} INTEGER PRIMARY KEY, "
                            + ", ".join(SERIES_COLUMNS[1:]) + ")")
         self.index.execute("CREATE INDEX IF NOT EXISTS series_meter ON series(meter)")
@@ -78,17 +132,23 @@ class SqliteSampleStore(SampleStore):
             self._open.move_to_end(key)
             return conn
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA cache_size=-16000")
+        conn.execute("PRAGMA cache_size=-32000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file: sealing frees pages
         if kind == "raw":
-            conn.execute(RAW_DDL.format(db="main"))
+            conn.execute(HOT_DDL.format(db="main", table="hot"))
+            conn.execute(CHUNK_DDL)
+            conn.execute(CHUNK_INDEX)
             for rk in ("m1", "h1"):
                 conn.execute("ATTACH DATABASE ? AS " + rk, (str(self._path(rk, d)),))  # type: ignore[arg-type]
+                conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
                 conn.execute(ROLLUP_DDL.format(db=rk))
+            conn.execute(HOT_DDL.format(db="temp", table="batch"))
+            state = self._state.setdefault(key, RawState())
+            state.sealed = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id").fetchall())
         else:
             conn.execute(ROLLUP_DDL.format(db="main"))
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS sel(sid INTEGER PRIMARY KEY, gid INTEGER)")
-        if kind == "raw":
-            conn.execute(RAW_DDL.format(db="temp").replace("samples", "batch"))
         self._open[key] = conn
         while len(self._open) > MAX_OPEN:
             _, old = self._open.popitem(last=False)
@@ -98,6 +158,7 @@ class SqliteSampleStore(SampleStore):
     def _close_day(self, d: date) -> None:
         for key in [k for k in self._open if k.endswith(f"-{_stamp(d)}.db")]:
             self._open.pop(key).close()
+            self._state.pop(key, None)
 
     def _files(self) -> list[tuple[Kind, int | None, date, Path]]:
         out: list[tuple[Kind, int | None, date, Path]] = []
@@ -109,8 +170,18 @@ class SqliteSampleStore(SampleStore):
                             datetime.strptime(m.group(3), "%Y%m%d").date(), p))
         return out
 
-    # ---- primitives ------------------------------------------------------------------------------
-    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[SampleRow]]) -> int:
+    def _series_by_id(self, sid: int) -> SeriesRow:
+        s = self._by_id.get(sid)
+        if s is None:
+            if len(self._by_id) > 200_000:
+                self._by_id.clear()
+            cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE id = ?", (sid,))
+            r = cur.fetchone()
+            s = self._by_id[sid] = SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10])
+        return s
+
+    # ---- writing ----------------------------------------------------------------------------------
+    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
         self.index.execute("BEGIN")
         self.index.executemany(
             f"INSERT INTO series VALUES ({', '.join('?' * len(SERIES_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
@@ -123,28 +194,115 @@ class SqliteSampleStore(SampleStore):
         inserted = 0
         for (ttl, d), batch in rows.items():
             conn = self._conn("raw", d, ttl)
+            state = self._state[str(self._path("raw", d, ttl))]
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("DELETE FROM temp.batch")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO temp.batch VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r.series_id, r.ts, r.mid, r.volume, r.recorded, encode_msgid(r.msgid)) for r in batch],
-                )
-                # Only rows not stored yet go on, to the raw table and to the roll-ups alike.
-                conn.execute("DELETE FROM temp.batch WHERE EXISTS (SELECT 1 FROM main.samples s WHERE "
-                             "s.series_id = batch.series_id AND s.ts = batch.ts AND s.mid = batch.mid)")
-                added = conn.execute("INSERT INTO main.samples SELECT * FROM temp.batch").rowcount
-                if added:
-                    for rk in ("m1", "h1"):
-                        g = GRANULARITY[rk]
-                        conn.execute(ROLLUP_UPSERT.format(db=rk, g=g))
+                added = self._insert(conn, state, batch)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             inserted += added
+            state.clock = max(state.clock, max(r[1] for r in batch))
+            cut = min((state.clock - GRACE_MS) // HOUR_MS * HOUR_MS, day_start_ms(d) + DAY_MS)
+            if cut > state.cut:
+                self._seal(conn, state, cut)
         return inserted
 
+    def _insert(self, conn: sqlite3.Connection, state: RawState, batch: list[RowTuple]) -> int:
+        sealed = state.sealed
+        if sealed:
+            late = [r for r in batch if r[1] <= sealed.get(r[0], -1)]
+            if late:
+                gone = self._in_chunks(conn, late)
+                batch = [r for r in batch if (r[0], r[1], r[5]) not in gone]
+                if not batch:
+                    return 0
+        conn.execute("DELETE FROM temp.batch")
+        conn.executemany("INSERT OR IGNORE INTO temp.batch VALUES (?, ?, ?, ?, ?, ?)", batch)
+        conn.execute("SAVEPOINT ins")
+        added = conn.execute("INSERT OR IGNORE INTO main.hot SELECT * FROM temp.batch").rowcount
+        if added != len(batch):
+            # A redelivery: keep only the rows not stored yet, for the raw table and the roll-ups alike.
+            conn.execute("ROLLBACK TO ins")
+            conn.execute("DELETE FROM temp.batch WHERE EXISTS (SELECT 1 FROM main.hot s WHERE "
+                         "s.series_id = batch.series_id AND s.ts = batch.ts AND s.mid = batch.mid)")
+            added = conn.execute("INSERT INTO main.hot SELECT * FROM temp.batch").rowcount
+        conn.execute("RELEASE ins")
+        if added:
+            for rk in ("m1", "h1"):
+                conn.execute(ROLLUP_UPSERT.format(db=rk, g=GRANULARITY[rk]))
+        return added
+
+    def _in_chunks(self, conn: sqlite3.Connection, late: list[RowTuple]) -> set[tuple[int, int, str | None]]:
+        """Keys (series, ts, kept msgid) of ``late`` rows already sealed into chunks.
+
+        A derivable id (msgid None) is a function of series and time, so equal
+        (series, ts, None) means the same message; a kept id compares as text.
+        """
+        by_series: dict[int, list[int]] = {}
+        for r in late:
+            by_series.setdefault(r[0], []).append(r[1])
+        present: set[tuple[int, int, str | None]] = set()
+        for sid, times in by_series.items():
+            for (blob,) in conn.execute("SELECT data FROM chunks WHERE series_id = ? AND t0 <= ? AND t1 >= ?",
+                                        (sid, max(times), min(times))):
+                ts, _, _, msgids = chunks.decode(blob)
+                present.update((sid, t, m) for t, m in zip(ts, msgids))
+        return present
+
+    def _seal(self, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
+        """Pack every hot row older than ``cut`` into per-series, per-hour chunks (one transaction)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute("SELECT series_id, ts, volume, recorded, msgid FROM main.hot WHERE ts < ? "
+                               "ORDER BY series_id, ts, mid", (cut,))
+            out: list[tuple[int, int, int, int, bytes]] = []
+            key: tuple[int, int] | None = None
+            cols: tuple[list[Any], ...] = ([], [], [], [])
+            for sid, ts, vol, rec, msgid in cur:
+                k = (sid, ts // HOUR_MS)
+                if k != key:
+                    if key is not None:
+                        out.append((key[0], cols[0][0], cols[0][-1], len(cols[0]), chunks.encode(*cols)))
+                    key, cols = k, ([], [], [], [])
+                cols[0].append(ts)
+                cols[1].append(vol)
+                cols[2].append(rec)
+                cols[3].append(msgid)
+            if key is not None:
+                out.append((key[0], cols[0][0], cols[0][-1], len(cols[0]), chunks.encode(*cols)))
+            if out:
+                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", out)
+                conn.execute("DELETE FROM main.hot WHERE ts < ?", (cut,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        for sid, _, t1, _, _ in out:
+            if t1 > state.sealed.get(sid, -1):
+                state.sealed[sid] = t1
+        state.cut = cut
+
+    def maintain(self, now: datetime | None = None) -> None:
+        """Seal what is old enough by the wall clock too (series that stopped reporting, ended days),
+        and give a fully sealed day's free pages back to the file system."""
+        now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
+        with self.lock:
+            for kind, ttl, d, _ in self._files():
+                if kind != "raw":
+                    continue
+                end = day_start_ms(d) + DAY_MS
+                cut = min((now_ms - GRACE_MS) // HOUR_MS * HOUR_MS, end)
+                conn = self._conn("raw", d, ttl)
+                state = self._state[str(self._path("raw", d, ttl))]
+                if cut > state.cut and conn.execute("SELECT 1 FROM main.hot WHERE ts < ? LIMIT 1", (cut,)).fetchone():
+                    self._seal(conn, state, cut)
+                    if cut == end:
+                        conn.execute("PRAGMA main.incremental_vacuum")
+                state.cut = max(state.cut, cut)
+
+    # ---- reading ----------------------------------------------------------------------------------
     def _series(self, equalities: dict[str, str]) -> list[SeriesRow]:
         where = " AND ".join(f"{k} = ?" for k in equalities)
         cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series" + (f" WHERE {where}" if where else ""),
@@ -155,21 +313,71 @@ class SqliteSampleStore(SampleStore):
         conn.execute("DELETE FROM temp.sel")
         conn.executemany("INSERT INTO temp.sel VALUES (?, ?)", sel.items())
 
+    def _raw(self, conn: sqlite3.Connection, lo: int | None, hi: int | None,
+             terms: list[tuple[str, str, Any]]) -> Iterator[tuple[int, int, float, int, str | None, int]]:
+        """(series, ts, volume, recorded, kept msgid, gid) of the selected series (``temp.sel``) in range,
+        from hot rows and decoded chunks alike, filtered by the per-sample terms."""
+        vol_terms, want_id = _sample_filter(terms)
+        lo_, hi_ = (lo if lo is not None else -(2**63)), (hi if hi is not None else 2**63 - 1)
+        hot = conn.execute("SELECT s.series_id, s.ts, s.volume, s.recorded, s.msgid, sel.gid FROM temp.sel "
+                           "CROSS JOIN main.hot s ON s.series_id = sel.sid WHERE s.ts >= ? AND s.ts < ?", (lo_, hi_))
+        packed = conn.execute("SELECT c.series_id, c.data, sel.gid FROM temp.sel CROSS JOIN main.chunks c "
+                              "ON c.series_id = sel.sid WHERE c.t0 < ? AND c.t1 >= ?", (hi_, lo_))
+
+        def unpacked() -> Iterator[tuple[int, int, float, int, str | None, int]]:
+            for sid, blob, gid in packed:
+                ts, vols, recs, msgids = chunks.decode(blob)
+                for t, v, r, m in zip(ts, vols, recs, msgids):
+                    if lo_ <= t < hi_:
+                        yield sid, t, v, r, m, gid
+
+        for sid, t, v, r, m, gid in (*hot, *unpacked()):
+            if vol_terms and not all(op(v, x) for op, x in vol_terms):
+                continue
+            if want_id is not None:
+                if m is None:
+                    s = self._series_by_id(sid)
+                    m_full = derived_sample_id(s.meter, s.resource_id, from_ms(t).isoformat(), s.source)
+                else:
+                    m_full = m
+                if m_full != want_id:
+                    continue
+            yield sid, t, v, r, m, gid
+
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
                    lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
+        out: dict[tuple[int, int], Partial] = {}
+        if kind == "raw":
+            for _, ttl, d, _ in self._select_files("raw", lo, hi):
+                conn = self._conn("raw", d, ttl)
+                self._load_sel(conn, sel)
+                for _, t, v, _, _, gid in self._raw(conn, lo, hi, terms):
+                    key = ((t - origin) // period if period else 0, gid)
+                    p = out.get(key)
+                    if p is None:
+                        out[key] = Partial(1, v, v * v, v, v, t, t)
+                    else:
+                        p.count += 1
+                        p.sum += v
+                        p.sumsq += v * v
+                        if v < p.min:
+                            p.min = v
+                        if v > p.max:
+                            p.max = v
+                        if t < p.tmin:
+                            p.tmin = t
+                        if t > p.tmax:
+                            p.tmax = t
+            return out
         cols, t = aggregate_select(kind, period)
-        table = "main.samples s" if kind == "raw" else "main.rollup r"
-        extra, extra_args = sample_filters(terms) if kind == "raw" else ("", [])
         rng, rng_args = "", []
         if lo is not None:
             rng, rng_args = rng + f" AND {t} >= ?", rng_args + [lo]
         if hi is not None:
             rng, rng_args = rng + f" AND {t} < ?", rng_args + [hi]
-        alias = "s" if kind == "raw" else "r"
-        sql = (f"SELECT {cols}, sel.gid FROM temp.sel CROSS JOIN {table} ON {alias}.series_id = sel.sid "
-               f"WHERE 1{rng}{extra} GROUP BY b, sel.gid")
-        args = ([origin, period] if period else []) + rng_args + extra_args
-        out: dict[tuple[int, int], Partial] = {}
+        sql = (f"SELECT {cols}, sel.gid FROM temp.sel CROSS JOIN main.rollup r ON r.series_id = sel.sid "
+               f"WHERE 1{rng} GROUP BY b, sel.gid")
+        args = ([origin, period] if period else []) + rng_args
         for kind_, ttl, d, _ in self._select_files(kind, lo, hi):
             conn = self._conn(kind_, d, ttl)
             self._load_sel(conn, sel)
@@ -189,16 +397,6 @@ class SqliteSampleStore(SampleStore):
 
     def _fetch(self, sids: list[int], lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
                limit: int | None) -> list[SampleRow]:
-        extra, extra_args = sample_filters(terms)
-        rng, rng_args = "", []
-        if lo is not None:
-            rng, rng_args = " AND s.ts >= ?", [lo]
-        if hi is not None:
-            rng, rng_args = rng + " AND s.ts < ?", rng_args + [hi]
-        sql = ("SELECT s.series_id, s.ts, s.mid, s.volume, s.recorded, s.msgid FROM temp.sel "
-               f"CROSS JOIN main.samples s ON s.series_id = sel.sid WHERE 1{rng}{extra} ORDER BY s.ts DESC"
-               + (" LIMIT ?" if limit else ""))
-        args = rng_args + extra_args + ([limit] if limit else [])
         out: list[SampleRow] = []
         by_day: dict[date, list[tuple[Kind, int | None, date, Path]]] = {}
         for f in self._select_files("raw", lo, hi):
@@ -208,8 +406,14 @@ class SqliteSampleStore(SampleStore):
             for _, ttl, _, _ in by_day[d]:
                 conn = self._conn("raw", d, ttl)
                 self._load_sel(conn, {sid: 0 for sid in sids})
-                day_rows.extend(SampleRow(r[0], r[1], r[2], r[3], r[4], decode_msgid(r[5]))
-                                for r in conn.execute(sql, args))
+                for sid, t, v, r, m, _ in self._raw(conn, lo, hi, terms):
+                    if m is None:
+                        s = self._series_by_id(sid)
+                        mid = hash64(derived_sample_id(s.meter, s.resource_id, from_ms(t).isoformat(),
+                                                       s.source).encode())
+                    else:
+                        mid = hash64(m.encode())
+                    day_rows.append(SampleRow(sid, t, mid, v, r, m))
             day_rows.sort(key=lambda r: r.ts, reverse=True)
             out.extend(day_rows)
             if limit and len(out) >= limit:
@@ -232,6 +436,8 @@ class SqliteSampleStore(SampleStore):
 
     def forget_series(self, before_ms: int) -> int:
         with self.lock:
+            self._by_id.clear()
+            self._series_cache.clear()
             return self.index.execute("DELETE FROM series WHERE last_ts < ?", (before_ms,)).rowcount
 
     def free_fraction(self) -> float | None:
@@ -246,5 +452,5 @@ class SqliteSampleStore(SampleStore):
             for conn in self._open.values():
                 conn.close()
             self._open.clear()
+            self._state.clear()
             self.index.close()
-
