@@ -203,8 +203,12 @@ class SampleStore(abc.ABC):
 
     @abc.abstractmethod
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
-        """Partials keyed by (bucket, group id) over series ``sel`` (series id -> group id)."""
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
+        """Partials keyed by (bucket, group id) over series ``sel`` (series id -> group id).
+
+        ``meter`` is set when ``sel`` is every series of that meter in one group: a backend with
+        per-meter roll-ups may answer from those instead."""
 
     @abc.abstractmethod
     def _fetch(self, sids: list[int], lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
@@ -313,17 +317,18 @@ class SampleStore(abc.ABC):
             groups.setdefault(gid, ({("resource_metadata." + g[9:] if g.startswith("metadata.") else g): v
                                      for g, v in zip(groupby, key)} if groupby else None, s.counter_unit))
         period_ms = period * 1000 if period else None
+        whole_meter = q.meter if not groupby and q.series_terms == [("meter", "eq", q.meter)] else None
         with self.lock:
             origin = q.start
             if period_ms and origin is None:
                 # Ceilometer starts the buckets at the first sample when no start is given.
                 whole = self._aggregate(choose_source(q, None, None, force), sel, 0, None, q.lo, q.hi,
-                                        q.sample_terms)
+                                        q.sample_terms, whole_meter)
                 if not whole:
                     return []
                 origin = min(p.tmin for p in whole.values())
             kind = choose_source(q, period_ms, origin, force)
-            partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms)
+            partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms, whole_meter)
         merged: dict[tuple[int, int], Partial] = {}
         for k, p in partials.items():
             merge_into(merged, k, p)

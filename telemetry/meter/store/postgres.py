@@ -130,7 +130,8 @@ class PostgresSampleStore(SampleStore):
         return sql, args
 
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
         cols, t = aggregate_select(kind, period, "%s::bigint")
         table = "samples s" if kind == "raw" else f"rollup_{kind} r"
         alias = "s" if kind == "raw" else "r"

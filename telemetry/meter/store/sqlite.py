@@ -47,7 +47,7 @@ from telemetry.meter.store.base import (
     DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
     days_between, derived_sample_id, hash64,
 )
-from telemetry.meter.store.sql import SERIES_COLUMNS, aggregate_select
+from telemetry.meter.store.sql import SERIES_COLUMNS
 
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
 HOUR_MS = 3_600_000
@@ -59,15 +59,26 @@ HOT_DDL = """CREATE TABLE IF NOT EXISTS {db}.{table}(
 CHUNK_DDL = """CREATE TABLE IF NOT EXISTS main.chunks(
   series_id INTEGER NOT NULL, t0 INTEGER NOT NULL, t1 INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL)"""
 CHUNK_INDEX = "CREATE INDEX IF NOT EXISTS main.chunks_series ON chunks(series_id, t0, t1)"
+#: Clustered by time first: a batch appends near the end (full pages, ~25 bytes a row less than by
+#: series first), and "every series, minute by minute" streams through GROUP BY without a sort.
+#: One series is read by probing (bucket, series) for each bucket of the range.
 ROLLUP_DDL = """CREATE TABLE IF NOT EXISTS {db}.rollup(
-  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
+  bucket INTEGER NOT NULL, series_id INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
   sumsq REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, tmin INTEGER NOT NULL, tmax INTEGER NOT NULL,
-  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"""
-ROLLUP_UPSERT = """INSERT INTO {db}.rollup SELECT series_id, ts - ts % {g}, count(*), sum(volume),
+  PRIMARY KEY (bucket, series_id)) WITHOUT ROWID"""
+ROLLUP_UPSERT = """INSERT INTO {db}.rollup SELECT ts - ts % {g}, series_id, count(*), sum(volume),
   sum(volume * volume), min(volume), max(volume), min(ts), max(ts) FROM temp.batch WHERE true GROUP BY 1, 2
-  ON CONFLICT (series_id, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+  ON CONFLICT (bucket, series_id) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
   sumsq = sumsq + excluded.sumsq, min = min(min, excluded.min), max = max(max, excluded.max),
   tmin = min(tmin, excluded.tmin), tmax = max(tmax, excluded.tmax)"""
+#: The same partials per meter, all its series together: "every resource of cpu_util, minute by minute"
+#: reads 1,440 rows a day instead of 1,440 per resource.
+METER_DDL = ROLLUP_DDL.replace("rollup(", "meter_rollup(").replace("series_id INTEGER", "meter TEXT").replace(
+    "(bucket, series_id)", "(bucket, meter)")
+METER_UPSERT = ROLLUP_UPSERT.replace("rollup SELECT", "meter_rollup SELECT").replace(
+    "ts - ts % {g}, series_id,", "ts - ts % {g}, m.meter,").replace(
+    "FROM temp.batch WHERE", "FROM temp.batch CROSS JOIN temp.smeter m ON m.sid = batch.series_id WHERE").replace(
+    "(bucket, series_id)", "(bucket, meter)")
 MAX_OPEN = 48
 
 
@@ -143,11 +154,14 @@ class SqliteSampleStore(SampleStore):
                 conn.execute("ATTACH DATABASE ? AS " + rk, (str(self._path(rk, d)),))  # type: ignore[arg-type]
                 conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
                 conn.execute(ROLLUP_DDL.format(db=rk))
+                conn.execute(METER_DDL.format(db=rk))
             conn.execute(HOT_DDL.format(db="temp", table="batch"))
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS smeter(sid INTEGER PRIMARY KEY, meter TEXT)")
             state = self._state.setdefault(key, RawState())
             state.sealed = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id").fetchall())
         else:
             conn.execute(ROLLUP_DDL.format(db="main"))
+            conn.execute(METER_DDL.format(db="main"))
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS sel(sid INTEGER PRIMARY KEY, gid INTEGER)")
         self._open[key] = conn
         while len(self._open) > MAX_OPEN:
@@ -192,8 +206,11 @@ class SqliteSampleStore(SampleStore):
         )
         self.index.execute("COMMIT")
         inserted = 0
+        meters = [(s.id, s.meter) for s in series]
         for (ttl, d), batch in rows.items():
             conn = self._conn("raw", d, ttl)
+            conn.execute("DELETE FROM temp.smeter")
+            conn.executemany("INSERT INTO temp.smeter VALUES (?, ?)", meters)
             state = self._state[str(self._path("raw", d, ttl))]
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -232,6 +249,7 @@ class SqliteSampleStore(SampleStore):
         if added:
             for rk in ("m1", "h1"):
                 conn.execute(ROLLUP_UPSERT.format(db=rk, g=GRANULARITY[rk]))
+                conn.execute(METER_UPSERT.format(db=rk, g=GRANULARITY[rk]))
         return added
 
     def _in_chunks(self, conn: sqlite3.Connection, late: list[RowTuple]) -> set[tuple[int, int, str | None]]:
@@ -345,7 +363,8 @@ class SqliteSampleStore(SampleStore):
             yield sid, t, v, r, m, gid
 
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
         out: dict[tuple[int, int], Partial] = {}
         if kind == "raw":
             for _, ttl, d, _ in self._select_files("raw", lo, hi):
@@ -369,26 +388,47 @@ class SqliteSampleStore(SampleStore):
                         if t > p.tmax:
                             p.tmax = t
             return out
-        cols, t = aggregate_select(kind, period)
-        rng, rng_args = "", []
-        if lo is not None:
-            rng, rng_args = rng + f" AND {t} >= ?", rng_args + [lo]
-        if hi is not None:
-            rng, rng_args = rng + f" AND {t} < ?", rng_args + [hi]
-        sql = (f"SELECT {cols}, sel.gid FROM temp.sel CROSS JOIN main.rollup r ON r.series_id = sel.sid "
-               f"WHERE 1{rng} GROUP BY b, sel.gid")
-        args = ([origin, period] if period else []) + rng_args
+        g = GRANULARITY[kind]
+        cols = "sum(r.count), sum(r.sum), sum(r.sumsq), min(r.min), max(r.max), min(r.tmin), max(r.tmax)"
+        single = len(set(sel.values())) == 1
+        gid0 = next(iter(sel.values()))
+        group = "r.bucket" if single else "r.bucket, sel.gid"
+        probe = len(sel) * 16 < self._series_count()
         for kind_, ttl, d, _ in self._select_files(kind, lo, hi):
             conn = self._conn(kind_, d, ttl)
-            self._load_sel(conn, sel)
-            for b, n, s, sq, mn, mx, tmin, tmax, gid in conn.execute(sql, args):
-                key = (b, gid)
-                p = Partial(n, s, sq, mn, mx, tmin, tmax)
-                if key in out:
-                    out[key].merge(p)
+            first = max(lo if lo is not None else 0, day_start_ms(d))
+            first -= first % g
+            last = min(hi if hi is not None else 2**62, day_start_ms(d) + DAY_MS)
+            if meter is not None:
+                sql = (f"SELECT r.bucket, {cols}, 0 FROM main.meter_rollup r WHERE r.bucket >= ? AND r.bucket < ? "
+                       "AND r.meter = ? GROUP BY r.bucket")
+                rows = conn.execute(sql, (first, last, meter))
+            else:
+                self._load_sel(conn, sel)
+                rows = self._series_rollup(conn, g, cols, group, probe, first, last)
+            for bucket, n, s, sq, mn, mx, tmin, tmax, gid in rows:
+                key = ((bucket - origin) // period if period else 0, gid if not single else gid0)
+                p = out.get(key)
+                if p is None:
+                    out[key] = Partial(n, s, sq, mn, mx, tmin, tmax)
                 else:
-                    out[key] = p
+                    p.merge(Partial(n, s, sq, mn, mx, tmin, tmax))
         return out
+
+    @staticmethod
+    def _series_rollup(conn: sqlite3.Connection, g: int, cols: str, group: str, probe: bool, first: int,
+                       last: int) -> sqlite3.Cursor:
+        if probe:  # few series: a B-tree probe per (bucket, series), not a scan of every series
+            sql = (f"WITH RECURSIVE k(b) AS (SELECT ? UNION ALL SELECT b + {g} FROM k WHERE b + {g} < ?) "
+                   f"SELECT r.bucket, {cols}, sel.gid FROM k CROSS JOIN temp.sel CROSS JOIN main.rollup r "
+                   f"ON r.bucket = k.b AND r.series_id = sel.sid GROUP BY {group}")
+        else:  # many: one pass in time order, streaming through GROUP BY when there is one group
+            sql = (f"SELECT r.bucket, {cols}, sel.gid FROM main.rollup r CROSS JOIN temp.sel "
+                   f"ON sel.sid = r.series_id WHERE r.bucket >= ? AND r.bucket < ? GROUP BY {group}")
+        return conn.execute(sql, (first, last))
+
+    def _series_count(self) -> int:
+        return self.index.execute("SELECT count(*) FROM series").fetchone()[0]
 
     def _select_files(self, kind: Kind, lo: int | None, hi: int | None) -> list[tuple[Kind, int | None, date, Path]]:
         files = [f for f in self._files() if f[0] == kind]
