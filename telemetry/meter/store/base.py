@@ -28,7 +28,7 @@ from typing import Any, Literal
 import orjson
 
 from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
-from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms, merge_into
+from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms
 from telemetry.models import ID_NAMESPACE, Sample
 
 Kind = Literal["raw", "m1", "h1"]
@@ -329,10 +329,7 @@ class SampleStore(abc.ABC):
                 origin = min(p.tmin for p in whole.values())
             kind = choose_source(q, period_ms, origin, force)
             partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms, whole_meter)
-        merged: dict[tuple[int, int], Partial] = {}
-        for k, p in partials.items():
-            merge_into(merged, k, p)
-        return build_statistics(merged, groups, origin, period_ms, aggregates or [], q.start, q.end)
+        return build_statistics(partials, groups, origin, period_ms, aggregates or [], q.start, q.end)
 
     def samples_sync(self, q: SampleQuery, limit: int | None = None) -> list[tuple[SeriesRow, SampleRow]]:
         series = {s.id: s for s in self.select(q)}
