@@ -222,11 +222,13 @@ def victoria(rows, day: datetime, scratch: Path) -> dict[str, Any]:
             "C": median_ms(lambda: c.get("/api/v1/query", params={
                 "query": "avg_over_time(cpu_util_value[1h])", "time": e}).raise_for_status()),
         }
-        time.sleep(2)
+        proc.terminate()  # a graceful stop flushes the in-memory parts: measure what stays on disk
+        proc.wait(60)
         res["bytes"] = dir_size(data) / len(rows)
         return res
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:

@@ -62,21 +62,37 @@ CHUNK_INDEX = "CREATE INDEX IF NOT EXISTS main.chunks_series ON chunks(series_id
 #: Clustered by series: one resource over a day is one range scan (query A). Clustering by time
 #: instead measured the same size and made A a probe per bucket, 10x slower; "every series" queries
 #: are answered by the per-meter roll-ups below.
+#: A roll-up of a single sample (the usual case when samples come less than once a minute, as Ceilometer's
+#: 600 s polling does) stores NULL for sumsq, min, max and tmax: they equal sum**2, sum, sum and tmin, and a
+#: NULL costs one header byte instead of 8, so such a row is ~40 bytes instead of ~70.
 ROLLUP_DDL = """CREATE TABLE IF NOT EXISTS {db}.rollup(
-  bucket INTEGER NOT NULL, series_id INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
-  sumsq REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, tmin INTEGER NOT NULL, tmax INTEGER NOT NULL,
+  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
+  sumsq REAL, min REAL, max REAL, tmin INTEGER NOT NULL, tmax INTEGER,
   PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"""
-ROLLUP_UPSERT = """INSERT INTO {db}.rollup SELECT ts - ts % {g}, series_id, count(*), sum(volume),
+ROLLUP_UPSERT = """INSERT INTO {db}.rollup SELECT series_id, ts - ts % {g}, count(*), sum(volume),
+  CASE WHEN count(*) > 1 THEN sum(volume * volume) END, CASE WHEN count(*) > 1 THEN min(volume) END,
+  CASE WHEN count(*) > 1 THEN max(volume) END, min(ts), CASE WHEN count(*) > 1 THEN max(ts) END
+  FROM temp.batch WHERE true GROUP BY 1, 2
+  ON CONFLICT (series_id, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+  sumsq = coalesce(sumsq, sum * sum) + coalesce(excluded.sumsq, excluded.sum * excluded.sum),
+  min = min(coalesce(min, sum), coalesce(excluded.min, excluded.sum)),
+  max = max(coalesce(max, sum), coalesce(excluded.max, excluded.sum)),
+  tmin = min(tmin, excluded.tmin), tmax = max(coalesce(tmax, tmin), coalesce(excluded.tmax, excluded.tmin))"""
+#: Roll-up files written before the compact form have NOT NULL columns: they keep getting full rows.
+LEGACY_UPSERT = """INSERT INTO {db}.rollup SELECT series_id, ts - ts % {g}, count(*), sum(volume),
   sum(volume * volume), min(volume), max(volume), min(ts), max(ts) FROM temp.batch WHERE true GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
   sumsq = sumsq + excluded.sumsq, min = min(min, excluded.min), max = max(max, excluded.max),
   tmin = min(tmin, excluded.tmin), tmax = max(tmax, excluded.tmax)"""
+#: Partials of roll-up rows ``r`` (either form).
+ROLLUP_PARTIAL = ("sum(r.count), sum(r.sum), sum(coalesce(r.sumsq, r.sum * r.sum)), min(coalesce(r.min, r.sum)), "
+                  "max(coalesce(r.max, r.sum)), min(r.tmin), max(coalesce(r.tmax, r.tmin))")
 #: The same partials per meter, all its series together: "every resource of cpu_util, minute by minute"
 #: reads 1,440 rows a day instead of 1,440 per resource.
 METER_DDL = ROLLUP_DDL.replace("rollup(", "meter_rollup(").replace("series_id INTEGER", "meter TEXT").replace(
     "(series_id, bucket)", "(meter, bucket)")
 METER_UPSERT = ROLLUP_UPSERT.replace("rollup SELECT", "meter_rollup SELECT").replace(
-    "ts - ts % {g}, series_id,", "ts - ts % {g}, m.meter,").replace(
+    "series_id, ts - ts % {g},", "m.meter, ts - ts % {g},").replace(
     "FROM temp.batch WHERE", "FROM temp.batch CROSS JOIN temp.smeter m ON m.sid = batch.series_id WHERE").replace(
     "(series_id, bucket)", "(meter, bucket)")
 MAX_OPEN = 48
@@ -93,6 +109,7 @@ class RawState:
     sealed: dict[int, int] = field(default_factory=dict)  # series -> last ts sealed into chunks
     clock: int = 0  # newest sample time written
     cut: int = 0  # every hot row before this is sealed
+    upserts: dict[str, str] = field(default_factory=dict)  # roll-up file -> its upsert statement
 
 
 def _sample_filter(terms: list[tuple[str, str, Any]]) -> tuple[list[tuple[Any, Any]], str | None]:
@@ -147,6 +164,8 @@ class SqliteSampleStore(SampleStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file: sealing frees pages
         if kind == "raw":
+            fresh_rollups = {rk: not self._path(rk, d).exists() for rk in ("m1", "h1")}
+            state = self._state.setdefault(key, RawState())
             conn.execute(HOT_DDL.format(db="main", table="hot"))
             conn.execute(CHUNK_DDL)
             conn.execute(CHUNK_INDEX)
@@ -154,20 +173,49 @@ class SqliteSampleStore(SampleStore):
                 conn.execute("ATTACH DATABASE ? AS " + rk, (str(self._path(rk, d)),))  # type: ignore[arg-type]
                 conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
                 conn.execute(ROLLUP_DDL.format(db=rk))
-                conn.execute(METER_DDL.format(db=rk))
+                self._meter_table(conn, rk, fresh_rollups[rk])
+                legacy = any(c[1] == "sumsq" and c[3] for c in conn.execute(f"PRAGMA {rk}.table_info(rollup)"))
+                state.upserts[rk] = (LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk, g=GRANULARITY[rk])
             conn.execute(HOT_DDL.format(db="temp", table="batch"))
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS smeter(sid INTEGER PRIMARY KEY, meter TEXT)")
-            state = self._state.setdefault(key, RawState())
+            self._upgrade_raw(conn)
             state.sealed = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id").fetchall())
         else:
             conn.execute(ROLLUP_DDL.format(db="main"))
-            conn.execute(METER_DDL.format(db="main"))
+            self._meter_table(conn, "main", False)
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS sel(sid INTEGER PRIMARY KEY, gid INTEGER)")
         self._open[key] = conn
         while len(self._open) > MAX_OPEN:
             _, old = self._open.popitem(last=False)
             old.close()
         return conn
+
+    def _meter_table(self, conn: sqlite3.Connection, db: str, fresh: bool) -> None:
+        """Create the per-meter roll-ups; in a roll-up file written before they existed, fill them from
+        the per-series ones, so whole-meter answers include that data too."""
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS smeter(sid INTEGER PRIMARY KEY, meter TEXT)")
+        had = fresh or conn.execute(f"SELECT 1 FROM {db}.sqlite_master WHERE name = 'meter_rollup'").fetchone()
+        conn.execute(METER_DDL.format(db=db))
+        if had or not conn.execute(f"SELECT 1 FROM {db}.rollup LIMIT 1").fetchone():
+            return
+        conn.execute("DELETE FROM temp.smeter")
+        conn.executemany("INSERT INTO temp.smeter VALUES (?, ?)", self.index.execute("SELECT id, meter FROM series"))
+        conn.execute(f"INSERT INTO {db}.meter_rollup SELECT m.meter, r.bucket, {ROLLUP_PARTIAL} FROM {db}.rollup r "
+                     "CROSS JOIN temp.smeter m ON m.sid = r.series_id GROUP BY 1, 2")
+
+    @staticmethod
+    def _upgrade_raw(conn: sqlite3.Connection) -> None:
+        """A raw file from before hot rows and chunks: its one ``samples`` table becomes hot rows
+        (16-byte UUID message ids back to their text) and is sealed by the next maintenance pass."""
+        if not conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'samples'").fetchone():
+            return
+        h = "hex(msgid)"
+        text = (f"lower(substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-' || substr({h}, 13, 4) || '-' || "
+                f"substr({h}, 17, 4) || '-' || substr({h}, 21))")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR IGNORE INTO main.hot SELECT series_id, ts, mid, volume, recorded, CASE WHEN "
+                     f"typeof(msgid) = 'blob' THEN {text} ELSE msgid END FROM main.samples")
+        conn.execute("DROP TABLE main.samples")
+        conn.execute("COMMIT")
 
     def _close_day(self, d: date) -> None:
         for key in [k for k in self._open if k.endswith(f"-{_stamp(d)}.db")]:
@@ -248,7 +296,7 @@ class SqliteSampleStore(SampleStore):
         conn.execute("RELEASE ins")
         if added:
             for rk in ("m1", "h1"):
-                conn.execute(ROLLUP_UPSERT.format(db=rk, g=GRANULARITY[rk]))
+                conn.execute(state.upserts[rk])
                 conn.execute(METER_UPSERT.format(db=rk, g=GRANULARITY[rk]))
         return added
 
@@ -314,7 +362,7 @@ class SqliteSampleStore(SampleStore):
                 cut = min((now_ms - GRACE_MS) // HOUR_MS * HOUR_MS, end)
                 conn = self._conn("raw", d, ttl)
                 state = self._state[str(self._path("raw", d, ttl))]
-                if cut > state.cut and conn.execute("SELECT 1 FROM main.hot WHERE ts < ? LIMIT 1", (cut,)).fetchone():
+                if conn.execute("SELECT 1 FROM main.hot WHERE ts < ? LIMIT 1", (cut,)).fetchone():
                     self._seal(conn, state, cut)
                     if cut == end:
                         conn.execute("PRAGMA main.incremental_vacuum")
@@ -389,7 +437,7 @@ class SqliteSampleStore(SampleStore):
                             p.tmax = t
             return out
         g = GRANULARITY[kind]
-        cols = "sum(r.count), sum(r.sum), sum(r.sumsq), min(r.min), max(r.max), min(r.tmin), max(r.tmax)"
+        cols = ROLLUP_PARTIAL
         single = len(set(sel.values())) == 1
         gid0 = next(iter(sel.values()))
         group = "r.bucket" if single else "r.bucket, sel.gid"
@@ -457,6 +505,7 @@ class SqliteSampleStore(SampleStore):
         with self.lock:
             self._close_day(p.day)
             path = self._path(p.kind, p.day, p.ttl)
+            self._state.pop(str(path), None)
             for q in (path, path.with_name(path.name + "-journal")):
                 q.unlink(missing_ok=True)
 
