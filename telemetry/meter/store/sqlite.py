@@ -365,7 +365,7 @@ class SqliteSampleStore(SampleStore):
                 if conn.execute("SELECT 1 FROM main.hot WHERE ts < ? LIMIT 1", (cut,)).fetchone():
                     self._seal(conn, state, cut)
                     if cut == end:
-                        conn.execute("PRAGMA main.incremental_vacuum")
+                        conn.execute("PRAGMA main.incremental_vacuum").fetchall()  # runs a step per row
                 state.cut = max(state.cut, cut)
 
     # ---- reading ----------------------------------------------------------------------------------
