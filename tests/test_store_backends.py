@@ -277,3 +277,14 @@ def test_sqlite_files_from_before_chunks_are_upgraded(tmp_path) -> None:
         (row,) = st.statistics_sync(q(), force=kind)
         assert (row.count, row.sum) == (63, pytest.approx(sum(s.counter_volume for s in batch) + 4.0)), kind
     st.close()
+
+
+def test_newest_samples_of_a_long_range_come_first(store) -> None:
+    """A limited listing over many sealed hours returns exactly the newest samples."""
+    t0 = hour_start() - timedelta(hours=20)
+    batch = series_samples("cpu_util", 4, t0, timedelta(minutes=3), 380)
+    store.write(batch)
+    store.maintain(hour_start() + timedelta(days=2))
+    got = [(s.resource_id, r.ts) for s, r in store.samples_sync(q(), limit=8)]  # two whole time steps
+    want = sorted(((s.resource_id, int(s.timestamp.timestamp() * 1000)) for s in batch), key=lambda x: -x[1])[:8]
+    assert sorted(got, key=lambda x: (-x[1], x[0])) == sorted(want, key=lambda x: (-x[1], x[0]))

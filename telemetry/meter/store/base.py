@@ -111,24 +111,11 @@ def series_of(s: Sample) -> SeriesRow:
 
 
 def derived_sample_id(meter: str, resource_id: str, iso: str, source: str) -> str:
-    """``Sample._fill_id``'s uuid5, without building a ``uuid.UUID``."""
-    h = _derived_hex(meter, resource_id, iso, source)
+    """``Sample._fill_id``'s uuid5, formatted from the SHA-1 hex digest instead of through ``uuid.UUID``
+    (the write path runs this per sample; the version and variant digits are set as uuid5 sets them)."""
+    h = hashlib.sha1(_NS + f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode(),
+                     usedforsecurity=False).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-def _derived_hex(meter: str, resource_id: str, iso: str, source: str) -> str:
-    return hashlib.sha1(_NS + f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode(),
-                        usedforsecurity=False).hexdigest()
-
-
-def _is_derived(message_id: str, meter: str, resource_id: str, iso: str, source: str) -> bool:
-    """Compares hex digits instead of formatting a UUID: the write path runs this per sample."""
-    m = message_id.replace("-", "")
-    if len(m) != 32 or m[12] != "5" or len(message_id) != 36:
-        return False
-    h = _derived_hex(meter, resource_id, iso, source)
-    return m[:12] == h[:12] and m[13:16] == h[13:16] and m[17:] == h[17:32] and m[16] == _VARIANT[h[16]] \
-        and message_id == f"{m[:8]}-{m[8:12]}-{m[12:16]}-{m[16:20]}-{m[20:]}"
 
 
 def kept_message_id(s: Sample) -> str | None:
@@ -136,8 +123,8 @@ def kept_message_id(s: Sample) -> str | None:
     ts = s.timestamp
     if ts.microsecond % 1000 or (ts.tzinfo is not timezone.utc and ts.utcoffset() != _ZERO):
         return s.message_id  # the stored ms timestamp could not reproduce it
-    return None if _is_derived(s.message_id, s.counter_name, s.resource_id, ts.isoformat(), s.source) \
-        else s.message_id
+    derived = derived_sample_id(s.counter_name, s.resource_id, ts.isoformat(), s.source)
+    return None if s.message_id == derived else s.message_id
 
 
 def sample_row(s: Sample, series_id: int, recorded: int) -> SampleRow:

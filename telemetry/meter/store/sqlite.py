@@ -29,11 +29,13 @@ what a series has sealed into chunks is first checked against those chunks.
 
 from __future__ import annotations
 
+import heapq
 import re
 import shutil
 import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import chain
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -379,25 +381,32 @@ class SqliteSampleStore(SampleStore):
         conn.execute("DELETE FROM temp.sel")
         conn.executemany("INSERT INTO temp.sel VALUES (?, ?)", sel.items())
 
-    def _raw(self, conn: sqlite3.Connection, lo: int | None, hi: int | None,
-             terms: list[tuple[str, str, Any]]) -> Iterator[tuple[int, int, float, int, str | None, int]]:
+    def _raw(self, conn: sqlite3.Connection, lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+             newest: int | None = None) -> Iterator[tuple[int, int, float, int, str | None, int]]:
         """(series, ts, volume, recorded, kept msgid, gid) of the selected series (``temp.sel``) in range,
-        from hot rows and decoded chunks alike, filtered by the per-sample terms."""
+        from hot rows and decoded chunks alike, filtered by the per-sample terms.
+
+        ``newest=N``: the caller keeps only the N newest rows, so chunks are read newest first and no
+        chunk is decoded once N rows newer than its end have been found."""
         vol_terms, want_id = _sample_filter(terms)
         lo_, hi_ = (lo if lo is not None else -(2**63)), (hi if hi is not None else 2**63 - 1)
         hot = conn.execute("SELECT s.series_id, s.ts, s.volume, s.recorded, s.msgid, sel.gid FROM temp.sel "
                            "CROSS JOIN main.hot s ON s.series_id = sel.sid WHERE s.ts >= ? AND s.ts < ?", (lo_, hi_))
-        packed = conn.execute("SELECT c.series_id, c.data, sel.gid FROM temp.sel CROSS JOIN main.chunks c "
-                              "ON c.series_id = sel.sid WHERE c.t0 < ? AND c.t1 >= ?", (hi_, lo_))
+        packed = conn.execute("SELECT c.series_id, c.data, sel.gid, c.t1 FROM temp.sel CROSS JOIN main.chunks c "
+                              "ON c.series_id = sel.sid WHERE c.t0 < ? AND c.t1 >= ?"
+                              + (" ORDER BY c.t1 DESC" if newest else ""), (hi_, lo_))
+        top: list[int] = []  # min-heap of the ``newest`` latest times yielded so far
 
         def unpacked() -> Iterator[tuple[int, int, float, int, str | None, int]]:
-            for sid, blob, gid in packed:
+            for sid, blob, gid, t1 in packed:
+                if newest and len(top) >= newest and top[0] > t1:
+                    return
                 ts, vols, recs, msgids = chunks.decode(blob)
                 for t, v, r, m in zip(ts, vols, recs, msgids):
                     if lo_ <= t < hi_:
                         yield sid, t, v, r, m, gid
 
-        for sid, t, v, r, m, gid in (*hot, *unpacked()):
+        for sid, t, v, r, m, gid in chain(hot, unpacked()):  # lazily: unpacked() stops early on ``top``
             if vol_terms and not all(op(v, x) for op, x in vol_terms):
                 continue
             if want_id is not None:
@@ -408,6 +417,11 @@ class SqliteSampleStore(SampleStore):
                     m_full = m
                 if m_full != want_id:
                     continue
+            if newest:
+                if len(top) < newest:
+                    heapq.heappush(top, t)
+                elif t > top[0]:
+                    heapq.heapreplace(top, t)
             yield sid, t, v, r, m, gid
 
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
@@ -480,7 +494,7 @@ class SqliteSampleStore(SampleStore):
             for _, ttl, _, _ in by_day[d]:
                 conn = self._conn("raw", d, ttl)
                 self._load_sel(conn, {sid: 0 for sid in sids})
-                for sid, t, v, r, m, _ in self._raw(conn, lo, hi, terms):
+                for sid, t, v, r, m, _ in self._raw(conn, lo, hi, terms, newest=limit):
                     if m is None:
                         s = self._series_by_id(sid)
                         mid = hash64(derived_sample_id(s.meter, s.resource_id, from_ms(t).isoformat(),
