@@ -10,7 +10,9 @@ Layout, the same on both backends:
   redelivery never double-counts either;
 - per-minute and per-hour roll-ups of partial aggregates per series.
 All three are partitioned by day (raw samples additionally by TTL class), so
-expiry drops whole partitions and the disk space comes back at once.
+expiry drops whole partitions and the disk space comes back at once. (The
+embedded backend also packs finished hours of raw rows into compressed chunks
+and keeps per-meter roll-ups: see ``sqlite.py``.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import abc
 import asyncio
 import hashlib
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
@@ -127,32 +128,10 @@ def kept_message_id(s: Sample) -> str | None:
     return None if s.message_id == derived else s.message_id
 
 
-def sample_row(s: Sample, series_id: int, recorded: int) -> SampleRow:
-    ts = int(round(s.timestamp.timestamp() * 1000))
-    return SampleRow(series_id, ts, hash64(s.message_id.encode()), s.counter_volume, recorded, kept_message_id(s))
-
-
 def stored_message_id(row: SampleRow, s: SeriesRow) -> str:
     if row.msgid is not None:
         return row.msgid
     return derived_sample_id(s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
-
-
-def encode_msgid(msgid: str | None) -> bytes | str | None:
-    """16 bytes for a canonical UUID (most ids), the text otherwise."""
-    if msgid is None:
-        return None
-    try:
-        u = uuid.UUID(msgid)
-    except ValueError:
-        return msgid
-    return u.bytes if str(u) == msgid else msgid
-
-
-def decode_msgid(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return str(uuid.UUID(bytes=bytes(value)))
 
 
 class TtlPolicy:
@@ -355,7 +334,3 @@ def days_between(lo: int | None, hi: int | None, available: list[date]) -> list[
     first = day_of(lo) if lo is not None else None
     last = day_of(hi - 1) if hi is not None else None
     return [d for d in available if (first is None or d >= first) and (last is None or d <= last)]
-
-
-def timedelta_ms(ms: int) -> timedelta:
-    return timedelta(milliseconds=ms)
