@@ -81,6 +81,9 @@ def ours(url: str, rows: list[tuple[int, int, float]], day: datetime, folder: Pa
         t = time.perf_counter()
         store.write(samples, now=day + timedelta(days=1))
         t_ingest += time.perf_counter() - t
+    t = time.perf_counter()
+    store.maintain(day + timedelta(days=1, hours=1))  # seal the last open hour: ingest includes the packing
+    t_ingest += time.perf_counter() - t
     size = store.data_size()
     start, end = day, day + timedelta(days=1)
 
@@ -96,8 +99,9 @@ def ours(url: str, rows: list[tuple[int, int, float]], day: datetime, folder: Pa
         "B": median_ms(lambda: store.statistics_sync(rng(), 60, [], aggs), runs=3),
         "C": median_ms(lambda: store.statistics_sync(rng(lo=end - timedelta(hours=1)), None, ["resource_id"],
                                                      ["avg"])),
-        "B_raw": median_ms(lambda: store.statistics_sync(rng(), 60, [], aggs, force="raw"), runs=1),
     }
+    if len(rows) <= 2_000_000:  # raw samples are decoded in Python: seconds per million
+        res["B_raw"] = median_ms(lambda: store.statistics_sync(rng(), 60, [], aggs, force="raw"), runs=1)
     store.close()
     return res
 
@@ -218,11 +222,13 @@ def victoria(rows, day: datetime, scratch: Path) -> dict[str, Any]:
             "C": median_ms(lambda: c.get("/api/v1/query", params={
                 "query": "avg_over_time(cpu_util_value[1h])", "time": e}).raise_for_status()),
         }
-        time.sleep(2)
+        proc.terminate()  # a graceful stop flushes the in-memory parts: measure what stays on disk
+        proc.wait(60)
         res["bytes"] = dir_size(data) / len(rows)
         return res
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -262,7 +268,8 @@ def main() -> None:
             print(f"ratio ours/{peer}: ingest {ref['ingest'] / p['ingest']:.2f}x, "
                   f"A {p['A'] / ref['A']:.2f}x faster, B {p['B'] / ref['B']:.2f}x faster, "
                   f"C {p['C'] / ref['C']:.2f}x faster, bytes {ref['bytes'] / p['bytes']:.2f}x")
-    print(f"(ours B from raw samples instead of roll-ups: {ref['B_raw']:.1f} ms)")
+    if "B_raw" in ref:
+        print(f"(ours B from raw samples instead of roll-ups: {ref['B_raw']:.1f} ms)")
 
 
 if __name__ == "__main__":

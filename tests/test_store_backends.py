@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics as pystats
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -199,3 +199,92 @@ def test_bad_queries_name_the_field(store) -> None:
         q("cpu_util", ("timestamp", "ne", "2024-01-01T00:00:00"))
     with pytest.raises(QueryError, match="period"):
         store.statistics_sync(q(), period=0)
+
+
+def test_sealed_data_still_dedups_and_round_trips(store) -> None:
+    """Once raw rows are sealed into compressed chunks (SQLite; a no-op on PostgreSQL), a redelivery
+    still counts once, kept and derived message ids come back, and message_id queries still find rows."""
+    t0 = hour_start() - timedelta(hours=5)
+    batch = series_samples("cpu_util", 3, t0, timedelta(seconds=50), 200)
+    odd = [gauge("cpu_util", v, "res-odd", t0 + timedelta(seconds=i, microseconds=250), message_id=f"ceilo-{i}")
+           for i, v in enumerate((1e-300, 0.1 + 0.2, 3.14159265358979, float("inf"), 12.5))]
+    assert store.write(batch + odd).inserted == 605
+    store.maintain(hour_start() + timedelta(days=2))  # everything sealed where the backend seals
+    again = store.write(batch[::7] + odd[:2] + [gauge("cpu_util", 7, "res-0", t0 + timedelta(seconds=1))])
+    assert (again.inserted, again.duplicates) == (1, len(batch[::7]) + 2)
+    store.maintain(hour_start() + timedelta(days=2))
+    for kind in ("raw", "m1", "h1"):
+        (row,) = store.statistics_sync(q("cpu_util", ("resource_id", "ne", "res-odd")), force=kind)
+        assert row.count == 601 and row.sum == pytest.approx(sum(s.counter_volume for s in batch) + 7), kind
+    from telemetry.meter.store.base import stored_message_id
+
+    listed = {stored_message_id(r, s): r.volume for s, r in store.samples_sync(q())}
+    assert len(listed) == 606
+    for s in batch + odd:
+        got = listed[s.message_id]
+        assert got == s.counter_volume and str(got) == str(s.counter_volume)  # bit for bit
+    hit = store.samples_sync(q("cpu_util", ("message_id", "eq", batch[123].message_id)))
+    assert [r.volume for _, r in hit] == [batch[123].counter_volume]
+    assert store.samples_sync(q("cpu_util", ("message_id", "eq", "ceilo-4")))[0][1].volume == 12.5
+
+
+def test_sqlite_files_from_before_chunks_are_upgraded(tmp_path) -> None:
+    """Files written by the first embedded layout (one ``samples`` table with 16-byte UUID ids, roll-up
+    files without per-meter roll-ups) read back the same after an upgrade, and are sealed later."""
+    import sqlite3
+    import uuid
+
+    from telemetry.meter.store.base import TtlPolicy, stored_message_id
+    from telemetry.meter.store.sqlite import SqliteSampleStore
+
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    batch = series_samples("cpu_util", 3, t0, timedelta(seconds=10), 20)
+    batch.append(gauge("cpu_util", 2.5, "res-x", t0, message_id=str(uuid.uuid4())))
+    batch.append(gauge("cpu_util", 3.5, "res-x", t0 + timedelta(seconds=1), message_id="not-a-uuid"))
+    st = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
+    st.write(batch)
+    before = (st.statistics_sync(q(), force="m1"), sorted((stored_message_id(r, s), r.volume)
+                                                           for s, r in st.samples_sync(q())))
+    st.close()
+    for f in tmp_path.glob("*.db"):
+        c = sqlite3.connect(f, isolation_level=None)
+        if f.name.startswith("raw-"):
+            rows = c.execute("SELECT series_id, ts, mid, volume, recorded, msgid FROM hot").fetchall()
+            c.execute("CREATE TABLE samples(series_id INTEGER, ts INTEGER, mid INTEGER, volume REAL, "
+                      "recorded INTEGER, msgid BLOB, PRIMARY KEY (series_id, ts, mid)) WITHOUT ROWID")
+            old = [r[:5] + ((uuid.UUID(r[5]).bytes if r[5] and r[5] != "not-a-uuid" else r[5]),) for r in rows]
+            c.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?)", old)
+            c.execute("DROP TABLE hot")
+        elif f.name[:3] in ("m1-", "h1-"):
+            c.execute("ALTER TABLE rollup RENAME TO r0")
+            c.execute("CREATE TABLE rollup(series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT "
+                      "NULL, sum REAL NOT NULL, sumsq REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, tmin "
+                      "INTEGER NOT NULL, tmax INTEGER NOT NULL, PRIMARY KEY (series_id, bucket)) WITHOUT ROWID")
+            c.execute("INSERT INTO rollup SELECT series_id, bucket, count, sum, coalesce(sumsq, sum * sum), "
+                      "coalesce(min, sum), coalesce(max, sum), tmin, coalesce(tmax, tmin) FROM r0")
+            c.execute("DROP TABLE r0")
+            c.execute("DROP TABLE meter_rollup")
+        c.close()
+    st = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
+    after = (st.statistics_sync(q(), force="m1"), sorted((stored_message_id(r, s), r.volume)
+                                                          for s, r in st.samples_sync(q())))
+    assert after == before and len(after[1]) == 62
+    st.maintain(datetime.now(timezone.utc) + timedelta(days=1))  # sealed into chunks, still the same
+    assert sorted((stored_message_id(r, s), r.volume) for s, r in st.samples_sync(q())) == before[1]
+    extra = gauge("cpu_util", 4.0, "res-0", t0 + timedelta(seconds=5))
+    assert st.write(batch + [extra]).inserted == 1  # old roll-up files still take (only) new rows
+    for kind in ("raw", "m1", "h1"):
+        (row,) = st.statistics_sync(q(), force=kind)
+        assert (row.count, row.sum) == (63, pytest.approx(sum(s.counter_volume for s in batch) + 4.0)), kind
+    st.close()
+
+
+def test_newest_samples_of_a_long_range_come_first(store) -> None:
+    """A limited listing over many sealed hours returns exactly the newest samples."""
+    t0 = hour_start() - timedelta(hours=20)
+    batch = series_samples("cpu_util", 4, t0, timedelta(minutes=3), 380)
+    store.write(batch)
+    store.maintain(hour_start() + timedelta(days=2))
+    got = [(s.resource_id, r.ts) for s, r in store.samples_sync(q(), limit=8)]  # two whole time steps
+    want = sorted(((s.resource_id, int(s.timestamp.timestamp() * 1000)) for s in batch), key=lambda x: -x[1])[:8]
+    assert sorted(got, key=lambda x: (-x[1], x[0])) == sorted(want, key=lambda x: (-x[1], x[0]))

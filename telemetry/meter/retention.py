@@ -112,6 +112,7 @@ class SampleStoreComponent(Component):
         self.spawn(self._loop, "retention")
 
     def pass_once(self) -> None:
+        self.store.maintain()  # seal raw rows of series that went quiet, and of days that ended
         self.expired += len(expire(self.store))
         self.shed += len(guard_free_space(self.store, self.cfg.min_free_disk))
         observe_sizes(self.store)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_serializer
@@ -66,7 +66,10 @@ def merge_into(acc: dict[Any, Partial], key: Any, p: Partial) -> None:
 
 
 def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def ceilometer_time(dt: datetime | None) -> str | None:
@@ -120,25 +123,46 @@ def build_statistics(
     for f in funcs:
         if f not in AGGREGATES:
             raise ValueError(f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
+    rank = {gid: str(g[0]) for gid, g in groups.items()}
+    standard = [f for f in funcs if f in STANDARD]
+    keep_aggregate = bool(aggregates)
     rows: list[Statistics] = []
-    for (bucket, gid), p in sorted(partials.items(), key=lambda kv: (kv[0][0], str(groups[kv[0][1]][0]))):
+    new, setattr_, fields_set = Statistics.__new__, object.__setattr__, _FIELDS_SET
+    for (bucket, gid), p in sorted(partials.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]])):
         if not p.count:
             continue
         groupby, unit = groups[gid]
         if period:
             assert origin is not None
-            pstart, pend, plen = origin + bucket * period, origin + (bucket + 1) * period, period // 1000
+            pstart = origin + bucket * period
+            pend, plen = pstart + period, period // 1000
         else:
             pstart, pend, plen = p.tmin, p.tmax, 0
         dstart = p.tmin if start is None else max(p.tmin, start)
         dend = p.tmax if end is None else min(p.tmax, end)
         values = {f: p.value(f) for f in funcs}
-        row = Statistics(
-            groupby=groupby, unit=unit,
-            duration=max(0.0, (dend - dstart) / 1000), duration_start=from_ms(dstart), duration_end=from_ms(dend),
-            period=plen, period_start=from_ms(pstart), period_end=from_ms(pend),
-            aggregate=dict(values) if aggregates else None,
-            **{f: (int(v) if f == "count" else v) for f, v in values.items() if f in STANDARD},
-        )
+        fields = {
+            "groupby": groupby, "unit": unit, "min": None, "max": None, "avg": None, "sum": None, "count": None,
+            "aggregate": values if keep_aggregate else None,
+            "duration": max(0.0, (dend - dstart) / 1000), "duration_start": _EPOCH + timedelta(milliseconds=dstart),
+            "duration_end": _EPOCH + timedelta(milliseconds=dend), "period": plen,
+            "period_start": _EPOCH + timedelta(milliseconds=pstart), "period_end": _EPOCH + timedelta(milliseconds=pend),
+        }
+        for f in standard:
+            fields[f] = values[f]
+        if "count" in values:
+            fields["count"] = int(values["count"])
+        # What model_construct does, minus its per-field default resolution (most of a 1,440-bucket answer's
+        # time): every value here is already of its field's type.
+        row = new(Statistics)
+        setattr_(row, "__dict__", fields)
+        setattr_(row, "__pydantic_fields_set__", set(fields_set))
+        setattr_(row, "__pydantic_extra__", None)
+        setattr_(row, "__pydantic_private__", None)
         rows.append(row)
     return rows
+
+
+_FIELDS_SET = frozenset(Statistics.model_fields)
+
+

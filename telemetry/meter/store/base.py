@@ -10,7 +10,9 @@ Layout, the same on both backends:
   redelivery never double-counts either;
 - per-minute and per-hour roll-ups of partial aggregates per series.
 All three are partitioned by day (raw samples additionally by TTL class), so
-expiry drops whole partitions and the disk space comes back at once.
+expiry drops whole partitions and the disk space comes back at once. (The
+embedded backend also packs finished hours of raw rows into compressed chunks
+and keeps per-meter roll-ups: see ``sqlite.py``.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import abc
 import asyncio
 import hashlib
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
@@ -28,12 +29,18 @@ from typing import Any, Literal
 import orjson
 
 from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
-from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms, merge_into
-from telemetry.models import Sample, derived_id
+from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms
+from telemetry.models import ID_NAMESPACE, Sample
 
 Kind = Literal["raw", "m1", "h1"]
 DAY_MS = 86_400_000
 GRANULARITY = {"m1": 60_000, "h1": 3_600_000}
+_NS = ID_NAMESPACE.bytes
+_ZERO = timedelta(0)
+EPOCH_DAY = date(1970, 1, 1)
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # uuid variant bits 10xx
+#: A stored sample as backends receive it: (series_id, ts ms, mid, volume, recorded ms, msgid or None).
+RowTuple = tuple[int, int, int, float, int, "str | None"]
 
 
 def hash64(text: bytes) -> int:
@@ -104,34 +111,27 @@ def series_of(s: Sample) -> SeriesRow:
                      s.project_id, s.user_id, s.source, s.resource_metadata)
 
 
-def sample_row(s: Sample, series_id: int, recorded: int) -> SampleRow:
-    ts = int(round(s.timestamp.timestamp() * 1000))
-    default = derived_id("sample", s.counter_name, s.resource_id, from_ms(ts).isoformat(), s.source)
-    msgid = None if s.message_id == default else s.message_id
-    return SampleRow(series_id, ts, hash64(s.message_id.encode()), s.counter_volume, recorded, msgid)
+def derived_sample_id(meter: str, resource_id: str, iso: str, source: str) -> str:
+    """``Sample._fill_id``'s uuid5, formatted from the SHA-1 hex digest instead of through ``uuid.UUID``
+    (the write path runs this per sample; the version and variant digits are set as uuid5 sets them)."""
+    h = hashlib.sha1(_NS + f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode(),
+                     usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def kept_message_id(s: Sample) -> str | None:
+    """The id to store: None when it is the one derivable again from the stored (ms) sample."""
+    ts = s.timestamp
+    if ts.microsecond % 1000 or (ts.tzinfo is not timezone.utc and ts.utcoffset() != _ZERO):
+        return s.message_id  # the stored ms timestamp could not reproduce it
+    derived = derived_sample_id(s.counter_name, s.resource_id, ts.isoformat(), s.source)
+    return None if s.message_id == derived else s.message_id
 
 
 def stored_message_id(row: SampleRow, s: SeriesRow) -> str:
     if row.msgid is not None:
         return row.msgid
-    return derived_id("sample", s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
-
-
-def encode_msgid(msgid: str | None) -> bytes | str | None:
-    """16 bytes for a canonical UUID (most ids), the text otherwise."""
-    if msgid is None:
-        return None
-    try:
-        u = uuid.UUID(msgid)
-    except ValueError:
-        return msgid
-    return u.bytes if str(u) == msgid else msgid
-
-
-def decode_msgid(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return str(uuid.UUID(bytes=bytes(value)))
+    return derived_sample_id(s.meter, s.resource_id, from_ms(row.ts).isoformat(), s.source)
 
 
 class TtlPolicy:
@@ -155,10 +155,12 @@ class SampleStore(abc.ABC):
         self.ttl = ttl
         self.rollup_ttl = {"m1": 30 * 86400, "h1": 400 * 86400, **(rollup_ttl or {})}
         self.lock = threading.RLock()
+        self._series_cache: dict[tuple[Any, ...], SeriesRow] = {}
+        self._ttl_cache: dict[str, int] = {}
 
     # ---- backend primitives -------------------------------------------------------------
     @abc.abstractmethod
-    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[SampleRow]]) -> int:
+    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
         """Upsert series, insert rows grouped by (ttl class, day), feed roll-ups with what was new."""
 
     @abc.abstractmethod
@@ -167,8 +169,12 @@ class SampleStore(abc.ABC):
 
     @abc.abstractmethod
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
-        """Partials keyed by (bucket, group id) over series ``sel`` (series id -> group id)."""
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
+        """Partials keyed by (bucket, group id) over series ``sel`` (series id -> group id).
+
+        ``meter`` is set when ``sel`` is every series of that meter in one group: a backend with
+        per-meter roll-ups may answer from those instead."""
 
     @abc.abstractmethod
     def _fetch(self, sids: list[int], lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
@@ -193,28 +199,55 @@ class SampleStore(abc.ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    def maintain(self, now: datetime | None = None) -> None:
+        """Periodic housekeeping besides expiry (the embedded backend seals raw rows into chunks)."""
+
     def free_fraction(self) -> float | None:
         """Free share of the disk holding the data, or None when the store cannot see it."""
         return None
 
     # ---- shared logic ---------------------------------------------------------------------
     def write(self, samples: list[Sample], now: datetime | None = None) -> WriteResult:
+        """Store a batch; the hot path of ingest, so it keeps per-sample work to plain tuples and caches."""
         now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
         result = WriteResult()
+        cache, ttls = self._series_cache, self._ttl_cache
+        if len(cache) > 200_000:
+            cache.clear()
         series: dict[int, SeriesRow] = {}
-        rows: dict[tuple[int, date], dict[tuple[int, int, int], SampleRow]] = {}
+        rows: dict[tuple[int, int], dict[tuple[int, int, int], RowTuple]] = {}
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
         for s in samples:
-            sr = series_of(s)
-            row = sample_row(s, sr.id, now_ms)
-            ttl = self.ttl.ttl_for(s.counter_name)
-            if day_start_ms(day_of(row.ts)) + DAY_MS <= now_ms - ttl * 1000:
+            md = s.resource_metadata
+            # ``_value_``, not the enum: Enum.__hash__ is Python code, a measurable share of this loop.
+            key = (s.counter_name, s.counter_type._value_, s.counter_unit, s.resource_id, s.project_id, s.user_id,
+                   s.source, dumps(md, option=sort_keys) if md else b"")
+            sr = cache.get(key)
+            if sr is None:
+                sr = cache[key] = series_of(s)
+            ts = int(round(s.timestamp.timestamp() * 1000))
+            ttl = ttls.get(s.counter_name)
+            if ttl is None:
+                ttl = ttls[s.counter_name] = self.ttl.ttl_for(s.counter_name)
+            day = ts // DAY_MS
+            if (day + 1) * DAY_MS <= now_ms - ttl * 1000:
                 result.expired += 1  # its partition is already gone: writing would resurrect it
                 continue
-            known = series.setdefault(sr.id, sr)
-            known.first_ts = min(known.first_ts or row.ts, row.ts)
-            known.last_ts = max(known.last_ts, row.ts)
-            rows.setdefault((ttl, day_of(row.ts)), {})[(row.series_id, row.ts, row.mid)] = row
-        batch = {k: list(v.values()) for k, v in rows.items()}
+            sid = sr.id
+            known = series.get(sid)
+            if known is None:
+                known = series[sid] = SeriesRow(sid, sr.meter, sr.counter_type, sr.counter_unit, sr.resource_id,
+                                                sr.project_id, sr.user_id, sr.source, sr.metadata, ts, ts)
+            elif ts < known.first_ts:
+                known.first_ts = ts
+            elif ts > known.last_ts:
+                known.last_ts = ts
+            mid = hash64(s.message_id.encode())
+            part = rows.get((ttl, day))
+            if part is None:
+                part = rows[(ttl, day)] = {}
+            part[(sid, ts, mid)] = (sid, ts, mid, s.counter_volume, now_ms, kept_message_id(s))
+        batch = {(ttl, EPOCH_DAY + timedelta(days=day)): list(v.values()) for (ttl, day), v in rows.items()}
         with self.lock:
             result.inserted = self._write(list(series.values()), batch) if batch else 0
         result.duplicates = len(samples) - result.expired - result.inserted
@@ -250,21 +283,19 @@ class SampleStore(abc.ABC):
             groups.setdefault(gid, ({("resource_metadata." + g[9:] if g.startswith("metadata.") else g): v
                                      for g, v in zip(groupby, key)} if groupby else None, s.counter_unit))
         period_ms = period * 1000 if period else None
+        whole_meter = q.meter if not groupby and q.series_terms == [("meter", "eq", q.meter)] else None
         with self.lock:
             origin = q.start
             if period_ms and origin is None:
                 # Ceilometer starts the buckets at the first sample when no start is given.
                 whole = self._aggregate(choose_source(q, None, None, force), sel, 0, None, q.lo, q.hi,
-                                        q.sample_terms)
+                                        q.sample_terms, whole_meter)
                 if not whole:
                     return []
                 origin = min(p.tmin for p in whole.values())
             kind = choose_source(q, period_ms, origin, force)
-            partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms)
-        merged: dict[tuple[int, int], Partial] = {}
-        for k, p in partials.items():
-            merge_into(merged, k, p)
-        return build_statistics(merged, groups, origin, period_ms, aggregates or [], q.start, q.end)
+            partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms, whole_meter)
+        return build_statistics(partials, groups, origin, period_ms, aggregates or [], q.start, q.end)
 
     def samples_sync(self, q: SampleQuery, limit: int | None = None) -> list[tuple[SeriesRow, SampleRow]]:
         series = {s.id: s for s in self.select(q)}
@@ -303,7 +334,3 @@ def days_between(lo: int | None, hi: int | None, available: list[date]) -> list[
     first = day_of(lo) if lo is not None else None
     last = day_of(hi - 1) if hi is not None else None
     return [d for d in available if (first is None or d >= first) and (last is None or d <= last)]
-
-
-def timedelta_ms(ms: int) -> timedelta:
-    return timedelta(milliseconds=ms)

@@ -19,7 +19,7 @@ import psycopg
 
 from telemetry.meter.statistics import Partial
 from telemetry.meter.store.base import (
-    DAY_MS, GRANULARITY, Kind, Partition, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
+    DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
 )
 from telemetry.meter.store.sql import SERIES_COLUMNS, aggregate_select, sample_filters
 
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS rollup_m1 (series_id bigint NOT NULL, bucket bigint N
 CREATE TABLE IF NOT EXISTS rollup_h1 (LIKE rollup_m1 INCLUDING ALL) PARTITION BY RANGE (bucket);
 """
 ROLLUP = """{name} AS (INSERT INTO rollup_{kind} SELECT series_id, ts - ts %% {g}, count(*), sum(volume),
-  sum(volume * volume), min(volume), max(volume), min(ts), max(ts) FROM ins GROUP BY 1, 2
+  sum(CASE WHEN abs(volume) < 1e-150 THEN 0 ELSE volume * volume END), min(volume), max(volume), min(ts), max(ts) FROM ins GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) DO UPDATE SET count = rollup_{kind}.count + excluded.count,
   sum = rollup_{kind}.sum + excluded.sum, sumsq = rollup_{kind}.sumsq + excluded.sumsq,
   min = LEAST(rollup_{kind}.min, excluded.min), max = GREATEST(rollup_{kind}.max, excluded.max),
@@ -92,7 +92,7 @@ class PostgresSampleStore(SampleStore):
                     self.conn.execute(ddl)
                 self._made.add(name)
 
-    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[SampleRow]]) -> int:
+    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
         for ttl, d in rows:
             self._ensure(ttl, d)
         inserted = 0
@@ -108,8 +108,7 @@ class PostgresSampleStore(SampleStore):
                      s.last_ts) for s in sorted(series, key=lambda s: s.id)])],
             )
             for (ttl, _), batch in rows.items():
-                cols = list(zip(*[(r.series_id, r.ts, r.mid, r.volume, r.recorded, r.msgid) for r in batch]))
-                cur.execute(WRITE, [list(c) for c in cols] + [ttl])
+                cur.execute(WRITE, [list(c) for c in zip(*batch)] + [ttl])
                 inserted += cur.fetchone()[0]  # type: ignore[index]
         return inserted
 
@@ -131,7 +130,8 @@ class PostgresSampleStore(SampleStore):
         return sql, args
 
     def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]]) -> dict[tuple[int, int], Partial]:
+                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
+                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
         cols, t = aggregate_select(kind, period, "%s::bigint")
         table = "samples s" if kind == "raw" else f"rollup_{kind} r"
         alias = "s" if kind == "raw" else "r"

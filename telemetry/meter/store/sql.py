@@ -32,7 +32,9 @@ def aggregate_select(kind: Kind, period: int | None, ph: str = "?") -> tuple[str
     """(select list, time column) for partial aggregates of raw rows ``s`` or roll-up rows ``r``."""
     if kind == "raw":
         t = "s.ts"
-        cols = ("count(*), sum(s.volume), sum(s.volume * s.volume), min(s.volume), max(s.volume), "
+        # PostgreSQL raises on float underflow: a square below 1e-300 counts as the 0 it rounds to anyway.
+        cols = ("count(*), sum(s.volume), sum(CASE WHEN abs(s.volume) < 1e-150 THEN 0 ELSE s.volume * s.volume END), "
+                "min(s.volume), max(s.volume), "
                 "min(s.ts), max(s.ts)")
     else:
         t = "r.bucket"
