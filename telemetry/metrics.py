@@ -49,6 +49,12 @@ BUS_REDELIVERED = Counter(
     "telemetry_bus_redelivered_records", "Records the bus delivered again, by topic", ["topic"], registry=REGISTRY
 )
 
+BUS_UNCLAIMED_DROPPED = Counter(
+    "telemetry_bus_unclaimed_dropped_records",
+    "Oldest records the memory bus let go from a topic no consumer group reads (e.g. dead letters)",
+    ["topic"], registry=REGISTRY,
+)
+
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -108,3 +108,12 @@ async def test_records_round_trip_through_bus() -> None:
     [d] = await c.fetch(1, timeout=0.1)
     assert d.key == b"vm1"
     assert decode_delivery(Sample, d) == s
+
+
+async def test_unread_topic_never_blocks_publishers() -> None:
+    """Dead letters nobody reads must not stall the stage that sets them aside."""
+    bus = MemoryBus(max_queued=3)
+    for i in range(10):
+        await asyncio.wait_for(bus.publish("dead_letter", msgs(str(i))), 1)
+    late = await bus.subscribe(["dead_letter"], "inspect")
+    assert [d.value for d in await late.fetch(10, timeout=0.1)] == [b"7", b"8", b"9"]  # the newest kept

@@ -8,7 +8,8 @@ when its consumer closes, and a full queue makes ``publish`` wait
 (backpressure) rather than drop.
 
 Messages published before any group subscribed are kept for the first group,
-as a durable queue would keep them.
+as a durable queue would keep them: the newest ``max_queued`` of them, counted
+when older ones go, so a topic nobody reads never blocks its publishers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.metrics import BUS_UNCLAIMED_DROPPED
 
 
 class _Queue:
@@ -73,8 +75,11 @@ class MemoryBus(Bus):
             raise BusError("the memory bus is closed")
         name = self.topic(topic)
         async with self._space:
+            # Backpressure comes from consumer groups only. A topic nobody has subscribed to
+            # (the dead-letter topic, when no one inspects it) keeps its newest ``max_queued``
+            # messages for a late first group instead of blocking the stages that publish there.
             await self._space.wait_for(
-                lambda: self._closed or all(len(q.items) < self.max_queued for q in self._queues(name))
+                lambda: self._closed or all(len(q.items) < self.max_queued for q in self._groups.get(name, {}).values())
             )
             if self._closed:
                 raise BusError("the memory bus is closed")
@@ -84,6 +89,12 @@ class MemoryBus(Bus):
                 token = next(seq)
                 for q in queues:
                     q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token))
+            orphans = self._orphans.get(name)
+            if orphans is not None and len(orphans.items) > self.max_queued:
+                dropped = len(orphans.items) - self.max_queued
+                for _ in range(dropped):
+                    orphans.items.popleft()
+                BUS_UNCLAIMED_DROPPED.labels(topic=topic).inc(dropped)
             for q in queues:
                 if q.items:
                     q.readable.set()
