@@ -30,15 +30,13 @@ import orjson
 
 from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
 from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms
-from telemetry.models import ID_NAMESPACE, Sample
+from telemetry.models import Sample, id_of_key
 
 Kind = Literal["raw", "m1", "h1"]
 DAY_MS = 86_400_000
 GRANULARITY = {"m1": 60_000, "h1": 3_600_000}
-_NS = ID_NAMESPACE.bytes
 _ZERO = timedelta(0)
 EPOCH_DAY = date(1970, 1, 1)
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # uuid variant bits 10xx
 #: A stored sample as backends receive it: (series_id, ts ms, mid, volume, recorded ms, msgid or None).
 RowTuple = tuple[int, int, int, float, int, "str | None"]
 
@@ -112,11 +110,9 @@ def series_of(s: Sample) -> SeriesRow:
 
 
 def derived_sample_id(meter: str, resource_id: str, iso: str, source: str) -> str:
-    """``Sample._fill_id``'s uuid5, formatted from the SHA-1 hex digest instead of through ``uuid.UUID``
-    (the write path runs this per sample; the version and variant digits are set as uuid5 sets them)."""
-    h = hashlib.sha1(_NS + f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode(),
-                     usedforsecurity=False).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    """``Sample._fill_id``'s id (``derived_id("sample", ...)``), built through ``id_of_key``, which
+    formats the uuid5 from the SHA-1 digest without a ``uuid.UUID`` (the write path runs this per sample)."""
+    return id_of_key(f"sample\x1f{meter}\x1f{resource_id}\x1f{iso}\x1f{source}".encode())
 
 
 def kept_message_id(s: Sample) -> str | None:
