@@ -28,41 +28,15 @@ from pathlib import Path
 
 import orjson
 
+from telemetry.fsutil import atomic_write, sync_folder
+
 log = logging.getLogger(__name__)
 
-__all__ = ["Checkpoint", "Checkpoints", "atomic_write"]
+__all__ = ["Checkpoint", "Checkpoints"]
 
 
 #: Seconds between flushes of the checkpoint file to the disk (see the module's docstring).
 SYNC_EVERY = 1.0
-
-
-def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file whole.
-
-    With ``sync`` the new file also survives a power loss once this returns.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if sync:
-        _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 @dataclass
@@ -140,7 +114,7 @@ class Checkpoints:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                _sync_folder(self.path.parent)
+                sync_folder(self.path.parent)
                 self._unsynced = False
             if sync:
                 self._synced = time.monotonic()

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from telemetry.collect.batcher import Batch, Mark
-from telemetry.collect.checkpoints import atomic_write
+from telemetry.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ import yaml
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from telemetry.fsutil import atomic_write
 from telemetry.meter.transformers import TRANSFORMERS, Transformer, TransformError
 from telemetry.metrics import RECORDS_REJECTED, REGISTRY
 from telemetry.models import Sample
@@ -323,12 +324,7 @@ class SamplePipeline:
             return
         state = {"version": 1, "sinks": {name: sink.get_state() for name, sink in self.sinks.items()}}
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        atomic_write(self.state_path, orjson.dumps(state))
         self._dirty = False
 
 
