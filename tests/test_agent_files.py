@@ -163,3 +163,25 @@ def test_checkpoints_written_every_save_flushed_on_a_timer(tmp_path: Path, monke
     cps.advance("fp1", 40, 7, 1, "/a.log")
     cps.save(force_sync=True)  # on stop
     assert len(syncs) == 4 and cpmod.Checkpoints(tmp_path).get("fp1").offset == 40
+
+
+def test_rewrite_past_the_read_position_is_not_read_as_the_old_file(tmp_path: Path) -> None:
+    """copytruncate while the agent lags: the file is truncated and written again beyond where
+    we were. Those bytes are new content; reading them as the old file would ship them under the
+    old file's ids (and from mid-line), then again under the new file's."""
+    from telemetry.collect.tail import Tail
+
+    path = tmp_path / "app.log"
+    path.write_text("old first line\n" + "old line\n" * 3)
+    tail = Tail.open(str(path), 1 << 20)
+    assert tail is not None
+    assert len(tail.read_lines().texts) == 4
+    pos = tail.pos
+    shutil.copyfile(path, tmp_path / "app.log.1")
+    with path.open("r+") as f:  # truncate, then grow past the old position with new lines
+        f.truncate(0)
+        f.write("new first line\n" + "new line\n" * 20)
+    assert path.stat().st_size > pos
+    assert len(tail.read_lines().texts) == 0
+    assert tail.pos == pos and tail.truncated()
+    tail.close()

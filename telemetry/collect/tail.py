@@ -159,6 +159,11 @@ class Tail:
         chunk = os.pread(self.fd, budget or self.read_bytes, self.pos)
         if not chunk:
             return out
+        if fingerprint(self.fd) != self.fp:
+            # Truncated and written again past our position since the last read (copytruncate
+            # while we lag): these bytes belong to the new content, not to this file. Read
+            # nothing; the caller sees EOF, finds truncated() true and continues in the copy.
+            return out
         base = self.pos  # file offset of chunk[0]
         self.pos += len(chunk)
         last = chunk.rfind(b"\n")
