@@ -155,9 +155,12 @@ class SampleStore(abc.ABC):
         self._ttl_cache: dict[str, int] = {}
 
     # ---- backend primitives -------------------------------------------------------------
-    @abc.abstractmethod
     def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
-        """Upsert series, insert rows grouped by (ttl class, day), feed roll-ups with what was new."""
+        """Upsert series, insert rows grouped by (ttl class, day), feed roll-ups with what was new.
+
+        Used by the shared ``write``; a backend with its own write path (the embedded one) overrides
+        ``write`` instead."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _series(self, equalities: dict[str, str]) -> list[SeriesRow]:

@@ -1,65 +1,67 @@
 """The embedded backend: SQLite files under ``<data_dir>/samples/``, a file per partition.
 
 - ``index.db``: the series catalogue;
-- ``raw-<ttl>-<YYYYMMDD>.db``: raw samples of one day and one TTL class, in two
-  tables: ``hot`` (one row per sample, keyed by series, time and message id
-  hash: the open, still-changing part) and ``chunks`` (a series' samples of one
-  hour packed and compressed by ``chunks.py`` once the hour is over: ~1-8
-  bytes a sample instead of ~60);
-- ``m1-<YYYYMMDD>.db`` / ``h1-<YYYYMMDD>.db``: per-minute / per-hour roll-ups of one day.
+- ``raw-<ttl>-<YYYYMMDD>.db``: raw samples of one day and one TTL class: ``chunks``
+  (a series' samples of one hour packed and compressed, ``chunks.py``: ~1-8
+  bytes a sample) and ``wal``, the log of the rows not sealed yet, which live
+  in memory meanwhile (``head.py``);
+- ``m1-<YYYYMMDD>.db`` / ``h1-<YYYYMMDD>.db``: per-minute / per-hour roll-ups of one day,
+  per series and per meter.
+
+Writing a batch is one blob appended to ``wal``. Once the newest sample of a
+partition is ``GRACE_MS`` past the end of an hour, the rows before that hour
+are sealed: packed into chunks and rolled up (``packing.py``, column-wise),
+in one transaction that also rewrites ``wal`` to the rows still open. A raw
+file's connection attaches that day's roll-up files and the rollback journal
+(not WAL mode) makes that commit atomic across them.
 
 Expiry unlinks a file, so the space is back at once (no VACUUM, no dump and
-restore). A raw file's connection attaches that day's roll-up files and the
-rollback journal (not WAL) makes a commit across them atomic: raw rows and
-the roll-ups they feed land together or not at all.
+restore).
 
 Durability: ``synchronous=NORMAL``. A write that returned survives the
 process being killed (kill -9: the pages are in the OS cache and the journal
-protects the files); it needs fsync only against power loss or a kernel
-crash, where NORMAL may lose the last batches but not the database. The bus
-redelivers what was not acknowledged and writes are idempotent, so that
-window costs at most a redelivery, never a double count.
-
-Dedup: a batch is inserted into ``hot`` with ``INSERT OR IGNORE``; when every
-row was new (the common case) the roll-ups are fed from the batch directly.
-Otherwise (a redelivery) the insert is undone to a savepoint, the rows already
-stored are removed from the batch, and only the rest goes on. A row older than
-what a series has sealed into chunks is first checked against those chunks.
+protects the files; reopening replays ``wal``); it needs fsync only against
+power loss or a kernel crash, where NORMAL may lose the last batches but not
+the database. The bus redelivers what was not acknowledged and writes are
+idempotent, so that window costs at most a redelivery, never a double count.
 """
 
 from __future__ import annotations
 
-import heapq
 import re
 import shutil
 import sqlite3
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from itertools import chain
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import numpy as np
 import orjson
 
-from telemetry.meter.query import OPS, QueryError
-from telemetry.meter.statistics import Partial, from_ms
 from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
-    DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
-    days_between, derived_sample_id, hash64,
+    DAY_MS, EPOCH_DAY, GRANULARITY, Kind, Partition, SampleStore, TtlPolicy, WriteResult, day_start_ms,
 )
+from telemetry.meter.store.head import Head, wal_blob, wal_columns
+from telemetry.meter.store.ingest import Part, Splitter
+from telemetry.meter.store.packing import Columns, encode_chunks, regroup, rollup, sort_rows
 from telemetry.meter.store.sql import SERIES_COLUMNS
+from telemetry.meter.store.sqlite_read import SqliteReads
 from telemetry.meter.store.sqlite_sql import (
     CHUNK_DDL, CHUNK_INDEX, HOT_DDL, LEGACY_UPSERT, METER_DDL, METER_UPSERT, ROLLUP_DDL, ROLLUP_PARTIAL, ROLLUP_UPSERT,
-    upgrade_raw,
+    WAL_DDL, upgrade_raw,
 )
 
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
 HOUR_MS = 3_600_000
-#: Rows stay in ``hot`` until their series has moved this far past the end of their hour.
+#: Rows stay in the head until their partition has moved this far past the end of their hour.
 GRACE_MS = 10 * 60_000
 MAX_OPEN = 48
+#: Series time ranges (first/last sample) reach the index at most this often (and before any read).
+RANGE_FLUSH_S = 1.0
 
 
 def _stamp(d: date) -> str:
@@ -68,38 +70,26 @@ def _stamp(d: date) -> str:
 
 @dataclass
 class RawState:
-    """What the writer remembers of an open raw partition."""
+    """What the writer keeps of an open raw partition."""
 
+    head: Head = field(default_factory=Head)
     sealed: dict[int, int] = field(default_factory=dict)  # series -> last ts sealed into chunks
     clock: int = 0  # newest sample time written
-    cut: int = 0  # every hot row before this is sealed
-    upserts: dict[str, str] = field(default_factory=dict)  # roll-up file -> its upsert statement
+    cut: int = 0  # no chunk holds a row at or after this
+    legacy: dict[str, bool] = field(default_factory=dict)  # roll-up file -> NOT NULL columns (first layout)
 
 
-def _sample_filter(terms: list[tuple[str, str, Any]]) -> tuple[list[tuple[Any, Any]], str | None]:
-    """Per-sample terms evaluated in Python over decoded rows: (volume predicates, message id or None)."""
-    vol: list[tuple[Any, Any]] = []
-    msgid = None
-    for f, op, v in terms:
-        if f == "counter_volume":
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise QueryError(f"counter_volume needs a number, got {v!r}")
-            vol.append((OPS[op], float(v)))
-        elif f == "message_id":
-            if op != "eq":
-                raise QueryError("message_id supports only op eq")
-            msgid = str(v)
-    return vol, msgid
-
-
-class SqliteSampleStore(SampleStore):
+class SqliteSampleStore(SqliteReads, SampleStore):
     def __init__(self, folder: Path, ttl: TtlPolicy, rollup_ttl: dict[str, float] | None = None) -> None:
         super().__init__(ttl, rollup_ttl)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._open: OrderedDict[str, sqlite3.Connection] = OrderedDict()
         self._state: dict[str, RawState] = {}
-        self._by_id: dict[int, SeriesRow] = {}
+        self._by_id: dict[int, Any] = {}
+        self._splitter = Splitter(self.ttl.ttl_for)
+        self._ranges: dict[int, list[int]] = {}  # series -> [first, last] not in the index yet
+        self._ranges_at = time.monotonic()
         self.index = sqlite3.connect(self.folder / "index.db", check_same_thread=False, isolation_level=None)
         self.index.execute("PRAGMA journal_mode=WAL")
         self.index.execute("PRAGMA synchronous=NORMAL")
@@ -127,31 +117,56 @@ class SqliteSampleStore(SampleStore):
         conn.execute("PRAGMA cache_size=-32000")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file: sealing frees pages
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS sel(sid INTEGER PRIMARY KEY, gid INTEGER)")
         if kind == "raw":
-            fresh_rollups = {rk: not self._path(rk, d).exists() for rk in ("m1", "h1")}
-            state = self._state.setdefault(key, RawState())
-            conn.execute(HOT_DDL.format(db="main", table="hot"))
-            conn.execute(CHUNK_DDL)
-            conn.execute(CHUNK_INDEX)
-            for rk in ("m1", "h1"):
-                conn.execute("ATTACH DATABASE ? AS " + rk, (str(self._path(rk, d)),))  # type: ignore[arg-type]
-                conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
-                conn.execute(ROLLUP_DDL.format(db=rk))
-                self._meter_table(conn, rk, fresh_rollups[rk])
-                legacy = any(c[1] == "sumsq" and c[3] for c in conn.execute(f"PRAGMA {rk}.table_info(rollup)"))
-                state.upserts[rk] = (LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk, g=GRANULARITY[rk])
-            conn.execute(HOT_DDL.format(db="temp", table="batch"))
-            upgrade_raw(conn)
-            state.sealed = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id").fetchall())
+            self._state[key] = self._open_raw(conn, d)
         else:
             conn.execute(ROLLUP_DDL.format(db="main"))
             self._meter_table(conn, "main", False)
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS sel(sid INTEGER PRIMARY KEY, gid INTEGER)")
         self._open[key] = conn
         while len(self._open) > MAX_OPEN:
-            _, old = self._open.popitem(last=False)
+            old_key, old = self._open.popitem(last=False)
             old.close()
+            self._state.pop(old_key, None)  # its head is in its wal: reopening replays it
         return conn
+
+    def _open_raw(self, conn: sqlite3.Connection, d: date) -> RawState:
+        state = RawState()
+        fresh_rollups = {rk: not self._path(rk, d).exists() for rk in ("m1", "h1")}
+        conn.execute(CHUNK_DDL)
+        conn.execute(CHUNK_INDEX)
+        conn.execute(WAL_DDL)
+        for rk in ("m1", "h1"):
+            conn.execute("ATTACH DATABASE ? AS " + rk, (str(self._path(rk, d)),))
+            conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
+            conn.execute(ROLLUP_DDL.format(db=rk))
+            self._meter_table(conn, rk, fresh_rollups[rk])
+            state.legacy[rk] = any(c[1] == "sumsq" and c[3] for c in conn.execute(f"PRAGMA {rk}.table_info(rollup)"))
+        if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'samples'").fetchone():
+            conn.execute(HOT_DDL.format(db="main", table="hot"))
+            upgrade_raw(conn)
+        if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'hot'").fetchone():
+            self._pack_hot(conn)
+        state.sealed = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id").fetchall())
+        state.cut = max(state.sealed.values(), default=-1) + 1
+        for (blob,) in conn.execute("SELECT data FROM main.wal ORDER BY seq"):
+            c = wal_columns(blob)
+            state.head.add(c)
+            state.clock = max(state.clock, int(c.ts.max()))
+            self._note_ranges(c.sid, c.ts)  # ranges not flushed before a crash come back
+        return state
+
+    def _pack_hot(self, conn: sqlite3.Connection) -> None:
+        """Seal the ``hot`` table of files from before the head: its rows are in the roll-ups already,
+        so they only become chunks."""
+        rows = conn.execute("SELECT series_id, ts, volume, recorded, msgid FROM main.hot").fetchall()
+        kept = {i: r[4] for i, r in enumerate(rows) if r[4] is not None}
+        cols = Columns(*(np.array([r[i] for r in rows], dt) for i, dt in
+                         enumerate((np.int64, np.int64, np.float64, np.int64))), kept)  # type: ignore[call-arg]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", encode_chunks(sort_rows(cols)) if rows else [])
+        conn.execute("DROP TABLE main.hot")
+        conn.execute("COMMIT")
 
     def _meter_table(self, conn: sqlite3.Connection, db: str, fresh: bool) -> None:
         """Create the per-meter roll-ups; in a roll-up file written before they existed, fill them from
@@ -165,6 +180,10 @@ class SqliteSampleStore(SampleStore):
         conn.executemany("INSERT INTO temp.smeter VALUES (?, ?)", self.index.execute("SELECT id, meter FROM series"))
         conn.execute(f"INSERT INTO {db}.meter_rollup SELECT m.meter, r.bucket, {ROLLUP_PARTIAL} FROM {db}.rollup r "
                      "CROSS JOIN temp.smeter m ON m.sid = r.series_id GROUP BY 1, 2")
+
+    def _head(self, d: date, ttl: int | None) -> Head:
+        self._conn("raw", d, ttl)
+        return self._state[str(self._path("raw", d, ttl))].head
 
     def _close_day(self, d: date) -> None:
         for key in [k for k in self._open if k.endswith(f"-{_stamp(d)}.db")]:
@@ -181,83 +200,111 @@ class SqliteSampleStore(SampleStore):
                             datetime.strptime(m.group(3), "%Y%m%d").date(), p))
         return out
 
-    def _series_by_id(self, sid: int) -> SeriesRow:
-        s = self._by_id.get(sid)
-        if s is None:
-            if len(self._by_id) > 200_000:
-                self._by_id.clear()
-            cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE id = ?", (sid,))
-            r = cur.fetchone()
-            s = self._by_id[sid] = SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10])
-        return s
+    # ---- series ranges ----------------------------------------------------------------------------
+    def _note_ranges(self, sid: np.ndarray, ts: np.ndarray) -> None:
+        if not len(sid):
+            return
+        u, inv = np.unique(sid, return_inverse=True)
+        lo = np.full(len(u), np.iinfo(np.int64).max)
+        hi = np.full(len(u), np.iinfo(np.int64).min)
+        np.minimum.at(lo, inv, ts)
+        np.maximum.at(hi, inv, ts)
+        ranges = self._ranges
+        for s, a, b in zip(u.tolist(), lo.tolist(), hi.tolist()):
+            r = ranges.get(s)
+            if r is None:
+                ranges[s] = [a, b]
+            else:
+                if a < r[0]:
+                    r[0] = a
+                if b > r[1]:
+                    r[1] = b
+
+    def _flush_ranges(self) -> None:
+        """Series first/last times into the index: a catalogue detail, so batched (at most a second's worth
+        is lost by a crash, and replaying the wal brings back what was not sealed)."""
+        self._ranges_at = time.monotonic()
+        if not self._ranges:
+            return
+        rows = [(a, b, s) for s, (a, b) in self._ranges.items()]
+        self._ranges = {}
+        self.index.execute("BEGIN")
+        self.index.executemany("UPDATE series SET first_ts = min(first_ts, ?), last_ts = max(last_ts, ?) "
+                               "WHERE id = ?", rows)
+        self.index.execute("COMMIT")
 
     # ---- writing ----------------------------------------------------------------------------------
-    def _write(self, series: list[SeriesRow], rows: dict[tuple[int, date], list[RowTuple]]) -> int:
-        self.index.execute("BEGIN")
-        self.index.executemany(
-            f"INSERT INTO series VALUES ({', '.join('?' * len(SERIES_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
-            "first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)",
-            [(s.id, s.meter, s.counter_type, s.counter_unit, s.resource_id, s.project_id, s.user_id, s.source,
-              orjson.dumps(s.metadata, option=orjson.OPT_SORT_KEYS).decode(), s.first_ts, s.last_ts)
-             for s in series],
-        )
-        self.index.execute("COMMIT")
-        inserted = 0
-        meters = [(s.id, s.meter) for s in series]
-        for (ttl, d), batch in rows.items():
-            conn = self._conn("raw", d, ttl)
-            conn.execute("DELETE FROM temp.smeter")
-            conn.executemany("INSERT INTO temp.smeter VALUES (?, ?)", meters)
-            state = self._state[str(self._path("raw", d, ttl))]
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                added = self._insert(conn, state, batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            inserted += added
-            state.clock = max(state.clock, max(r[1] for r in batch))
-            cut = min((state.clock - GRACE_MS) // HOUR_MS * HOUR_MS, day_start_ms(d) + DAY_MS)
-            if cut > state.cut:
-                self._seal(conn, state, cut)
-        return inserted
+    def write(self, samples: list[Any], now: datetime | None = None) -> WriteResult:
+        """Store a batch: new series into the index, then each partition's new rows as one wal blob."""
+        now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
+        result = WriteResult()
+        with self.lock:
+            batch = self._splitter.split(samples, now_ms, self._partition_view)
+            parts = [p for p in batch.parts if p.ts]
+            if parts:
+                sid = np.array([s for p in parts for s in p.sid], np.int64)
+                ts = np.array([t for p in parts for t in p.ts], np.int64)
+                self._note_ranges(sid, ts)
+            if batch.new_series:
+                # A series must be in the index before rows that name it are acknowledged.
+                rng = self._ranges
+                self.index.execute("BEGIN")
+                self.index.executemany(
+                    f"INSERT OR IGNORE INTO series VALUES ({', '.join('?' * len(SERIES_COLUMNS))})",
+                    [(s.id, s.meter, s.counter_type, s.counter_unit, s.resource_id, s.project_id, s.user_id,
+                      s.source, orjson.dumps(s.metadata, option=orjson.OPT_SORT_KEYS).decode(),
+                      *rng.get(s.id, (now_ms, now_ms))) for s in batch.new_series.values()])
+                self.index.execute("COMMIT")
+            for p in parts:
+                result.inserted += self._append(p, now_ms)
+            if time.monotonic() - self._ranges_at >= RANGE_FLUSH_S:
+                self._flush_ranges()
+        result.expired = batch.expired
+        result.duplicates = len(samples) - result.expired - result.inserted
+        return result
 
-    def _insert(self, conn: sqlite3.Connection, state: RawState, batch: list[RowTuple]) -> int:
-        sealed = state.sealed
-        if sealed:
-            late = [r for r in batch if r[1] <= sealed.get(r[0], -1)]
-            if late:
-                gone = self._in_chunks(conn, late)
-                batch = [r for r in batch if (r[0], r[1], r[5]) not in gone]
-                if not batch:
-                    return 0
-        conn.execute("DELETE FROM temp.batch")
-        conn.executemany("INSERT OR IGNORE INTO temp.batch VALUES (?, ?, ?, ?, ?, ?)", batch)
-        conn.execute("SAVEPOINT ins")
-        added = conn.execute("INSERT OR IGNORE INTO main.hot SELECT * FROM temp.batch").rowcount
-        if added != len(batch):
-            # A redelivery: keep only the rows not stored yet, for the raw table and the roll-ups alike.
-            conn.execute("ROLLBACK TO ins")
-            conn.execute("DELETE FROM temp.batch WHERE EXISTS (SELECT 1 FROM main.hot s WHERE "
-                         "s.series_id = batch.series_id AND s.ts = batch.ts AND s.mid = batch.mid)")
-            added = conn.execute("INSERT INTO main.hot SELECT * FROM temp.batch").rowcount
-        conn.execute("RELEASE ins")
-        if added:
-            for rk in ("m1", "h1"):
-                conn.execute(state.upserts[rk])
-                conn.execute(METER_UPSERT.format(db=rk, g=GRANULARITY[rk]))
-        return added
+    def _partition_view(self, ttl: int, day: int) -> tuple[Head, int]:
+        d = EPOCH_DAY + timedelta(days=day)
+        self._conn("raw", d, ttl)
+        state = self._state[str(self._path("raw", d, ttl))]
+        return state.head, state.cut
 
-    def _in_chunks(self, conn: sqlite3.Connection, late: list[RowTuple]) -> set[tuple[int, int, str | None]]:
-        """Keys (series, ts, kept msgid) of ``late`` rows already sealed into chunks.
+    def _append(self, part: Part, now_ms: int) -> int:
+        d = EPOCH_DAY + timedelta(days=part.day)
+        conn = self._conn("raw", d, part.ttl)
+        state = self._state[str(self._path("raw", d, part.ttl))]
+        n = len(part.ts)
+        cols = Columns(np.array(part.sid, np.int64), np.array(part.ts, np.int64), np.array(part.vol, np.float64),
+                       np.full(n, now_ms, np.int64), part.kept)
+        late = [(i, (part.sid[i], part.ts[i], part.kept.get(i))) for i in part.late
+                if part.ts[i] <= state.sealed.get(part.sid[i], -1)]
+        if late:
+            present = self._in_chunks(conn, [k for _, k in late])
+            gone = [(i, k) for i, k in late if k in present]
+            if gone:
+                keep = np.ones(n, bool)
+                keep[[i for i, _ in gone]] = False
+                cols = cols.take(np.flatnonzero(keep))
+        if not len(cols):
+            return 0
+        conn.execute("INSERT INTO main.wal(data) VALUES (?)", (wal_blob(cols),))  # durable from here
+        state.head.add(cols)
+        state.clock = max(state.clock, int(cols.ts.max()))
+        cut = min((state.clock - GRACE_MS) // HOUR_MS * HOUR_MS, day_start_ms(d) + DAY_MS)
+        if cut > state.cut:
+            self._seal(conn, state, cut)
+        return len(cols)
+
+    def _in_chunks(self, conn: sqlite3.Connection,
+                   late: list[tuple[int, int, str | None]]) -> set[tuple[int, int, str | None]]:
+        """Which of the (series, ts, kept msgid) keys ``late`` are sealed in chunks already.
 
         A derivable id (msgid None) is a function of series and time, so equal
         (series, ts, None) means the same message; a kept id compares as text.
         """
         by_series: dict[int, list[int]] = {}
-        for r in late:
-            by_series.setdefault(r[0], []).append(r[1])
+        for sid, t, _ in late:
+            by_series.setdefault(sid, []).append(t)
         present: set[tuple[int, int, str | None]] = set()
         for sid, times in by_series.items():
             for (blob,) in conn.execute("SELECT data FROM chunks WHERE series_id = ? AND t0 <= ? AND t1 >= ?",
@@ -267,37 +314,36 @@ class SqliteSampleStore(SampleStore):
         return present
 
     def _seal(self, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
-        """Pack every hot row older than ``cut`` into per-series, per-hour chunks (one transaction)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute("SELECT series_id, ts, volume, recorded, msgid FROM main.hot WHERE ts < ? "
-                               "ORDER BY series_id, ts, mid", (cut,))
-            out: list[tuple[int, int, int, int, bytes]] = []
-            key: tuple[int, int] | None = None
-            cols: tuple[list[Any], ...] = ([], [], [], [])
-            for sid, ts, vol, rec, msgid in cur:
-                k = (sid, ts // HOUR_MS)
-                if k != key:
-                    if key is not None:
-                        out.append((key[0], cols[0][0], cols[0][-1], len(cols[0]), chunks.encode(*cols)))
-                    key, cols = k, ([], [], [], [])
-                cols[0].append(ts)
-                cols[1].append(vol)
-                cols[2].append(rec)
-                cols[3].append(msgid)
-            if key is not None:
-                out.append((key[0], cols[0][0], cols[0][-1], len(cols[0]), chunks.encode(*cols)))
-            if out:
-                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", out)
-                conn.execute("DELETE FROM main.hot WHERE ts < ?", (cut,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        for sid, _, t1, _, _ in out:
-            if t1 > state.sealed.get(sid, -1):
-                state.sealed[sid] = t1
-        state.cut = cut
+        """Pack every head row before ``cut`` into chunks and roll-ups; the wal keeps the rest (one transaction)."""
+        before, rest = state.head.split(cut)
+        if len(before):
+            c = sort_rows(before)
+            packed = encode_chunks(c)
+            sids = np.unique(c.sid)
+            names = sorted({self._series_by_id(s).meter for s in sids.tolist()})
+            meter_of = np.array([names.index(self._series_by_id(s).meter) for s in sids.tolist()], np.int64)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", packed)
+                for rk in ("m1", "h1"):
+                    r = rollup(c, GRANULARITY[rk])
+                    legacy = state.legacy[rk]
+                    conn.executemany((LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk), r.rows(not legacy))
+                    by_meter = regroup(r, meter_of[np.searchsorted(sids, r.key)])
+                    conn.executemany(METER_UPSERT.format(db=rk), by_meter.rows(True, names))
+                conn.execute("DELETE FROM main.wal")
+                if len(rest):
+                    conn.execute("INSERT INTO main.wal(data) VALUES (?)", (wal_blob(rest),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            state.head.reset(rest)
+            sealed = state.sealed
+            for sid, _, t1, _, _ in packed:
+                if t1 > sealed.get(sid, -1):
+                    sealed[sid] = t1
+        state.cut = max(state.cut, cut)
 
     def maintain(self, now: datetime | None = None) -> None:
         """Seal what is old enough by the wall clock too (series that stopped reporting, ended days),
@@ -311,149 +357,12 @@ class SqliteSampleStore(SampleStore):
                 cut = min((now_ms - GRACE_MS) // HOUR_MS * HOUR_MS, end)
                 conn = self._conn("raw", d, ttl)
                 state = self._state[str(self._path("raw", d, ttl))]
-                if conn.execute("SELECT 1 FROM main.hot WHERE ts < ? LIMIT 1", (cut,)).fetchone():
+                if state.head.min_ts is not None and state.head.min_ts < cut:
                     self._seal(conn, state, cut)
                     if cut == end:
                         conn.execute("PRAGMA main.incremental_vacuum").fetchall()  # runs a step per row
                 state.cut = max(state.cut, cut)
-
-    # ---- reading ----------------------------------------------------------------------------------
-    def _series(self, equalities: dict[str, str]) -> list[SeriesRow]:
-        where = " AND ".join(f"{k} = ?" for k in equalities)
-        cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series" + (f" WHERE {where}" if where else ""),
-                                 list(equalities.values()))
-        return [SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10]) for r in cur]
-
-    def _load_sel(self, conn: sqlite3.Connection, sel: dict[int, int]) -> None:
-        conn.execute("DELETE FROM temp.sel")
-        conn.executemany("INSERT INTO temp.sel VALUES (?, ?)", sel.items())
-
-    def _raw(self, conn: sqlite3.Connection, lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
-             newest: int | None = None) -> Iterator[tuple[int, int, float, int, str | None, int]]:
-        """(series, ts, volume, recorded, kept msgid, gid) of the selected series (``temp.sel``) in range,
-        from hot rows and decoded chunks alike, filtered by the per-sample terms.
-
-        ``newest=N``: the caller keeps only the N newest rows, so chunks are read newest first and no
-        chunk is decoded once N rows newer than its end have been found."""
-        vol_terms, want_id = _sample_filter(terms)
-        lo_, hi_ = (lo if lo is not None else -(2**63)), (hi if hi is not None else 2**63 - 1)
-        hot = conn.execute("SELECT s.series_id, s.ts, s.volume, s.recorded, s.msgid, sel.gid FROM temp.sel "
-                           "CROSS JOIN main.hot s ON s.series_id = sel.sid WHERE s.ts >= ? AND s.ts < ?", (lo_, hi_))
-        packed = conn.execute("SELECT c.series_id, c.data, sel.gid, c.t1 FROM temp.sel CROSS JOIN main.chunks c "
-                              "ON c.series_id = sel.sid WHERE c.t0 < ? AND c.t1 >= ?"
-                              + (" ORDER BY c.t1 DESC" if newest else ""), (hi_, lo_))
-        top: list[int] = []  # min-heap of the ``newest`` latest times yielded so far
-
-        def unpacked() -> Iterator[tuple[int, int, float, int, str | None, int]]:
-            for sid, blob, gid, t1 in packed:
-                if newest and len(top) >= newest and top[0] > t1:
-                    return
-                ts, vols, recs, msgids = chunks.decode(blob)
-                for t, v, r, m in zip(ts, vols, recs, msgids):
-                    if lo_ <= t < hi_:
-                        yield sid, t, v, r, m, gid
-
-        for sid, t, v, r, m, gid in chain(hot, unpacked()):  # lazily: unpacked() stops early on ``top``
-            if vol_terms and not all(op(v, x) for op, x in vol_terms):
-                continue
-            if want_id is not None:
-                if m is None:
-                    s = self._series_by_id(sid)
-                    m_full = derived_sample_id(s.meter, s.resource_id, from_ms(t).isoformat(), s.source)
-                else:
-                    m_full = m
-                if m_full != want_id:
-                    continue
-            if newest:
-                if len(top) < newest:
-                    heapq.heappush(top, t)
-                elif t > top[0]:
-                    heapq.heapreplace(top, t)
-            yield sid, t, v, r, m, gid
-
-    def _aggregate(self, kind: Kind, sel: dict[int, int], origin: int, period: int | None,
-                   lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
-                   meter: str | None = None) -> dict[tuple[int, int], Partial]:
-        out: dict[tuple[int, int], Partial] = {}
-        if kind == "raw":
-            for _, ttl, d, _ in self._select_files("raw", lo, hi):
-                conn = self._conn("raw", d, ttl)
-                self._load_sel(conn, sel)
-                for _, t, v, _, _, gid in self._raw(conn, lo, hi, terms):
-                    key = ((t - origin) // period if period else 0, gid)
-                    p = out.get(key)
-                    if p is None:
-                        out[key] = Partial(1, v, v * v, v, v, t, t)
-                    else:
-                        p.count += 1
-                        p.sum += v
-                        p.sumsq += v * v
-                        if v < p.min:
-                            p.min = v
-                        if v > p.max:
-                            p.max = v
-                        if t < p.tmin:
-                            p.tmin = t
-                        if t > p.tmax:
-                            p.tmax = t
-            return out
-        g = GRANULARITY[kind]
-        cols = ROLLUP_PARTIAL
-        single = len(set(sel.values())) == 1
-        gid0 = next(iter(sel.values()))
-        group = "r.bucket" if single else "r.bucket, sel.gid"
-        for kind_, ttl, d, _ in self._select_files(kind, lo, hi):
-            conn = self._conn(kind_, d, ttl)
-            first = max(lo if lo is not None else 0, day_start_ms(d))
-            first -= first % g
-            last = min(hi if hi is not None else 2**62, day_start_ms(d) + DAY_MS)
-            if meter is not None:
-                sql = (f"SELECT r.bucket, {cols}, 0 FROM main.meter_rollup r WHERE r.bucket >= ? AND r.bucket < ? "
-                       "AND r.meter = ? GROUP BY r.bucket")
-                rows = conn.execute(sql, (first, last, meter))
-            else:
-                self._load_sel(conn, sel)
-                rows = conn.execute(f"SELECT r.bucket, {cols}, sel.gid FROM temp.sel CROSS JOIN main.rollup r "
-                                    f"ON r.series_id = sel.sid WHERE r.bucket >= ? AND r.bucket < ? GROUP BY {group}",
-                                    (first, last))
-            for bucket, n, s, sq, mn, mx, tmin, tmax, gid in rows:
-                key = ((bucket - origin) // period if period else 0, gid if not single else gid0)
-                p = out.get(key)
-                if p is None:
-                    out[key] = Partial(n, s, sq, mn, mx, tmin, tmax)
-                else:
-                    p.merge(Partial(n, s, sq, mn, mx, tmin, tmax))
-        return out
-
-    def _select_files(self, kind: Kind, lo: int | None, hi: int | None) -> list[tuple[Kind, int | None, date, Path]]:
-        files = [f for f in self._files() if f[0] == kind]
-        days = set(days_between(lo, hi, sorted({f[2] for f in files})))
-        return sorted((f for f in files if f[2] in days), key=lambda f: f[2], reverse=True)
-
-    def _fetch(self, sids: list[int], lo: int | None, hi: int | None, terms: list[tuple[str, str, Any]],
-               limit: int | None) -> list[SampleRow]:
-        out: list[SampleRow] = []
-        by_day: dict[date, list[tuple[Kind, int | None, date, Path]]] = {}
-        for f in self._select_files("raw", lo, hi):
-            by_day.setdefault(f[2], []).append(f)
-        for d in sorted(by_day, reverse=True):
-            day_rows: list[SampleRow] = []
-            for _, ttl, _, _ in by_day[d]:
-                conn = self._conn("raw", d, ttl)
-                self._load_sel(conn, {sid: 0 for sid in sids})
-                for sid, t, v, r, m, _ in self._raw(conn, lo, hi, terms, newest=limit):
-                    if m is None:
-                        s = self._series_by_id(sid)
-                        mid = hash64(derived_sample_id(s.meter, s.resource_id, from_ms(t).isoformat(),
-                                                       s.source).encode())
-                    else:
-                        mid = hash64(m.encode())
-                    day_rows.append(SampleRow(sid, t, mid, v, r, m))
-            day_rows.sort(key=lambda r: r.ts, reverse=True)
-            out.extend(day_rows)
-            if limit and len(out) >= limit:
-                return out[:limit]
-        return out
+            self._flush_ranges()
 
     def partitions(self) -> list[Partition]:
         out = []
@@ -464,16 +373,21 @@ class SqliteSampleStore(SampleStore):
 
     def drop(self, p: Partition) -> None:
         with self.lock:
-            self._close_day(p.day)
             path = self._path(p.kind, p.day, p.ttl)
+            if p.kind == "raw" and path.exists() and any(self._path(k, p.day).exists() for k in ("m1", "h1")):
+                # Its open rows are in no roll-up yet, and the roll-ups outlive the raw data.
+                conn = self._conn("raw", p.day, p.ttl)
+                self._seal(conn, self._state[str(path)], day_start_ms(p.day) + DAY_MS)
+            self._close_day(p.day)
             self._state.pop(str(path), None)
             for q in (path, path.with_name(path.name + "-journal")):
                 q.unlink(missing_ok=True)
 
     def forget_series(self, before_ms: int) -> int:
         with self.lock:
+            self._flush_ranges()
             self._by_id.clear()
-            self._series_cache.clear()
+            self._splitter.clear()
             return self.index.execute("DELETE FROM series WHERE last_ts < ?", (before_ms,)).rowcount
 
     def free_fraction(self) -> float | None:
@@ -485,6 +399,7 @@ class SqliteSampleStore(SampleStore):
 
     def close(self) -> None:
         with self.lock:
+            self._flush_ranges()
             for conn in self._open.values():
                 conn.close()
             self._open.clear()

@@ -20,31 +20,28 @@ ROLLUP_DDL = """CREATE TABLE IF NOT EXISTS {db}.rollup(
   series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
   sumsq REAL, min REAL, max REAL, tmin INTEGER NOT NULL, tmax INTEGER,
   PRIMARY KEY (series_id, bucket)) WITHOUT ROWID"""
-ROLLUP_UPSERT = """INSERT INTO {db}.rollup SELECT series_id, ts - ts % {g}, count(*), sum(volume),
-  CASE WHEN count(*) > 1 THEN sum(volume * volume) END, CASE WHEN count(*) > 1 THEN min(volume) END,
-  CASE WHEN count(*) > 1 THEN max(volume) END, min(ts), CASE WHEN count(*) > 1 THEN max(ts) END
-  FROM temp.batch WHERE true GROUP BY 1, 2
-  ON CONFLICT (series_id, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+#: Merging an upserted partial into a stored one (either may be the compact one-sample form).
+_MERGE = """count = count + excluded.count, sum = sum + excluded.sum,
   sumsq = coalesce(sumsq, sum * sum) + coalesce(excluded.sumsq, excluded.sum * excluded.sum),
   min = min(coalesce(min, sum), coalesce(excluded.min, excluded.sum)),
   max = max(coalesce(max, sum), coalesce(excluded.max, excluded.sum)),
   tmin = min(tmin, excluded.tmin), tmax = max(coalesce(tmax, tmin), coalesce(excluded.tmax, excluded.tmin))"""
-#: Roll-up files written before the compact form have NOT NULL columns: they keep getting full rows.
-LEGACY_UPSERT = """INSERT INTO {db}.rollup SELECT series_id, ts - ts % {g}, count(*), sum(volume),
-  sum(volume * volume), min(volume), max(volume), min(ts), max(ts) FROM temp.batch WHERE true GROUP BY 1, 2
-  ON CONFLICT (series_id, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+#: Roll-up files written before the compact form have NOT NULL columns: they get full rows, merged plainly.
+_LEGACY_MERGE = """count = count + excluded.count, sum = sum + excluded.sum,
   sumsq = sumsq + excluded.sumsq, min = min(min, excluded.min), max = max(max, excluded.max),
   tmin = min(tmin, excluded.tmin), tmax = max(tmax, excluded.tmax)"""
+_UPSERT = "INSERT INTO {db}.{table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ({key}, bucket) DO UPDATE SET "
+ROLLUP_UPSERT = _UPSERT.replace("{table}", "rollup").replace("{key}", "series_id") + _MERGE
+LEGACY_UPSERT = _UPSERT.replace("{table}", "rollup").replace("{key}", "series_id") + _LEGACY_MERGE
+METER_UPSERT = _UPSERT.replace("{table}", "meter_rollup").replace("{key}", "meter") + _MERGE
+#: The raw file's log of rows not sealed yet (``head.py``): a blob per written batch.
+WAL_DDL = "CREATE TABLE IF NOT EXISTS main.wal(seq INTEGER PRIMARY KEY, data BLOB NOT NULL)"
 #: Partials of roll-up rows ``r`` (either form).
 ROLLUP_PARTIAL = ("sum(r.count), sum(r.sum), sum(coalesce(r.sumsq, r.sum * r.sum)), min(coalesce(r.min, r.sum)), "
                   "max(coalesce(r.max, r.sum)), min(r.tmin), max(coalesce(r.tmax, r.tmin))")
 #: The same partials per meter, all its series together: "every resource of cpu_util, minute by minute"
 #: reads 1,440 rows a day instead of 1,440 per resource.
 METER_DDL = ROLLUP_DDL.replace("rollup(", "meter_rollup(").replace("series_id INTEGER", "meter TEXT").replace(
-    "(series_id, bucket)", "(meter, bucket)")
-METER_UPSERT = ROLLUP_UPSERT.replace("rollup SELECT", "meter_rollup SELECT").replace(
-    "series_id, ts - ts % {g},", "m.meter, ts - ts % {g},").replace(
-    "FROM temp.batch WHERE", "FROM temp.batch CROSS JOIN temp.smeter m ON m.sid = batch.series_id WHERE").replace(
     "(series_id, bucket)", "(meter, bucket)")
 
 
