@@ -156,3 +156,20 @@ def test_kill_9_while_writing_and_sealing_loses_and_doubles_nothing(tmp_path: Pa
         (row,) = store.statistics_sync(q, force=kind)
         assert row.count == total, kind
     store.close()
+
+
+def test_minute_blobs_hold_the_minute_rollups() -> None:
+    from telemetry.meter.store.packing import minute_blobs, minute_rollup
+
+    rng = random.Random(4)
+    c = _columns(rng, 3000)
+    c = sort_rows(Columns(c.sid, c.ts, np.array([rng.uniform(-9, 9) for _ in range(len(c))]), c.rec, {}))
+    r = rollup(c, 60_000)
+    want = {(row[0], row[1]): row[2:] for row in r.rows(False)}
+    got = {}
+    for sid, hour, blob in minute_blobs(r):
+        assert hour % HOUR_MS == 0
+        for row in minute_rollup(blob, hour).rows(False):
+            assert hour <= row[1] < hour + HOUR_MS
+            got[(sid, row[1])] = row[2:]
+    assert got == want  # exact: the floats are stored as they are

@@ -30,6 +30,9 @@ from itertools import accumulate
 import orjson
 
 HEADER = struct.Struct("<BbI")  # format version, volume coding (see _VOL_*), sample count
+#: zlib level: after the transforms above, level 1 compresses a regular series within ~10% of level 6 at a
+#: fifth of the time (sealing an hour is on the ingest path). Any level decodes.
+LEVEL = 1
 _VOL_XOR = -1  # raw doubles XOR previous; k >= 0: decimal mantissas with k decimals
 _MAX_MANTISSA = 2**53
 
@@ -78,7 +81,7 @@ def encode(ts: list[int], volumes: list[float], recorded: list[int], msgids: lis
     exceptions = [(i, m) for i, m in enumerate(msgids) if m is not None]
     body = (_shuffle(array("q", _deltas(_deltas(ts))).tobytes()) + _shuffle(vol)
             + _shuffle(array("q", _deltas(recorded)).tobytes()) + (orjson.dumps(exceptions) if exceptions else b""))
-    return HEADER.pack(1, k, n) + zlib.compress(body, 6)
+    return HEADER.pack(1, k, n) + zlib.compress(body, LEVEL)
 
 
 def decode(blob: bytes) -> tuple[list[int], list[float], list[int], list[str | None]]:

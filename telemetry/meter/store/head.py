@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from telemetry.meter.statistics import Partial
-from telemetry.meter.store.packing import EMPTY, Columns
+from telemetry.meter.store.packing import EMPTY, Columns, Rollup, add_partials
 
 _WAL = struct.Struct("<II")  # rows, bytes of kept message ids (JSON)
 #: Segments are merged into one array set once there are this many (queries and seals scan them all).
@@ -131,18 +131,6 @@ def partials(c: Columns, sel: dict[int, int], origin: int, period: int | None,
     gids = np.fromiter(sel.values(), np.int64, len(sel))[order]
     gid = gids[np.searchsorted(ids[order], c.sid)]
     bucket = (c.ts - origin) // period if period else np.zeros(len(c), np.int64)
-    idx = np.lexsort((c.ts, gid, bucket))
-    bucket, gid, ts, vol = bucket[idx], gid[idx], c.ts[idx], c.vol[idx]
-    change = np.ones(len(idx), bool)
-    change[1:] = (bucket[1:] != bucket[:-1]) | (gid[1:] != gid[:-1])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(idx))
-    cols = (np.diff(np.append(starts, len(idx))), np.add.reduceat(vol, starts), np.add.reduceat(vol * vol, starts),
-            np.minimum.reduceat(vol, starts), np.maximum.reduceat(vol, starts), ts[starts], ts[ends - 1])
-    for b, g, n, s, sq, mn, mx, t0, t1 in zip(bucket[starts].tolist(), gid[starts].tolist(),
-                                             *(col.tolist() for col in cols)):
-        p = out.get((b, g))
-        if p is None:
-            out[(b, g)] = Partial(n, s, sq, mn, mx, t0, t1)
-        else:
-            p.merge(Partial(n, s, sq, mn, mx, t0, t1))
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        sq = c.vol * c.vol
+    add_partials(out, bucket, gid, Rollup(c.sid, c.ts, np.ones(len(c), np.int64), c.vol, sq, c.vol, c.vol, c.ts, c.ts))

@@ -47,12 +47,12 @@ from telemetry.meter.store.base import (
 )
 from telemetry.meter.store.head import Head, wal_blob, wal_columns
 from telemetry.meter.store.ingest import Part, Splitter
-from telemetry.meter.store.packing import Columns, encode_chunks, regroup, rollup, sort_rows
+from telemetry.meter.store.packing import Columns, encode_chunks, minute_blobs, regroup, rollup, sort_rows
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_read import SqliteReads
 from telemetry.meter.store.sqlite_sql import (
-    CHUNK_DDL, CHUNK_INDEX, HOT_DDL, LEGACY_UPSERT, METER_DDL, METER_UPSERT, ROLLUP_DDL, ROLLUP_PARTIAL, ROLLUP_UPSERT,
-    WAL_DDL, upgrade_raw,
+    CHUNK_DDL, CHUNK_INDEX, HOT_DDL, LEGACY_UPSERT, METER_DDL, METER_UPSERT, MINUTES_DDL, MINUTES_INDEX, ROLLUP_DDL,
+    ROLLUP_PARTIAL, ROLLUP_UPSERT, WAL_DDL, upgrade_raw,
 )
 
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
@@ -123,6 +123,9 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         else:
             conn.execute(ROLLUP_DDL.format(db="main"))
             self._meter_table(conn, "main", False)
+            if kind == "m1":
+                conn.execute(MINUTES_DDL.format(db="main"))
+                conn.execute(MINUTES_INDEX.format(db="main"))
         self._open[key] = conn
         while len(self._open) > MAX_OPEN:
             old_key, old = self._open.popitem(last=False)
@@ -141,6 +144,9 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             conn.execute(f"PRAGMA {rk}.synchronous=NORMAL")
             conn.execute(ROLLUP_DDL.format(db=rk))
             self._meter_table(conn, rk, fresh_rollups[rk])
+            if rk == "m1":
+                conn.execute(MINUTES_DDL.format(db=rk))
+                conn.execute(MINUTES_INDEX.format(db=rk))
             state.legacy[rk] = any(c[1] == "sumsq" and c[3] for c in conn.execute(f"PRAGMA {rk}.table_info(rollup)"))
         if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'samples'").fetchone():
             conn.execute(HOT_DDL.format(db="main", table="hot"))
@@ -328,7 +334,10 @@ class SqliteSampleStore(SqliteReads, SampleStore):
                 for rk in ("m1", "h1"):
                     r = rollup(c, GRANULARITY[rk])
                     legacy = state.legacy[rk]
-                    conn.executemany((LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk), r.rows(not legacy))
+                    if rk == "m1":
+                        conn.executemany("INSERT INTO m1.minutes VALUES (?, ?, ?)", minute_blobs(r))
+                    else:
+                        conn.executemany((LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk), r.rows(not legacy))
                     by_meter = regroup(r, meter_of[np.searchsorted(sids, r.key)])
                     conn.executemany(METER_UPSERT.format(db=rk), by_meter.rows(True, names))
                 conn.execute("DELETE FROM main.wal")

@@ -25,6 +25,7 @@ from telemetry.meter.store.base import (
     DAY_MS, GRANULARITY, Kind, SampleRow, SeriesRow, day_start_ms, days_between, derived_sample_id, hash64,
 )
 from telemetry.meter.store.head import Head, partials
+from telemetry.meter.store.packing import HOUR_MS, Rollup, add_partials, minute_rollup
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_sql import ROLLUP_PARTIAL
 
@@ -178,6 +179,8 @@ class SqliteReads:
                     out[key] = Partial(n, s, sq, mn, mx, tmin, tmax)
                 else:
                     p.merge(Partial(n, s, sq, mn, mx, tmin, tmax))
+            if kind == "m1" and meter is None:
+                self._minutes(conn, first, last, origin, period, None if single else sel, gid0, out)
         # Rows still in the heads are in no roll-up yet: add theirs.
         mapping = {sid: gid0 for sid in sel} if single else sel
         ids = np.fromiter(mapping, np.int64, len(mapping))
@@ -186,6 +189,25 @@ class SqliteReads:
             if len(head):
                 partials(head.select(ids, lo, hi), mapping, origin, period, out)
         return out
+
+    def _minutes(self, conn: sqlite3.Connection, first: int, last: int, origin: int, period: int | None,
+                 sel: dict[int, int] | None, gid0: int, out: dict[tuple[int, int], Partial]) -> None:
+        """Add the minute partials in [first, last) of the series in ``temp.sel`` (all in group ``gid0``
+        when ``sel`` is None) from their per-hour blobs."""
+        parts, gids = [], []
+        for sid, hour, blob in conn.execute("SELECT m.series_id, m.hour, m.data FROM temp.sel CROSS JOIN "
+                                            "main.minutes m ON m.series_id = sel.sid WHERE m.hour >= ? AND "
+                                            "m.hour < ?", (first - first % HOUR_MS, last)):
+            r = minute_rollup(blob, hour)
+            parts.append(r)
+            gids.append(np.full(len(r.bucket), gid0 if sel is None else sel[sid], np.int64))
+        if not parts:
+            return
+        r = Rollup(*(np.concatenate([getattr(p, f) for p in parts]) for f in Rollup.__slots__))
+        keep = (r.bucket >= first) & (r.bucket < last)
+        r = Rollup(*(getattr(r, f)[keep] for f in Rollup.__slots__))
+        bucket = (r.bucket - origin) // period if period else np.zeros(len(r.bucket), np.int64)
+        add_partials(out, bucket, np.concatenate(gids)[keep], r)
 
     def _select_files(self, kind: Kind, lo: int | None, hi: int | None) -> list[tuple[Kind, int | None, date, Path]]:
         files = [f for f in self._files() if f[0] == kind]

@@ -34,6 +34,11 @@ _UPSERT = "INSERT INTO {db}.{table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLI
 ROLLUP_UPSERT = _UPSERT.replace("{table}", "rollup").replace("{key}", "series_id") + _MERGE
 LEGACY_UPSERT = _UPSERT.replace("{table}", "rollup").replace("{key}", "series_id") + _LEGACY_MERGE
 METER_UPSERT = _UPSERT.replace("{table}", "meter_rollup").replace("{key}", "meter") + _MERGE
+#: Per-series minute roll-ups, one blob per series and hour (``packing.minute_blobs``); the ``rollup`` table
+#: of a minute file keeps only rows written before them (still read).
+MINUTES_DDL = ("CREATE TABLE IF NOT EXISTS {db}.minutes(series_id INTEGER NOT NULL, hour INTEGER NOT NULL, "
+               "data BLOB NOT NULL)")
+MINUTES_INDEX = "CREATE INDEX IF NOT EXISTS {db}.minutes_series ON minutes(series_id, hour)"
 #: The raw file's log of rows not sealed yet (``head.py``): a blob per written batch.
 WAL_DDL = "CREATE TABLE IF NOT EXISTS main.wal(seq INTEGER PRIMARY KEY, data BLOB NOT NULL)"
 #: Partials of roll-up rows ``r`` (either form).
