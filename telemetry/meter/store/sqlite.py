@@ -28,11 +28,13 @@ idempotent, so that window costs at most a redelivery, never a double count.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import sqlite3
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -43,18 +45,20 @@ import orjson
 
 from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
-    DAY_MS, EPOCH_DAY, GRANULARITY, Kind, Partition, SampleStore, TtlPolicy, WriteResult, day_start_ms,
+    DAY_MS, EPOCH_DAY, Kind, Partition, SampleStore, TtlPolicy, WriteResult, day_start_ms,
 )
 from telemetry.meter.store.head import Head, wal_blob, wal_columns
 from telemetry.meter.store.ingest import Part, Splitter
-from telemetry.meter.store.packing import Columns, encode_chunks, minute_blobs, regroup, rollup, sort_rows
+from telemetry.meter.store.packing import Columns, encode_chunks, sort_rows
+from telemetry.meter.store.sealing import Sealing, commit, pack, snapshot
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_read import SqliteReads
 from telemetry.meter.store.sqlite_sql import (
-    CHUNK_DDL, CHUNK_INDEX, HOT_DDL, LEGACY_UPSERT, METER_DDL, METER_UPSERT, MINUTES_DDL, MINUTES_INDEX, ROLLUP_DDL,
-    ROLLUP_PARTIAL, ROLLUP_UPSERT, WAL_DDL, upgrade_raw,
+    CHUNK_DDL, CHUNK_INDEX, HOT_DDL, METER_DDL, MINUTES_DDL, MINUTES_INDEX, ROLLUP_DDL, ROLLUP_PARTIAL, WAL_DDL,
+    upgrade_raw,
 )
 
+log = logging.getLogger(__name__)
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
 HOUR_MS = 3_600_000
 #: Rows stay in the head until their partition has moved this far past the end of their hour.
@@ -90,6 +94,8 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         self._splitter = Splitter(self.ttl.ttl_for)
         self._ranges: dict[int, list[int]] = {}  # series -> [first, last] not in the index yet
         self._ranges_at = time.monotonic()
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-seal")
+        self._sealing: dict[str, Future[None]] = {}  # raw file -> its seal under way
         self.index = sqlite3.connect(self.folder / "index.db", check_same_thread=False, isolation_level=None)
         self.index.execute("PRAGMA journal_mode=WAL")
         self.index.execute("PRAGMA synchronous=NORMAL")
@@ -298,7 +304,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         state.clock = max(state.clock, int(cols.ts.max()))
         cut = min((state.clock - GRACE_MS) // HOUR_MS * HOUR_MS, day_start_ms(d) + DAY_MS)
         if cut > state.cut:
-            self._seal(conn, state, cut)
+            self._seal_soon(str(self._path("raw", d, part.ttl)), conn, state, cut)
         return len(cols)
 
     def _in_chunks(self, conn: sqlite3.Connection,
@@ -319,45 +325,59 @@ class SqliteSampleStore(SqliteReads, SampleStore):
                 present.update((sid, t, m) for t, m in zip(ts, msgids))
         return present
 
-    def _seal(self, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
-        """Pack every head row before ``cut`` into chunks and roll-ups; the wal keeps the rest (one transaction)."""
-        before, rest = state.head.split(cut)
-        if len(before):
-            c = sort_rows(before)
-            packed = encode_chunks(c)
-            sids = np.unique(c.sid)
-            names = sorted({self._series_by_id(s).meter for s in sids.tolist()})
-            meter_of = np.array([names.index(self._series_by_id(s).meter) for s in sids.tolist()], np.int64)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", packed)
-                for rk in ("m1", "h1"):
-                    r = rollup(c, GRANULARITY[rk])
-                    legacy = state.legacy[rk]
-                    if rk == "m1":
-                        conn.executemany("INSERT INTO m1.minutes VALUES (?, ?, ?)", minute_blobs(r))
-                    else:
-                        conn.executemany((LEGACY_UPSERT if legacy else ROLLUP_UPSERT).format(db=rk), r.rows(not legacy))
-                    by_meter = regroup(r, meter_of[np.searchsorted(sids, r.key)])
-                    conn.executemany(METER_UPSERT.format(db=rk), by_meter.rows(True, names))
-                conn.execute("DELETE FROM main.wal")
-                if len(rest):
-                    conn.execute("INSERT INTO main.wal(data) VALUES (?)", (wal_blob(rest),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            state.head.reset(rest)
-            sealed = state.sealed
-            for sid, _, t1, _, _ in packed:
-                if t1 > sealed.get(sid, -1):
-                    sealed[sid] = t1
+    def _seal(self, key: str, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
+        """Seal every head row before ``cut`` now (under the lock), unless a background seal of this
+        partition is under way (the next pass takes what it leaves)."""
+        if key in self._sealing:
+            return
+        s = snapshot(conn, state.head, cut, self._meter_of, state.legacy["h1"])
+        if s is not None:
+            pack(s)
+            commit(conn, state.head, state.sealed, s)
         state.cut = max(state.cut, cut)
+
+    def _seal_soon(self, key: str, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
+        """Start sealing in the background: the write returns while a second core packs the hour."""
+        if key in self._sealing:
+            return
+        s = snapshot(conn, state.head, cut, self._meter_of, state.legacy["h1"])
+        if s is None:
+            state.cut = max(state.cut, cut)
+            return
+        self._sealing[key] = self._sealer.submit(self._seal_job, key, conn, state, s)
+
+    def _seal_job(self, key: str, conn: sqlite3.Connection, state: RawState, s: Sealing) -> None:
+        try:
+            pack(s)
+            with self.lock:
+                # Closed, evicted or dropped meanwhile: its log still holds every row, nothing is lost.
+                if self._open.get(key) is conn and self._state.get(key) is state:
+                    commit(conn, state.head, state.sealed, s)
+                    state.cut = max(state.cut, s.cut)
+        except Exception:
+            log.exception("sealing %s failed; its rows stay in the log and the next write retries", key)
+        finally:
+            with self.lock:
+                self._sealing.pop(key, None)
+
+    def _wait_seals(self, key: str | None = None) -> None:
+        """Wait for background seals (all, or one partition's); never call it holding the lock."""
+        while True:
+            with self.lock:
+                pending = [f for k, f in self._sealing.items() if key is None or k == key]
+            if not pending:
+                return
+            for f in pending:
+                f.result()
+
+    def _meter_of(self, sid: int) -> str:
+        return self._series_by_id(sid).meter
 
     def maintain(self, now: datetime | None = None) -> None:
         """Seal what is old enough by the wall clock too (series that stopped reporting, ended days),
         and give a fully sealed day's free pages back to the file system."""
         now_ms = int((now or datetime.now(timezone.utc)).timestamp() * 1000)
+        self._wait_seals()
         with self.lock:
             for kind, ttl, d, _ in self._files():
                 if kind != "raw":
@@ -365,15 +385,17 @@ class SqliteSampleStore(SqliteReads, SampleStore):
                 end = day_start_ms(d) + DAY_MS
                 cut = min((now_ms - GRACE_MS) // HOUR_MS * HOUR_MS, end)
                 conn = self._conn("raw", d, ttl)
-                state = self._state[str(self._path("raw", d, ttl))]
+                key = str(self._path("raw", d, ttl))
+                state = self._state[key]
                 if state.head.min_ts is not None and state.head.min_ts < cut:
-                    self._seal(conn, state, cut)
+                    self._seal(key, conn, state, cut)
                     if cut == end:
                         conn.execute("PRAGMA main.incremental_vacuum").fetchall()  # runs a step per row
                 state.cut = max(state.cut, cut)
             self._flush_ranges()
 
     def partitions(self) -> list[Partition]:
+        self._wait_seals()  # sizes of settled files, not of a seal half written
         out = []
         for kind, ttl, d, p in self._files():
             size = sum(q.stat().st_size for q in (p, p.with_name(p.name + "-journal")) if q.exists())
@@ -381,12 +403,13 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         return sorted(out, key=lambda p: (p.day, p.kind))
 
     def drop(self, p: Partition) -> None:
+        path = self._path(p.kind, p.day, p.ttl)
+        self._wait_seals(str(path))
         with self.lock:
-            path = self._path(p.kind, p.day, p.ttl)
             if p.kind == "raw" and path.exists() and any(self._path(k, p.day).exists() for k in ("m1", "h1")):
                 # Its open rows are in no roll-up yet, and the roll-ups outlive the raw data.
                 conn = self._conn("raw", p.day, p.ttl)
-                self._seal(conn, self._state[str(path)], day_start_ms(p.day) + DAY_MS)
+                self._seal(str(path), conn, self._state[str(path)], day_start_ms(p.day) + DAY_MS)
             self._close_day(p.day)
             self._state.pop(str(path), None)
             for q in (path, path.with_name(path.name + "-journal")):
@@ -404,9 +427,12 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         return usage.free / usage.total if usage.total else None
 
     def data_size(self) -> int:
+        self._wait_seals()
         return sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
 
     def close(self) -> None:
+        self._wait_seals()
+        self._sealer.shutdown(wait=True)
         with self.lock:
             self._flush_ranges()
             for conn in self._open.values():
