@@ -35,10 +35,10 @@ def _columns(rng: random.Random, n: int) -> Columns:
         t = base + rng.randint(0, 3 * HOUR_MS - 1)
         ts.append(t - t % 1000 if rng.random() < 0.7 else t)  # mostly whole seconds: regular deltas
         vol.append(kinds[(s & 0xFF) % len(kinds)]() if rng.random() < 0.9 else rng.choice(kinds)())
-    kept = {i: f"id-{i}" for i in range(n) if rng.random() < 0.1}
+    ids = [f"id-{i}" if rng.random() < 0.1 else None for i in range(n)]
     rec = [1_700_000_000_000 + rng.randint(0, 5) for _ in range(n)]
     return Columns(np.array(sid, np.int64), np.array(ts, np.int64), np.array(vol, np.float64),
-                   np.array(rec, np.int64), kept)
+                   np.array(rec, np.int64), ids)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -51,8 +51,7 @@ def test_encode_chunks_is_byte_for_byte_the_reference_coder(seed: int) -> None:
         j = i
         while j < len(c) and sid[j] == sid[i] and ts[j] // HOUR_MS == ts[i] // HOUR_MS:
             j += 1
-        ids = [c.kept.get(k) for k in range(i, j)]
-        want.append((sid[i], ts[i], ts[j - 1], j - i, chunks.encode(ts[i:j], vol[i:j], rec[i:j], ids)))
+        want.append((sid[i], ts[i], ts[j - 1], j - i, chunks.encode(ts[i:j], vol[i:j], rec[i:j], c.ids[i:j])))
         i = j
     assert [g[:4] for g in got] == [w[:4] for w in want]
     assert [g[4] for g in got] == [w[4] for w in want]
@@ -65,7 +64,7 @@ def test_encode_chunks_is_byte_for_byte_the_reference_coder(seed: int) -> None:
 def test_rollups_equal_a_direct_computation() -> None:
     rng = random.Random(9)
     c = _columns(rng, 4000)
-    c = sort_rows(Columns(c.sid, c.ts, np.array([rng.uniform(-50, 50) for _ in range(len(c))]), c.rec, {}))
+    c = sort_rows(Columns(c.sid, c.ts, np.array([rng.uniform(-50, 50) for _ in range(len(c))]), c.rec, c.ids))
     for g in (60_000, 3_600_000):
         r = rollup(c, g)
         want: dict[tuple[int, int], list[float]] = {}
@@ -87,7 +86,7 @@ def test_rollups_equal_a_direct_computation() -> None:
 def test_wal_blobs_round_trip() -> None:
     c = _columns(random.Random(3), 500)
     back = wal_columns(wal_blob(c))
-    assert back.kept == c.kept
+    assert back.ids == c.ids
     for a, b in ((back.sid, c.sid), (back.ts, c.ts), (back.rec, c.rec)):
         assert a.tolist() == b.tolist()
     assert back.vol.tobytes() == c.vol.tobytes()
@@ -163,7 +162,7 @@ def test_minute_blobs_hold_the_minute_rollups() -> None:
 
     rng = random.Random(4)
     c = _columns(rng, 3000)
-    c = sort_rows(Columns(c.sid, c.ts, np.array([rng.uniform(-9, 9) for _ in range(len(c))]), c.rec, {}))
+    c = sort_rows(Columns(c.sid, c.ts, np.array([rng.uniform(-9, 9) for _ in range(len(c))]), c.rec, c.ids))
     r = rollup(c, 60_000)
     want = {(row[0], row[1]): row[2:] for row in r.rows(False)}
     got = {}

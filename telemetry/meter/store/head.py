@@ -10,9 +10,12 @@ in one transaction that also rewrites the log to hold exactly the rows left
 in the head. Reopening a file replays its log, so a kill -9 loses nothing
 that was acknowledged.
 
-Dedup: the head keeps the identity of every row it holds, (series, time)
-when the message id is derivable from those, (series, time, id) otherwise;
-rows older than what was sealed are checked against the chunks instead.
+Dedup: a row's identity is (series, time, message id). A row newer than
+every row of its series in the head is new; others are looked up in the
+head's identities (built on first need); rows older than what was sealed
+are checked against the chunks instead. Whether a message id can be left
+out of storage (derivable from the row) is decided when sealing, off the
+write path.
 """
 
 from __future__ import annotations
@@ -26,15 +29,15 @@ import orjson
 from telemetry.meter.statistics import Partial
 from telemetry.meter.store.packing import EMPTY, Columns, Rollup, add_partials
 
-_WAL = struct.Struct("<II")  # rows, bytes of kept message ids (JSON)
+_WAL = struct.Struct("<II")  # rows, bytes of message ids (JSON)
 #: Segments are merged into one array set once there are this many (queries and seals scan them all).
 _MERGE_AT = 64
 
 
 def wal_blob(c: Columns) -> bytes:
-    kept = orjson.dumps(list(c.kept.items())) if c.kept else b""
-    return b"".join((_WAL.pack(len(c), len(kept)), c.sid.tobytes(), c.ts.tobytes(), c.vol.tobytes(),
-                     c.rec.tobytes(), kept))
+    ids = orjson.dumps(c.ids)
+    return b"".join((_WAL.pack(len(c), len(ids)), c.sid.tobytes(), c.ts.tobytes(), c.vol.tobytes(),
+                     c.rec.tobytes(), ids))
 
 
 def wal_columns(blob: bytes) -> Columns:
@@ -42,16 +45,12 @@ def wal_columns(blob: bytes) -> Columns:
     o = _WAL.size
     cols = [np.frombuffer(blob, dt, n, o + i * 8 * n).copy()
             for i, dt in enumerate((np.int64, np.int64, np.float64, np.int64))]
-    kept = {int(i): m for i, m in orjson.loads(blob[o + 32 * n:o + 32 * n + k])} if k else {}
-    return Columns(cols[0], cols[1], cols[2], cols[3], kept)
+    return Columns(cols[0], cols[1], cols[2], cols[3], orjson.loads(blob[o + 32 * n:o + 32 * n + k]))
 
 
 def row_keys(c: Columns) -> set[tuple[Any, ...]]:
-    pairs = zip(c.sid.tolist(), c.ts.tolist())
-    kept = c.kept
-    if not kept:
-        return set(pairs)
-    return {(s, t, kept[i]) if i in kept else (s, t) for i, (s, t) in enumerate(pairs)}
+    """Row identities: (series, time, message id)."""
+    return set(zip(c.sid.tolist(), c.ts.tolist(), c.ids))
 
 
 class Head:

@@ -30,39 +30,32 @@ _MAX_MANTISSA = float(2**53)
 
 @dataclass(slots=True)
 class Columns:
-    """Rows as parallel arrays; ``kept`` maps a row index to its kept message id (most rows have none)."""
+    """Rows as parallel arrays, and their message ids (None where derivable from the row itself)."""
 
     sid: np.ndarray  # int64
     ts: np.ndarray  # int64
     vol: np.ndarray  # float64
     rec: np.ndarray  # int64
-    kept: dict[int, str]
+    ids: list[str | None]
 
     def __len__(self) -> int:
         return len(self.ts)
 
     def take(self, idx: np.ndarray) -> Columns:
-        """The rows at ``idx`` (in that order), their kept ids renumbered."""
-        kept: dict[int, str] = {}
-        if self.kept:
-            where = {int(i): j for j, i in enumerate(idx.tolist()) if int(i) in self.kept}
-            kept = {j: self.kept[i] for i, j in where.items()}
-        return Columns(self.sid[idx], self.ts[idx], self.vol[idx], self.rec[idx], kept)
+        """The rows at ``idx``, in that order."""
+        ids = self.ids
+        return Columns(self.sid[idx], self.ts[idx], self.vol[idx], self.rec[idx], [ids[i] for i in idx.tolist()])
 
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
         if len(parts) == 1:
             return parts[0]
-        kept: dict[int, str] = {}
-        offset = 0
-        for p in parts:
-            kept.update({offset + i: m for i, m in p.kept.items()})
-            offset += len(p)
         return Columns(np.concatenate([p.sid for p in parts]), np.concatenate([p.ts for p in parts]),
-                       np.concatenate([p.vol for p in parts]), np.concatenate([p.rec for p in parts]), kept)
+                       np.concatenate([p.vol for p in parts]), np.concatenate([p.rec for p in parts]),
+                       [m for p in parts for m in p.ids])
 
 
-EMPTY = Columns(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64), {})
+EMPTY = Columns(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64), [])
 
 
 def sort_rows(c: Columns) -> Columns:
@@ -129,17 +122,12 @@ def encode_chunks(c: Columns) -> list[tuple[int, int, int, int, bytes]]:
     vol = np.where(row_k >= 0, _deltas(mant, starts), xor)
     ts_col = _planes(_deltas(_deltas(c.ts, starts), starts))
     vol_col, rec_col = _planes(vol), _planes(_deltas(c.rec, starts))
-    sid, ts = c.sid.tolist(), c.ts.tolist()
-    kept = sorted(c.kept.items())
-    ki = 0
+    sid, ts, ids = c.sid.tolist(), c.ts.tolist(), c.ids
     out = []
     for s, e, k in zip(starts.tolist(), ends.tolist(), ks.tolist()):
         body = [ts_col[s:e].T.tobytes(), vol_col[s:e].T.tobytes(), rec_col[s:e].T.tobytes()]
-        if ki < len(kept) and kept[ki][0] < e:
-            exc = []
-            while ki < len(kept) and kept[ki][0] < e:
-                exc.append((kept[ki][0] - s, kept[ki][1]))
-                ki += 1
+        exc = [(i - s, ids[i]) for i in range(s, e) if ids[i] is not None]
+        if exc:
             body.append(orjson.dumps(exc))
         out.append((sid[s], ts[s], ts[e - 1], e - s, HEADER.pack(1, k, e - s) + zlib.compress(b"".join(body), LEVEL)))
     return out

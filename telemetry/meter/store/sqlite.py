@@ -43,14 +43,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from telemetry.meter.statistics import from_ms
 from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
-    DAY_MS, EPOCH_DAY, Kind, Partition, SampleStore, TtlPolicy, WriteResult, day_start_ms,
+    DAY_MS, EPOCH_DAY, Kind, Partition, SampleStore, TtlPolicy, WriteResult, day_start_ms, derived_sample_id,
 )
 from telemetry.meter.store.head import Head, wal_blob, wal_columns
 from telemetry.meter.store.ingest import Part, Splitter
 from telemetry.meter.store.packing import Columns, encode_chunks, sort_rows
-from telemetry.meter.store.sealing import Sealing, commit, pack, snapshot
+from telemetry.meter.store.sealing import Sealing, commit, pack, pack_elsewhere, snapshot
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_read import SqliteReads
 from telemetry.meter.store.sqlite_sql import (
@@ -172,9 +173,8 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         """Seal the ``hot`` table of files from before the head: its rows are in the roll-ups already,
         so they only become chunks."""
         rows = conn.execute("SELECT series_id, ts, volume, recorded, msgid FROM main.hot").fetchall()
-        kept = {i: r[4] for i, r in enumerate(rows) if r[4] is not None}
-        cols = Columns(*(np.array([r[i] for r in rows], dt) for i, dt in
-                         enumerate((np.int64, np.int64, np.float64, np.int64))), kept)  # type: ignore[call-arg]
+        cols = Columns(*(np.array([r[i] for r in rows], dt) for i, dt in  # type: ignore[call-arg]
+                         enumerate((np.int64, np.int64, np.float64, np.int64))), [r[4] for r in rows])
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", encode_chunks(sort_rows(cols)) if rows else [])
         conn.execute("DROP TABLE main.hot")
@@ -287,8 +287,8 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         state = self._state[str(self._path("raw", d, part.ttl))]
         n = len(part.ts)
         cols = Columns(np.array(part.sid, np.int64), np.array(part.ts, np.int64), np.array(part.vol, np.float64),
-                       np.full(n, now_ms, np.int64), part.kept)
-        late = [(i, (part.sid[i], part.ts[i], part.kept.get(i))) for i in part.late
+                       np.full(n, now_ms, np.int64), part.ids)  # type: ignore[arg-type]
+        late = [(i, (part.sid[i], part.ts[i], part.ids[i])) for i in part.late
                 if part.ts[i] <= state.sealed.get(part.sid[i], -1)]
         if late:
             present = self._in_chunks(conn, [k for _, k in late])
@@ -307,13 +307,9 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             self._seal_soon(str(self._path("raw", d, part.ttl)), conn, state, cut)
         return len(cols)
 
-    def _in_chunks(self, conn: sqlite3.Connection,
-                   late: list[tuple[int, int, str | None]]) -> set[tuple[int, int, str | None]]:
-        """Which of the (series, ts, kept msgid) keys ``late`` are sealed in chunks already.
-
-        A derivable id (msgid None) is a function of series and time, so equal
-        (series, ts, None) means the same message; a kept id compares as text.
-        """
+    def _in_chunks(self, conn: sqlite3.Connection, late: list[tuple[int, int, str]]) -> set[tuple[int, int, str]]:
+        """Which of the (series, ts, message id) keys ``late`` are sealed in chunks already (a row the
+        chunk stores without its id has the one derived from it)."""
         by_series: dict[int, list[int]] = {}
         for sid, t, _ in late:
             by_series.setdefault(sid, []).append(t)
@@ -322,7 +318,9 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             for (blob,) in conn.execute("SELECT data FROM chunks WHERE series_id = ? AND t0 <= ? AND t1 >= ?",
                                         (sid, max(times), min(times))):
                 ts, _, _, msgids = chunks.decode(blob)
-                present.update((sid, t, m) for t, m in zip(ts, msgids))
+                s = self._series_by_id(sid)
+                present.update((sid, t, m if m is not None else derived_sample_id(
+                    s.meter, s.resource_id, from_ms(t).isoformat(), s.source)) for t, m in zip(ts, msgids))
         return present
 
     def _seal(self, key: str, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
@@ -330,7 +328,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         partition is under way (the next pass takes what it leaves)."""
         if key in self._sealing:
             return
-        s = snapshot(conn, state.head, cut, self._meter_of, state.legacy["h1"])
+        s = snapshot(conn, state.head, cut, self._series_by_id, state.legacy["h1"])
         if s is not None:
             pack(s)
             commit(conn, state.head, state.sealed, s)
@@ -340,7 +338,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         """Start sealing in the background: the write returns while a second core packs the hour."""
         if key in self._sealing:
             return
-        s = snapshot(conn, state.head, cut, self._meter_of, state.legacy["h1"])
+        s = snapshot(conn, state.head, cut, self._series_by_id, state.legacy["h1"])
         if s is None:
             state.cut = max(state.cut, cut)
             return
@@ -348,7 +346,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
 
     def _seal_job(self, key: str, conn: sqlite3.Connection, state: RawState, s: Sealing) -> None:
         try:
-            pack(s)
+            pack_elsewhere(s)
             with self.lock:
                 # Closed, evicted or dropped meanwhile: its log still holds every row, nothing is lost.
                 if self._open.get(key) is conn and self._state.get(key) is state:
@@ -369,9 +367,6 @@ class SqliteSampleStore(SqliteReads, SampleStore):
                 return
             for f in pending:
                 f.result()
-
-    def _meter_of(self, sid: int) -> str:
-        return self._series_by_id(sid).meter
 
     def maintain(self, now: datetime | None = None) -> None:
         """Seal what is old enough by the wall clock too (series that stopped reporting, ended days),

@@ -29,7 +29,7 @@ from telemetry.meter.store.packing import HOUR_MS, Rollup, add_partials, minute_
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_sql import ROLLUP_PARTIAL
 
-RawRow = tuple[int, int, float, int, "str | None", int]  # series, ts, volume, recorded, kept msgid, gid
+RawRow = tuple[int, int, float, int, "str | None", int]  # series, ts, volume, recorded, msgid (None: derived), gid
 
 
 def _sample_filter(terms: list[tuple[str, str, Any]]) -> tuple[list[tuple[Any, Any]], str | None]:
@@ -96,9 +96,8 @@ class SqliteReads:
 
         def open_rows() -> Iterator[RawRow]:
             c = head.select(np.fromiter(sel, np.int64, len(sel)), lo, hi)
-            kept = c.kept
-            for i, (sid, t, v, r) in enumerate(zip(c.sid.tolist(), c.ts.tolist(), c.vol.tolist(), c.rec.tolist())):
-                yield sid, t, v, r, kept.get(i), sel[sid]
+            for sid, t, v, r, m in zip(c.sid.tolist(), c.ts.tolist(), c.vol.tolist(), c.rec.tolist(), c.ids):
+                yield sid, t, v, r, m, sel[sid]
 
         def unpacked() -> Iterator[RawRow]:
             for sid, blob, gid, t1 in packed:
