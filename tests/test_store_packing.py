@@ -172,3 +172,27 @@ def test_minute_blobs_hold_the_minute_rollups() -> None:
             assert hour <= row[1] < hour + HOUR_MS
             got[(sid, row[1])] = row[2:]
     assert got == want  # exact: the floats are stored as they are
+
+
+def test_a_sealed_day_gives_its_log_pages_back(tmp_path: Path) -> None:
+    """The log's blobs are deleted as hours are sealed; once the day is over, the raw file keeps no free
+    pages (they go back to the file system), so bytes on disk are the chunks' alone."""
+    import sqlite3
+
+    from telemetry.meter.store.base import TtlPolicy
+    from telemetry.meter.store.sqlite import SqliteSampleStore
+    from telemetry.models import Sample
+
+    day = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    store = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
+    for h in range(24):
+        store.write([Sample(counter_name="cpu_util", counter_type="gauge", counter_volume=float(i % 50),
+                            resource_id=f"res-{i % 30}", timestamp=day + timedelta(hours=h, seconds=i * 2))
+                     for i in range(1500)])
+    store.maintain(day + timedelta(days=1, hours=1))
+    (raw,) = tmp_path.glob("raw-*.db")
+    c = sqlite3.connect(raw)
+    assert c.execute("SELECT count(*) FROM wal").fetchone() == (0,)
+    assert c.execute("PRAGMA freelist_count").fetchone() == (0,)
+    c.close()
+    store.close()

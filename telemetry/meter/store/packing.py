@@ -236,9 +236,13 @@ def add_partials(out: dict[tuple[int, int], Partial], bucket: np.ndarray, gid: n
     def red(op: Any, col: np.ndarray) -> list[Any]:
         return op.reduceat(col[order], starts).tolist()
 
-    for key, n, s, sq, mn, mx, t0, t1 in zip(zip(b[starts].tolist(), g[starts].tolist()), red(np.add, r.count),
-                                            red(np.add, r.sum), red(np.add, r.sumsq), red(np.minimum, r.min),
-                                            red(np.maximum, r.max), red(np.minimum, r.tmin), red(np.maximum, r.tmax)):
+    cols = (red(np.add, r.count), red(np.add, r.sum), red(np.add, r.sumsq), red(np.minimum, r.min),
+            red(np.maximum, r.max), red(np.minimum, r.tmin), red(np.maximum, r.tmax))
+    keys = zip(b[starts].tolist(), g[starts].tolist())
+    if not out:  # the usual case, and the one with 1,440 buckets a day: no merging, one C-level loop
+        out.update(zip(keys, map(Partial, *cols)))
+        return
+    for key, n, s, sq, mn, mx, t0, t1 in zip(keys, *cols):
         p = out.get(key)
         if p is None:
             out[key] = Partial(n, s, sq, mn, mx, t0, t1)
