@@ -70,7 +70,7 @@ AGGS = [[], ["avg", "min", "max", "count"], ["stddev"], ["count", "sum", "stddev
 
 
 @pytest.mark.parametrize("groups", GROUPS)
-@pytest.mark.parametrize("period", [None, 60_000, 1_800_000])
+@pytest.mark.parametrize("period", [None, 60_000, 1_800_000, 7_200_000])  # 2 h: offsets past the tables
 @pytest.mark.parametrize("aggregates", AGGS)
 def test_rows_equal_the_reference(groups: Groups, period: int | None, aggregates: list[str]) -> None:
     rng = random.Random(f"{len(groups)}-{period}-{aggregates}")
