@@ -15,7 +15,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Groups = dict[int, tuple[dict[str, Any] | None, str]]
 
 
-def reference(partials: dict[tuple[int, int], Partial], groups: Groups, origin: int | None, period: int | None,
+Partials = dict[tuple[int, int], Partial]
+
+
+def reference(partials: Partials, groups: Groups, origin: int | None, period: int | None,
               aggregates: list[str], start: int | None, end: int | None) -> list[Statistics]:
     """The obvious way: per row, ``Partial.value`` for each aggregate and ``model_construct``."""
     funcs = aggregates or list(STANDARD)
@@ -40,13 +43,14 @@ def reference(partials: dict[tuple[int, int], Partial], groups: Groups, origin: 
             groupby=groupby, unit=unit, **fields, aggregate=values if aggregates else None,
             duration=max(0.0, (dend - dstart) / 1000), duration_start=EPOCH + timedelta(milliseconds=dstart),
             duration_end=EPOCH + timedelta(milliseconds=dend), period=plen,
-            period_start=EPOCH + timedelta(milliseconds=pstart), period_end=EPOCH + timedelta(milliseconds=pend)))
+            period_start=EPOCH + timedelta(milliseconds=pstart),
+            period_end=EPOCH + timedelta(milliseconds=pend)))
     return rows
 
 
 def random_partials(rng: random.Random, origin: int, period: int | None, gids: list[int],
-                    buckets: int) -> dict[tuple[int, int], Partial]:
-    out: dict[tuple[int, int], Partial] = {}
+                    buckets: int) -> Partials:
+    out: Partials = {}
     for b in rng.sample(range(buckets), k=max(1, buckets * 2 // 3)):  # gaps, and not in order
         for gid in gids:
             if rng.random() < 0.2:
@@ -57,14 +61,16 @@ def random_partials(rng: random.Random, origin: int, period: int | None, gids: l
             if rng.random() < 0.2:
                 ts[0] = lo  # a sample on the bucket's start
             vols = [rng.uniform(-50, 150) for _ in range(n)] or [0.0]
-            out[(b, gid)] = Partial(n, sum(vols), sum(v * v for v in vols), min(vols), max(vols), ts[0], ts[-1])
+            sumsq = sum(v * v for v in vols)
+            out[(b, gid)] = Partial(n, sum(vols), sumsq, min(vols), max(vols), ts[0], ts[-1])
     out[(0, gids[-1])] = Partial(3, 6.0, 14.0, 1.0, 3.0, origin + 1, origin + 2)  # never an empty answer
     return out
 
 
 GROUPS: list[Groups] = [
     {0: (None, "%")},
-    {0: ({"resource_id": "res-b"}, "%"), 1: ({"resource_id": "res-a"}, "%"), 2: ({"resource_id": "res-c"}, "B")},
+    {0: ({"resource_id": "res-b"}, "%"), 1: ({"resource_id": "res-a"}, "%"),
+     2: ({"resource_id": "res-c"}, "B")},
 ]
 AGGS = [[], ["avg", "min", "max", "count"], ["stddev"], ["count", "sum", "stddev", "max"], list(AGGREGATES)]
 

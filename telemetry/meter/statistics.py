@@ -71,7 +71,7 @@ def from_ms(ms: int) -> datetime:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
-#: An offset below an hour as the sum of two of these (~70 ns) rather than ``_MS * offset`` (~180: long arithmetic).
+#: An offset below an hour as the sum of two of these (~70 ns), not ``_MS * offset`` (~180: long arithmetic).
 _SECONDS = [timedelta(seconds=s) for s in range(3600)]
 _MILLIS = [timedelta(milliseconds=m) for m in range(1000)]
 _TABLED_MS = 3_600_000
@@ -218,7 +218,7 @@ def build_statistics(
         fields["duration"] = duration if duration > 0 else 0.0
         fields["duration_start"], fields["duration_end"] = ds_dt, de_dt
         fields["period_start"], fields["period_end"] = ps_dt, pe_dt
-        # What model_construct does, minus its per-field default resolution: every value is of its field's type.
+        # What model_construct does, minus its per-field defaults: every value is of its field's type.
         stat = new(Statistics)
         setattr_(stat, "__dict__", fields)
         setattr_(stat, "__pydantic_fields_set__", fields_set)
