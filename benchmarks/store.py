@@ -244,7 +244,7 @@ def main() -> None:
     args = ap.parse_args()
     day = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows, step = dataset(args.samples, day)
-    # The harness holds 10M tuples for the peers (a daemon holds none): keep full GC passes from rescanning them.
+    # The harness holds 10M tuples for the peers (a daemon holds none): full GC passes must not rescan them.
     gc.freeze()
     print(f"{len(rows):,} samples: {RESOURCES} resources every {step:.2f} s over {day.date()}", flush=True)
     results: dict[str, dict[str, Any]] = {}

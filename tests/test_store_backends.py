@@ -101,13 +101,16 @@ def test_rollups_answer_with_the_same_results_as_raw_samples(store) -> None:
     assert choose_source(aligned, 3_600_000, aligned.start) == "h1"
     assert choose_source(aligned, 300_000, aligned.start) == "m1"
     assert choose_source(aligned, 90_000, aligned.start) == "raw"
+    one = q("cpu_util", ("timestamp", "ge", t0.isoformat()),
+            ("timestamp", "lt", (t0 + timedelta(hours=4)).isoformat()), ("resource_id", "eq", "res-3"))
+    cases = [(aligned, groupby) for groupby in ([], ["resource_id"], ["resource_metadata.flavor.name"])]
     # First with the newest hour still open (SQLite: in the head), then with everything sealed.
     for _ in range(2):
         for period in (None, 60, 300, 3600):
-            for groupby in ([], ["resource_id"], ["resource_metadata.flavor.name"]):
-                raw = store.statistics_sync(aligned, period, groupby, ["avg", "min", "max", "count", "sum", "stddev"],
+            for query, groupby in cases + [(one, [])]:  # one resource (query A's shape) too
+                raw = store.statistics_sync(query, period, groupby, ["avg", "min", "max", "count", "sum", "stddev"],
                                             force="raw")
-                auto = store.statistics_sync(aligned, period, groupby, ["avg", "min", "max", "count", "sum", "stddev"])
+                auto = store.statistics_sync(query, period, groupby, ["avg", "min", "max", "count", "sum", "stddev"])
                 assert len(raw) == len(auto) and raw, (period, groupby)
                 for a, b in zip(raw, auto):
                     assert (a.period_start, a.groupby, a.count, a.min, a.max) == (b.period_start, b.groupby, b.count,
