@@ -209,7 +209,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             if m:
                 kind = "raw" if m.group(2) else m.group(1)
                 out.append((kind, int(m.group(2)) if m.group(2) else None,  # type: ignore[arg-type]
-                            datetime.strptime(m.group(3), "%Y%m%d").date(), p))
+                            date(int(m.group(3)[:4]), int(m.group(3)[4:6]), int(m.group(3)[6:])), p))
         return out
 
     # ---- series ranges ----------------------------------------------------------------------------
