@@ -211,18 +211,42 @@ def minute_blobs(r: Rollup) -> list[tuple[int, int, bytes]]:
     return out
 
 
+def minute_count(blob: bytes) -> int:
+    return int(_MINUTES.unpack_from(blob)[1])
+
+
 def minute_rollup(blob: bytes, hour: int) -> Rollup:
     """The partials of one minutes blob (``key`` left zero: the caller knows the series)."""
-    _, n = _MINUTES.unpack_from(blob)
-    body = zlib.decompress(memoryview(blob)[_MINUTES.size:])
-    bucket = np.frombuffer(body, np.uint8, n).astype(np.int64) * 60_000 + hour
-    o, cols = n, {}
+    return minute_rollups([(hour, blob)])
+
+
+def minute_rollups(blobs: list[tuple[int, bytes]]) -> Rollup:
+    """The partials of many minutes blobs at once (a day of one series is 24): a column is sliced out of
+    every blob and converted once, not blob by blob."""
+    bodies, sizes, hours = [], [], []
+    for hour, blob in blobs:
+        _, n = _MINUTES.unpack_from(blob)
+        bodies.append(zlib.decompress(memoryview(blob)[_MINUTES.size:]))
+        sizes.append(n)
+        hours.append(hour)
+    hour_of = np.repeat(np.array(hours, np.int64), sizes)
+    offsets = [0] * len(bodies)
+
+    def column(dt: Any) -> np.ndarray:
+        out = []
+        for i, (body, n) in enumerate(zip(bodies, sizes)):
+            v = np.frombuffer(body, dt, n, offsets[i])
+            offsets[i] += v.nbytes
+            out.append(v)
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    bucket = column(np.uint8).astype(np.int64) * 60_000 + hour_of
+    cols: dict[str, np.ndarray] = {}
     for dt, name in _MINUTE_COLS:
-        v = np.frombuffer(body, dt, n, o)
-        o += v.nbytes
-        cols[name] = v.astype(np.int64) + hour if name in ("tmin", "tmax") else v.astype(np.int64 if dt is np.uint32
-                                                                                        else np.float64)
-    return Rollup(np.zeros(n, np.int64), bucket, **cols)
+        v = column(dt)
+        cols[name] = v.astype(np.int64) + hour_of if name in ("tmin", "tmax") else v.astype(
+            np.int64 if dt is np.uint32 else np.float64)
+    return Rollup(np.zeros(len(bucket), np.int64), bucket, **cols)
 
 
 def add_partials(out: dict[tuple[int, int], Partial], bucket: np.ndarray, gid: np.ndarray, r: Rollup) -> None:
@@ -236,8 +260,11 @@ def add_partials(out: dict[tuple[int, int], Partial], bucket: np.ndarray, gid: n
     def red(op: Any, col: np.ndarray) -> list[Any]:
         return op.reduceat(col[order], starts).tolist()
 
-    cols = (red(np.add, r.count), red(np.add, r.sum), red(np.add, r.sumsq), red(np.minimum, r.min),
-            red(np.maximum, r.max), red(np.minimum, r.tmin), red(np.maximum, r.tmax))
+    if len(starts) == len(b):  # every (bucket, group) once (a period of one roll-up interval): no reducing
+        cols = tuple(getattr(r, f)[order].tolist() for f in ("count", "sum", "sumsq", "min", "max", "tmin", "tmax"))
+    else:
+        cols = (red(np.add, r.count), red(np.add, r.sum), red(np.add, r.sumsq), red(np.minimum, r.min),
+                red(np.maximum, r.max), red(np.minimum, r.tmin), red(np.maximum, r.tmax))
     keys = zip(b[starts].tolist(), g[starts].tolist())
     if not out:  # the usual case, and the one with 1,440 buckets a day: no merging, one C-level loop
         out.update(zip(keys, map(Partial, *cols)))

@@ -97,6 +97,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         self._ranges_at = time.monotonic()
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-seal")
         self._sealing: dict[str, Future[None]] = {}  # raw file -> its seal under way
+        self._listing: list[tuple[Kind, int | None, date, Path]] | None = None
         self.index = sqlite3.connect(self.folder / "index.db", check_same_thread=False, isolation_level=None)
         self.index.execute("PRAGMA journal_mode=WAL")
         self.index.execute("PRAGMA synchronous=NORMAL")
@@ -121,6 +122,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             self._open.move_to_end(key)
             return conn
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._listing = None  # the file (and a raw file's roll-up files) may be new
         conn.execute("PRAGMA cache_size=-32000")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file: sealing frees pages
@@ -203,6 +205,12 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             self._state.pop(key, None)
 
     def _files(self) -> list[tuple[Kind, int | None, date, Path]]:
+        """The day files, listed once until this store creates or drops one (every query asks)."""
+        if self._listing is None:
+            self._listing = self._list_files()
+        return self._listing
+
+    def _list_files(self) -> list[tuple[Kind, int | None, date, Path]]:
         out: list[tuple[Kind, int | None, date, Path]] = []
         for p in self.folder.iterdir():
             m = FILE.match(p.name)
@@ -410,6 +418,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
             self._state.pop(str(path), None)
             for q in (path, path.with_name(path.name + "-journal")):
                 q.unlink(missing_ok=True)
+            self._listing = None
 
     def forget_series(self, before_ms: int) -> int:
         with self.lock:

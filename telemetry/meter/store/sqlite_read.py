@@ -25,7 +25,7 @@ from telemetry.meter.store.base import (
     DAY_MS, GRANULARITY, Kind, SampleRow, SeriesRow, day_start_ms, days_between, derived_sample_id, hash64,
 )
 from telemetry.meter.store.head import Head, partials
-from telemetry.meter.store.packing import HOUR_MS, Rollup, add_partials, minute_rollup
+from telemetry.meter.store.packing import HOUR_MS, Rollup, add_partials, minute_count, minute_rollups
 from telemetry.meter.store.sql import SERIES_COLUMNS
 from telemetry.meter.store.sqlite_sql import ROLLUP_PARTIAL
 
@@ -193,20 +193,23 @@ class SqliteReads:
                  sel: dict[int, int] | None, gid0: int, out: dict[tuple[int, int], Partial]) -> None:
         """Add the minute partials in [first, last) of the series in ``temp.sel`` (all in group ``gid0``
         when ``sel`` is None) from their per-hour blobs."""
-        parts, gids = [], []
-        for sid, hour, blob in conn.execute("SELECT m.series_id, m.hour, m.data FROM temp.sel CROSS JOIN "
-                                            "main.minutes m ON m.series_id = sel.sid WHERE m.hour >= ? AND "
-                                            "m.hour < ?", (first - first % HOUR_MS, last)):
-            r = minute_rollup(blob, hour)
-            parts.append(r)
-            gids.append(np.full(len(r.bucket), gid0 if sel is None else sel[sid], np.int64))
-        if not parts:
+        found = conn.execute("SELECT m.series_id, m.hour, m.data FROM temp.sel CROSS JOIN main.minutes m "
+                             "ON m.series_id = sel.sid WHERE m.hour >= ? AND m.hour < ?",
+                             (first - first % HOUR_MS, last)).fetchall()
+        if not found:
             return
-        r = Rollup(*(np.concatenate([getattr(p, f) for p in parts]) for f in Rollup.__slots__))
+        r = minute_rollups([(hour, blob) for _, hour, blob in found])
+        if sel is None:
+            gid = np.full(len(r.bucket), gid0, np.int64)
+        else:
+            gid = np.repeat(np.array([sel[sid] for sid, _, _ in found], np.int64),
+                            [minute_count(blob) for _, _, blob in found])
         keep = (r.bucket >= first) & (r.bucket < last)
-        r = Rollup(*(getattr(r, f)[keep] for f in Rollup.__slots__))
+        if not keep.all():
+            r = Rollup(*(getattr(r, f)[keep] for f in Rollup.__slots__))
+            gid = gid[keep]
         bucket = (r.bucket - origin) // period if period else np.zeros(len(r.bucket), np.int64)
-        add_partials(out, bucket, np.concatenate(gids)[keep], r)
+        add_partials(out, bucket, gid, r)
 
     def _select_files(self, kind: Kind, lo: int | None, hi: int | None) -> list[tuple[Kind, int | None, date, Path]]:
         files = [f for f in self._files() if f[0] == kind]
