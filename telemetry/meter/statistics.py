@@ -139,12 +139,12 @@ def build_statistics(
         if f not in AGGREGATES:
             raise ValueError(f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
     w_max, w_min, w_avg, w_sum, w_count, w_stddev = (f in funcs for f in AGGREGATES)
-    values = dict.fromkeys(funcs)  # the ``aggregate`` dict, in the order asked for
+    aggregate_template = dict.fromkeys(funcs)  # the ``aggregate`` dict, in the order asked for
     keep_aggregate = bool(aggregates)
     plen = period // 1000 if period else 0
-    row = dict.fromkeys(Statistics.model_fields)
-    row["unit"], row["period"] = "", plen
-    templates = {gid: {**row, "groupby": groupby, "unit": unit} for gid, (groupby, unit) in groups.items()}
+    row_template = {**dict.fromkeys(Statistics.model_fields), "period": plen}
+    templates = {gid: {**row_template, "groupby": groupby, "unit": unit}
+                 for gid, (groupby, unit) in groups.items()}
     if len(groups) == 1:
         keys = sorted(partials)  # one group id: (bucket, gid) sorts by bucket
     else:
@@ -200,7 +200,7 @@ def build_statistics(
         total, vmin, vmax = p.sum, p.min, p.max
         avg = total / count
         fields = templates[gid].copy()
-        aggregate = values.copy()
+        aggregate = aggregate_template.copy()
         if w_max:
             fields["max"] = aggregate["max"] = vmax
         if w_min:
