@@ -13,8 +13,6 @@ from telemetry.meter.statistics import AGGREGATES, STANDARD, Partial, Statistics
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Groups = dict[int, tuple[dict[str, Any] | None, str]]
-
-
 Partials = dict[tuple[int, int], Partial]
 
 

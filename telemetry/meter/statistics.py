@@ -139,12 +139,12 @@ def build_statistics(
         if f not in AGGREGATES:
             raise ValueError(f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
     w_max, w_min, w_avg, w_sum, w_count, w_stddev = (f in funcs for f in AGGREGATES)
-    values = dict.fromkeys(funcs)  # the ``aggregate`` dict, in the order asked for
+    aggregate_template = dict.fromkeys(funcs)  # the ``aggregate`` dict, in the order asked for
     keep_aggregate = bool(aggregates)
     plen = period // 1000 if period else 0
-    row = dict.fromkeys(Statistics.model_fields)
-    row["unit"], row["period"] = "", plen
-    templates = {gid: {**row, "groupby": groupby, "unit": unit} for gid, (groupby, unit) in groups.items()}
+    row_template = {**dict.fromkeys(Statistics.model_fields), "period": plen}
+    templates = {gid: {**row_template, "groupby": groupby, "unit": unit}
+                 for gid, (groupby, unit) in groups.items()}
     if len(groups) == 1:
         keys = sorted(partials)  # one group id: (bucket, gid) sorts by bucket
     else:
@@ -156,7 +156,8 @@ def build_statistics(
     ms, sqrt, seconds, millis = _MS, math.sqrt, _SECONDS, _MILLIS
     rows: list[Statistics] = []
     append, new, setattr_, fields_set = rows.append, Statistics.__new__, object.__setattr__, _ALL_SET
-    last_bucket: int | None = None
+    last_bucket: int | None = None  # the bucket of the previous row
+    next_bucket: int | None = None  # the one after it, which starts where the previous row ended
     pstart = pend = 0
     ps_dt = pe_dt = _EPOCH
     for key in keys:
@@ -173,10 +174,10 @@ def build_statistics(
         elif bucket != last_bucket:  # the groups of one bucket share its datetimes
             assert origin is not None
             pstart = origin + bucket * period
-            ps_dt = pe_dt if last_bucket is not None and bucket == last_bucket + 1 else _EPOCH + ms * pstart
+            ps_dt = pe_dt if bucket == next_bucket else _EPOCH + ms * pstart
             pend = pstart + period
             pe_dt = ps_dt + step
-            last_bucket = bucket
+            last_bucket, next_bucket = bucket, bucket + 1
         dstart = tmin if tmin > lo else lo
         dend = tmax if tmax < hi else hi
         off = dstart - pstart
@@ -199,7 +200,7 @@ def build_statistics(
         total, vmin, vmax = p.sum, p.min, p.max
         avg = total / count
         fields = templates[gid].copy()
-        aggregate = values.copy()
+        aggregate = aggregate_template.copy()
         if w_max:
             fields["max"] = aggregate["max"] = vmax
         if w_min:
