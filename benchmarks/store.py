@@ -15,7 +15,6 @@ Peers run on loopback with their data in a scratch folder; everything is removed
 from __future__ import annotations
 
 import argparse
-import gc
 import shutil
 import socket
 import statistics
@@ -31,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from telemetry.meter.query import QueryTerm, SampleQuery  # noqa: E402
+from telemetry.gctune import tune_for_daemon  # noqa: E402
 from telemetry.meter.store import open_store  # noqa: E402
 from telemetry.models import Sample  # noqa: E402
 
@@ -244,8 +244,9 @@ def main() -> None:
     args = ap.parse_args()
     day = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows, step = dataset(args.samples, day)
-    # The harness holds 10M tuples for the peers (a daemon holds none): full GC passes must not rescan them.
-    gc.freeze()
+    # The collector as `telemetry run` sets it once started (telemetry/gctune.py). It also freezes the
+    # 10M tuples this harness holds for the peers (a daemon holds none), so full GC passes skip them.
+    tune_for_daemon()
     print(f"{len(rows):,} samples: {RESOURCES} resources every {step:.2f} s over {day.date()}", flush=True)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
