@@ -183,6 +183,12 @@ def test_a_sealed_day_gives_its_log_pages_back(tmp_path: Path) -> None:
     from telemetry.meter.store.sqlite import SqliteSampleStore
     from telemetry.models import Sample
 
+    from telemetry.metrics import REGISTRY
+
+    def seals() -> float:
+        return REGISTRY.get_sample_value("telemetry_store_seals_total", {"result": "ok"}) or 0.0
+
+    before = seals()
     day = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     store = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
     for h in range(24):
@@ -190,6 +196,7 @@ def test_a_sealed_day_gives_its_log_pages_back(tmp_path: Path) -> None:
                             resource_id=f"res-{i % 30}", timestamp=day + timedelta(hours=h, seconds=i * 2))
                      for i in range(1500)])
     store.maintain(day + timedelta(days=1, hours=1))
+    assert seals() - before >= 2  # in the background as hours passed, and the rest of the day at the end
     (raw,) = tmp_path.glob("raw-*.db")
     c = sqlite3.connect(raw)
     assert c.execute("SELECT count(*) FROM wal").fetchone() == (0,)

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from prometheus_client import Counter, Histogram
 
 from telemetry.meter.statistics import from_ms
 from telemetry.meter.store import chunks
@@ -58,8 +59,13 @@ from telemetry.meter.store.sqlite_sql import (
     CHUNK_DDL, CHUNK_INDEX, HOT_DDL, METER_DDL, MINUTES_DDL, MINUTES_INDEX, ROLLUP_DDL, ROLLUP_PARTIAL, WAL_DDL,
     upgrade_raw,
 )
+from telemetry.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
+SEALS = Counter("telemetry_store_seals", "Hours of raw samples sealed into chunks and roll-ups (embedded store)",
+                ["result"], registry=REGISTRY)
+SEAL_SECONDS = Histogram("telemetry_store_seal_seconds", "Time to seal, from snapshot to commit (embedded store)",
+                         registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 FILE = re.compile(r"^(raw-(\d+)|m1|h1)-(\d{8})\.db$")
 HOUR_MS = 3_600_000
 #: Rows stay in the head until their partition has moved this far past the end of their hour.
@@ -336,10 +342,13 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         partition is under way (the next pass takes what it leaves)."""
         if key in self._sealing:
             return
+        started = time.monotonic()
         s = snapshot(conn, state.head, cut, self._series_by_id, state.legacy["h1"])
         if s is not None:
             pack(s)
             commit(conn, state.head, state.sealed, s)
+            SEALS.labels(result="ok").inc()
+            SEAL_SECONDS.observe(time.monotonic() - started)
         state.cut = max(state.cut, cut)
 
     def _seal_soon(self, key: str, conn: sqlite3.Connection, state: RawState, cut: int) -> None:
@@ -353,6 +362,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         self._sealing[key] = self._sealer.submit(self._seal_job, key, conn, state, s)
 
     def _seal_job(self, key: str, conn: sqlite3.Connection, state: RawState, s: Sealing) -> None:
+        started = time.monotonic()
         try:
             pack_elsewhere(s)
             with self.lock:
@@ -360,7 +370,10 @@ class SqliteSampleStore(SqliteReads, SampleStore):
                 if self._open.get(key) is conn and self._state.get(key) is state:
                     commit(conn, state.head, state.sealed, s)
                     state.cut = max(state.cut, s.cut)
+            SEALS.labels(result="ok").inc()
+            SEAL_SECONDS.observe(time.monotonic() - started)
         except Exception:
+            SEALS.labels(result="failed").inc()
             log.exception("sealing %s failed; its rows stay in the log and the next write retries", key)
         finally:
             with self.lock:
