@@ -203,3 +203,44 @@ def test_a_sealed_day_gives_its_log_pages_back(tmp_path: Path) -> None:
     assert c.execute("PRAGMA freelist_count").fetchone() == (0,)
     c.close()
     store.close()
+
+
+def test_sealing_falls_back_to_this_process_when_the_worker_dies(tmp_path: Path, caplog) -> None:
+    """A worker process that died (OOM killer, a stray kill) costs a warning, not the hour: packing
+    runs in the daemon's own process, and the next seal starts a new worker."""
+    import logging
+    import os
+    import signal
+
+    from telemetry.meter.store import sealing
+    from telemetry.meter.store.base import TtlPolicy
+    from telemetry.meter.store.sqlite import SqliteSampleStore
+    from telemetry.models import Sample
+
+    store = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
+    t0 = (datetime.now(timezone.utc) - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
+
+    def hour(h: int) -> list[Sample]:
+        return [Sample(counter_name="cpu_util", counter_type="gauge", counter_volume=float(i), resource_id=f"r{i % 5}",
+                       timestamp=t0 + timedelta(hours=h, seconds=i * 12)) for i in range(300)]
+
+    store.write(hour(0))
+    store.write(hour(1))  # seals hour 0 in the background: the worker now exists
+    store.maintain(t0)  # waits for it
+    pool = sealing._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING, logger="telemetry.meter.store.sealing"):
+        store.write(hour(2))  # seals hour 1: the dead worker is noticed, packing happens here
+        store.maintain(t0)
+    assert "sealing worker unavailable" in caplog.text
+    store.write(hour(3))
+    store.maintain(t0 + timedelta(days=2))
+    assert sealing._pool is not None and sealing._pool is not pool  # a fresh worker took over
+    from telemetry.meter.query import SampleQuery
+
+    for kind in ("raw", "m1", "h1"):
+        (row,) = store.statistics_sync(SampleQuery(meter="cpu_util"), force=kind)
+        assert row.count == 1200, kind
+    store.close()
