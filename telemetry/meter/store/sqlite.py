@@ -421,17 +421,21 @@ class SqliteSampleStore(SqliteReads, SampleStore):
 
     def drop(self, p: Partition) -> None:
         path = self._path(p.kind, p.day, p.ttl)
-        self._wait_seals(str(path))
-        with self.lock:
-            if p.kind == "raw" and path.exists() and any(self._path(k, p.day).exists() for k in ("m1", "h1")):
-                # Its open rows are in no roll-up yet, and the roll-ups outlive the raw data.
-                conn = self._conn("raw", p.day, p.ttl)
-                self._seal(str(path), conn, self._state[str(path)], day_start_ms(p.day) + DAY_MS)
-            self._close_day(p.day)
-            self._state.pop(str(path), None)
-            for q in (path, path.with_name(path.name + "-journal")):
-                q.unlink(missing_ok=True)
-            self._listing = None
+        key = str(path)
+        while True:
+            self._wait_seals(key)
+            with self.lock:
+                if key in self._sealing:
+                    continue  # a late write started another meanwhile: its rows must reach the roll-ups
+                if p.kind == "raw" and path.exists() and any(self._path(k, p.day).exists() for k in ("m1", "h1")):
+                    # Its open rows are in no roll-up yet, and the roll-ups outlive the raw data.
+                    self._seal(key, self._conn("raw", p.day, p.ttl), self._state[key], day_start_ms(p.day) + DAY_MS)
+                self._close_day(p.day)
+                self._state.pop(key, None)
+                for q in (path, path.with_name(path.name + "-journal")):
+                    q.unlink(missing_ok=True)
+                self._listing = None
+                return
 
     def forget_series(self, before_ms: int) -> int:
         with self.lock:
