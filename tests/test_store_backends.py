@@ -242,7 +242,7 @@ def test_sqlite_files_from_before_chunks_are_upgraded(tmp_path) -> None:
     import uuid
 
     from telemetry.meter.store.base import TtlPolicy, stored_message_id
-    from telemetry.meter.store.packing import minute_rollup
+    from telemetry.meter.store.packing import minute_rollups
     from telemetry.meter.store.sqlite import SqliteSampleStore
 
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
@@ -274,7 +274,7 @@ def test_sqlite_files_from_before_chunks_are_upgraded(tmp_path) -> None:
                       "coalesce(min, sum), coalesce(max, sum), tmin, coalesce(tmax, tmin) FROM r0")
             if f.name.startswith("m1-"):  # minute roll-ups were rows then, not blobs per hour
                 for sid, hour, blob in c.execute("SELECT series_id, hour, data FROM minutes").fetchall():
-                    r = minute_rollup(blob, hour)
+                    r = minute_rollups([(hour, blob)])
                     c.executemany("INSERT INTO rollup VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                   [(sid,) + row[1:] for row in r.rows(False)])
                 c.execute("DROP TABLE minutes")

@@ -158,7 +158,7 @@ def test_kill_9_while_writing_and_sealing_loses_and_doubles_nothing(tmp_path: Pa
 
 
 def test_minute_blobs_hold_the_minute_rollups() -> None:
-    from telemetry.meter.store.packing import minute_blobs, minute_rollup
+    from telemetry.meter.store.packing import minute_blobs, minute_rollups
 
     rng = random.Random(4)
     c = _columns(rng, 3000)
@@ -168,7 +168,7 @@ def test_minute_blobs_hold_the_minute_rollups() -> None:
     got = {}
     for sid, hour, blob in minute_blobs(r):
         assert hour % HOUR_MS == 0
-        for row in minute_rollup(blob, hour).rows(False):
+        for row in minute_rollups([(hour, blob)]).rows(False):
             assert hour <= row[1] < hour + HOUR_MS
             got[(sid, row[1])] = row[2:]
     assert got == want  # exact: the floats are stored as they are

@@ -69,21 +69,24 @@ class Head:
             self._keys = row_keys(self.columns())
         return self._keys
 
-    def add(self, c: Columns) -> None:
-        """Rows already logged."""
+    def add(self, c: Columns, newest: dict[int, int] | None = None) -> None:
+        """Rows already logged. ``newest``: per series, a time at or after its newest row in ``c`` (the
+        write loop has it already); computed here when not given."""
         if not len(c):
             return
         self.segments.append(c)
         if self._keys is not None:
             self._keys |= row_keys(c)
-        order = np.lexsort((c.ts, c.sid))
-        sid, ts = c.sid[order], c.ts[order]
-        last = np.append(sid[1:] != sid[:-1], True)
-        newest = self.newest
-        for s, t in zip(sid[last].tolist(), ts[last].tolist()):
-            if t > newest.get(s, -1):
-                newest[s] = t
-        lo = int(ts.min())
+        if newest is None:
+            order = np.lexsort((c.ts, c.sid))
+            sid, ts = c.sid[order], c.ts[order]
+            last = np.append(sid[1:] != sid[:-1], True)
+            newest = dict(zip(sid[last].tolist(), ts[last].tolist()))
+        mine = self.newest
+        for s, t in newest.items():
+            if t > mine.get(s, -1):
+                mine[s] = t
+        lo = int(c.ts.min())
         self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
         if len(self.segments) >= _MERGE_AT:
             self.segments = [Columns.concat(self.segments)]

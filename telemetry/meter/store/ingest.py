@@ -48,7 +48,6 @@ class Batch:
     parts: list[Part]
     new_series: dict[int, SeriesRow]
     expired: int = 0
-    duplicates: int = 0
 
 
 @dataclass(slots=True)
@@ -124,8 +123,7 @@ class Splitter:
             else:
                 ident = (sid, ts, mid)
                 if ident in part.head.key_set() or ident in part.batch_keys():
-                    out.duplicates += 1
-                    continue
+                    continue  # a duplicate (the store counts what was not inserted)
                 part.keys.add(ident)  # type: ignore[union-attr]
             if ts < part.cut:
                 part.late.append(len(part.ts))

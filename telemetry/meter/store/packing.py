@@ -215,14 +215,9 @@ def minute_count(blob: bytes) -> int:
     return int(_MINUTES.unpack_from(blob)[1])
 
 
-def minute_rollup(blob: bytes, hour: int) -> Rollup:
-    """The partials of one minutes blob (``key`` left zero: the caller knows the series)."""
-    return minute_rollups([(hour, blob)])
-
-
 def minute_rollups(blobs: list[tuple[int, bytes]]) -> Rollup:
-    """The partials of many minutes blobs at once (a day of one series is 24): a column is sliced out of
-    every blob and converted once, not blob by blob."""
+    """The partials of (hour, blob) minutes blobs at once (a day of one series is 24): a column is sliced
+    out of every blob and converted once, not blob by blob. ``key`` is left zero: the caller knows the series."""
     bodies, sizes, hours = [], [], []
     for hour, blob in blobs:
         _, n = _MINUTES.unpack_from(blob)

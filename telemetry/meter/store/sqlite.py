@@ -314,7 +314,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         if not len(cols):
             return 0
         conn.execute("INSERT INTO main.wal(data) VALUES (?)", (wal_blob(cols),))  # durable from here
-        state.head.add(cols)
+        state.head.add(cols, part.newest)
         state.clock = max(state.clock, int(cols.ts.max()))
         cut = min((state.clock - GRACE_MS) // HOUR_MS * HOUR_MS, day_start_ms(d) + DAY_MS)
         if cut > state.cut:
@@ -366,10 +366,12 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         try:
             pack_elsewhere(s)
             with self.lock:
-                # Closed, evicted or dropped meanwhile: its log still holds every row, nothing is lost.
-                if self._open.get(key) is conn and self._state.get(key) is state:
-                    commit(conn, state.head, state.sealed, s)
-                    state.cut = max(state.cut, s.cut)
+                # Closed, evicted or dropped meanwhile: its log still holds every row, nothing is lost,
+                # and nothing was sealed (reopening the file seals it again).
+                if self._open.get(key) is not conn or self._state.get(key) is not state:
+                    return
+                commit(conn, state.head, state.sealed, s)
+                state.cut = max(state.cut, s.cut)
             SEALS.labels(result="ok").inc()
             SEAL_SECONDS.observe(time.monotonic() - started)
         except Exception:
