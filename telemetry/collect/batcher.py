@@ -1,9 +1,10 @@
 """Grouping records into batches by size and time, as Filebeat's bulk_max_size.
 
-A batch carries, besides its records, the checkpoint each file reaches once
-the batch is acknowledged ("marks"): batches leave in order and every file's
+A batch carries, besides its records, the checkpoint each source reaches once
+the batch is acknowledged ("marks"): batches leave in order and every source's
 entries are in order inside them, so acknowledging batch n moves each file to
-the end of its last entry in n and never past an entry still unshipped.
+the resume point of its last entry in n (never past an entry still unshipped)
+and each journal to the cursor of its last entry in n.
 
 The bounded queue of finished batches is where backpressure starts: when the
 shipper cannot keep up (bus down and spool full), ``add`` waits and the file
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -26,12 +29,28 @@ __all__ = ["Batch", "Batcher", "Mark"]
 
 @dataclass(slots=True)
 class Mark:
-    """Where a file stands once the batch holding its lines is acknowledged."""
+    """Where a source stands once the batch holding its entries is acknowledged.
+
+    A file: ``end`` (its resume point), the lines past it already shipped (``skips``), and
+    the inode, device and name it is read under. A journal: its ``cursor``.
+    """
 
     end: int
-    inode: int
-    dev: int
-    path: str
+    inode: int = 0
+    dev: int = 0
+    path: str = ""
+    skips: tuple[tuple[int, int], ...] = ()
+    cursor: str | None = None
+
+    def to_list(self) -> list[object]:
+        return [self.end, self.inode, self.dev, self.path, [list(s) for s in self.skips], self.cursor]
+
+    @classmethod
+    def from_list(cls, raw: Sequence[Any]) -> Mark:
+        """A mark as ``to_list`` wrote it (the spool's form); spools written before skips have four items."""
+        skips = tuple((int(a), int(b)) for a, b in raw[4]) if len(raw) > 4 else ()
+        cursor = str(raw[5]) if len(raw) > 5 and raw[5] is not None else None
+        return cls(int(raw[0]), int(raw[1]), int(raw[2]), str(raw[3]), skips, cursor)
 
 
 @dataclass
@@ -53,7 +72,7 @@ class Batch:
         """The spool form: JSON, gzip-compressed when asked."""
         body = orjson.dumps({
             "records": [r.to_dict() for r in self.records],
-            "marks": {fp: [m.end, m.inode, m.dev, m.path] for fp, m in self.marks.items()},
+            "marks": {key: m.to_list() for key, m in self.marks.items()},
         })
         return gzip.compress(body, compresslevel=3) if compression == "gzip" else body
 
@@ -64,7 +83,7 @@ class Batch:
         raw = orjson.loads(data)
         b = cls()
         b.records = [RawLog.model_validate(r) for r in raw["records"]]
-        b.marks = {fp: Mark(*m) for fp, m in raw["marks"].items()}
+        b.marks = {key: Mark.from_list(m) for key, m in raw["marks"].items()}
         b.size = sum(len(line) for r in b.records for line in r.lines)
         return b
 
@@ -85,13 +104,14 @@ class Batcher:
             await self.flush()
 
     async def add_many(
-        self, records: list[RawLog], sizes: list[int], ends: list[int], fp: str, inode: int, dev: int, path: str,
+        self, records: list[RawLog], sizes: list[int], key: str, mark_at: Callable[[int], Mark],
     ) -> None:
-        """``add`` for consecutive entries of one file, with one mark per batch they land in.
+        """``add`` for consecutive entries of one source, with one mark per batch they land in.
 
-        ``sizes`` are the entries' text lengths and ``ends`` their end offsets. The batches
-        come out exactly as from one ``add`` per record (same cuts, same marks), without a
-        Mark per record.
+        ``sizes`` are the entries' text lengths; ``mark_at(i)`` is the source's mark once
+        record ``i`` is acknowledged, asked for the last record of each batch only. The
+        batches come out exactly as from one ``add`` per record (same cuts, same marks),
+        without a Mark per record.
         """
         i, n = 0, len(records)
         while i < n:
@@ -108,7 +128,7 @@ class Batcher:
                     full = True
                     break
             batch.size = size
-            batch.marks[fp] = Mark(ends[i - 1], inode, dev, path)
+            batch.marks[key] = mark_at(i - 1)
             if full:
                 await self.flush()
 

@@ -102,8 +102,11 @@ class Shipper:
         if self.down:
             log.info("bus is back; draining %d spooled batches", len(self.spool))
         self.down, self.backoff = False, 0.2
-        for fp, mark in batch.marks.items():
-            self.checkpoints.advance(fp, mark.end, mark.inode, mark.dev, mark.path)
+        for key, mark in batch.marks.items():
+            if mark.cursor is not None:
+                self.checkpoints.advance_cursor(key, mark.cursor)
+            else:
+                self.checkpoints.advance(key, mark.end, mark.inode, mark.dev, mark.path, mark.skips)
         await asyncio.to_thread(self.checkpoints.save)
         self.shipped += len(batch.records)
         m.BATCHES_SHIPPED.labels(via=via).inc()
