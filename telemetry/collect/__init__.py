@@ -18,13 +18,14 @@ def agent_components(runtime: Any) -> Iterable[Component]:
     if sources.files or sources.syslog.enabled:
         from telemetry.collect.agent import AgentPipeline
 
-        pipeline = AgentPipeline(runtime)
+        pipeline = AgentPipeline(sources.agent, runtime.data_dir, runtime.bus, runtime.settings.bus.format)
         comps.append(pipeline)
         runtime.services["agent_pipeline"] = pipeline
         if sources.files:
             from telemetry.collect.files import FilesSource
 
-            comps.append(FilesSource(runtime, pipeline.batcher, pipeline.checkpoints, pipeline.spooled))
+            comps.append(FilesSource(list(sources.files), sources.agent, runtime.settings.host, pipeline.batcher,
+                                     pipeline.checkpoints, pipeline.spooled))
         if sources.syslog.enabled:
             from telemetry.collect.syslog import SyslogServer
 

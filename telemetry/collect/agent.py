@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from telemetry.bus import Bus
 from telemetry.collect.batcher import Batcher, Mark
 from telemetry.collect.checkpoints import SYNC_EVERY, Checkpoints
 from telemetry.collect.ship import BusTarget, FileTarget, Shipper, Target
@@ -30,20 +32,16 @@ class AgentPipeline(Component):
     name = "agent.shipper"
     order = 60
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, cfg: AgentConfig, data_dir: Path, bus: Bus, fmt: str = "json") -> None:
         super().__init__()
-        cfg: AgentConfig = runtime.settings.sources.agent
         self.cfg = cfg
-        state = runtime.data_dir / "agent"
-        self.checkpoints = Checkpoints(state, cfg.checkpoint_ttl)
-        self.spool = Spool(runtime.data_dir / "spool", cfg.spool.max_bytes, cfg.spool.compression)
-        #: What the spool holds per file, so readers resume after it on restart.
+        self.checkpoints = Checkpoints(data_dir / "agent", cfg.checkpoint_ttl)
+        self.spool = Spool(data_dir / "spool", cfg.spool.max_bytes, cfg.spool.compression)
+        #: What the spool holds per source, so readers resume after it on restart.
         self.spooled: dict[str, Mark] = self.spool.positions()
         self.batcher = Batcher(cfg.batch_records, cfg.batch_bytes, cfg.batch_wait)
-        target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(
-            runtime.bus, runtime.settings.bus.format
-        )
-        self.target_name = cfg.output_file or runtime.bus.describe()
+        target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(bus, fmt)
+        self.target_name = cfg.output_file or bus.describe()
         self.shipper = Shipper(target, self.batcher, self.spool, self.checkpoints, cfg.publish_timeout)
 
     async def start(self) -> None:

@@ -39,3 +39,8 @@ SYSLOG_DROPPED = Counter(
     "telemetry_agent_syslog_dropped", "UDP syslog messages dropped because the agent was overloaded",
     registry=REGISTRY,
 )
+DATA_LOST = Counter(
+    "telemetry_agent_data_lost",
+    "Files whose unread rest could not be read any more: truncated with no copy found, or gone before a restart",
+    ["reason"], registry=REGISTRY,
+)

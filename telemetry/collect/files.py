@@ -5,8 +5,18 @@ Files are tracked by content fingerprint (see ``tail``). A scan every
 picked up; a file whose fingerprint is already being read (a copytruncate
 copy, a second glob matching it) is left alone until that reader needs it.
 A reader keeps its descriptor across a rename and reads to the end before it
-lets go of a file that was deleted or rotated out of the globs; a truncated
-file continues in its copy when there is one, and is re-read from its start.
+lets go of a file that was deleted or rotated out of the globs.
+
+copytruncate: when a file shrinks (or its first line changes) the data
+between our position and the truncation point is only in the copy logrotate
+made just before. The copy is looked for by fingerprint among the globbed
+files and every file of the original's folder (the copy's name need not
+match a glob), and reading continues in it. After a restart the same search
+runs for every file whose checkpoint had not reached its end (rename or
+copytruncate while the agent was down): reading resumes at the checkpoint in
+whatever file holds that content now. What cannot be recovered, because the
+copy is outside the folder and the globs, or was compressed or deleted before
+we read it, is counted (``telemetry_agent_data_lost_total``) and logged.
 
 Record ids derive from host + inode + offset + fingerprint: the inode is the
 one the content was first read from (kept in the checkpoint, so the copy of a
@@ -17,18 +27,17 @@ of a truncated or reused inode from colliding with the old.
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
 import time
-from fnmatch import fnmatch
 from typing import Any
 
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batcher, Mark
 from telemetry.collect.checkpoints import Checkpoints
-from telemetry.collect.multiline import Entry, Joiner, make_joiner
-from telemetry.collect.tail import Line, Lines, Tail, fingerprint, stat_key
+from telemetry.collect.finder import Finder
+from telemetry.collect.multiline import Entry, Joiner, Span, make_joiner
+from telemetry.collect.tail import Line, Lines, Tail
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, FileSource
 from telemetry.models import RawLog, id_of_key
@@ -39,12 +48,13 @@ log = logging.getLogger(__name__)
 __all__ = ["FileReader", "FilesSource"]
 
 
-
-
 class FileReader:
-    """One file's content: its tail, its joiner, the group's fields."""
+    """One file's content: its tail, its joiner, the group's fields, its resume point."""
 
-    def __init__(self, tail: Tail, group: FileSource, inode: int, cfg: AgentConfig, host: str = "") -> None:
+    def __init__(
+        self, tail: Tail, group: FileSource, inode: int, cfg: AgentConfig, host: str = "",
+        skips: list[Span] | tuple[Span, ...] = (),
+    ) -> None:
         self.tail = tail
         self.group = group
         self.inode = inode  # the inode record ids use (the original's, for a copy)
@@ -52,6 +62,9 @@ class FileReader:
         self.tagged: list[tuple[int, list[str]]] = []  # (line offset, tags) of repaired lines
         self.eof_since: float | None = None
         self.in_globs = True
+        #: Lines past the checkpoint already shipped: dropped when read again, kept with every mark.
+        self.skips: list[Span] = sorted(skips)
+        self.marked = tail.pos  # the resume point of the last entry handed to the batcher
 
         self.component = group.fields.get("component", "")
         self.type = group.fields.get("type", "")
@@ -71,20 +84,51 @@ class FileReader:
             for line in lines:
                 got.add(line)
             lines = got
+        if self.skips and lines.offsets and lines.offsets[0] < self.skips[-1][1]:
+            lines = self._unshipped(lines)
         for off, tags in lines.tagged:
             self.tagged.append((off, tags))
             for t in tags:
                 m.LINES_REPAIRED.labels(reason=t).inc()
         return self.joiner.feed_many(lines.texts, lines.offsets, lines.ends)
 
+    def _unshipped(self, lines: Lines) -> Lines:
+        """``lines`` without those shipped before a restart (in ``skips``)."""
+        spans = self.skips
+        out = Lines()
+        for text, off, end in zip(lines.texts, lines.offsets, lines.ends):
+            if not any(a <= off < b for a, b in spans):
+                out.texts.append(text)
+                out.offsets.append(off)
+                out.ends.append(end)
+        keep = set(out.offsets)
+        out.tagged = [(off, t) for off, t in lines.tagged if off in keep]
+        return out
+
+    def marks(self, entries: list[Entry]) -> list[tuple[Span, ...]] | None:
+        """Per entry, the skips its resume point keeps; None when no entry has any (the usual case)."""
+        self.marked = entries[-1].resume
+        acc = self.skips
+        if not acc and not any(e.skips for e in entries):
+            return None
+        out: list[tuple[Span, ...]] = []
+        for e in entries:
+            if e.skips:
+                acc = sorted(acc + list(e.skips))
+            if acc:
+                acc = [s for s in acc if s[0] >= e.resume]
+            out.append(tuple(acc))
+        self.skips = acc
+        return out
+
     def tags_for(self, entry: Entry) -> list[str]:
         tags = self.group.tags + entry.tags  # a new list each time: records never share one
         if self.tagged:
             keep = []
             for off, t in self.tagged:
-                if entry.offset <= off < entry.end:
+                if entry.owns(off):
                     tags += [x for x in t if x not in tags]
-                elif off >= entry.end:
+                elif off >= entry.resume:  # a line of an entry still to come
                     keep.append((off, t))
             self.tagged = keep
         return tags
@@ -94,15 +138,18 @@ class FilesSource(Component):
     name = "source.files"
     order = 70
 
-    def __init__(self, runtime: Any, batcher: Batcher, checkpoints: Checkpoints, spooled: dict[str, Mark]) -> None:
+    def __init__(
+        self, groups: list[FileSource], cfg: AgentConfig, host: str, batcher: Batcher, checkpoints: Checkpoints,
+        spooled: dict[str, Mark],
+    ) -> None:
         super().__init__()
-        self.runtime = runtime
-        self.host: str = runtime.settings.host
-        self.groups: list[FileSource] = list(runtime.settings.sources.files)
-        self.cfg: AgentConfig = runtime.settings.sources.agent
+        self.host = host
+        self.groups = groups
+        self.cfg = cfg
         self.batcher = batcher
         self.checkpoints = checkpoints
         self.spooled = spooled  # per fingerprint, what the spool already holds (restart)
+        self.finder = Finder(groups)
         self.readers: dict[str, FileReader] = {}  # fingerprint -> reader
         self.lines_read = 0
         self.heartbeat = time.monotonic()
@@ -110,6 +157,7 @@ class FilesSource(Component):
 
     async def start(self) -> None:
         self.scan()
+        self.recover()
         self.spawn(self._loop, "read")
 
     def alive(self) -> bool:
@@ -117,27 +165,11 @@ class FilesSource(Component):
         return time.monotonic() - self.heartbeat < max(30.0, 10 * self.cfg.poll_interval)
 
     # -- finding files -------------------------------------------------
-    def _matches(self) -> list[tuple[str, FileSource]]:
-        seen: set[str] = set()
-        out: list[tuple[str, FileSource]] = []
-        for group in self.groups:
-            for pattern in group.paths:
-                for path in sorted(glob.glob(pattern)):
-                    if path in seen or any(fnmatch(path, x) for x in group.exclude) or not os.path.isfile(path):
-                        continue
-                    seen.add(path)
-                    out.append((path, group))
-        return out
-
     def scan(self) -> None:
         """Open files new to us; note which open files are still reachable by a glob."""
         by_key = {r.tail.key: r for r in self.readers.values()}
         reachable: set[tuple[int, int]] = set()
-        for path, group in self._matches():
-            try:
-                key = stat_key(os.stat(path))
-            except OSError:
-                continue
+        for path, group, key in self.finder.matches():
             reachable.add(key)
             if key in by_key:
                 continue
@@ -155,7 +187,38 @@ class FilesSource(Component):
                 pass
         m.FILES_OPEN.set(len(self.readers))
 
-    def _open(self, path: str, group: FileSource) -> None:
+    def recover(self) -> None:
+        """After a restart: files whose checkpoint had not reached their end, under their new names.
+
+        A rename or a copytruncate while the agent was down leaves the unread rest of a file
+        under a name the globs may not match (``app.log.1``); it is found by fingerprint in
+        the folder where the file was read. If it is gone, what it held past the checkpoint
+        is lost: counted and logged, once.
+        """
+        for cp in self.checkpoints.unfinished():
+            if cp.fp in self.readers:
+                continue
+            group = self.finder.group_of(cp.path)
+            if group is None:
+                continue  # no longer configured
+            found = self.finder.find(cp.fp, [os.path.dirname(cp.path)], exclude=self._open_keys())
+            if found is None:
+                log.warning("%s (read up to offset %d) is gone and no file holds its content any more: "
+                            "lines written after that offset were lost", cp.path, cp.offset)
+                m.DATA_LOST.labels(reason="gone_before_restart").inc()
+                self.checkpoints.release(cp.fp, cp.offset)
+                continue
+            fd, path = found
+            os.close(fd)
+            try:
+                self._open(path, group, in_globs=False)
+            except OSError as exc:
+                log.warning("cannot read %s: %s", path, exc)
+
+    def _open_keys(self) -> set[tuple[int, int]]:
+        return {r.tail.key for r in self.readers.values()}
+
+    def _open(self, path: str, group: FileSource, in_globs: bool = True) -> None:
         tail = Tail.open(path, self.cfg.max_line_bytes, self.cfg.read_bytes)
         if tail is None:
             return  # first line not complete yet
@@ -163,7 +226,9 @@ class FilesSource(Component):
             tail.close()  # same content already being read (a copy, or a second name)
             return
         cp, sp = self.checkpoints.get(tail.fp), self.spooled.get(tail.fp)
-        start = max(cp.offset if cp else 0, sp.end if sp else 0)
+        start, skips = (cp.offset, list(cp.skips)) if cp else (0, [])
+        if sp is not None and sp.end >= start:  # the spool holds more than was acknowledged
+            start, skips = sp.end, list(sp.skips)
         if start > tail.size():
             tail.close()  # a copy still being written: wait until it holds what was read
             return
@@ -178,24 +243,10 @@ class FilesSource(Component):
             except OSError as exc:  # a full disk: the next acknowledged batch saves it again
                 log.warning("cannot save checkpoints: %s", exc)
         tail.seek(start)
-        self.readers[tail.fp] = FileReader(tail, group, inode, self.cfg, self.host)
+        reader = FileReader(tail, group, inode, self.cfg, self.host, skips)
+        reader.in_globs = in_globs
+        self.readers[tail.fp] = reader
         log.info("reading %s from offset %d", path, start)
-
-    def _copy_of(self, reader: FileReader) -> tuple[int, str] | None:
-        """An open descriptor of another file holding the reader's content (copytruncate's copy)."""
-        for path, _group in self._matches():
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                if stat_key(os.fstat(fd)) != reader.tail.key and fingerprint(fd) == reader.tail.fp \
-                        and os.fstat(fd).st_size >= reader.tail.line_start:
-                    return fd, path
-            except OSError:
-                pass
-            os.close(fd)
-        return None
 
     # -- reading -------------------------------------------------------
     async def _emit(self, reader: FileReader, entries: list[Entry]) -> None:
@@ -203,7 +254,7 @@ class FilesSource(Component):
             return
         t = reader.tail
         now = utcnow()
-        host, path, inode, fp = self.host, t.path, reader.inode, t.fp
+        host, path, inode, fp, dev = self.host, t.path, reader.inode, t.fp, t.key[0]
         component, type_, extra = reader.component, reader.type, reader.extra
         fast, tags_for, record_id = RawLog.fast, reader.tags_for, reader.record_id
         records: list[RawLog] = []
@@ -216,7 +267,12 @@ class FilesSource(Component):
                 extra=dict(extra) if extra else None,
             ))
             sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
-        await self.batcher.add_many(records, sizes, [e.end for e in entries], fp, inode, t.key[0], path)
+        skips = reader.marks(entries)
+
+        def mark_at(i: int) -> Mark:
+            return Mark(entries[i].resume, inode, dev, path, skips[i] if skips else ())
+
+        await self.batcher.add_many(records, sizes, fp, mark_at)
 
     async def _turn(self, reader: FileReader) -> bool:
         """Read a little of one file; True when it had new data."""
@@ -235,10 +291,10 @@ class FilesSource(Component):
         if got:
             reader.eof_since = None
             return True
+        # At the end of what the file holds: complete entries go now, not after a timer.
+        await self._emit(reader, reader.joiner.ready(self.cfg.multiline_flush))
         now = time.monotonic()
         reader.eof_since = reader.eof_since or now
-        if reader.joiner.idle(self.cfg.multiline_flush):
-            await self._emit(reader, reader.joiner.flush())
         if t.truncated():
             await self._truncated(reader)
         elif (t.deleted() or not reader.in_globs) and now - reader.eof_since >= self.cfg.release_after:
@@ -246,11 +302,16 @@ class FilesSource(Component):
         return False
 
     async def _truncated(self, reader: FileReader) -> None:
-        copy = self._copy_of(reader)
+        t = reader.tail
+        dirs = [os.path.dirname(t.path)]
+        copy = self.finder.find(t.fp, dirs, exclude={t.key}, min_size=t.line_start, globs=True)
         if copy is not None:
-            log.info("%s was truncated; continuing in its copy %s", reader.tail.path, copy[1])
-            reader.tail.switch(*copy)
+            log.info("%s was truncated; continuing in its copy %s", t.path, copy[1])
+            t.switch(*copy)
             return
+        log.warning("%s was truncated and no copy of it was found among the globbed files or in %s: "
+                    "lines written after offset %d before the truncation were lost", t.path, dirs[0], t.line_start)
+        m.DATA_LOST.labels(reason="truncated_without_copy").inc()
         await self._release(reader, "truncated")
 
     async def _release(self, reader: FileReader, why: str) -> None:
@@ -260,6 +321,7 @@ class FilesSource(Component):
         await self._emit(reader, entries + reader.joiner.flush())
         reader.tail.close()
         self.readers.pop(reader.tail.fp, None)
+        self.checkpoints.release(reader.tail.fp, reader.marked)
         try:
             m.FILE_LAG.remove(reader.tail.path)
         except KeyError:
@@ -280,6 +342,9 @@ class FilesSource(Component):
                     log.warning("reading %s failed: %s; releasing it", reader.tail.path, exc)
                     reader.tail.close()
                     self.readers.pop(reader.tail.fp, None)
+            if not busy:
+                # Every file is at its end: what is batched goes now, not after batch_wait.
+                await self.batcher.flush()
             await asyncio.sleep(0 if busy else self.cfg.poll_interval)
 
     async def stop(self) -> None:
