@@ -100,14 +100,14 @@ async def test_deleted_file_is_released_and_symlink_followed(tmp_path: Path) -> 
     assert sorted(texts(agent.got)) == ["bye", "via link"]
 
 
-async def test_python_multiline_and_flush_timeout(tmp_path: Path, samples_dir: Path) -> None:
+async def test_python_multiline_and_the_last_entry(tmp_path: Path, samples_dir: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     shutil.copyfile(samples_dir / "logs" / "nova-compute.log", logs / "nova-compute.log")
     files = [{"paths": [str(logs / "*.log")], "fields": {"type": "openstack", "component": "nova"},
               "multiline": "python", "tags": ["compute"]}]
     async with InProcessAgent(settings(tmp_path, files=files), MemoryBus()) as agent:
-        # 8 entries: the last one is only shipped after the flush timeout (no next line comes)
+        # 8 entries: the last one ships at the end of the file, complete, without waiting for a next line
         got = await agent.collect(lambda got: len(got) == 8, timeout=5)
     tb = [r for r in got if any("Traceback" in line for line in r.lines)]
     assert len(tb) == 1 and len(tb[0].lines) > 3
