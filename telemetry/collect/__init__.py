@@ -1,4 +1,4 @@
-"""Agent sources: host figures, log files, syslog, notifications, checks."""
+"""Agent sources: host figures, log files, the journal, syslog, notifications, checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def agent_components(runtime: Any) -> Iterable[Component]:
         from telemetry.collect.host import HostMetricsSource
 
         comps.append(HostMetricsSource(runtime))
-    if sources.files or sources.syslog.enabled:
+    journald = sources.journald if sources.journald and sources.journald.enabled else None
+    if sources.files or sources.syslog.enabled or journald:
         from telemetry.collect.agent import AgentPipeline
 
         pipeline = AgentPipeline(sources.agent, runtime.data_dir, runtime.bus, runtime.settings.bus.format)
@@ -26,6 +27,11 @@ def agent_components(runtime: Any) -> Iterable[Component]:
 
             comps.append(FilesSource(list(sources.files), sources.agent, runtime.settings.host, pipeline.batcher,
                                      pipeline.checkpoints, pipeline.spooled))
+        if journald:
+            from telemetry.collect.journald import JournalReader
+
+            comps.append(JournalReader(journald, sources.agent, runtime.settings.host, pipeline.batcher,
+                                       pipeline.checkpoints, pipeline.spooled))
         if sources.syslog.enabled:
             from telemetry.collect.syslog import SyslogServer
 

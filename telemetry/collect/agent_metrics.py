@@ -44,3 +44,8 @@ DATA_LOST = Counter(
     "Files whose unread rest could not be read any more: truncated with no copy found, or gone before a restart",
     ["reason"], registry=REGISTRY,
 )
+JOURNALD_ERRORS = Counter(
+    "telemetry_agent_journald_errors",
+    "Journal input problems: bad_entry (not JSON, no cursor), too_large (skipped), journalctl_exit (restarted)",
+    ["reason"], registry=REGISTRY,
+)

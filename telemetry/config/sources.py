@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from telemetry.config.base import Duration, HostPort, Section, check_scheme
 from telemetry.config.core import BusTLS
@@ -138,6 +139,45 @@ class SyslogSource(Section):
     )
 
 
+class JournaldSource(Section):
+    """The systemd journal, followed with journalctl; a section written is enabled."""
+
+    enabled: bool = Field(True, description="Read the journal (written sections are enabled unless false)")
+    directory: str | None = Field(
+        None, description="Journal folder to read (journalctl --directory), e.g. one systemd-journal-remote "
+        "writes; default: this host's system journal",
+    )
+    files: list[str] = Field(
+        default_factory=list, description="Journal files or globs to read (journalctl --file), instead of a folder"
+    )
+    matches: list[str] = Field(
+        default_factory=list, description="journalctl matches, FIELD=value (e.g. _SYSTEMD_UNIT=nova-compute.service); "
+        "entries matching any of them; '+' between groups as in journalctl",
+    )
+    since: Literal["head", "now"] = Field(
+        "head", description="With no cursor saved yet: read the journal from its start, or only new entries"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"type": "journald"},
+        description="Added to each record: type, component (default: from the unit or SYSLOG_IDENTIFIER), ...",
+    )
+    tags: list[str] = Field(default_factory=list, description="Free tags added to each record")
+    journalctl: str = Field("journalctl", description="The journalctl program (Debian's systemd package)")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> JournaldSource:
+        if self.directory and self.files:
+            raise ValueError("give directory or files, not both")
+        for match in self.matches:
+            if match != "+" and not _JOURNAL_MATCH.match(match):
+                raise ValueError(f"journal match {match!r} must be FIELD=value (FIELD in capitals) or '+'")
+        return self
+
+
+#: A journalctl match: a field name (capitals, digits, underscores) and a value.
+_JOURNAL_MATCH = re.compile(r"^[A-Z0-9_]+=.*$", re.S)
+
+
 class AgentSpool(Section):
     """The on-disk buffer used while the bus is unreachable (``<data_dir>/spool``)."""
 
@@ -202,6 +242,7 @@ class SourcesConfig(Section):
     files: list[FileSource] = Field(default_factory=default_file_sources, description="Log files to tail")
     notifications: NotificationsSource = Field(default_factory=NotificationsSource)
     syslog: SyslogSource = Field(default_factory=SyslogSource)
+    journald: JournaldSource | None = Field(None, description="The systemd journal (off unless the section is written)")
     ceilometer: CeilometerSource = Field(default_factory=CeilometerSource)
     zabbix: ZabbixSource = Field(default_factory=ZabbixSource)
     host_metrics: HostMetrics = Field(default_factory=HostMetrics)

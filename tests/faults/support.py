@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import threading
 import time
 from collections import Counter
@@ -21,8 +22,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Action", "Tally", "SeqWriter", "copytruncate", "count", "format_table", "rename_rotate"]
+__all__ = ["Action", "JournalSeqWriter", "SeqWriter", "Tally", "copytruncate", "count", "finish", "format_table", "kill9",
+           "rename_rotate"]
 
 #: How a sequence number appears in every line the writer produces.
 SEQ = re.compile(r"seq (\d{7})")
@@ -115,6 +118,39 @@ class SeqWriter(threading.Thread):
             os.close(self.fd)
 
 
+class JournalSeqWriter(threading.Thread):
+    """Entries with sequence numbers appended to a real journal file (``agent_support.journal_append``)
+    at about ``rate`` entries a second, in small bursts (one systemd-journal-remote run each)."""
+
+    def __init__(self, folder: Path, rate: float = 2000.0, burst: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.folder, self.rate, self.burst = folder, rate, burst
+        self.written = 0
+        self.error: BaseException | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        from agent_support import journal_append
+
+        try:
+            started = time.monotonic()
+            while not self._stopping.is_set():
+                due = int((time.monotonic() - started) * self.rate)
+                if due > self.written:
+                    journal_append(self.folder, [
+                        {"MESSAGE": f"seq {n:07d} Took 1.5 seconds to build instance.", "PRIORITY": "6",
+                         "SYSLOG_IDENTIFIER": "nova-compute", "_SYSTEMD_UNIT": "nova-compute.service",
+                         "_PID": "31842", "_HOSTNAME": "cn01"} for n in range(self.written, due)])
+                    self.written = due
+                time.sleep(self.burst)
+        except BaseException as exc:  # reported by the test, never swallowed
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(30)
+
+
 def rename_rotate(keep_writing: float = 0.05) -> Action:
     """logrotate's default: rename to ``<name>.<n>``, the service keeps its old
     descriptor for ``keep_writing`` seconds (until its SIGHUP), then reopens."""
@@ -181,6 +217,29 @@ def count(fault: str, written: int, records: Iterable[dict]) -> Tally:
         duplicated=sorted(n for n, c in per_seq.items() if c > 1 or n >= written),
         redelivered=redelivered,
     )
+
+
+def finish(agent: Any, fault: str, written: int, read: Callable[[], list[dict]], table: list[Tally],
+           timeout: float = 30.0) -> Tally:
+    """Wait until every line written is downstream (or ``timeout``), a second more for late repeats;
+    stop the agent (SIGTERM, which must succeed); count, add the row to ``table`` and insist it is exact."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and count(fault, written, read()).shipped < written:
+        time.sleep(0.25)
+    time.sleep(1.0)
+    assert agent.stop(signal.SIGTERM) == 0, agent.output()[-3000:]
+    tally = count(fault, written, read())
+    table.append(tally)
+    assert tally.exact, (f"{fault}: {len(tally.lost)} lost (e.g. {tally.lost[:5]}), {len(tally.duplicated)} "
+                         f"duplicated (e.g. {tally.duplicated[:5]})\n{agent.output()[-3000:]}")
+    return tally
+
+
+def kill9(agent: Any) -> None:
+    """SIGKILL the agent process and wait for it (its log stays for the next start)."""
+    agent.proc.send_signal(signal.SIGKILL)
+    agent.proc.wait()
+    agent.log.close()
 
 
 def format_table(rows: Iterable[Tally]) -> str:

@@ -11,13 +11,12 @@ once (after deduplication on the record id).
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
 import pytest
 from agent_support import read_jsonl
-from support import SeqWriter, Tally, copytruncate, count, rename_rotate
+from support import SeqWriter, Tally, copytruncate, finish, kill9, rename_rotate
 
 CASES = {
     "rename": ("app.log", rename_rotate()),
@@ -49,9 +48,7 @@ def test_rotation_loses_and_repeats_nothing(
     writer.do(rotate)
     time.sleep(1.0)
     if restart:
-        agent.proc.send_signal(signal.SIGKILL)
-        agent.proc.wait()
-        agent.log.close()
+        kill9(agent)
     time.sleep(0.3)
     writer.do(rotate)  # while the agent is down, in the restart cases
     time.sleep(0.5)
@@ -63,14 +60,5 @@ def test_rotation_loses_and_repeats_nothing(
     writer.stop()
     assert writer.error is None, writer.error
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if count(case, writer.written, read_jsonl(out)).shipped == writer.written:
-            break
-        time.sleep(0.25)
-    time.sleep(1.0)  # anything shipped twice would arrive now
-    assert agent.stop(signal.SIGTERM) == 0
-    tally = count(f"{case}{', kill -9 + restart' if restart else ''}", writer.written, read_jsonl(out))
-    fault_table.append(tally)
-    assert tally.exact, (f"{len(tally.lost)} lost (e.g. {tally.lost[:5]}), {len(tally.duplicated)} duplicated "
-                         f"(e.g. {tally.duplicated[:5]})\n{agent.output()[-3000:]}")
+    finish(agent, f"{case}{', kill -9 + restart' if restart else ''}", writer.written, lambda: read_jsonl(out),
+           fault_table)
