@@ -129,19 +129,28 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
     assert texts(got) == ["a3"]
 
 
-def test_record_id_is_the_model_id(tmp_path: Path) -> None:
+def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path) -> None:
+    """Same host, inode, fingerprint and offset: the same id (a re-read is a repeat); any of them
+    different: another id."""
     from telemetry.collect.files import FileReader
     from telemetry.collect.tail import Tail
     from telemetry.config.sources import AgentConfig, FileSource
-    from telemetry.models import derived_id
 
     (tmp_path / "a.log").write_text("first\n")
-    tail = Tail.open(str(tmp_path / "a.log"), 1000)
-    assert tail is not None
-    reader = FileReader(tail, FileSource(paths=[str(tmp_path / "*.log")]), 1 << 40, AgentConfig(), "node1")
-    for offset in (0, 123456789):
-        assert reader.record_id(offset) == derived_id("rawlog", "node1", 1 << 40, offset, tail.fp)
-    tail.close()
+    (tmp_path / "b.log").write_text("other first line\n")
+    group = FileSource(paths=[str(tmp_path / "*.log")])
+
+    def ids(name: str, inode: int, host: str) -> list[str]:
+        tail = Tail.open(str(tmp_path / name), 1000)
+        assert tail is not None
+        reader = FileReader(tail, group, inode, AgentConfig(), host)
+        tail.close()
+        return [reader.record_id(offset) for offset in (0, 6, 123456789)]
+
+    a = ids("a.log", 1 << 40, "node1")
+    assert a == ids("a.log", 1 << 40, "node1") and len(set(a)) == 3
+    for other in (ids("b.log", 1 << 40, "node1"), ids("a.log", 7, "node1"), ids("a.log", 1 << 40, "node2")):
+        assert not set(other) & set(a)
 
 
 def test_checkpoints_written_every_save_flushed_on_a_timer(tmp_path: Path, monkeypatch) -> None:
@@ -185,3 +194,29 @@ def test_rewrite_past_the_read_position_is_not_read_as_the_old_file(tmp_path: Pa
     assert len(tail.read_lines().texts) == 0
     assert tail.pos == pos and tail.truncated()
     tail.close()
+
+
+async def test_records_are_encoded_as_the_model_encodes_them(tmp_path: Path) -> None:
+    """The agent writes each record's JSON itself (once, on its hot path): byte for byte what the
+    validated RawLog gives, extra fields, tags and repaired lines included."""
+    import orjson
+
+    from telemetry.models import RawLog
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (logs / "a.log").open("wb") as f:
+        f.write(b"plain\ncaf\xe9\nwith\0nul\n")
+    files = [{"paths": [str(logs / "*.log")], "fields": {"type": "openstack", "component": "nova", "region": "r1"},
+              "tags": ["compute"], "multiline": "none"}]
+    bus = MemoryBus()
+    consumer = await bus.subscribe(["raw_logs"], "bytes")
+    async with InProcessAgent(settings(tmp_path, files=files), bus) as agent:
+        await agent.collect(lambda got: len(got) == 3)
+    values = [d.value for d in await consumer.fetch(10, timeout=1)]
+    assert len(values) == 3
+    for v in values:
+        assert RawLog.model_validate(orjson.loads(v)).to_json() == v
+    assert [orjson.loads(v)["tags"] for v in values] == [["compute"], ["compute", "invalid_utf8"],
+                                                         ["compute", "nul_bytes"]]
+    assert all(orjson.loads(v)["region"] == "r1" for v in values)

@@ -240,3 +240,23 @@ def test_a_restart_at_any_entry_ships_every_line_once() -> None:
                     assert e.lines == by_offset[e.offset].lines, (seed, crash_after)
             got = sorted(line for e in shipped for line in e.lines)
             assert got == sorted(lines), (seed, crash_after)
+
+
+def test_the_layout_shortcut_joins_as_the_prefix_regex_does(samples_dir: Path) -> None:
+    """Lines laid out as the record before them skip the regex: the entries must be the same."""
+    logs = [p.read_text().splitlines() for p in sorted((samples_dir / "logs").glob("*.log"))]
+    for seed in range(5):
+        logs.append(_workload(random.Random(seed), 60))
+    for lines in logs:
+        shortcut = join_lines(lines)
+        j = PythonJoiner()
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line.encode()) + 1)
+        regex_only = []
+        for i, line in enumerate(lines):
+            j._layout = (0, "\0", "")  # no layout known: every line goes through OSLO_HEAD
+            regex_only += j.feed(line, offsets[i], offsets[i + 1])
+        regex_only += j.flush()
+        assert [(e.offset, e.lines, e.resume) for e in shortcut] == \
+            [(e.offset, e.lines, e.resume) for e in regex_only]

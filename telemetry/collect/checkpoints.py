@@ -136,6 +136,10 @@ class Checkpoints:
             cp.updated = time.time()
             self._dirty = True
 
+    def sync_due(self) -> bool:
+        """The next ``save`` flushes to the disk (slow: callers run that one in a thread)."""
+        return time.monotonic() - self._synced >= SYNC_EVERY
+
     def save(self, force_sync: bool = False) -> None:
         """Write what changed; flush it to the disk when due (``SYNC_EVERY``) or forced."""
         with self._lock:

@@ -260,7 +260,8 @@ class JournalReader(Component):
 
     async def _ship(self, raw_lines: list[bytes]) -> None:
         now = utcnow()
-        records: list[RawLog] = []
+        values: list[bytes] = []
+        hosts: list[bytes] = []
         sizes: list[int] = []
         cursors: list[str] = []
         for raw in raw_lines:
@@ -278,14 +279,15 @@ class JournalReader(Component):
             self.cursor = cursor
             if rec is None:
                 continue
-            records.append(rec)
+            values.append(rec.to_json())
+            hosts.append(rec.host.encode())
             sizes.append(sum(map(len, rec.lines)))
             cursors.append(cursor)
-        if not records:
+        if not values:
             return
-        self.entries += len(records)
-        m.LINES_READ.labels(source="journald").inc(len(records))
-        await self.batcher.add_many(records, sizes, self.key, lambda i: Mark(0, cursor=cursors[i]))
+        self.entries += len(values)
+        m.LINES_READ.labels(source="journald").inc(len(values))
+        await self.batcher.add_many(values, sizes, hosts, self.key, lambda i: Mark(0, cursor=cursors[i]))
 
     async def stop(self) -> None:
         proc = self.proc

@@ -45,10 +45,9 @@ from typing import Protocol
 
 __all__ = ["Entry", "Joiner", "LogstashJoiner", "NoJoiner", "PythonJoiner", "Span", "make_joiner"]
 
-#: The oslo.log prefix: timestamp, pid, level, logger.
-OSLO_HEAD = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)\s+(\d+)\s+([A-Z]+)\s+(\S+)"
-)
+#: The oslo.log prefix: timestamp, pid, level, logger. Written for ``re``'s speed (it runs on
+#: every line): ``\d\d`` rather than ``\d{2}``, spaces rather than ``\s``.
+OSLO_HEAD = re.compile(r"(\d\d\d\d-\d\d-\d\d[ T]\d\d:\d\d:\d\d[.,\d]*) +(\d+) +([A-Z]+) +(\S+)")
 #: Anything that looks like the start of a record in another format
 #: (ISO or syslog date, bracketed date, rabbit's ``=INFO REPORT``).
 OTHER_HEAD = re.compile(r"^(?:\d{4}-\d{2}-\d{2}|\d{6}\s|[A-Z][a-z]{2} [ \d]\d |\[|=[A-Z]+ REPORT|<\d+>|\d+\.\d+\.\d+\.\d+ )")
@@ -73,30 +72,28 @@ class Entry:
     """One joined log entry with its byte span in the file.
 
     ``resume`` and ``skips`` are set when the joiner completes it (see the module's
-    docstring); the other slots are the python joiner's bookkeeping.
+    docstring); ``key``, ``head``, ``tb``, ``seen``, ``touched`` and ``nbytes`` are the
+    python joiner's bookkeeping. Rarely set attributes are class defaults: an entry
+    is built per line on the agent's hot path, so it sets only what every entry needs.
     """
 
-    __slots__ = ("lines", "offset", "end", "tags", "resume", "skips", "segments",
-                 "key", "ts", "logger", "tb", "seen", "touched", "nbytes")
-
-    # The python joiner's bookkeeping, set when it starts an entry.
-    key: str | None  # the pid whose entry this is (None: lines without an oslo prefix)
-    ts: str
-    logger: str
-    tb: int  # traceback state: _PLAIN, _OPEN (more must follow) or _CLOSED
-    seen: int  # the joiner's line count at this entry's last line
-    touched: float  # monotonic time of its last line
-    nbytes: int  # text bytes so far, for max_bytes
+    #: Set by the joiner when it completes the entry: see the module's docstring.
+    resume: int
+    skips: tuple[Span, ...] = ()
+    #: The entry's line ranges once another process's line came between two of its lines.
+    segments: list[Span] | None = None
+    key: str | None = None  # the pid whose entry this is (None: lines without an oslo prefix)
+    head: re.Match[str] | None = None  # the oslo prefix of its first line (timestamp, pid, level, logger)
+    tb = 0  # traceback state: _PLAIN, _OPEN (more must follow) or _CLOSED
+    seen = 0  # the joiner's line count at this entry's last line
+    touched = 0.0  # monotonic time of its last line, kept while the traceback is open
+    nbytes = -1  # text bytes so far once it grew past one line, for max_bytes
 
     def __init__(self, lines: list[str], offset: int, end: int, tags: list[str] | None = None) -> None:
         self.lines = lines
         self.offset = offset
         self.end = end
         self.tags: list[str] = tags if tags is not None else []
-        self.resume = end
-        self.skips: tuple[Span, ...] = ()
-        #: The entry's line ranges once another process's line came between two of its lines.
-        self.segments: list[Span] | None = None
 
     @property
     def size(self) -> int:
@@ -128,6 +125,9 @@ class Joiner(Protocol):
     def pending_offset(self) -> int | None:
         """Offset of the first line still pending, or None."""
 
+    #: Set when an entry with ``skips`` was completed; the reader resets it (saves a look at every entry).
+    skipped: bool
+
 
 class _Base(abc.ABC):
     def __init__(self, max_lines: int = DEFAULT_MAX_LINES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -135,6 +135,7 @@ class _Base(abc.ABC):
         self.max_bytes = max_bytes
         self.current: Entry | None = None
         self._bytes = 0
+        self.skipped = False  # entries end where the next begins: never any skips
         #: monotonic time of the last line fed, for idle flushes.
         self.last_feed = time.monotonic()
 
@@ -181,7 +182,10 @@ class _Base(abc.ABC):
 class NoJoiner(_Base):
     def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
         self.last_feed = time.monotonic()
-        return [Entry([line], offset, end) for line, offset, end in zip(lines, offsets, ends)]
+        out = [Entry([line], offset, end) for line, offset, end in zip(lines, offsets, ends)]
+        for e in out:
+            e.resume = e.end
+        return out
 
 
 def _step(tb: int, text: str) -> int:
@@ -208,6 +212,10 @@ class PythonJoiner:
         #: The entry the last line went to: a line with no prefix continues it.
         self.last: Entry | None = None
         self.lines_fed = 0
+        #: Some entry completed since the reader last looked had ``skips`` (see ``Joiner.skipped``).
+        self.skipped = False
+        #: Where the last record's `` <pid> <level> `` stood, what it read, and the pid (a NUL: none yet).
+        self._layout: tuple[int, str, str] = (0, "\0", "")
 
     # -- completing entries --------------------------------------------
     def _done(self, e: Entry, out: list[Entry]) -> None:
@@ -225,16 +233,18 @@ class PythonJoiner:
         e.resume = resume
         if resume < e.end:  # lines of this entry lie past the checkpoint it allows: never re-read them
             e.skips = tuple(s for s in e.segments or [(e.offset, e.end)] if s[0] >= resume)
+            self.skipped = True
         out.append(e)
 
-    def _start(self, key: str | None, line: str, offset: int, end: int, ts: str, logger: str, tb: int,
+    def _start(self, key: str | None, line: str, offset: int, end: int, head: re.Match[str] | None, tb: int,
                out: list[Entry]) -> Entry:
         old = self.pending.get(key)
         if old is not None:
             self._done(old, out)
         e = Entry([line], offset, end)
-        e.key, e.ts, e.logger, e.tb, e.seen = key, ts, logger, tb, self.lines_fed
-        e.nbytes = len(line)
+        e.key, e.head, e.seen = key, head, self.lines_fed
+        if tb:
+            e.tb, e.touched = tb, time.monotonic()
         self.pending[key] = self.last = e
         return e
 
@@ -249,8 +259,9 @@ class PythonJoiner:
         e.end = end
         e.tb = tb
         e.seen = self.lines_fed
+        e.touched = time.monotonic()
         self.last = e
-        e.nbytes += len(line)
+        e.nbytes = (len(e.lines[0]) if e.nbytes < 0 else e.nbytes) + len(line)
         if len(e.lines) >= self.max_lines or e.nbytes >= self.max_bytes:
             e.tags.append("multiline_truncated")
             self._done(e, out)
@@ -262,49 +273,79 @@ class PythonJoiner:
     def feed_many(self, lines: Sequence[str], offsets: Sequence[int], ends: Sequence[int]) -> list[Entry]:
         """One loop over a read's lines: the agent's per-line cost, kept small.
 
-        Most lines are records of their own (a level other than ERROR or TRACE, or a
-        context bracket after the logger): they complete their process's previous
-        entry and start one. Only ERROR/TRACE lines without a context are weighed as
-        exception lines, and lines without a prefix continue the last entry.
+        Most lines are records of their own (a level other than ERROR or TRACE): they
+        complete their process's previous entry and start one, inline when that entry
+        is the only one pending (one process writing: the usual file). ERROR and TRACE
+        lines are weighed as exception lines, and lines without a prefix continue the
+        last entry, in ``_line``.
         """
         out: list[Entry] = []
-        oslo, other = OSLO_HEAD.match, OTHER_HEAD.match
+        oslo, done, new = OSLO_HEAD.match, out.append, Entry
         pending = self.pending
-        now = time.monotonic()
+        fed, last = self.lines_fed, self.last
+        col, marker, same = self._layout
         for line, offset, end in zip(lines, offsets, ends):
-            self.lines_fed += 1
-            m = oslo(line)
-            if m is None:
-                last = self.last
-                if last is not None and not other(line):
-                    self._append(last, line, offset, end, _step(last.tb, line), out)
-                    last.touched = now
-                else:  # a record of another format, or text with nothing before it
-                    e = self._start(None, line, offset, end, "", "", _step(_PLAIN, line), out)
-                    e.touched = now
-                continue
-            ts, pid, level, logger = m.group(1, 2, 3, 4)
-            text: str | None = None
-            if level == "ERROR" or level == "TRACE":
-                text = line[m.end() + 1:]  # the prefix ends "<logger> %(instance)s"
-                if text[:1] == "[":
-                    if text.startswith("[instance: "):
-                        j = text.find("] ")
-                        text = text[j + 2:] if j > 0 else ""
+            fed += 1
+            if line.startswith(marker, col) and line[4:5] == "-" and line[13:14] == ":":
+                # Laid out as the last record (same column, pid and level): its prefix without the regex.
+                pid, m = same, None
+            else:
+                m = oslo(line)
+                if m is None:
+                    pid = ""
+                else:
+                    pid, level = m.group(2, 3)
+                    if level == "ERROR" or level == "TRACE":
+                        pid = ""
                     else:
-                        text = None  # "[req-...]" or "[-]": a record's context, not an exception line
-            cur = pending.get(pid)
-            if text is not None and cur is not None and logger == cur.logger and (level == "TRACE" or ts == cur.ts):
-                self._append(cur, line, offset, end, _step(cur.tb, text), out)
-                cur.touched = now
+                        col, marker, same = m.end(1), line[m.end(1):m.end(3) + 1], pid
+            if pid:  # a record of its own
+                cur = pending.get(pid)
+                if cur is not None:
+                    if len(pending) == 1:  # nothing else pending: the checkpoint may pass all of it
+                        cur.resume = cur.end
+                        done(cur)
+                    else:
+                        self.last = last
+                        self._done(cur, out)
+                last = pending[pid] = new([line], offset, end)
+                last.key, last.head, last.seen = pid, m, fed
                 continue
-            e = self._start(pid, line, offset, end, ts, logger, _step(_PLAIN, text) if text else _PLAIN, out)
-            e.touched = now
+            self.lines_fed, self.last = fed, last
+            self._line(line, offset, end, m, out)
+            last = self.last
+        self._layout = (col, marker, same)
+        self.lines_fed, self.last = fed, last
         if len(pending) > 1:
             stale = self.lines_fed - MAX_GAP_LINES
             for e in sorted((p for p in pending.values() if p.seen < stale), key=_by_offset):
                 self._done(e, out)
         return out
+
+    def _line(self, line: str, offset: int, end: int, m: re.Match[str] | None, out: list[Entry]) -> None:
+        """A line that may continue an entry: an ERROR or TRACE line, or one without the oslo prefix."""
+        if m is None:
+            last = self.last
+            if last is not None and not OTHER_HEAD.match(line):
+                self._append(last, line, offset, end, _step(last.tb, line), out)
+            else:  # a record of another format, or text with nothing before it
+                self._start(None, line, offset, end, None, _step(_PLAIN, line), out)
+            return
+        ts, pid, level, logger = m.group(1, 2, 3, 4)
+        text: str | None = line[m.end() + 1:]  # the prefix ends "<logger> %(instance)s"
+        if text and text[0] == "[":
+            if text.startswith("[instance: "):
+                j = text.find("] ")
+                text = text[j + 2:] if j > 0 else ""
+            else:
+                text = None  # "[req-...]" or "[-]": a record's context, not an exception line
+        cur = self.pending.get(pid)
+        head = cur.head or OSLO_HEAD.match(cur.lines[0]) if cur is not None else None
+        if text is not None and cur is not None and head is not None and logger == head.group(4) \
+                and (level == "TRACE" or ts == head.group(1)):
+            self._append(cur, line, offset, end, _step(cur.tb, text), out)
+            return
+        self._start(pid, line, offset, end, m, _step(_PLAIN, text) if text else _PLAIN, out)
 
     def ready(self, timeout: float, now: float | None = None) -> list[Entry]:
         """Entries complete by their last line, and the others after ``timeout`` without a line."""
