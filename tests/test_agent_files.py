@@ -220,3 +220,31 @@ async def test_records_are_encoded_as_the_model_encodes_them(tmp_path: Path) -> 
     assert [orjson.loads(v)["tags"] for v in values] == [["compute"], ["compute", "invalid_utf8"],
                                                          ["compute", "nul_bytes"]]
     assert all(orjson.loads(v)["region"] == "r1" for v in values)
+
+
+def test_checkpoint_files_survive_a_torn_write(tmp_path: Path) -> None:
+    """The file last flushed is not written again until the other one is flushed; a torn write
+    (power loss) fails its checksum and the other file is read; an older agent's file is read."""
+    import orjson
+
+    from telemetry.collect import checkpoints as cpmod
+
+    (tmp_path / "checkpoints.json").write_bytes(orjson.dumps({"version": 1, "files": [
+        {"fp": "old", "offset": 5, "inode": 1, "dev": 1, "path": "/a.log", "updated": 4e9}]}))
+    cps = cpmod.Checkpoints(tmp_path)
+    assert cps.get("old").offset == 5 and cps.get("old").done  # an older agent's file, read once
+    cps.advance("fp1", 10, 7, 1, "/a.log")
+    cps.save(force_sync=True)
+    stable = [p for p in cpmod.SLOTS if (tmp_path / p).exists()]
+    assert len(stable) == 1
+    flushed = (tmp_path / stable[0]).read_bytes()
+    for offset in (20, 30):
+        cps.advance("fp1", offset, 7, 1, "/a.log")
+        cps.save()
+    assert (tmp_path / stable[0]).read_bytes() == flushed  # untouched until the other is flushed
+    assert cpmod.Checkpoints(tmp_path).get("fp1").offset == 30
+    scratch = next(p for p in cpmod.SLOTS if p != stable[0])
+    data = (tmp_path / scratch).read_bytes()
+    (tmp_path / scratch).write_bytes(data[: len(data) // 2])  # torn by a power loss
+    assert cpmod.Checkpoints(tmp_path).get("fp1").offset == 10
+    cps.close()

@@ -67,6 +67,7 @@ class AgentPipeline(Component):
             await asyncio.sleep(0.05)
         await self.cancel_tasks()
         self.checkpoints.save(force_sync=True)
+        self.checkpoints.close()
 
     def details(self) -> dict[str, Any]:
         return {
