@@ -248,3 +248,12 @@ def test_checkpoint_files_survive_a_torn_write(tmp_path: Path) -> None:
     (tmp_path / scratch).write_bytes(data[: len(data) // 2])  # torn by a power loss
     assert cpmod.Checkpoints(tmp_path).get("fp1").offset == 10
     cps.close()
+
+
+def test_messages_are_the_bus_messages_their_constructor_builds() -> None:
+    from telemetry.bus import OutMessage
+    from telemetry.collect.ship import messages
+
+    built = messages([b'{"a":1}', b'{"b":2}'], [b"node1", b"node2"])
+    assert built == [OutMessage(b'{"a":1}', b"node1"), OutMessage(b'{"b":2}', b"node2")]
+    assert all(type(m) is OutMessage and m.headers == {} for m in built)

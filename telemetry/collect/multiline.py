@@ -89,11 +89,16 @@ class Entry:
     touched = 0.0  # monotonic time of its last line, kept while the traceback is open
     nbytes = -1  # text bytes so far once it grew past one line, for max_bytes
 
-    def __init__(self, lines: list[str], offset: int, end: int, tags: list[str] | None = None) -> None:
+    def __init__(
+        self, lines: list[str], offset: int, end: int, tags: list[str] | None = None,
+        key: str | None = None, head: re.Match[str] | None = None, seen: int = 0,
+    ) -> None:
         self.lines = lines
         self.offset = offset
         self.end = end
         self.tags: list[str] = tags if tags is not None else []
+        if key is not None:  # the python joiner's
+            self.key, self.head, self.seen = key, head, seen
 
     @property
     def size(self) -> int:
@@ -286,8 +291,9 @@ class PythonJoiner:
         col, marker, same = self._layout
         for line, offset, end in zip(lines, offsets, ends):
             fed += 1
-            if line.startswith(marker, col) and line[4:5] == "-" and line[13:14] == ":":
-                # Laid out as the last record (same column, pid and level): its prefix without the regex.
+            if line.startswith(marker, col) and line[4] == "-" and line[13] == ":":
+                # Laid out as the last record (same column, pid and level, the date's dashes and
+                # colons in place): a record of that process, without the regex.
                 pid, m = same, None
             else:
                 m = oslo(line)
@@ -308,8 +314,7 @@ class PythonJoiner:
                     else:
                         self.last = last
                         self._done(cur, out)
-                last = pending[pid] = new([line], offset, end)
-                last.key, last.head, last.seen = pid, m, fed
+                last = pending[pid] = new([line], offset, end, None, pid, m, fed)
                 continue
             self.lines_fed, self.last = fed, last
             self._line(line, offset, end, m, out)

@@ -40,6 +40,32 @@ class Target(Protocol):
         """Return once the batch's records are durable downstream; raise BusError otherwise."""
 
 
+def messages(values: list[bytes], keys: list[bytes]) -> list[OutMessage]:
+    """``OutMessage(value, key)`` for each record, built as its ``__init__`` would.
+
+    OutMessage is a frozen slots dataclass: its ``__init__`` sets each field through
+    ``object.__setattr__``, and one message per record made that a tenth of the agent's
+    time. The slots' own descriptors set the same fields at C speed (a test holds the
+    messages equal to constructed ones). The headers dict is empty and shared.
+    """
+    new, headers = object.__new__, _NO_HEADERS
+    out: list[OutMessage] = []
+    append = out.append
+    for v, k in zip(values, keys):
+        msg = new(OutMessage)
+        _SET_VALUE(msg, v)
+        _SET_KEY(msg, k)
+        _SET_HEADERS(msg, headers)
+        append(msg)
+    return out
+
+
+_NO_HEADERS: dict[str, str] = {}
+_SET_VALUE = vars(OutMessage)["value"].__set__  # the slot descriptors
+_SET_KEY = vars(OutMessage)["key"].__set__
+_SET_HEADERS = vars(OutMessage)["headers"].__set__
+
+
 class BusTarget:
     """The ``raw_logs`` topic: the batch's records as they were encoded, one message each."""
 
@@ -50,8 +76,7 @@ class BusTarget:
         values = batch.values
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
             values = [msgpack.packb(orjson.loads(v), use_bin_type=True) for v in values]
-        headers: dict[str, str] = {}  # none, shared: the dataclass's default builds one per message
-        await self.bus.publish(RawLog.topic, [OutMessage(v, k, headers) for v, k in zip(values, batch.keys)])
+        await self.bus.publish(RawLog.topic, messages(values, batch.keys))
         BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(values))
 
 
