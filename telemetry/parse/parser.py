@@ -198,6 +198,7 @@ class Parser:
                 if obj is None:
                     return {}, tags, "", None
                 caps, when = event_fields(obj)
+                self._inner(caps, plan, deadline)
                 return caps, tags, canonical, when
             if plan.syslog:
                 found = self._first(self.header, text, deadline)
@@ -337,6 +338,8 @@ class Parser:
                 data["component"] = component
         if not data.get("host") and isinstance(caps.get("logsource"), str):
             data["host"] = caps["logsource"]
+        if caps.get("duration_us").__class__ is int and "duration" not in caps:  # Apache's %D
+            data["duration"] = caps["duration_us"] / 1e6
 
 
 def _raw_fields(raw: RawLog) -> dict[str, Any]:
