@@ -113,7 +113,7 @@ def parse_log_time(text: str, default_tz: tzinfo = timezone.utc, now: datetime |
 
 
 # -- the date step's formats (Logstash's date filter: Joda-Time patterns) -----------------------
-_JODA = re.compile(r"'[^']*'|y+|M+|d+|H+|h+|m+|s+|S+|a|Z+|E+|[^'yMdHhmsSaZE]+")
+_JODA = re.compile(r"'[^']*'|([A-Za-z])\1*|[^'A-Za-z]+")
 _JODA_PARTS = {
     "yyyy": r"(?P<y>\d{4})", "yy": r"(?P<yy>\d{2})", "y": r"(?P<y>\d{1,4})",
     "MMMM": r"(?P<mon>[A-Za-z]+)", "MMM": r"(?P<mon>[A-Za-z]{3})", "MM": r"(?P<mo>\d{2})", "M": r"(?P<mo>\d{1,2})",
@@ -142,14 +142,14 @@ def compile_format(fmt: str) -> Callable[[Any, tzinfo], datetime | None]:
                 return None
         return epoch
     out: list[str] = []
-    for tok in _JODA.findall(fmt):
+    for tok in (m.group(0) for m in _JODA.finditer(fmt)):
         if tok.startswith("'"):
             out.append(re.escape(tok[1:-1] or "'"))
         elif tok[0] == "S":
             out.append(rf"(?P<frac>\d{{{len(tok)}}})")
         elif tok[0] == "E":
             out.append(r"[A-Za-z]+")
-        elif tok[0] in "yMdHhmsaZ":
+        elif tok[0].isalpha():
             part = _JODA_PARTS.get(tok)
             if part is None:
                 raise ValueError(f"date format {fmt!r}: pattern {tok!r} is not supported")
