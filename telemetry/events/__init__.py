@@ -25,7 +25,10 @@ def event_components(runtime: Any) -> Iterable[Component]:
     from telemetry.events.stage import EventStage
     from telemetry.events.store import EventStore
 
+    from telemetry.events.query import set_default_operator
+
     store_cfg = runtime.settings.store
+    set_default_operator(store_cfg.events.default_operator)
     ttl = store_cfg.ttl.events or store_cfg.ttl.default
     store = EventStore(store_root(runtime), ttl=ttl, min_free_disk=store_cfg.min_free_disk)
     runtime.services["event_store"] = store
