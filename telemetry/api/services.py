@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, Request
 
 from telemetry.actions.service import ActionsService
@@ -10,35 +12,42 @@ from telemetry.meter.store.base import SampleStore
 from telemetry.rules.service import RulesService
 from telemetry.runtime import Runtime
 
+#: Runtime field -> what the 503 says when this daemon does not run it.
+_MISSING = {
+    "rules": "the rule engine is not running (rules.enabled is false, or this is an agent)",
+    "actions": "the actions stage is not running (actions.enabled is false, or this is an agent)",
+    "event_store": "the event store is not running on this daemon",
+    "sample_store": "the sample store is not running on this daemon",
+}
+
 
 def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def rules_service(request: Request) -> RulesService:
-    found = runtime_of(request).rules
+def _service(request: Request, name: str) -> Any:
+    found = getattr(runtime_of(request), name)
     if found is None:
-        raise HTTPException(503, "the rule engine is not running (rules.enabled is false, or this is an agent)")
+        raise HTTPException(503, _MISSING[name])
     return found
+
+
+def rules_service(request: Request) -> RulesService:
+    svc: RulesService = _service(request, "rules")
+    return svc
 
 
 def actions_service(request: Request) -> ActionsService:
-    found = runtime_of(request).actions
-    if found is None:
-        raise HTTPException(503, "the actions stage is not running")
-    return found
+    svc: ActionsService = _service(request, "actions")
+    return svc
 
 
 def event_store(request: Request) -> EventStore:
-    found = runtime_of(request).event_store
-    if found is None:
-        raise HTTPException(503, "the event store is not running on this daemon")
-    return found
+    store: EventStore = _service(request, "event_store")
+    return store
 
 
 def sample_store(request: Request) -> SampleStore:
-    found = runtime_of(request).sample_store
-    if found is None:
-        raise HTTPException(503, "the sample store is not running")
-    return found
+    store: SampleStore = _service(request, "sample_store")
+    return store
