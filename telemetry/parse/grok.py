@@ -65,8 +65,8 @@ def field_path(name: str) -> tuple[str, ...]:
     return (name,)
 
 
-def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    """Store one capture as Logstash does: a second value for a field makes a list."""
+def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any, append: bool = True) -> None:
+    """Store one capture as Logstash does: a second value for a field makes a list (``append=False``: replaces)."""
     node = target
     for part in path[:-1]:
         child = node.get(part)
@@ -74,7 +74,7 @@ def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None
             child = node[part] = {}
         node = child
     last = path[-1]
-    if last in node:
+    if append and last in node:
         old = node[last]
         if isinstance(old, list):
             old.append(value)

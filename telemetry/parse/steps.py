@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from telemetry.parse.dates import compile_format
 from telemetry.parse.dissect import Dissector
-from telemetry.parse.grok import field_path
+from telemetry.parse.grok import field_path, set_field
 from telemetry.parse.jsonline import decode_object
 
 if TYPE_CHECKING:
@@ -41,14 +41,8 @@ def get_field(data: Data, name: str) -> Any:
 
 
 def set_value(data: Data, name: str, value: Any) -> None:
-    path = field_path(name)
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[path[-1]] = value
+    """``name`` (``a`` or ``[a][b]``) set to ``value``, replacing what was there."""
+    set_field(data, field_path(name), value, append=False)
 
 
 def _remove(data: Data, name: str) -> Any:
