@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,4 +145,4 @@ def test_arbitrary_text_translates_or_fails_cleanly(text: str) -> None:
     try:
         parse_pattern_text(f"X {text}\n", "prop")
     except GrokError as exc:
-        assert str(exc).startswith("prop:1: pattern X:")
+        assert re.match(r"prop:\d+: pattern \S+: ", str(exc))  # the text may hold line breaks of its own

@@ -16,7 +16,21 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from telemetry.config.base import Duration, Section
-from telemetry.parse.syslog import DEFAULT_PROGRAMS
+
+#: App name (shell pattern, tried in order) -> the type that parses its message.
+DEFAULT_PROGRAMS: dict[str, str] = {
+    "proxy-server": "swift", "object-*": "swift", "container-*": "swift", "account-*": "swift",
+    "swift*": "swift", "haproxy": "haproxy", "keepalived*": "keepalived", "Keepalived*": "keepalived",
+    "pacemaker*": "pacemaker", "corosync": "pacemaker", "crmd": "pacemaker", "cib": "pacemaker",
+    "stonith*": "pacemaker", "attrd": "pacemaker", "lrmd": "pacemaker", "pengine": "pacemaker",
+    "ceph-*": "ceph", "memcached": "memcached", "nginx": "nginx", "apache2": "apache-error",
+    "httpd": "apache-error", "rabbitmq*": "rabbitmq", "mysqld": "mariadb", "mariadbd": "mariadb",
+    "libvirtd": "libvirt", "ovs-vswitchd": "ovs", "ovsdb-server": "ovs",
+    "nova-*": "openstack", "neutron-*": "openstack", "glance-*": "openstack", "keystone*": "openstack",
+    "cinder-*": "openstack", "heat-*": "openstack", "ceilometer-*": "openstack", "aodh-*": "openstack",
+    "placement-*": "openstack", "octavia-*": "openstack", "manila-*": "openstack", "ironic-*": "openstack",
+    "designate-*": "openstack", "barbican-*": "openstack", "magnum-*": "openstack",
+}
 
 #: Fields a step may neither remove nor rename: every event has them, with their type.
 PROTECTED = frozenset({"id", "@timestamp", "tags"})
@@ -118,7 +132,7 @@ class DissectStep(Section):
     @field_validator("mapping")
     @classmethod
     def _compile(cls, v: dict[str, str]) -> dict[str, str]:
-        from telemetry.parse.dissect import Dissector
+        from telemetry.textformats import Dissector
 
         for pattern in v.values():
             Dissector(pattern)
@@ -144,7 +158,7 @@ class DateStep(Section):
     @field_validator("match")
     @classmethod
     def _formats(cls, v: list[str]) -> list[str]:
-        from telemetry.parse.dates import compile_format
+        from telemetry.textformats import compile_format
 
         for fmt in v[1:]:
             compile_format(fmt)

@@ -13,11 +13,9 @@ unless configured), because that is what OpenStack services log.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
 
-__all__ = ["compile_format", "parse_log_time"]
+__all__ = ["parse_log_time"]
 
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -110,77 +108,3 @@ def parse_log_time(text: str, default_tz: tzinfo = timezone.utc, now: datetime |
         y, mo, d, h, mi, s = (int(x) for x in m.groups())
         return _aware(datetime(2000 + y, mo, d, h, mi, s), default_tz)
     return None
-
-
-# -- the date step's formats (Logstash's date filter: Joda-Time patterns) -----------------------
-_JODA = re.compile(r"'[^']*'|([A-Za-z])\1*|[^'A-Za-z]+")
-_JODA_PARTS = {
-    "yyyy": r"(?P<y>\d{4})", "yy": r"(?P<yy>\d{2})", "y": r"(?P<y>\d{1,4})",
-    "MMMM": r"(?P<mon>[A-Za-z]+)", "MMM": r"(?P<mon>[A-Za-z]{3})", "MM": r"(?P<mo>\d{2})", "M": r"(?P<mo>\d{1,2})",
-    "dd": r"(?P<d>\d{2})", "d": r"(?P<d>\d{1,2})", "HH": r"(?P<h>\d{2})", "H": r"(?P<h>\d{1,2})",
-    "hh": r"(?P<h12>\d{2})", "h": r"(?P<h12>\d{1,2})", "mm": r"(?P<mi>\d{2})", "m": r"(?P<mi>\d{1,2})",
-    "ss": r"(?P<s>\d{2})", "s": r"(?P<s>\d{1,2})", "a": r"(?P<ampm>[AaPp][Mm])",
-    "Z": r"(?P<z>Z|[+-]\d{2}:?\d{2})", "ZZ": r"(?P<z>Z|[+-]\d{2}:?\d{2})", "ZZZ": r"(?P<zid>[A-Za-z_/+-]+)",
-}
-
-
-def compile_format(fmt: str) -> Callable[[Any, tzinfo], datetime | None]:
-    """A parser for one date-filter format: ISO8601, UNIX, UNIX_MS or a Joda-Time pattern.
-
-    Raises ValueError for a pattern letter we do not read, so the step fails at load.
-    """
-    if fmt == "ISO8601":
-        return lambda v, tz: parse_log_time(v, tz) if isinstance(v, str) and _ISO.match(v.strip()) else None
-    if fmt in ("UNIX", "UNIX_MS"):
-        scale = 1000.0 if fmt == "UNIX_MS" else 1.0
-
-        def epoch(v: Any, tz: tzinfo) -> datetime | None:
-            try:
-                seconds = float(v) / scale
-                return datetime.fromtimestamp(seconds, timezone.utc) if 0 <= seconds < 1e11 else None
-            except (TypeError, ValueError, OverflowError):
-                return None
-        return epoch
-    out: list[str] = []
-    for tok in (m.group(0) for m in _JODA.finditer(fmt)):
-        if tok.startswith("'"):
-            out.append(re.escape(tok[1:-1] or "'"))
-        elif tok[0] == "S":
-            out.append(rf"(?P<frac>\d{{{len(tok)}}})")
-        elif tok[0] == "E":
-            out.append(r"[A-Za-z]+")
-        elif tok[0].isalpha():
-            part = _JODA_PARTS.get(tok)
-            if part is None:
-                raise ValueError(f"date format {fmt!r}: pattern {tok!r} is not supported")
-            out.append(part)
-        else:
-            out.append(re.escape(tok))
-    try:
-        rx = re.compile("".join(out) + "$")
-    except re.error:
-        raise ValueError(f"date format {fmt!r} uses a field twice") from None
-
-    def joda(v: Any, tz: tzinfo) -> datetime | None:
-        m = rx.match(v.strip()) if isinstance(v, str) else None
-        if m is None:
-            return None
-        g = m.groupdict()
-        try:
-            year = int(g["y"]) if g.get("y") else 2000 + int(g["yy"]) if g.get("yy") else datetime.now(timezone.utc).year
-            month = _MONTHS.get((g.get("mon") or "")[:3].lower()) or int(g.get("mo") or 1)
-            hour = int(g.get("h") or 0)
-            if g.get("h12"):
-                hour = int(g["h12"]) % 12 + (12 if (g.get("ampm") or "").lower() == "pm" else 0)
-            dt = datetime(year, month, int(g.get("d") or 1), hour, int(g.get("mi") or 0), int(g.get("s") or 0),
-                          _micro(g.get("frac")))
-            zone: tzinfo = tz
-            if g.get("z"):
-                zone = _zone(g["z"], tz)
-            elif g.get("zid"):
-                from zoneinfo import ZoneInfo
-                zone = timezone.utc if g["zid"] in ("UTC", "Z", "GMT") else ZoneInfo(g["zid"])
-            return _aware(dt, zone)
-        except (ValueError, KeyError, OverflowError):
-            return None
-    return joda

@@ -15,8 +15,7 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from telemetry.parse.dates import compile_format
-from telemetry.parse.dissect import Dissector
+from telemetry.textformats import Dissector, compile_format
 from telemetry.parse.grok import field_path, set_field
 from telemetry.parse.jsonline import decode_object
 
