@@ -344,7 +344,7 @@ class Notification(Record):
         return v.upper() if isinstance(v, str) else v
 
 
-class CounterType(str, Enum):
+class CounterType(str, Enum):  # noqa: UP042 - str() must stay "CounterType.gauge" for existing callers
     gauge = "gauge"
     delta = "delta"
     cumulative = "cumulative"
