@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from telemetry.config.base import Duration, Section, as_written, check_scheme
@@ -16,6 +18,12 @@ class StoreUrl(Section):
     @classmethod
     def _scheme(cls, v: str) -> str:
         return check_scheme(v, STORE_SCHEMES, "store")
+
+
+class EventStoreConfig(StoreUrl):
+    default_operator: Literal["AND", "OR"] = Field(
+        "AND", description="Operator between juxtaposed query terms (level:ERROR nova): AND, or OR as in Kibana's Lucene syntax",
+    )
 
 
 class TtlConfig(Section):
@@ -37,7 +45,7 @@ class RollupConfig(Section):
 
 class StoreConfig(Section):
     samples: StoreUrl = Field(default_factory=StoreUrl)
-    events: StoreUrl = Field(default_factory=StoreUrl)
+    events: EventStoreConfig = Field(default_factory=EventStoreConfig)
     ttl: TtlConfig = Field(default_factory=TtlConfig)
     rollups: RollupConfig = Field(default_factory=RollupConfig)
     retention_interval: Duration = Field(as_written("60s"), gt=0, description="How often expiry and the free-space guard run")
