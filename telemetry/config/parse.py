@@ -74,7 +74,7 @@ class DropStep(Section):
 
 
 class MutateStep(Section):
-    """Logstash's mutate, applied in its order: rename, copy, replace, convert, gsub, case, strip, split, then adds and removes."""
+    """Logstash's mutate, in its order: rename, copy, replace, convert, gsub, case, strip, split, then adds and removes."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 

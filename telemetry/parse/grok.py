@@ -32,7 +32,6 @@ from typing import Any
 import regex
 
 from telemetry.parse import budget, onig
-from telemetry.parse.onig import REFERENCE
 
 __all__ = ["CONVERSION_FAILURES", "CaptureSpec", "Grok", "GrokError", "GrokTimeout", "compile_grok", "set_field"]
 
@@ -161,7 +160,7 @@ class _Expander:
         out: list[str] = []
         for tok in tr.tokens:
             if tok.__class__ is str:
-                out.append(tok)  # type: ignore[arg-type]
+                out.append(str(tok))
             elif isinstance(tok, onig.Ref):
                 out.append(self._reference(tok, stack))
             elif isinstance(tok, onig.Named):

@@ -24,7 +24,7 @@ _LEVEL_MAP = {
     "crit": "CRITICAL", "critical": "CRITICAL", "fatal": "CRITICAL", "severe": "CRITICAL",
     "alert": "CRITICAL", "emerg": "CRITICAL", "emergency": "CRITICAL", "emer": "CRITICAL",
     # Ceph's cluster-log levels
-    "dbg": "DEBUG", "inf": "INFO", "wrn": "WARNING", "sec": "WARNING",
+    "inf": "INFO", "wrn": "WARNING", "sec": "WARNING",
 }
 
 #: Per-type exceptions: oslo's Kilo-era ``TRACE`` lines are an exception's traceback.

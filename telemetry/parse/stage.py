@@ -74,7 +74,7 @@ class ParseStage(BusStage):
                         DROPPED.labels(type=raw.type or "none").inc()
                         continue
                     value = _encode(ev, self._fmt)
-                except Exception as exc:  # noqa: BLE001 - one record must not hold back its batch
+                except Exception as exc:
                     bad.append((delivery, f"unparseable:{type(exc).__name__}"))
                     continue
                 out.append(OutMessage(value=value, key=ev["host"].encode() or None))
