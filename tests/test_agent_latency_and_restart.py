@@ -18,7 +18,8 @@ from telemetry.bus import MemoryBus
 from telemetry.config import Settings
 from telemetry.metrics import REGISTRY
 
-REQ = "[req-9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a 9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default]"
+REQ = ("[req-9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a "
+       "9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default]")
 
 
 def write(path: Path, *lines: str) -> None:

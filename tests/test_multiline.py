@@ -27,7 +27,8 @@ def join_lines(lines: list[str], j: PythonJoiner | None = None) -> list[Entry]:
     return j.feed_many(lines, offsets[:-1], offsets[1:]) + j.flush()
 
 
-REQ = "[req-7d1e2a40-5b3c-4f0e-9a55-0c2d6b3e8f11 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a 9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default]"
+REQ = ("[req-7d1e2a40-5b3c-4f0e-9a55-0c2d6b3e8f11 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a "
+       "9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default]")
 INST = "[instance: 3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21]"
 
 
@@ -95,7 +96,7 @@ def test_chained_exceptions_and_message_lines_stay_one_entry() -> None:
           "cinder.exception.VolumeBackendAPIException: Bad or unexpected response from the storage volume backend",
           ""]
     lines = [f"{head} {REQ} Failed to create volume"] + [f"{head} {t}" for t in tb]
-    lines.append(f"2026-03-02 09:41:13.231 5120 ERROR cinder.service [-] Manager for service cinder-volume "
+    lines.append("2026-03-02 09:41:13.231 5120 ERROR cinder.service [-] Manager for service cinder-volume "
                  "st01@lvm is reporting problems, not sending heartbeat.")
     assert [e.lines for e in join_lines(lines)] == [lines[:-1], lines[-1:]]
 

@@ -30,7 +30,6 @@ DRAIN_ON_STOP = 2.0  # seconds the last batches get on shutdown (the whole stop 
 
 class AgentPipeline(Component):
     name = "agent.shipper"
-    order = 60
 
     def __init__(self, cfg: AgentConfig, data_dir: Path, bus: Bus, fmt: str = "json") -> None:
         super().__init__()

@@ -164,7 +164,6 @@ class FileReader:
 
 class FilesSource(Component):
     name = "source.files"
-    order = 70
 
     def __init__(
         self, groups: list[FileSource], cfg: AgentConfig, host: str, batcher: Batcher, checkpoints: Checkpoints,

@@ -109,7 +109,6 @@ def _text(value: Any) -> tuple[str | None, list[str]]:
 
 class JournalReader(Component):
     name = "source.journald"
-    order = 70
 
     def __init__(
         self, cfg: JournaldSource, agent: AgentConfig, host: str, batcher: Batcher, checkpoints: Checkpoints,
@@ -199,7 +198,7 @@ class JournalReader(Component):
                 proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 2.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()
             self.proc = None

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from telemetry.config.base import redact_url
+from telemetry.errors import format_loc
 from telemetry.config.model import Settings
 
 ENV_PREFIX = "TELEMETRY_"
@@ -51,16 +52,6 @@ class ConfigError(Exception):
 def is_secret_key(key: str) -> bool:
     k = key.lower()
     return any(s in k for s in SECRET_KEYS)
-
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -140,7 +131,7 @@ def validate(data: Mapping[str, Any], source: str = "<config>") -> Settings:
             secret = any(isinstance(p, str) and is_secret_key(p) for p in err["loc"])
             shown = "**********" if secret else redact(value)
             has_value = err["type"] != "missing"
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting (check the spelling against docs/configuration.md)"
             problems.append(ConfigProblem(loc, msg, shown, has_value))

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from telemetry.rules.alarms import ThresholdUnit, within_time_constraints
-from telemetry.rules.events import EventUnit, LogUnit
+from telemetry.rules.threshold import ThresholdUnit, within_time_constraints
+from telemetry.rules.event_alarms import EventUnit, LogUnit
 from telemetry.rules.models import ALARM, OK, UNKNOWN, Alarm, leaf_rule
 
 
@@ -125,7 +125,7 @@ class Engine:
             if same is not None:
                 same[:] = [x for x in same if x is not u]
             slot = self._slot(u)
-            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource  # type: ignore[assignment]
+            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource
             key: Any = u.rule.meter_name if slot is None else slot
             lst = index.get(key)
             if lst is not None:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from busenv import patch_aiokafka_for_mock  # noqa: E402
+from busenv import patch_aiokafka_for_mock
 
 patch_aiokafka_for_mock()
 if os.environ.get("BUS_TEST_SINK"):
-    import telemetry.daemon  # noqa: E402
+    import telemetry.wiring
+    from bus_sink import sink_components
 
-    telemetry.daemon.SERVER_BUILDERS.append("bus_sink:sink_components")
+    _server = telemetry.wiring.server_components
+    telemetry.wiring.server_components = lambda rt: [*_server(rt), *sink_components(rt)]

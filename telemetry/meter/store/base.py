@@ -24,11 +24,12 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
 
-from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
+from telemetry.meter.query import GROUPBY_FIELDS, SampleQueryError, SampleQuery, metadata_value
 from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms
 from telemetry.models import Sample, id_of_key
 
@@ -67,6 +68,11 @@ class SeriesRow:
     metadata: dict[str, Any]
     first_ts: int = 0
     last_ts: int = 0
+
+
+def series_row(r: Sequence[Any]) -> SeriesRow:
+    """A row of ``SELECT {SERIES_COLUMNS} FROM series``, its metadata decoded."""
+    return SeriesRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], orjson.loads(r[8]), r[9], r[10])
 
 
 @dataclass(slots=True)
@@ -198,7 +204,7 @@ class SampleStore(abc.ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def maintain(self, now: datetime | None = None) -> None:
+    def maintain(self, now: datetime | None = None) -> None:  # noqa: B027 - optional hook, most backends need none
         """Periodic housekeeping besides expiry (the embedded backend seals raw rows into chunks)."""
 
     def free_fraction(self) -> float | None:
@@ -264,10 +270,10 @@ class SampleStore(abc.ABC):
         groupby = [g if not g.startswith("resource_metadata.") else "metadata." + g[18:] for g in groupby or []]
         for g in groupby:
             if g not in GROUPBY_FIELDS and not g.startswith("metadata."):
-                raise QueryError(f"groupby {g!r} is not supported (resource_id, project_id, user_id, "
+                raise SampleQueryError(f"groupby {g!r} is not supported (resource_id, project_id, user_id, "
                                  "source or resource_metadata.<field>)")
         if period is not None and period <= 0:
-            raise QueryError("period must be a positive number of seconds")
+            raise SampleQueryError("period must be a positive number of seconds")
         series = self.select(q)
         if not series:
             return []
