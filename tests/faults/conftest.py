@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import Tally, format_table
+from faults.support import Tally, format_table
 
 _ROWS: list[Tally] = []
 

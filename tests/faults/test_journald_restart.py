@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import read_jsonl
-from support import JournalSeqWriter, Tally, finish, kill9
+from faults.support import JournalSeqWriter, Tally, finish, kill9
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import read_jsonl
-from support import SeqWriter, Tally, copytruncate, finish, kill9, rename_rotate
+from faults.support import SeqWriter, Tally, copytruncate, finish, kill9, rename_rotate
 
 CASES = {
     "rename": ("app.log", rename_rotate()),
