@@ -194,7 +194,8 @@ class AgentConfig(Section):
     max_event_bytes: int = Field(4 << 20, ge=64, description="A multi-line event stops growing at this size")
     max_event_lines: int = Field(1000, ge=1, description="A multi-line event stops growing at this many lines")
     multiline_flush: Duration = Field(
-        2.0, gt=0, description="Ship the last pending multi-line event after this long without a new line"
+        2.0, gt=0, description="A traceback still open at the end of a file ships after this long without a new "
+        "line (complete entries ship at once)"
     )
     batch_records: int = Field(500, ge=1, description="Records per batch")
     batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per batch (sum of line lengths)")
