@@ -257,3 +257,20 @@ def test_messages_are_the_bus_messages_their_constructor_builds() -> None:
     built = messages([b'{"a":1}', b'{"b":2}'], [b"node1", b"node2"])
     assert built == [OutMessage(b'{"a":1}', b"node1"), OutMessage(b'{"b":2}', b"node2")]
     assert all(type(m) is OutMessage and m.headers == {} for m in built)
+
+
+async def test_a_msgpack_bus_gets_the_records_msgpack_encodes() -> None:
+    """The agent encodes JSON once; on a bus configured for msgpack each record is re-packed, as
+    ``RawLog.to_msgpack`` would pack it."""
+    from telemetry.collect.batcher import Batch
+    from telemetry.collect.ship import BusTarget
+    from telemetry.models import RawLog, decode
+
+    rec = RawLog(id="abc-1", host="node1", path="/var/log/nova/nova-compute.log", component="nova",
+                 type="openstack", offset=0, inode=7, lines=["one", "two"], tags=["compute"])
+    bus = MemoryBus()
+    consumer = await bus.subscribe(["raw_logs"], "packed")
+    await BusTarget(bus, "msgpack").ship(Batch(values=[rec.to_json()], keys=[b"node1"]))
+    [delivery] = await consumer.fetch(10, timeout=1)
+    assert delivery.value == rec.to_msgpack() and delivery.key == b"node1"
+    assert decode(RawLog, delivery.value) == rec
