@@ -274,3 +274,26 @@ async def test_a_msgpack_bus_gets_the_records_msgpack_encodes() -> None:
     [delivery] = await consumer.fetch(10, timeout=1)
     assert delivery.value == rec.to_msgpack() and delivery.key == b"node1"
     assert decode(RawLog, delivery.value) == rec
+
+
+async def test_checkpoints_wait_until_the_batch_is_durable_downstream(tmp_path: Path) -> None:
+    """In the all-in-one the memory bus holds a batch only in memory: the file's checkpoint moves
+    once the stage downstream acknowledged it (after its own durable write), not when published."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", "one", "two")
+    bus = MemoryBus()
+    stage = await bus.subscribe(["raw_logs"], "parse", writes_durably=True)
+    async with InProcessAgent(settings(tmp_path), bus) as agent:
+        await agent.collect(lambda got: len(got) == 2)  # an observer saw them
+        cps = agent.rt.agent.checkpoints
+        await asyncio.sleep(0.3)
+        assert [cp.offset for cp in cps.items.values()] == [0]  # published, not yet written downstream
+        ds = await stage.fetch(10, timeout=1)
+        assert len(ds) == 2
+        await stage.ack(ds)
+        for _ in range(50):
+            if [cp.offset for cp in cps.items.values()] == [8]:
+                break
+            await asyncio.sleep(0.05)
+        assert [cp.offset for cp in cps.items.values()] == [8]

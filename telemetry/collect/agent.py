@@ -46,6 +46,7 @@ class AgentPipeline(Component):
     async def start(self) -> None:
         # Collector tuning is the daemon's decision for its whole process (telemetry.gctune).
         self.spawn(self.shipper.run, "ship")
+        self.spawn(self.shipper.settle, "settle")
         self.spawn(self.batcher.run_timer, "batch-timer")
         self.spawn(self._sync_checkpoints, "checkpoint-sync")
 
@@ -62,7 +63,8 @@ class AgentPipeline(Component):
     async def stop(self) -> None:
         await self.batcher.flush()
         deadline = time.monotonic() + DRAIN_ON_STOP
-        while (not self.batcher.out.empty()) and not self.shipper.down and time.monotonic() < deadline:
+        while (not self.batcher.out.empty() or self.shipper.inflight) and not self.shipper.down \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.cancel_tasks()
         self.checkpoints.save(force_sync=True)

@@ -3,8 +3,11 @@
 One task ships batches strictly in order. While the spool holds anything,
 new batches queue behind it, so per-file order survives an outage. A publish
 that raises ``BusError`` (or ``OSError``) or outlasts ``publish_timeout``
-counts as the bus being down. Checkpoints advance only after a publish
-returned, for the batch just published.
+counts as the bus being down. Checkpoints advance only once a published batch
+is durable: its receipt completed (at once for RabbitMQ, Kafka and the output
+file; on the in-memory bus of the all-in-one, once the stages downstream wrote
+it), in publish order, by a second task, so up to ``IN_FLIGHT`` batches are
+published while the oldest is being written downstream.
 
 Targets: the bus (the ``raw_logs`` topic), or an fsynced JSON-lines file
 (``sources.agent.output_file``, Filebeat's ``output.file``) for nodes with no
@@ -16,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 import msgpack
 import orjson
 
-from telemetry.bus import Bus, BusError, OutMessage
+from telemetry.bus import DURABLE, Bus, BusError, OutMessage, Receipt
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batch, Batcher
 from telemetry.collect.checkpoints import Checkpoints
@@ -35,9 +39,13 @@ log = logging.getLogger(__name__)
 __all__ = ["BusTarget", "FileTarget", "Shipper", "Target"]
 
 
+#: Batches published and not yet durable downstream, at most (then shipping waits for the oldest).
+IN_FLIGHT = 4
+
+
 class Target(Protocol):
-    async def ship(self, batch: Batch) -> None:
-        """Return once the batch's records are durable downstream; raise BusError otherwise."""
+    async def ship(self, batch: Batch) -> Receipt:
+        """Return once the target holds the batch, with the receipt of its durability; raise BusError."""
 
 
 def messages(values: list[bytes], keys: list[bytes]) -> list[OutMessage]:
@@ -72,12 +80,13 @@ class BusTarget:
     def __init__(self, bus: Bus, fmt: str = "json") -> None:
         self.bus, self.fmt = bus, fmt
 
-    async def ship(self, batch: Batch) -> None:
+    async def ship(self, batch: Batch) -> Receipt:
         values = batch.values
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
             values = [msgpack.packb(orjson.loads(v), use_bin_type=True) for v in values]
-        await self.bus.publish(RawLog.topic, messages(values, batch.keys))
+        receipt = await self.bus.publish(RawLog.topic, messages(values, batch.keys))
         BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(values))
+        return receipt
 
 
 class FileTarget:
@@ -100,12 +109,13 @@ class FileTarget:
         finally:
             os.close(fd)
 
-    async def ship(self, batch: Batch) -> None:
+    async def ship(self, batch: Batch) -> Receipt:
         data = b"\n".join(batch.values) + b"\n"
         try:
             await asyncio.to_thread(self._write, data)
         except OSError as exc:
             raise BusError(f"cannot write {self.path}: {exc}") from exc
+        return DURABLE  # fsynced
 
 
 class Shipper:
@@ -122,12 +132,17 @@ class Shipper:
         self.down = False
         self.backoff = 0.2
         self.shipped = 0
+        #: Published batches waiting for their receipts, oldest first.
+        self.inflight: deque[tuple[Batch, Receipt, str]] = deque()
+        self._more = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         m.SPOOL_BATCHES.set(len(spool))
         m.SPOOL_BYTES.set(spool.bytes)
 
     async def _send(self, batch: Batch, via: str) -> bool:
         try:
-            await asyncio.wait_for(self.target.ship(batch), self.timeout)
+            receipt = await asyncio.wait_for(self.target.ship(batch), self.timeout)
         except (TimeoutError, BusError, OSError) as exc:
             m.SHIP_FAILURES.inc()
             if not self.down:
@@ -137,6 +152,38 @@ class Shipper:
         if self.down:
             log.info("bus is back; draining %d spooled batches", len(self.spool))
         self.down, self.backoff = False, 0.2
+        if receipt.done and not self.inflight:  # durable already (a broker, the file): no hand-over
+            await self._acked(batch, via)
+            return True
+        self.inflight.append((batch, receipt, via))
+        self._more.set()
+        if len(self.inflight) >= IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
+        return True
+
+    async def settle(self) -> None:
+        """Advance the checkpoints of published batches as they become durable, in publish order."""
+        while True:
+            if not self.inflight:
+                self._more.clear()
+                await self._more.wait()
+                continue
+            batch, receipt, via = self.inflight[0]
+            try:
+                await receipt
+            except BusError as exc:  # the bus closed first: read again after a restart, never lost
+                log.warning("%d published batches not written downstream (%s); their lines are read again "
+                            "after a restart", len(self.inflight), exc)
+                self.inflight.clear()
+                self._room.set()
+                continue
+            self.inflight.popleft()
+            await self._acked(batch, via)
+            if len(self.inflight) < IN_FLIGHT:
+                self._room.set()
+
+    async def _acked(self, batch: Batch, via: str) -> None:
         for key, mark in batch.marks.items():
             if mark.cursor is not None:
                 self.checkpoints.advance_cursor(key, mark.cursor)
@@ -145,13 +192,12 @@ class Shipper:
         if self.checkpoints.sync_due():
             await asyncio.to_thread(self.checkpoints.save)  # fsync: off the event loop
         else:
-            self.checkpoints.save()  # a write and a rename: cheaper here than a thread hop per batch
+            self.checkpoints.save()  # one pwrite: cheaper here than a thread hop per batch
         self.shipped += len(batch)
         m.BATCHES_SHIPPED.labels(via=via).inc()
         m.RECORDS_SHIPPED.inc(len(batch))
         if self.on_ack:
             self.on_ack(batch)
-        return True
 
     async def _spool(self, batch: Batch) -> None:
         await self.spool.append(batch)
