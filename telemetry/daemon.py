@@ -66,6 +66,8 @@ SERVER_BUILDERS = [
     "telemetry.parse.stage:parse_components",
     "telemetry.actions:action_components",
     "telemetry.rules:rules_components",
+    "telemetry.exporter:exporter_components",
+    "telemetry.sinks:sink_components",
 ]
 
 

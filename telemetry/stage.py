@@ -13,14 +13,18 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
 from telemetry.bus import Bus, Consumer, Delivery, OutMessage
 from telemetry.component import Component
-from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED
+from telemetry.metrics import (
+    BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
+)
 from telemetry.models import Record, decode
 
 log = logging.getLogger(__name__)
@@ -45,11 +49,19 @@ async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]])
     for d, reason in bad:
         RECORDS_REJECTED.labels(stage=stage, reason=reason).inc()
         log.warning("%s: rejected a record from %s: %s", stage, d.topic, reason)
+    RECORDS_DEAD_LETTERED.labels(stage=stage).inc(len(bad))
     msgs = [
         OutMessage(value=d.value[: 1 << 20], key=d.key, headers={"reason": reason, "topic": d.topic, "stage": stage})
         for d, reason in bad
     ]
     await bus.publish(DEAD_LETTER_TOPIC, msgs)
+
+
+@dataclass(frozen=True)
+class BusRef:
+    """What BusStage reads of the runtime (its bus), for stages built from explicit, typed arguments."""
+
+    bus: Bus
 
 
 class BusStage(Component, abc.ABC):
@@ -89,9 +101,11 @@ class BusStage(Component, abc.ABC):
             if not deliveries:
                 continue
             good, bad = self._decode(deliveries)
+            began = time.perf_counter()
             try:
                 if good:
                     await self.handle(good)
+                    STAGE_BATCH_SECONDS.labels(stage=self.name).observe(time.perf_counter() - began)
             except asyncio.CancelledError:
                 await self.consumer.nack(deliveries)
                 raise

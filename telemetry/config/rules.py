@@ -1,8 +1,8 @@
-"""Rule engine, actions and sinks sections."""
+"""Rule engine and actions sections."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -114,12 +114,3 @@ class ActionsConfig(Section):
     pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
     heat: HeatConfig = Field(default_factory=HeatConfig)
 
-
-class SinksConfig(Section):
-    """Log sinks such as elasticsearch and loki; filled in by the sinks stage."""
-
-    model_config = {"extra": "allow"}
-
-    # Sinks are optional integrations; their own models validate them when enabled.
-    elasticsearch: dict[str, Any] | None = Field(None, description="Elasticsearch bulk sink settings")
-    loki: dict[str, Any] | None = Field(None, description="Grafana Loki push sink settings")
