@@ -57,6 +57,7 @@ SAMPLES_REFUSED = Counter(
 #: Ceilometer's KB/MB/GB are binary (libvirt and SNMP report KiB).
 UNITS: dict[str, tuple[str, float]] = {
     "B": ("bytes", 1.0), "KB": ("bytes", 1024.0), "MB": ("bytes", 1024.0**2), "GB": ("bytes", 1024.0**3),
+    "KiB": ("bytes", 1024.0), "MiB": ("bytes", 1024.0**2), "GiB": ("bytes", 1024.0**3), "TiB": ("bytes", 1024.0**4),
     "B/s": ("bytes_per_second", 1.0), "s": ("seconds", 1.0), "ms": ("seconds", 1e-3), "ns": ("seconds", 1e-9),
     "%": ("percent", 1.0),
 }
