@@ -86,18 +86,25 @@ class _Server:
                 except OSError:
                     pass
 
-    def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         raise NotImplementedError
 
 
 # -- Elasticsearch -------------------------------------------------------------------------------------------
 
-ES_HEADERS = {"X-Elastic-Product": "Elasticsearch", "Content-Type": "application/vnd.elasticsearch+json;compatible-with=9"}
+ES_HEADERS = {
+    "X-Elastic-Product": "Elasticsearch",
+    "Content-Type": "application/vnd.elasticsearch+json;compatible-with=9",
+}
 
 
 def _es_error(status: int, kind: str, reason: str) -> tuple[int, dict[str, str], bytes]:
-    body = {"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
-            "status": status}
+    body = {
+        "error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
+        "status": status,
+    }
     return status, ES_HEADERS, json.dumps(body).encode()
 
 
@@ -132,7 +139,9 @@ class ElasticsearchContract(_Server):
     def __init__(self) -> None:
         super().__init__()
         self.indices: dict[str, dict[str, dict[str, Any]]] = {}
-        self.mappings: dict[str, dict[str, str]] = {}  # index -> field path -> kind ("alias:<path>" for aliases)
+        self.mappings: dict[
+            str, dict[str, str]
+        ] = {}  # index -> field path -> kind ("alias:<path>" for aliases)
         self.templates: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
         #: Overload knobs: whole bulk requests answered 429, then single documents answered 429.
@@ -144,17 +153,25 @@ class ElasticsearchContract(_Server):
         with self.lock:
             return {i: d for idx in self.indices.values() for i, d in idx.items()}
 
-    def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         path = path.split("?", 1)[0]
         if path == "/" and method in ("GET", "HEAD"):
-            return 200, ES_HEADERS, json.dumps({"version": {"number": "9.0.0"}, "tagline": "You Know, for Search"}).encode()
+            return (
+                200,
+                ES_HEADERS,
+                json.dumps({"version": {"number": "9.0.0"}, "tagline": "You Know, for Search"}).encode(),
+            )
         if method == "PUT" and path.startswith("/_index_template/"):
             self.templates[path.rsplit("/", 1)[1]] = json.loads(body)
             return 200, ES_HEADERS, b'{"acknowledged":true}'
         if method == "PUT" and path.startswith("/_ilm/policy/"):
             policy = json.loads(body)
             if "policy" not in policy or "phases" not in policy["policy"]:
-                return _es_error(400, "x_content_parse_exception", "[put_lifecycle_request] policy is required")
+                return _es_error(
+                    400, "x_content_parse_exception", "[put_lifecycle_request] policy is required"
+                )
             self.policies[path.rsplit("/", 1)[1]] = policy["policy"]
             return 200, ES_HEADERS, b'{"acknowledged":true}'
         if method in ("POST", "PUT") and path == "/_bulk":
@@ -167,16 +184,20 @@ class ElasticsearchContract(_Server):
         if "x-ndjson" not in ctype:
             return _es_error(406, "media_type_header_exception", f"Content-Type {ctype!r} is not NDJSON")
         if not body.endswith(b"\n"):
-            return _es_error(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
+            return _es_error(
+                400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
+            )
         if self.reject_requests > 0:
             self.reject_requests -= 1
-            return _es_error(429, "es_rejected_execution_exception", "rejected execution of coordinating operation")
+            return _es_error(
+                429, "es_rejected_execution_exception", "rejected execution of coordinating operation"
+            )
         lines = body.decode().splitlines()
         items, errors = [], False
         i = 0
         while i < len(lines):
             action = json.loads(lines[i])
-            (op, meta), = action.items()
+            ((op, meta),) = action.items()
             source = json.loads(lines[i + 1])
             i += 2
             item = self._item(op, meta["_index"], meta.get("_id"), source)
@@ -187,16 +208,32 @@ class ElasticsearchContract(_Server):
     def _item(self, op: str, index: str, doc_id: str | None, source: dict[str, Any]) -> dict[str, Any]:
         base = {"_index": index, "_id": doc_id}
         if op != "create" or not doc_id:
-            return {**base, "status": 400, "error": {"type": "illegal_argument_exception", "reason": "expected create with _id"}}
+            return {
+                **base,
+                "status": 400,
+                "error": {"type": "illegal_argument_exception", "reason": "expected create with _id"},
+            }
         if self.reject_items > 0:
             self.reject_items -= 1
-            return {**base, "status": 429, "error": {"type": "es_rejected_execution_exception",
-                                                     "reason": "rejected execution of write operation"}}
+            return {
+                **base,
+                "status": 429,
+                "error": {
+                    "type": "es_rejected_execution_exception",
+                    "reason": "rejected execution of write operation",
+                },
+            }
         if index not in self.indices:
             self._create_index(index)
         if doc_id in self.indices[index]:
-            return {**base, "status": 409, "error": {"type": "version_conflict_engine_exception",
-                                                     "reason": f"[{doc_id}]: version conflict, document already exists"}}
+            return {
+                **base,
+                "status": 409,
+                "error": {
+                    "type": "version_conflict_engine_exception",
+                    "reason": f"[{doc_id}]: version conflict, document already exists",
+                },
+            }
         problem = self._check_mapping(index, source)
         if problem:
             return {**base, "status": 400, "error": {"type": "document_parsing_exception", "reason": problem}}
@@ -222,8 +259,12 @@ class ElasticsearchContract(_Server):
             elif spec.get("type") == "flattened":
                 out[path] = "flattened"
             else:
-                out[path] = {"keyword": "keyword", "text": "keyword", "date": "keyword", "long": "number"}.get(
-                    spec.get("type", "keyword"), spec.get("type", "keyword"))
+                out[path] = {
+                    "keyword": "keyword",
+                    "text": "keyword",
+                    "date": "keyword",
+                    "long": "number",
+                }.get(spec.get("type", "keyword"), spec.get("type", "keyword"))
 
     def _check_mapping(self, index: str, source: dict[str, Any]) -> str | None:
         mapping = self.mappings[index]
@@ -256,6 +297,7 @@ def _numeric(value: Any) -> bool:
 
 # -- Loki ----------------------------------------------------------------------------------------------------
 
+
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
     shift = value = 0
     while True:
@@ -277,11 +319,11 @@ def proto_fields(buf: bytes) -> list[tuple[int, Any]]:
             value, i = _varint(buf, i)
         elif wire == 2:
             n, i = _varint(buf, i)
-            value, i = buf[i:i + n], i + n
+            value, i = buf[i : i + n], i + n
         elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
+            value, i = buf[i : i + 8], i + 8
         elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
+            value, i = buf[i : i + 4], i + 4
         else:
             raise ValueError(f"wire type {wire}")
         out.append((number, value))
@@ -289,7 +331,7 @@ def proto_fields(buf: bytes) -> list[tuple[int, Any]]:
 
 
 def decode_push_proto(body: bytes) -> list[tuple[str, list[tuple[int, str]]]]:
-    """logproto.PushRequest: streams = 1 {labels = 1, entries = 2 {timestamp = 1 {seconds = 1, nanos = 2}, line = 2}}."""
+    """logproto.PushRequest: streams=1 {labels=1, entries=2 {timestamp=1 {seconds=1, nanos=2}, line=2}}."""
     streams = []
     for num, stream in proto_fields(bytes(cramjam.snappy.decompress_raw(body))):
         assert num == 1
@@ -346,9 +388,13 @@ class LokiContract(_Server):
 
     def entries(self) -> list[tuple[dict[str, str], int, dict[str, Any]]]:
         with self.lock:
-            return [(dict(labels), ts, json.loads(line)) for labels, es in self.streams.items() for ts, line in es]
+            return [
+                (dict(labels), ts, json.loads(line)) for labels, es in self.streams.items() for ts, line in es
+            ]
 
-    def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         if method != "POST" or path.split("?", 1)[0] != "/loki/api/v1/push":
             return 404, {}, b"404 page not found\n"
         if self.fail_requests > 0:
@@ -362,10 +408,14 @@ class LokiContract(_Server):
             if ctype.startswith("application/x-protobuf"):
                 pushed = decode_push_proto(body)
             elif ctype.startswith("application/json"):
-                pushed = [(json.dumps(s["stream"]), [(int(ts), line) for ts, line in s["values"]])
-                          for s in json.loads(body)["streams"]]
-                pushed = [("{" + ", ".join(f'{k}="{v}"' for k, v in json.loads(lb).items()) + "}", es)
-                          for lb, es in pushed]
+                pushed = [
+                    (json.dumps(s["stream"]), [(int(ts), line) for ts, line in s["values"]])
+                    for s in json.loads(body)["streams"]
+                ]
+                pushed = [
+                    ("{" + ", ".join(f'{k}="{v}"' for k, v in json.loads(lb).items()) + "}", es)
+                    for lb, es in pushed
+                ]
             else:
                 return 415, {}, f"unsupported Content-Type {ctype!r}\n".encode()
             parsed = [(parse_labels(lb), es) for lb, es in pushed]

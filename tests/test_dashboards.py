@@ -37,10 +37,17 @@ def exposed_names() -> set[str]:
             importlib.import_module(mod.name)  # every module that defines a metric registers it
     names: set[str] = set()
     for family in REGISTRY.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"],
-                    "summary": ["_sum", "_count"], "info": ["_info"]}.get(family.type, [""])
+        suffixes = {
+            "counter": ["_total"],
+            "histogram": ["_bucket", "_sum", "_count"],
+            "summary": ["_sum", "_count"],
+            "info": ["_info"],
+        }.get(family.type, [""])
         names.update(family.name + s for s in suffixes)
-    meters = [(s.counter_name, s.counter_unit, s.counter_type.value) for s in collect_host_samples(socket.gethostname())]
+    meters = [
+        (s.counter_name, s.counter_unit, s.counter_type.value)
+        for s in collect_host_samples(socket.gethostname())
+    ]
     defs = yaml.safe_load((content_path("collectors") / "meters.yaml").read_text())["metric"]
     meters += [(m["name"], m["unit"], m["type"]) for m in defs]
     for name, unit, kind in meters:
@@ -69,7 +76,9 @@ def dashboard_queries() -> Iterator[tuple[str, str]]:
     for f in sorted(content_path("dashboards").glob("*.json")):
         dash = json.loads(f.read_text())
         assert dash["title"] and dash["panels"], f.name
-        assert any(i["type"] == "datasource" and i["pluginId"] == "prometheus" for i in dash["__inputs"]), f.name
+        assert any(i["type"] == "datasource" and i["pluginId"] == "prometheus" for i in dash["__inputs"]), (
+            f.name
+        )
         variables = {v["name"]: v for v in dash["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource", f.name
         for p in dash["panels"]:
@@ -93,8 +102,13 @@ def rule_queries() -> Iterator[tuple[str, str]]:
 
 
 def recorded_names() -> set[str]:
-    return {r["record"] for f in content_path("dashboards").glob("*.yml")
-            for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "record" in r}
+    return {
+        r["record"]
+        for f in content_path("dashboards").glob("*.yml")
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
 
 
 def test_every_dashboard_and_rule_query_names_an_exposed_metric() -> None:
@@ -111,7 +125,11 @@ def test_every_dashboard_and_rule_query_names_an_exposed_metric() -> None:
 
 def test_metric_check_catches_a_wrong_name() -> None:
     known = exposed_names()
-    names = list(metric_names('sum by (stage) (rate(telemetry_stage_records_inn_total{stage=~"$stage"}[$__rate_interval]))'))
+    names = list(
+        metric_names(
+            'sum by (stage) (rate(telemetry_stage_records_inn_total{stage=~"$stage"}[$__rate_interval]))'
+        )
+    )
     assert names == ["telemetry_stage_records_inn_total"] and names[0] not in known
     assert "telemetry_meter_hardware_cpu_util_percent" in known
     assert "telemetry_meter_hardware_network_incoming_bytes_total" in known
@@ -119,4 +137,8 @@ def test_metric_check_catches_a_wrong_name() -> None:
 
 def test_dashboards_ship_in_the_wheel_layout() -> None:
     assert {p.name for p in Path(content_path("dashboards")).glob("*.json")} >= {
-        "telemetry-overview.json", "telemetry-pipeline.json", "telemetry-cloud.json", "telemetry-alarms.json"}
+        "telemetry-overview.json",
+        "telemetry-pipeline.json",
+        "telemetry-cloud.json",
+        "telemetry-alarms.json",
+    }

@@ -32,18 +32,31 @@ FAST = {"backoff_initial": "0.01s", "backoff_max": "0.05s", "max_retries": 3, "t
 
 
 def event(i: int, **extra: Any) -> Event:
-    return Event.model_validate({
-        "@timestamp": T0 + timedelta(seconds=i), "host": f"cn{i % 2}", "component": ["nova", "glance"][i % 2],
-        "type": "openstack", "level": "ERROR" if i % 5 == 0 else "INFO", "logger": "nova.compute.manager",
-        "pid": 1000 + i, "request_id": f"req-{i:04d}", "project_id": "p1", "instance_id": f"vm-{i}",
-        "message": f"line {i}", "tags": ["t"], **extra,
-    })
+    return Event.model_validate(
+        {
+            "@timestamp": T0 + timedelta(seconds=i),
+            "host": f"cn{i % 2}",
+            "component": ["nova", "glance"][i % 2],
+            "type": "openstack",
+            "level": "ERROR" if i % 5 == 0 else "INFO",
+            "logger": "nova.compute.manager",
+            "pid": 1000 + i,
+            "request_id": f"req-{i:04d}",
+            "project_id": "p1",
+            "instance_id": f"vm-{i}",
+            "message": f"line {i}",
+            "tags": ["t"],
+            **extra,
+        }
+    )
 
 
 async def wait_for(cond: Any, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
-        assert asyncio.get_running_loop().time() < deadline, f"condition not met in time: {cond.__doc__ or ''}"
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"condition not met in time: {cond.__doc__ or ''}"
+        )
         await asyncio.sleep(0.02)
 
 
@@ -55,13 +68,16 @@ async def dead_letters(bus: Bus) -> list[tuple[dict[str, str], dict[str, Any]]]:
     return [(d.headers, orjson.loads(d.value)) for d in got]
 
 
-# -- ECS ------------------------------------------------------------------------------------------------------
+# -- ECS -------------------------------------------------------------------------------------------
+
 
 def test_ecs_document_keeps_operator_names_as_aliases() -> None:
     doc = ecs_document(event(0, verb="GET", http="captured", log="x").to_dict())
     assert doc["service"]["name"] == "nova" and doc["event"]["module"] == "openstack"
     assert doc["event"]["dataset"] == "openstack.nova" and doc["host"] == {"name": "cn0"}
-    assert doc["log"] == {"level": "ERROR", "logger": "nova.compute.manager"} and doc["process"]["pid"] == 1000
+    assert (
+        doc["log"] == {"level": "ERROR", "logger": "nova.compute.manager"} and doc["process"]["pid"] == 1000
+    )
     assert doc["http"]["request"]["id"] == "req-0000" and doc["cloud"]["project"]["id"] == "p1"
     assert doc["message"] == "line 0" and doc["@timestamp"].startswith("2024-05-01T23:59:58")
     assert doc["verb"] == "GET"  # a capture keeps its name (Logstash's habit)
@@ -108,11 +124,13 @@ def test_sink_config_is_validated(tmp_path: Any) -> None:
 
 # -- Elasticsearch -------------------------------------------------------------------------------------------
 
+
 async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
     es = ElasticsearchContract().start()
     bus = MemoryBus()
-    cfg = ElasticsearchSink.model_validate({"urls": [es.url], "batch_size": 20, "retention": "7d",
-                                           "replicas": 0, **FAST})
+    cfg = ElasticsearchSink.model_validate(
+        {"urls": [es.url], "batch_size": 20, "retention": "7d", "replicas": 0, **FAST}
+    )
     stage = ElasticsearchStage(bus, cfg)
     dead_before = RECORDS_DEAD_LETTERED.labels(stage="sink.elasticsearch")._value.get()
     try:
@@ -147,7 +165,9 @@ async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
     sample = docs[good[5].id]
     assert sample["service"]["name"] == "glance" and sample["event"]["module"] == "openstack"
     dead = await dead_letters(bus)
-    assert [(h["reason"], body["id"]) for h, body in dead] == [("refused:400:document_parsing_exception", poison.id)]
+    assert [(h["reason"], body["id"]) for h, body in dead] == [
+        ("refused:400:document_parsing_exception", poison.id)
+    ]
     assert RECORDS_DEAD_LETTERED.labels(stage="sink.elasticsearch")._value.get() == dead_before + 1
 
 
@@ -155,8 +175,9 @@ async def test_elasticsearch_unreachable_holds_events_back() -> None:
     es = ElasticsearchContract()
     es.port = __import__("tests.conftest", fromlist=["free_port"]).free_port()
     bus = MemoryBus()
-    cfg = ElasticsearchSink.model_validate({"urls": [f"http://127.0.0.1:{es.port}"], "batch_size": 10,
-                                           **{**FAST, "max_retries": 1}})
+    cfg = ElasticsearchSink.model_validate(
+        {"urls": [f"http://127.0.0.1:{es.port}"], "batch_size": 10, **{**FAST, "max_retries": 1}}
+    )
     stage = ElasticsearchStage(bus, cfg)
     await stage.start()
     try:
@@ -173,6 +194,7 @@ async def test_elasticsearch_unreachable_holds_events_back() -> None:
 
 # -- Loki ----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
 async def test_loki_storm_partial_failure_and_restart(encoding: str) -> None:
     too_old = event(-3600 * 24)  # older than the receiver accepts: refused alone
@@ -184,7 +206,9 @@ async def test_loki_storm_partial_failure_and_restart(encoding: str) -> None:
         await stage.start()
         loki.reject_requests, loki.fail_requests = 2, 2
         good = [event(i, response=200) for i in range(50)]
-        shuffled = good[25:] + [too_old] + good[:25]  # out of time order on the bus: the sink sorts per stream
+        shuffled = (
+            good[25:] + [too_old] + good[:25]
+        )  # out of time order on the bus: the sink sorts per stream
         await publish_records(bus, shuffled)
         await wait_for(lambda: len(loki.entries()) == 50)
         loki.stop()

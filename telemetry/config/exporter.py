@@ -8,18 +8,22 @@ from telemetry.config.base import Duration, Section
 
 
 class MeterGauges(Section):
-    """The latest value of each meter as a Prometheus gauge, bounded so a large cloud cannot blow up a scrape."""
+    """The latest value of each meter on /metrics, bounded so a large cloud cannot blow up a scrape."""
 
     enabled: bool = Field(True, description="Export meters on /metrics (server and all-in-one)")
     meters: list[str] = Field(
         default_factory=lambda: ["*"],
-        description="Meter name globs to export; a leading ! excludes (e.g. ['hardware.*', 'cpu_util', '!disk.*'])",
+        description="Meter name globs to export; a leading ! excludes (e.g. ['hardware.*', '!disk.*'])",
     )
     max_series: int = Field(
-        10_000, ge=1, description="Series kept at most; samples of new series beyond it are refused and counted"
+        10_000,
+        ge=1,
+        description="Series kept at most; samples of new series beyond it are refused and counted",
     )
     stale_after: Duration = Field(
-        "30m", gt=0, description="A series with no sample for this long leaves /metrics (a deleted instance, a gone host)"
+        "30m",
+        gt=0,
+        description="A series with no sample for this long leaves /metrics (a deleted instance, a gone host)",
     )
 
     @field_validator("meters")
@@ -37,5 +41,6 @@ class ExporterConfig(Section):
     meters: MeterGauges = Field(default_factory=MeterGauges)
     alarm_states: bool = Field(True, description="Export telemetry_alarm_state for every alarm and trigger")
     log_counters: bool = Field(
-        True, description="Count parsed log lines by component and level, and API requests by method and status"
+        True,
+        description="Count parsed log lines by component and level, and API requests by method and status",
     )

@@ -16,6 +16,11 @@ from telemetry.config.base import Duration, Section, check_scheme
 HTTP_SCHEMES = ("http", "https")
 #: Event fields small and bounded enough to be Loki stream labels.
 LOKI_LABEL_FIELDS = ("host", "component", "level", "type")
+LokiLabelField = Literal["host", "component", "level", "type"]
+
+
+def _default_loki_labels() -> list[LokiLabelField]:
+    return ["host", "component", "level"]
 
 
 class SinkSection(Section):
@@ -24,10 +29,14 @@ class SinkSection(Section):
     enabled: bool = Field(True, description="Run this sink (a section written in the file is enabled)")
     batch_size: int = Field(500, ge=1, le=10_000, description="Events taken from the bus and sent per batch")
     max_retries: int = Field(
-        5, ge=0, description="Retries of the events a receiver could not take now (429, 5xx, unreachable) within "
-        "one batch; then the batch goes back to the bus and is tried again later, never dropped"
+        5,
+        ge=0,
+        description="Retries of the events a receiver could not take now (429, 5xx, unreachable) within "
+        "one batch; then the batch goes back to the bus and is tried again later, never dropped",
     )
-    backoff_initial: Duration = Field("0.5s", gt=0, description="First retry delay; doubles each retry, with jitter")
+    backoff_initial: Duration = Field(
+        "0.5s", gt=0, description="First retry delay; doubles each retry, with jitter"
+    )
     backoff_max: Duration = Field("30s", gt=0, description="Longest delay between two retries")
     timeout: Duration = Field("30s", gt=0, description="Timeout of one request to the receiver")
     ca_file: str | None = Field(None, description="CA bundle that signed the receiver's certificate (https)")
@@ -41,22 +50,30 @@ class ElasticsearchSink(SinkSection):
         default_factory=lambda: ["http://127.0.0.1:9200"], min_length=1, description="Cluster nodes"
     )
     index_prefix: str = Field(
-        "telemetry-events", pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        "telemetry-events",
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
         description="Events go to PREFIX-YYYY.MM.DD (the event's UTC day); the template covers PREFIX-*",
     )
     retention: Duration | None = Field(
-        "30d", gt=0, description="ILM policy: delete a day's index this long after that day; null: keep forever"
+        "30d",
+        gt=0,
+        description="ILM policy: delete a day's index this long after that day; null: keep forever",
     )
     manage_templates: bool = Field(
-        True, description="Install the index template and ILM policy at start (off when the cluster's owner manages them)"
+        True,
+        description="Install the index template and ILM policy (off when the cluster's owner manages them)",
     )
     shards: int = Field(1, ge=1, description="Primary shards per daily index")
     replicas: int = Field(1, ge=0, description="Replicas per daily index")
     username: str | None = Field(None, description="Basic auth user")
     password: SecretStr | None = Field(None, description="Basic auth password")
-    api_key: SecretStr | None = Field(None, description="API key (base64 id:key), instead of user and password")
+    api_key: SecretStr | None = Field(
+        None, description="API key (base64 id:key), instead of user and password"
+    )
     max_chunk_bytes: int = Field(
-        10 * 1024 * 1024, ge=1024, description="Largest _bulk request body; bigger batches are sent in several"
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest _bulk request body; bigger batches are sent in several",
     )
 
     @field_validator("urls")
@@ -80,8 +97,8 @@ class LokiSink(SinkSection):
     encoding: Literal["protobuf", "json"] = Field(
         "protobuf", description="protobuf (snappy-compressed, what Promtail sends) or json"
     )
-    labels: list[Literal["host", "component", "level", "type"]] = Field(
-        default_factory=lambda: ["host", "component", "level"],
+    labels: list[LokiLabelField] = Field(
+        default_factory=_default_loki_labels,
         description="Event fields that become stream labels; keep them few: every combination is a stream",
     )
     static_labels: dict[str, str] = Field(
@@ -91,7 +108,9 @@ class LokiSink(SinkSection):
     username: str | None = Field(None, description="Basic auth user (e.g. Grafana Cloud)")
     password: SecretStr | None = Field(None, description="Basic auth password")
     max_line_bytes: int = Field(
-        256 * 1024, ge=1024, description="Longer lines are cut here (Loki's default max_line_size), never refused"
+        256 * 1024,
+        ge=1024,
+        description="Longer lines are cut here (Loki's default max_line_size), never refused",
     )
 
     @field_validator("url")

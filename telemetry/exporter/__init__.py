@@ -1,4 +1,4 @@
-"""Prometheus exposition of the cloud: meter values, alarm states, counters from parsed logs (docs/outputs.md)."""
+"""The cloud on /metrics: meter values, alarm states, counters from parsed logs (docs/outputs.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def exporter_components(runtime: Any) -> Iterable[Component]:
     if cfg.meters.enabled:
         out.append(MeterExporter(runtime.bus, cfg.meters, group=f"exporter.meters.{host}"))
     if cfg.alarm_states:
-        out.append(AlarmStateExporter(runtime.bus, group=f"exporter.alarms.{host}",
-                                      rules=lambda: runtime.services.get("rules")))
+        out.append(
+            AlarmStateExporter(
+                runtime.bus, group=f"exporter.alarms.{host}", rules=lambda: runtime.services.get("rules")
+            )
+        )
     if cfg.log_counters:
         out.append(LogCounters(runtime.bus))
     return out

@@ -25,12 +25,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from telemetry.bus import Bus, Delivery
-from telemetry.metrics import REGISTRY
 from telemetry.models import AlarmTransition, Record
 from telemetry.rules.models import ALARM, OK, STATES, UNKNOWN
 from telemetry.rules.stage import RulesStage
 from telemetry.rules.triggers.engine import AODH_SEVERITY
-from telemetry.stage import BusRef, BusStage
+from telemetry.exporter.base import CollectorStage
+from telemetry.stage import BusRef
 
 LABELS = ("alarm_id", "alarm_name", "type", "severity", "host", "state")
 
@@ -60,11 +60,23 @@ def rules_snapshot(rules: RulesStage) -> list[AlarmState]:
     out = []
     for a in list(rules.engine.alarms.values()):
         groups = dict((a.model_extra or {}).get("group_states", {}))
-        out.append(AlarmState(a.alarm_id, a.name, a.type, a.severity, "", a.state,
-                              a.state_timestamp.timestamp(), groups))
+        out.append(
+            AlarmState(
+                a.alarm_id, a.name, a.type, a.severity, "", a.state, a.state_timestamp.timestamp(), groups
+            )
+        )
     for t in list(rules.triggers.triggers.values()):
-        out.append(AlarmState(t.trigger_id, t.name, "trigger", AODH_SEVERITY[t.severity], t.host,
-                              ALARM if t.value == "PROBLEM" else OK, float(t.last_change or 0)))
+        out.append(
+            AlarmState(
+                t.trigger_id,
+                t.name,
+                "trigger",
+                AODH_SEVERITY[t.severity],
+                t.host,
+                ALARM if t.value == "PROBLEM" else OK,
+                float(t.last_change or 0),
+            )
+        )
     return out
 
 
@@ -97,8 +109,9 @@ class AlarmStateTable(Collector):
         with self._lock:
             s = self.alarms.get(t.alarm_id)
             if s is None:
-                s = self.alarms[t.alarm_id] = AlarmState(t.alarm_id, t.alarm_name, kind, t.severity, host,
-                                                         t.current, when)
+                s = self.alarms[t.alarm_id] = AlarmState(
+                    t.alarm_id, t.alarm_name, kind, t.severity, host, t.current, when
+                )
             elif when < s.since:
                 return False
             s.name, s.severity, s.since = t.alarm_name, t.severity, when
@@ -126,7 +139,8 @@ class AlarmStateTable(Collector):
             rows = [(s.alarm_id, s.name, s.type, s.severity, s.host, s.state) for s in self.alarms.values()]
         state = GaugeMetricFamily(
             "telemetry_alarm_state",
-            "Alarm and trigger states: 1 for the current state, 0 for the others", labels=LABELS,
+            "Alarm and trigger states: 1 for the current state, 0 for the others",
+            labels=LABELS,
         )
         for *ident, current in rows:
             for st in STATES:
@@ -134,11 +148,12 @@ class AlarmStateTable(Collector):
         yield state
         evaluations = self._evaluations()
         if evaluations is not None:
-            yield CounterMetricFamily("telemetry_rules_evaluations", "Threshold evaluations the rule engine made",
-                                      value=evaluations)
+            yield CounterMetricFamily(
+                "telemetry_rules_evaluations", "Threshold evaluations the rule engine made", value=evaluations
+            )
 
 
-class AlarmStateExporter(BusStage):
+class AlarmStateExporter(CollectorStage):
     """Keeps ``telemetry_alarm_state`` current from the engine's states and the transitions topic."""
 
     name = "exporter.alarm_states"
@@ -151,7 +166,7 @@ class AlarmStateExporter(BusStage):
         super().__init__(BusRef(bus))
         self.group = group
         self.rules = rules
-        self.table = AlarmStateTable(self._evaluations)
+        self.table: AlarmStateTable = AlarmStateTable(self._evaluations)
 
     def _evaluations(self) -> int | None:
         r = self.rules()
@@ -161,18 +176,9 @@ class AlarmStateExporter(BusStage):
         r = self.rules()
         if r is not None:
             self.table.load(rules_snapshot(r))
-        REGISTRY.register(self.table)
-        try:
-            await super().start()
-        except BaseException:
-            REGISTRY.unregister(self.table)
-            raise
+        await super().start()
         if r is not None:
             self.spawn(self._prune, "prune")
-
-    async def stop(self) -> None:
-        await super().stop()
-        REGISTRY.unregister(self.table)
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         for _, r in records:
@@ -188,4 +194,3 @@ class AlarmStateExporter(BusStage):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "alarms": len(self.table.alarms)}
-

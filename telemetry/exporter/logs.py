@@ -27,21 +27,35 @@ from telemetry.models import Event, Record
 from telemetry.stage import BusRef, BusStage
 
 LOG_EVENTS = Counter(
-    "telemetry_log_events", "Parsed log events, by component and level", ["component", "level"], registry=REGISTRY
+    "telemetry_log_events",
+    "Parsed log events, by component and level",
+    ["component", "level"],
+    registry=REGISTRY,
 )
 API_REQUESTS = Counter(
-    "telemetry_api_requests", "API requests seen in access log lines, by component, method and status code",
-    ["component", "method", "code"], registry=REGISTRY,
+    "telemetry_api_requests",
+    "API requests seen in access log lines, by component, method and status code",
+    ["component", "method", "code"],
+    registry=REGISTRY,
 )
 API_DURATION = Histogram(
-    "telemetry_api_request_duration_seconds", "Request durations written in access log lines, by component",
-    ["component"], registry=REGISTRY,
+    "telemetry_api_request_duration_seconds",
+    "Request durations written in access log lines, by component",
+    ["component"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "AUDIT", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT",
-                    "EMERGENCY"})
-_LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
+LEVELS = frozenset(
+    {"TRACE", "DEBUG", "INFO", "AUDIT", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"}
+)
+_LEVEL_ALIASES = {
+    "WARN": "WARNING",
+    "ERR": "ERROR",
+    "FATAL": "CRITICAL",
+    "CRIT": "CRITICAL",
+    "EMERG": "EMERGENCY",
+}
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "COPY", "CONNECT", "TRACE"})
 METHOD_FIELDS = ("method", "verb", "http_verb")
 STATUS_FIELDS = ("status", "response", "http_status_code")

@@ -33,7 +33,8 @@ from telemetry.bus import Bus, Delivery
 from telemetry.config.exporter import MeterGauges
 from telemetry.metrics import REGISTRY
 from telemetry.models import CounterType, Record, Sample
-from telemetry.stage import BusRef, BusStage
+from telemetry.exporter.base import CollectorStage
+from telemetry.stage import BusRef
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,31 @@ SERIES = Gauge("telemetry_exporter_meter_series", "Meter series /metrics shows n
 SERIES_REFUSED = Counter(
     "telemetry_exporter_series_refused",
     "Meter series not exported because max_series was reached, by meter (each series counted once)",
-    ["meter"], registry=REGISTRY,
+    ["meter"],
+    registry=REGISTRY,
 )
 SAMPLES_REFUSED = Counter(
     "telemetry_exporter_meter_samples_refused",
     "Samples the meter exporter did not show, by reason (series_limit, stale, name_clash)",
-    ["reason"], registry=REGISTRY,
+    ["reason"],
+    registry=REGISTRY,
 )
 
 #: Ceilometer units with a Prometheus base unit: (name suffix, factor to the base unit).
 #: Ceilometer's KB/MB/GB are binary (libvirt and SNMP report KiB).
 UNITS: dict[str, tuple[str, float]] = {
-    "B": ("bytes", 1.0), "KB": ("bytes", 1024.0), "MB": ("bytes", 1024.0**2), "GB": ("bytes", 1024.0**3),
-    "KiB": ("bytes", 1024.0), "MiB": ("bytes", 1024.0**2), "GiB": ("bytes", 1024.0**3), "TiB": ("bytes", 1024.0**4),
-    "B/s": ("bytes_per_second", 1.0), "s": ("seconds", 1.0), "ms": ("seconds", 1e-3), "ns": ("seconds", 1e-9),
+    "B": ("bytes", 1.0),
+    "KB": ("bytes", 1024.0),
+    "MB": ("bytes", 1024.0**2),
+    "GB": ("bytes", 1024.0**3),
+    "KiB": ("bytes", 1024.0),
+    "MiB": ("bytes", 1024.0**2),
+    "GiB": ("bytes", 1024.0**3),
+    "TiB": ("bytes", 1024.0**4),
+    "B/s": ("bytes_per_second", 1.0),
+    "s": ("seconds", 1.0),
+    "ms": ("seconds", 1e-3),
+    "ns": ("seconds", 1e-9),
     "%": ("percent", 1.0),
 }
 #: Suffixes Prometheus reserves for counters, histograms, summaries and info metrics.
@@ -201,8 +213,10 @@ class MeterGaugeTable(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            snapshot = [(name, fam.meter, fam.unit, fam.counter, list(fam.series.items()))
-                        for name, fam in self.families.items()]
+            snapshot = [
+                (name, fam.meter, fam.unit, fam.counter, list(fam.series.items()))
+                for name, fam in self.families.items()
+            ]
         for name, meter, unit, counter, series in snapshot:
             doc = f"Latest sample of meter {meter}" + (f" (Ceilometer unit: {unit})" if unit else "")
             mf: CounterMetricFamily | GaugeMetricFamily
@@ -215,7 +229,7 @@ class MeterGaugeTable(Collector):
             yield mf
 
 
-class MeterExporter(BusStage):
+class MeterExporter(CollectorStage):
     """Reads samples in a consumer group of its own and keeps the gauge table current."""
 
     name = "exporter.meters"
@@ -227,20 +241,11 @@ class MeterExporter(BusStage):
     def __init__(self, bus: Bus, cfg: MeterGauges, group: str) -> None:
         super().__init__(BusRef(bus))
         self.group = group
-        self.table = MeterGaugeTable(cfg)
+        self.table: MeterGaugeTable = MeterGaugeTable(cfg)
 
     async def start(self) -> None:
-        REGISTRY.register(self.table)
-        try:
-            await super().start()
-        except BaseException:
-            REGISTRY.unregister(self.table)
-            raise
+        await super().start()
         self.spawn(self._expire, "expire")
-
-    async def stop(self) -> None:
-        await super().stop()
-        REGISTRY.unregister(self.table)
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         self.table.update([r for _, r in records if isinstance(r, Sample)])

@@ -36,24 +36,35 @@ from telemetry.stage import BusRef, BusStage
 log = logging.getLogger(__name__)
 
 SINK_ACCEPTED = Counter(
-    "telemetry_sink_records_accepted", "Events a sink's receiver took, new or already held, by sink", ["sink"],
+    "telemetry_sink_records_accepted",
+    "Events a sink's receiver took, new or already held, by sink",
+    ["sink"],
     registry=REGISTRY,
 )
 SINK_DUPLICATES = Counter(
-    "telemetry_sink_records_duplicate", "Redelivered events the receiver already held, by sink", ["sink"],
+    "telemetry_sink_records_duplicate",
+    "Redelivered events the receiver already held, by sink",
+    ["sink"],
     registry=REGISTRY,
 )
 SINK_RETRIES = Counter(
-    "telemetry_sink_retries", "Events sent again because the receiver could not take them now, by sink and reason",
-    ["sink", "reason"], registry=REGISTRY,
+    "telemetry_sink_retries",
+    "Events sent again because the receiver could not take them now, by sink and reason",
+    ["sink", "reason"],
+    registry=REGISTRY,
 )
 SINK_HELD = Counter(
-    "telemetry_sink_batches_held", "Batches given back to the bus because the receiver stayed unavailable, by sink",
-    ["sink"], registry=REGISTRY,
+    "telemetry_sink_batches_held",
+    "Batches given back to the bus because the receiver stayed unavailable, by sink",
+    ["sink"],
+    registry=REGISTRY,
 )
 SINK_PUSH_SECONDS = Histogram(
-    "telemetry_sink_push_seconds", "Time one push of a batch to the receiver took (all its requests), by sink",
-    ["sink"], registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    "telemetry_sink_push_seconds",
+    "Time one push of a batch to the receiver took (all its requests), by sink",
+    ["sink"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -165,12 +176,18 @@ class SinkStage(BusStage):
             for reason, n in reasons.items():
                 SINK_RETRIES.labels(sink=self.sink, reason=reason).inc(n)
             if attempt == 0:
-                log.warning("%s: %d events not taken (%s); retrying", self.name, len(pending),
-                            ", ".join(f"{r}: {n}" for r, n in reasons.items()) + (f" {fallback.detail}" if fallback.detail else ""))
+                log.warning(
+                    "%s: %d events not taken (%s); retrying",
+                    self.name,
+                    len(pending),
+                    ", ".join(f"{r}: {n}" for r, n in reasons.items())
+                    + (f" {fallback.detail}" if fallback.detail else ""),
+                )
         self.held += 1
         SINK_HELD.labels(sink=self.sink).inc()
-        raise SinkUnavailable(f"{len(pending)} events not taken after {cfg.max_retries} retries; "
-                              f"the batch goes back to the bus")
+        raise SinkUnavailable(
+            f"{len(pending)} events not taken after {cfg.max_retries} retries; the batch goes back to the bus"
+        )
 
     def _took(self, duplicate: bool) -> None:
         self.accepted += 1
@@ -182,4 +199,9 @@ class SinkStage(BusStage):
             RECORDS_OUT.labels(stage=self.name).inc()
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "accepted": self.accepted, "duplicates": self.duplicates, "held": self.held}
+        return {
+            **super().details(),
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "held": self.held,
+        }

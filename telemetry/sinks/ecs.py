@@ -39,14 +39,69 @@ ECS_PATHS = {
 #: Aliases named like their contract field (``id`` is the document's ``_id`` instead).
 ALIASES = {name: path for name, path in ECS_PATHS.items() if name != "id"}
 #: Top-level names a capture must not take: ECS field sets and what this mapping writes.
-RESERVED = frozenset({
-    "agent", "as", "client", "cloud", "code_signature", "container", "data_stream", "destination", "device", "dll",
-    "dns", "ecs", "elf", "email", "error", "event", "faas", "file", "geo", "group", "hash", "host", "http",
-    "interface", "labels", "log", "macho", "network", "observer", "orchestrator", "organization", "os", "package",
-    "pe", "process", "registry", "related", "risk", "rule", "server", "service", "source", "span", "threat",
-    "tls", "trace", "transaction", "url", "user", "user_agent", "vlan", "volume", "vulnerability", "x509",
-    "openstack", "_id", "_index", "_source", "_routing",
-})
+RESERVED = frozenset(
+    {
+        "agent",
+        "as",
+        "client",
+        "cloud",
+        "code_signature",
+        "container",
+        "data_stream",
+        "destination",
+        "device",
+        "dll",
+        "dns",
+        "ecs",
+        "elf",
+        "email",
+        "error",
+        "event",
+        "faas",
+        "file",
+        "geo",
+        "group",
+        "hash",
+        "host",
+        "http",
+        "interface",
+        "labels",
+        "log",
+        "macho",
+        "network",
+        "observer",
+        "orchestrator",
+        "organization",
+        "os",
+        "package",
+        "pe",
+        "process",
+        "registry",
+        "related",
+        "risk",
+        "rule",
+        "server",
+        "service",
+        "source",
+        "span",
+        "threat",
+        "tls",
+        "trace",
+        "transaction",
+        "url",
+        "user",
+        "user_agent",
+        "vlan",
+        "volume",
+        "vulnerability",
+        "x509",
+        "openstack",
+        "_id",
+        "_index",
+        "_source",
+        "_routing",
+    }
+)
 _CORE = frozenset({"id", "@timestamp", "host", "message", "tags", *ECS_PATHS})
 
 
@@ -60,8 +115,11 @@ def _put(doc: dict[str, Any], path: str, value: Any) -> None:
 
 def ecs_document(event: dict[str, Any]) -> dict[str, Any]:
     """An Event's contract dict (``Event.to_dict()``) as an ECS document."""
-    doc: dict[str, Any] = {"@timestamp": event["@timestamp"], "message": event.get("message") or "",
-                           "ecs": {"version": ECS_VERSION}}
+    doc: dict[str, Any] = {
+        "@timestamp": event["@timestamp"],
+        "message": event.get("message") or "",
+        "ecs": {"version": ECS_VERSION},
+    }
     if event.get("tags"):
         doc["tags"] = list(event["tags"])
     if event.get("host"):
@@ -95,8 +153,11 @@ def _keyword(ignore_above: int = 1024) -> dict[str, Any]:
 
 def index_template(prefix: str, shards: int, replicas: int, policy: str | None) -> dict[str, Any]:
     """The composable index template (``PUT _index_template/NAME``) of the daily indices."""
-    settings: dict[str, Any] = {"number_of_shards": shards, "number_of_replicas": replicas,
-                                "index.mapping.total_fields.limit": 2000}
+    settings: dict[str, Any] = {
+        "number_of_shards": shards,
+        "number_of_replicas": replicas,
+        "index.mapping.total_fields.limit": 2000,
+    }
     if policy:
         # The day in the index name is the index's age for ILM: a late event's old-day index
         # is deleted on time, not a retention period after the late event created it.
@@ -125,8 +186,9 @@ def index_template(prefix: str, shards: int, replicas: int, policy: str | None) 
             "settings": settings,
             "mappings": {
                 # Captures are mostly identifiers and words: keyword, as ECS maps strings by default.
-                "dynamic_templates": [{"strings_as_keyword": {"match_mapping_type": "string",
-                                                              "mapping": _keyword()}}],
+                "dynamic_templates": [
+                    {"strings_as_keyword": {"match_mapping_type": "string", "mapping": _keyword()}}
+                ],
                 "properties": props,
             },
         },

@@ -56,6 +56,7 @@ class ElasticsearchStage(SinkStage):
         self.client: Any = None
 
     def _client(self) -> Any:
+        from elastic_transport import HttpxAsyncHttpNode  # httpx is ours already; aiohttp is not needed
         from elasticsearch import AsyncElasticsearch  # the optional extra, imported only when configured
 
         cfg = self.es_cfg
@@ -68,16 +69,23 @@ class ElasticsearchStage(SinkStage):
             auth["ca_certs"] = cfg.ca_file
         # Retries are the sink loop's (with backoff and the hold-back), not the transport's.
         return AsyncElasticsearch(
-            cfg.urls, node_class="httpxasync", request_timeout=cfg.timeout, max_retries=0, retry_on_timeout=False,
-            verify_certs=cfg.verify, **auth,
+            cfg.urls,
+            node_class=HttpxAsyncHttpNode,
+            request_timeout=cfg.timeout,
+            max_retries=0,
+            retry_on_timeout=False,
+            verify_certs=cfg.verify,
+            **auth,
         )
 
     async def start(self) -> None:
         try:
             import elasticsearch  # noqa: F401
         except ImportError as exc:
-            raise RuntimeError("sinks.elasticsearch needs the elasticsearch client: "
-                               "pip install 'openstack-telemetry[elasticsearch]'") from exc
+            raise RuntimeError(
+                "sinks.elasticsearch needs the elasticsearch client: "
+                "pip install 'openstack-telemetry[elasticsearch]'"
+            ) from exc
         self.client = self._client()
         await super().start()
 
@@ -91,10 +99,11 @@ class ElasticsearchStage(SinkStage):
         """The ILM policy and index template; PUT is idempotent, so every start may send them."""
         cfg = self.es_cfg
         policy = cfg.index_prefix if cfg.retention is not None else None
-        if policy is not None:
-            await self.client.ilm.put_lifecycle(name=policy, policy=ilm_policy(cfg.retention))
+        if cfg.retention is not None:
+            await self.client.ilm.put_lifecycle(name=cfg.index_prefix, policy=ilm_policy(cfg.retention))
         await self.client.indices.put_index_template(
-            name=cfg.index_prefix, body=index_template(cfg.index_prefix, cfg.shards, cfg.replicas, policy))
+            name=cfg.index_prefix, body=index_template(cfg.index_prefix, cfg.shards, cfg.replicas, policy)
+        )
         self.installed = True
         log.info("%s: index template %s and ILM policy %s installed", self.name, cfg.index_prefix, policy)
 
@@ -104,14 +113,27 @@ class ElasticsearchStage(SinkStage):
         if not self.installed:
             await self.install()  # before the first document, or the day's index is made without the mapping
         prefix = self.es_cfg.index_prefix
-        actions = [{"_op_type": "create", "_index": daily_index(prefix, it.doc["@timestamp"]), "_id": it.key,
-                    "_source": ecs_document(it.doc)} for it in items]
+        actions = [
+            {
+                "_op_type": "create",
+                "_index": daily_index(prefix, it.doc["@timestamp"]),
+                "_id": it.key,
+                "_source": ecs_document(it.doc),
+            }
+            for it in items
+        ]
         out: dict[str, Verdict] = {}
         async for _, result in async_streaming_bulk(
-            self.client, actions, chunk_size=len(actions), max_chunk_bytes=self.es_cfg.max_chunk_bytes,
-            raise_on_error=False, raise_on_exception=False, max_retries=0, yield_ok=True,
+            self.client,
+            actions,
+            chunk_size=len(actions),
+            max_chunk_bytes=self.es_cfg.max_chunk_bytes,
+            raise_on_error=False,
+            raise_on_exception=False,
+            max_retries=0,
+            yield_ok=True,
         ):
-            (_, info), = result.items()
+            ((_, info),) = result.items()
             status = int(info.get("status", 500))
             if "exception" in info:
                 # The whole request failed (auth, overload, a proxy's 5xx): not these documents' fault.

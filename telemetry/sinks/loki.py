@@ -56,25 +56,44 @@ def nanos(timestamp: str) -> int:
 
 @lru_cache(maxsize=1)
 def _push_request_class() -> Any:
-    """Loki's ``logproto.PushRequest`` (pkg/push/push.proto), described in code: no generated module to ship."""
+    """Loki's ``logproto.PushRequest`` (pkg/push/push.proto), described in code: no generated module."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 
     F = descriptor_pb2.FieldDescriptorProto
     ts_file = descriptor_pb2.FileDescriptorProto()
     timestamp_pb2.DESCRIPTOR.CopyToProto(ts_file)
-    push = descriptor_pb2.FileDescriptorProto(name="telemetry/loki_push.proto", package="logproto", syntax="proto3",
-                                              dependency=["google/protobuf/timestamp.proto"])
+    push = descriptor_pb2.FileDescriptorProto(
+        name="telemetry/loki_push.proto",
+        package="logproto",
+        syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto"],
+    )
     req = push.message_type.add(name="PushRequest")
-    req.field.add(name="streams", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                  type_name=".logproto.StreamAdapter")
+    req.field.add(
+        name="streams",
+        number=1,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_REPEATED,
+        type_name=".logproto.StreamAdapter",
+    )
     stream = push.message_type.add(name="StreamAdapter")
     stream.field.add(name="labels", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    stream.field.add(name="entries", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                     type_name=".logproto.EntryAdapter")
+    stream.field.add(
+        name="entries",
+        number=2,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_REPEATED,
+        type_name=".logproto.EntryAdapter",
+    )
     stream.field.add(name="hash", number=3, type=F.TYPE_UINT64, label=F.LABEL_OPTIONAL)
     entry = push.message_type.add(name="EntryAdapter")
-    entry.field.add(name="timestamp", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
-                    type_name=".google.protobuf.Timestamp")
+    entry.field.add(
+        name="timestamp",
+        number=1,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_OPTIONAL,
+        type_name=".google.protobuf.Timestamp",
+    )
     entry.field.add(name="line", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(ts_file)
@@ -98,10 +117,14 @@ def encode_protobuf(streams: Streams) -> bytes:
 
 
 def encode_json(streams: Streams, labels_of: Mapping[str, dict[str, str]]) -> bytes:
-    return orjson.dumps({"streams": [
-        {"stream": labels_of[labels], "values": [[str(ns), line] for ns, line in entries]}
-        for labels, entries in streams.items()
-    ]})
+    return orjson.dumps(
+        {
+            "streams": [
+                {"stream": labels_of[labels], "values": [[str(ns), line] for ns, line in entries]}
+                for labels, entries in streams.items()
+            ]
+        }
+    )
 
 
 class LokiStage(SinkStage):
@@ -118,13 +141,20 @@ class LokiStage(SinkStage):
                 _push_request_class()
                 import cramjam  # noqa: F401
             except ImportError as exc:
-                raise RuntimeError("sinks.loki with encoding protobuf needs protobuf and cramjam: "
-                                   "pip install 'openstack-telemetry[loki]' (or set encoding: json)") from exc
+                raise RuntimeError(
+                    "sinks.loki with encoding protobuf needs protobuf and cramjam: "
+                    "pip install 'openstack-telemetry[loki]' (or set encoding: json)"
+                ) from exc
         cfg = self.loki
         headers = {"X-Scope-OrgID": cfg.tenant_id} if cfg.tenant_id else {}
         auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
-        self.http = httpx.AsyncClient(base_url=cfg.url, timeout=cfg.timeout, headers=headers, auth=auth,
-                                      verify=cfg.ca_file or cfg.verify)
+        self.http = httpx.AsyncClient(
+            base_url=cfg.url,
+            timeout=cfg.timeout,
+            headers=headers,
+            auth=auth,
+            verify=cfg.ca_file or cfg.verify,
+        )
         await super().start()
 
     async def stop(self) -> None:
@@ -142,14 +172,17 @@ class LokiStage(SinkStage):
         return out or dict(FALLBACK_LABELS)
 
     def line(self, doc: Mapping[str, Any]) -> str:
-        """The event without its labels and time, as JSON, cut to ``max_line_bytes`` by shortening the message."""
+        """The event without labels and time, as JSON, cut to ``max_line_bytes`` by shortening the message."""
         skip = {"@timestamp", *self.loki.labels}
         rest = {k: v for k, v in doc.items() if k not in skip and v is not None and v != [] and v != ""}
         text = orjson.dumps(rest, default=str).decode()
         excess = len(text.encode()) - self.loki.max_line_bytes
         if excess > 0 and isinstance(rest.get("message"), str):
-            rest["message"] = rest["message"].encode()[: max(0, len(rest["message"].encode()) - excess - 64)].decode(
-                errors="ignore")
+            rest["message"] = (
+                rest["message"]
+                .encode()[: max(0, len(rest["message"].encode()) - excess - 64)]
+                .decode(errors="ignore")
+            )
             rest["truncated"] = True
             text = orjson.dumps(rest, default=str).decode()
         return text
