@@ -9,11 +9,15 @@ refuses alone is dead-lettered with its reason and counted.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import yaml
 
 from telemetry.bus import Bus, MemoryBus
 from telemetry.bus.records import publish_records
@@ -237,3 +241,51 @@ async def test_loki_storm_partial_failure_and_restart(encoding: str) -> None:
 def test_loki_label_text_round_trips() -> None:
     labels = {"host": 'we"ird\\host', "component": "nova", "job": "telemetry"}
     assert dict(parse_labels(label_string(labels))) == labels
+
+
+# -- wired into the daemon -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_daemon_ships_tailed_logs_to_both_sinks(daemon_factory: Any, samples_dir: Any) -> None:
+    """Log files -> agent -> parse -> events topic -> Elasticsearch, Loki and the event store alike."""
+    es, loki = ElasticsearchContract().start(), LokiContract().start()
+    d = daemon_factory(
+        "run",
+        {
+            "store": {"ttl": {"events": "3650d"}},  # the samples are from March 2026
+            "sinks": {"elasticsearch": {"urls": [es.url], "replicas": 0}, "loki": {"url": loki.url}},
+        },
+    )
+    logs = d.tmp / "logs"
+    logs.mkdir()
+    cfg = yaml.safe_load(d.config_path.read_text())
+    cfg["sources"]["files"] = [
+        {"paths": [str(logs / f"{c}-*.log")], "fields": {"type": "openstack", "component": c}}
+        for c in ("nova", "glance")
+    ]
+    d.config_path.write_text(yaml.safe_dump(cfg))
+    try:
+        health = d.start().wait_healthy()
+        assert health["components"]["sink.elasticsearch"]["state"] == "running"
+        assert health["components"]["sink.loki"]["state"] == "running"
+        for name in ("nova-compute.log", "glance-api.log"):
+            shutil.copy(samples_dir / "logs" / name, logs / name)
+        deadline, stored = time.monotonic() + 30, -1
+        while time.monotonic() < deadline:
+            stored = len(httpx.get(d.url + "/v1/events", params={"limit": 10_000}).json())
+            if stored >= 10 and len(es.docs()) == stored and len(loki.entries()) == stored:
+                break
+            time.sleep(0.3)
+        assert stored >= 10 and len(es.docs()) == stored and len(loki.entries()) == stored, (
+            stored, len(es.docs()), len(loki.entries()))
+        components = {labels["component"] for labels, _, _ in loki.entries()}
+        assert components == {"nova", "glance"}
+        assert {doc["service"]["name"] for doc in es.docs().values()} == {"nova", "glance"}
+        metrics = httpx.get(d.url + "/metrics").text
+        assert 'telemetry_log_events_total{component="nova",level="INFO"}' in metrics
+        assert 'telemetry_sink_records_accepted_total{sink="loki"}' in metrics
+    finally:
+        d.stop()
+        es.stop()
+        loki.stop()
