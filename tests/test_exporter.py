@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from telemetry.config.exporter import MeterGauges
 from telemetry.exporter.alarms import AlarmState, AlarmStateTable
 from telemetry.exporter.logs import access, level_label
-from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, family_name
+from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, family_name, fast_row, sample_row
 from telemetry.models import AlarmTransition, Sample
 from tests.conftest import free_port
 
@@ -69,27 +69,30 @@ def test_meter_table_allow_list_limit_staleness_and_order() -> None:
     refused = SERIES_REFUSED.labels(meter="hardware.cpu.util")._value.get()
     shown = table.update(
         [
-            sample("hardware.cpu.util", 12.5),
-            sample("hardware.memory.used", 2048, unit="KB"),
-            sample(
-                "hardware.network.incoming.bytes",
-                1e6,
-                rid="cn01.eth0",
-                unit="B",
-                ctype="cumulative",
-                interface="eth0",
-            ),
-            sample("hardware.disk.size.used", 1, unit="KB"),  # excluded
-            sample("cpu_util", 50),  # not allowed
-            sample("hardware.cpu.util", 1, rid="cn02"),  # a fourth series: refused
-            sample("hardware.cpu.util", 1, rid="cn02"),  # the same refused series is counted once
-            sample("hardware.cpu.util", 99, ts=NOW - 3600),  # older than stale_after
+            sample_row(s)
+            for s in [
+                sample("hardware.cpu.util", 12.5),
+                sample("hardware.memory.used", 2048, unit="KB"),
+                sample(
+                    "hardware.network.incoming.bytes",
+                    1e6,
+                    rid="cn01.eth0",
+                    unit="B",
+                    ctype="cumulative",
+                    interface="eth0",
+                ),
+                sample("hardware.disk.size.used", 1, unit="KB"),  # excluded
+                sample("cpu_util", 50),  # not allowed
+                sample("hardware.cpu.util", 1, rid="cn02"),  # a fourth series: refused
+                sample("hardware.cpu.util", 1, rid="cn02"),  # the same refused series is counted once
+                sample("hardware.cpu.util", 99, ts=NOW - 3600),  # older than stale_after
+            ]
         ],
         now=NOW,
     )
     assert shown == 3 and table.size == 3
     assert SERIES_REFUSED.labels(meter="hardware.cpu.util")._value.get() == refused + 1
-    table.update([sample("hardware.cpu.util", 7, ts=NOW - 5)], now=NOW)  # late: a newer value stays
+    table.update([sample_row(sample("hardware.cpu.util", 7, ts=NOW - 5))], now=NOW)  # late: newer stays
     text = scrape(table)
     assert 'telemetry_meter_hardware_cpu_util_percent{host="cn01",project="",resource="cn01"} 12.5' in text
     assert (
@@ -99,8 +102,7 @@ def test_meter_table_allow_list_limit_staleness_and_order() -> None:
     assert "# TYPE telemetry_meter_hardware_network_incoming_bytes_total counter" in text
     assert (
         'telemetry_meter_hardware_network_incoming_bytes_total{host="cn01",project="",resource="cn01.eth0"} '
-        "1e+06"
-        in text
+        "1e+06" in text
     )
     assert table.expire(now=NOW + 601) == 3 and table.size == 0 and scrape(table).strip() == ""
 
@@ -147,6 +149,23 @@ def test_alarm_states_one_series_per_state() -> None:
     assert "telemetry_rules_evaluations_total 42.0" in text
     table.retain({"a1"})
     assert set(table.alarms) == {"a1"}
+
+
+def test_fast_rows_equal_the_model_rows() -> None:
+    for s in [
+        sample("hardware.cpu.util", 12.5, project="p1"),
+        sample("cpu", 7, unit="ns", ctype="cumulative", instance_host="cn07", host="hashed"),
+    ]:
+        assert fast_row(s.to_json()) == sample_row(s)
+        assert fast_row(s.to_msgpack()) == sample_row(s)
+    for odd in (
+        b"{}",
+        b'{"counter_name": 1}',
+        b"\xff",
+        b'{"counter_name": "m", "counter_type": "gauge", '
+        b'"counter_volume": true, "resource_id": "r", "timestamp": "2024-05-01T00:00:00Z"}',
+    ):
+        assert fast_row(odd) is None  # the model decides, and dead-letters with its reason
 
 
 def test_access_lines_and_levels_are_bounded() -> None:
