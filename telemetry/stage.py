@@ -15,21 +15,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
 from telemetry.bus import Bus, Consumer, Delivery, OutMessage
+from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
 from telemetry.metrics import (
     BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
 )
 from telemetry.models import Record, decode
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_TOPIC = "dead_letter"
+DEAD_LETTER_TOPIC = DEAD_LETTER
 
 
 def reject_reason(exc: Exception) -> str:
@@ -57,13 +58,6 @@ async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]])
     await bus.publish(DEAD_LETTER_TOPIC, msgs)
 
 
-@dataclass(frozen=True)
-class BusRef:
-    """What BusStage reads of the runtime (its bus), for stages built from explicit, typed arguments."""
-
-    bus: Bus
-
-
 class BusStage(Component, abc.ABC):
     """Subclass and set ``topics`` (logical topic -> record type) and ``group``; implement ``handle``."""
 
@@ -72,7 +66,7 @@ class BusStage(Component, abc.ABC):
     batch_size: int = 500
     fetch_timeout: float = 0.5
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.consumer: Consumer | None = None

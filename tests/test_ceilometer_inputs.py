@@ -140,7 +140,7 @@ async def test_without_secret_everything_well_formed_is_accepted(daemon):
 
 async def test_real_http_publisher_posts_to_our_route(daemon):
     rt, _, consumer = await daemon(secret=SECRET, tokens=["tok3n"])
-    base = rt.services["api_address"].replace("http://", "")
+    base = rt.api_address.replace("http://", "")
     conf = ceilometer_conf(SECRET)
     # Ceilometer's http:// publisher never signs (it posts Sample.as_dict());
     # the API token in its URL (sent as HTTP Basic auth) authenticates it.
@@ -153,7 +153,7 @@ async def test_real_http_publisher_posts_to_our_route(daemon):
 
     import httpx
 
-    async with httpx.AsyncClient(base_url=rt.services["api_address"]) as client:
+    async with httpx.AsyncClient(base_url=rt.api_address) as client:
         # No token: refused outright.
         r = await client.post(HTTP_PATH, json=[])
         assert r.status_code == 401
@@ -175,7 +175,7 @@ async def test_http_without_tokens_needs_signatures_when_a_secret_is_set(daemon)
 
     signed = [c_utils.meter_message_from_counter(s, SECRET) for s in c_samples(2)]
     unsigned = c_samples(1)[0].as_dict()
-    async with httpx.AsyncClient(base_url=rt.services["api_address"]) as client:
+    async with httpx.AsyncClient(base_url=rt.api_address) as client:
         r = await client.post(HTTP_PATH, json=signed + [unsigned])
     assert r.json() == {"accepted": 2, "rejected": 1}
     assert len(await drain(consumer, 2)) == 2

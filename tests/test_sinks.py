@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,10 +22,11 @@ import yaml
 
 from telemetry.bus import Bus, MemoryBus
 from telemetry.bus.records import publish_records
-from telemetry.config import ConfigError, load_config
+from telemetry.config import ConfigError, Settings, load_config
 from telemetry.config.sinks import ElasticsearchSink, LokiSink
 from telemetry.metrics import RECORDS_DEAD_LETTERED
 from telemetry.models import Event
+from telemetry.runtime import Runtime
 from telemetry.sinks.ecs import ALIASES, daily_index, ecs_document, index_template
 from telemetry.sinks.elasticsearch import ElasticsearchStage
 from telemetry.sinks.loki import LokiStage, label_string
@@ -33,6 +35,15 @@ from tests.sink_servers import ElasticsearchContract, LokiContract, parse_labels
 
 T0 = datetime(2024, 5, 1, 23, 59, 58, tzinfo=timezone.utc)
 FAST = {"backoff_initial": "0.01s", "backoff_max": "0.05s", "max_retries": 3, "timeout": "2s"}
+
+
+def runtime(bus: Bus) -> Runtime:
+    return Runtime(
+        settings=Settings(data_dir=Path("/nonexistent")),
+        mode="server",
+        bus=bus,
+        data_dir=Path("/nonexistent"),
+    )
 
 
 def event(i: int, **extra: Any) -> Event:
@@ -135,7 +146,7 @@ async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
     cfg = ElasticsearchSink.model_validate(
         {"urls": [es.url], "batch_size": 20, "retention": "7d", "replicas": 0, **FAST}
     )
-    stage = ElasticsearchStage(bus, cfg)
+    stage = ElasticsearchStage(runtime(bus), cfg)
     dead_before = RECORDS_DEAD_LETTERED.labels(stage="sink.elasticsearch")._value.get()
     try:
         await stage.start()
@@ -182,7 +193,7 @@ async def test_elasticsearch_unreachable_holds_events_back() -> None:
     cfg = ElasticsearchSink.model_validate(
         {"urls": [f"http://127.0.0.1:{es.port}"], "batch_size": 10, **{**FAST, "max_retries": 1}}
     )
-    stage = ElasticsearchStage(bus, cfg)
+    stage = ElasticsearchStage(runtime(bus), cfg)
     await stage.start()
     try:
         await publish_records(bus, [event(i) for i in range(25)])
@@ -205,7 +216,7 @@ async def test_loki_storm_partial_failure_and_restart(encoding: str) -> None:
     loki = LokiContract(reject_older_than_ns=int((T0 - timedelta(hours=1)).timestamp()) * 10**9).start()
     bus = MemoryBus()
     cfg = LokiSink.model_validate({"url": loki.url, "encoding": encoding, "batch_size": 16, **FAST})
-    stage = LokiStage(bus, cfg)
+    stage = LokiStage(runtime(bus), cfg)
     try:
         await stage.start()
         loki.reject_requests, loki.fail_requests = 2, 2
@@ -278,7 +289,10 @@ def test_daemon_ships_tailed_logs_to_both_sinks(daemon_factory: Any, samples_dir
                 break
             time.sleep(0.3)
         assert stored >= 10 and len(es.docs()) == stored and len(loki.entries()) == stored, (
-            stored, len(es.docs()), len(loki.entries()))
+            stored,
+            len(es.docs()),
+            len(loki.entries()),
+        )
         components = {labels["component"] for labels, _, _ in loki.entries()}
         assert components == {"nova", "glance"}
         assert {doc["service"]["name"] for doc in es.docs().values()} == {"nova", "glance"}

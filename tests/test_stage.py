@@ -8,7 +8,7 @@ from pathlib import Path
 from telemetry.bus import MemoryBus, OutMessage
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
 from telemetry.models import Sample
 from telemetry.stage import DEAD_LETTER_TOPIC, BusStage
 

@@ -252,7 +252,8 @@ async def test_daemon_builds_the_pipeline_service(tmp_path):
                          "sources": {"ceilometer": {"enabled": False}}}), mode="server")
     rt = await d.start()
     try:
-        p = rt.services["sample_pipeline"]
+        p = rt.sample_pipeline
+        assert p is not None
         p.process([cpu(0, 0)])
         p.checkpoint()
         assert (tmp_path / "pipeline" / "state.json").is_file()

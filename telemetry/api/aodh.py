@@ -18,32 +18,28 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from telemetry.api.auth import require_token
+from telemetry.api.services import rules_service
+from telemetry.errors import describe
 from telemetry.rules.models import STATES, Alarm
+from telemetry.rules.service import RulesService
 
 router = APIRouter(tags=["aodh"])
 FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
 
 
-def _rules(request: Request) -> Any:
-    rules = request.app.state.runtime.services.get("rules")
-    if rules is None or rules.store is None:
-        raise HTTPException(503, "the rule engine is not running (rules.enabled is false or it failed to start)")
-    return rules
+def _rules(request: Request) -> RulesService:
+    return rules_service(request)
 
 
-def _alarm(rules: Any, alarm_id: str) -> Alarm:
-    alarm = rules.engine.alarms.get(alarm_id)
+def _alarm(rules: RulesService, alarm_id: str) -> Alarm:
+    alarm = rules.alarm(alarm_id)
     if alarm is None:
         raise HTTPException(404, f"Alarm {alarm_id} not found")
     return alarm
 
 
 def _bad(exc: ValidationError | ValueError) -> HTTPException:
-    if isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'alarm'}: {e['msg']}" for e in exc.errors())
-    else:
-        text = str(exc)
-    return HTTPException(400, text)
+    return HTTPException(400, describe(exc, root="alarm") if isinstance(exc, ValidationError) else str(exc))
 
 
 def _query_filters(request: Request) -> list[tuple[str, str, str]]:
@@ -69,7 +65,7 @@ def _value(alarm: Alarm, field: str) -> str:
 def list_alarms(request: Request, limit: int | None = None, marker: str | None = None,
                 sort: list[str] | None = None) -> list[dict[str, Any]]:
     rules = _rules(request)
-    alarms = list(rules.engine.alarms.values())
+    alarms = rules.alarms()
     for field, op, value in _query_filters(request):
         alarms = [a for a in alarms if (_value(a, field) == value.lower() if field == "enabled"
                                          else _value(a, field) == value) == (op == "eq")]
@@ -100,7 +96,7 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:
         raise _bad(exc) from None
-    if any(a.name == alarm.name and a.project_id == alarm.project_id for a in rules.engine.alarms.values()):
+    if rules.name_taken(alarm.name, alarm.project_id):
         raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
     await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
     response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
@@ -130,8 +126,7 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:
         raise _bad(exc) from None
-    if alarm.name != old.name and any(a.name == alarm.name and a.project_id == alarm.project_id
-                                      for a in rules.engine.alarms.values()):
+    if alarm.name != old.name and rules.name_taken(alarm.name, alarm.project_id, other_than=alarm_id):
         raise HTTPException(409, f"Alarm with name={alarm.name} exists")
     after = alarm.to_aodh()
     change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}

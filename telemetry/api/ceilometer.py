@@ -19,10 +19,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from telemetry.api.auth import require_token
+from telemetry.api.services import sample_store
+from telemetry.errors import describe
 from telemetry.bus.records import publish_records
 from telemetry.meter.query import QueryError, QueryTerm, SampleQuery
 from telemetry.meter.statistics import AGGREGATES, ceilometer_time, from_ms
-from telemetry.meter.store.base import SampleRow, SeriesRow, stored_message_id
+from telemetry.meter.store.base import SampleRow, SampleStore, SeriesRow, stored_message_id
 from telemetry.models import Sample
 from telemetry.timeutil import utcnow
 
@@ -47,11 +49,8 @@ class OldSampleIn(BaseModel):
     message_id: str | None = None
 
 
-def _store(request: Request) -> Any:
-    store = request.app.state.runtime.services.get("sample_store")
-    if store is None:
-        raise HTTPException(503, "the sample store is not running")
-    return store
+def _store(request: Request) -> SampleStore:
+    return sample_store(request)
 
 
 def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
@@ -147,8 +146,7 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
                 resource_metadata=s.resource_metadata or {}, message_id=s.message_id or str(uuid.uuid1()),
             ))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise HTTPException(400, f"sample {i}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise HTTPException(400, describe(exc, prefix=f"sample {i}: ", first=True)) from None
     await publish_records(request.app.state.runtime.bus, samples)
     out = []
     for s in samples:

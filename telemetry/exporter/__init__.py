@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from telemetry.component import Component
+from telemetry.runtime import Runtime
 
 
-def exporter_components(runtime: Any) -> Iterable[Component]:
-    """The exporters the ``exporter`` section enables (server and all-in-one).
+def exporter_components(rt: Runtime) -> list[Component]:
+    """The exporters the ``exporter`` section enables (server and all-in-one), after the rule engine.
 
     Meter and alarm gauges read in a consumer group per server (each server
     shows the whole cloud); log counters in one group shared by all servers
@@ -19,17 +17,13 @@ def exporter_components(runtime: Any) -> Iterable[Component]:
     from telemetry.exporter.logs import LogCounters
     from telemetry.exporter.meters import MeterExporter
 
-    cfg = runtime.settings.exporter
-    host = runtime.settings.host
+    cfg = rt.settings.exporter
+    host = rt.settings.host
     out: list[Component] = []
     if cfg.meters.enabled:
-        out.append(MeterExporter(runtime.bus, cfg.meters, group=f"exporter.meters.{host}"))
+        out.append(MeterExporter(rt, cfg.meters, group=f"exporter.meters.{host}"))
     if cfg.alarm_states:
-        out.append(
-            AlarmStateExporter(
-                runtime.bus, group=f"exporter.alarms.{host}", rules=lambda: runtime.services.get("rules")
-            )
-        )
+        out.append(AlarmStateExporter(rt, group=f"exporter.alarms.{host}", rules=rt.rules))
     if cfg.log_counters:
-        out.append(LogCounters(runtime.bus))
+        out.append(LogCounters(rt))
     return out

@@ -19,18 +19,20 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from telemetry.bus import Bus, Delivery
+from telemetry.bus import Delivery
+from telemetry.bus.topics import ALARM_TRANSITIONS
 from telemetry.models import AlarmTransition, Record
 from telemetry.rules.models import ALARM, OK, STATES, UNKNOWN
-from telemetry.rules.stage import RulesStage
+from telemetry.rules.service import RulesService, RulesUnavailable
 from telemetry.rules.triggers.engine import AODH_SEVERITY
 from telemetry.exporter.base import CollectorStage
-from telemetry.stage import BusRef
+from telemetry.runtime import Runtime
 
 LABELS = ("alarm_id", "alarm_name", "type", "severity", "host", "state")
 
@@ -55,33 +57,34 @@ def overall(groups: dict[str, str]) -> str:
     return ALARM if ALARM in states else OK if OK in states else UNKNOWN
 
 
-def rules_snapshot(rules: RulesStage) -> list[AlarmState]:
+def rules_snapshot(rules: RulesService) -> list[AlarmState]:
     """Every alarm and trigger the engine evaluates, as it stands now."""
     out = []
-    for a in list(rules.engine.alarms.values()):
+    for a in rules.alarms():
         groups = dict((a.model_extra or {}).get("group_states", {}))
         out.append(
             AlarmState(
                 a.alarm_id, a.name, a.type, a.severity, "", a.state, a.state_timestamp.timestamp(), groups
             )
         )
-    for t in list(rules.triggers.triggers.values()):
+    for t in rules.triggers():
+        since = datetime.fromisoformat(t["last_change"]).timestamp() if t["last_change"] else 0.0
         out.append(
             AlarmState(
-                t.trigger_id,
-                t.name,
+                t["trigger_id"],
+                t["name"],
                 "trigger",
-                AODH_SEVERITY[t.severity],
-                t.host,
-                ALARM if t.value == "PROBLEM" else OK,
-                float(t.last_change or 0),
+                AODH_SEVERITY[t["severity"]],
+                t["host"],
+                ALARM if t["status"] == "PROBLEM" else OK,
+                since,
             )
         )
     return out
 
 
-def current_ids(rules: RulesStage) -> set[str]:
-    return set(rules.engine.alarms) | set(rules.triggers.triggers)
+def current_ids(rules: RulesService) -> set[str]:
+    return {a.alarm_id for a in rules.alarms()} | {t["trigger_id"] for t in rules.triggers()}
 
 
 class AlarmStateTable(Collector):
@@ -102,8 +105,8 @@ class AlarmStateTable(Collector):
     def apply(self, t: AlarmTransition) -> bool:
         """Take a transition unless the state shown is newer; True if it was taken."""
         when = t.timestamp.timestamp()
-        kind = str((t.model_extra or {}).get("alarm_type") or (t.reason_data or {}).get("type") or "")
-        labels = (t.model_extra or {}).get("labels") or {}
+        kind = t.alarm_type or str((t.reason_data or {}).get("type") or "")
+        labels = t.labels
         host = str(labels.get("host") or "") if kind == "trigger" else ""
         group = (t.reason_data or {}).get("group")
         with self._lock:
@@ -157,27 +160,27 @@ class AlarmStateExporter(CollectorStage):
     """Keeps ``telemetry_alarm_state`` current from the engine's states and the transitions topic."""
 
     name = "exporter.alarm_states"
-    order = 65  # after the rule engine (60) loaded its alarms, before the API (90)
-    topics: ClassVar[dict[str, type[Record]]] = {AlarmTransition.topic: AlarmTransition}
+    topics: ClassVar[dict[str, type[Record]]] = {ALARM_TRANSITIONS: AlarmTransition}
     #: Seconds between checks for deleted alarms.
     prune_interval: float = 30.0
 
-    def __init__(self, bus: Bus, group: str, rules: Callable[[], RulesStage | None] = lambda: None) -> None:
-        super().__init__(BusRef(bus))
+    def __init__(self, rt: Runtime, group: str, rules: RulesService | None) -> None:
+        """``rules``: the engine of this server, None when it runs none (transitions only)."""
+        super().__init__(rt)
         self.group = group
         self.rules = rules
-        self.table: AlarmStateTable = AlarmStateTable(self._evaluations)
-
-    def _evaluations(self) -> int | None:
-        r = self.rules()
-        return r.engine.evaluations if r is not None else None
+        self.table: AlarmStateTable = AlarmStateTable(
+            rules.evaluations if rules is not None else lambda: None
+        )
 
     async def start(self) -> None:
-        r = self.rules()
-        if r is not None:
-            self.table.load(rules_snapshot(r))
+        if self.rules is not None:
+            try:
+                self.table.load(rules_snapshot(self.rules))
+            except RulesUnavailable:
+                self.rules = None  # the engine failed to start: follow the transitions alone
         await super().start()
-        if r is not None:
+        if self.rules is not None:
             self.spawn(self._prune, "prune")
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
@@ -188,9 +191,8 @@ class AlarmStateExporter(CollectorStage):
     async def _prune(self) -> None:
         while True:
             await asyncio.sleep(self.prune_interval)
-            r = self.rules()
-            if r is not None:
-                self.table.retain(current_ids(r))
+            if self.rules is not None:
+                self.table.retain(current_ids(self.rules))
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "alarms": len(self.table.alarms)}

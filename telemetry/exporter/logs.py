@@ -21,10 +21,11 @@ from typing import Any, ClassVar
 
 from prometheus_client import Counter, Histogram
 
-from telemetry.bus import Bus, Delivery
+from telemetry.bus import Delivery
 from telemetry.metrics import REGISTRY
 from telemetry.models import Event, Record
-from telemetry.stage import BusRef, BusStage
+from telemetry.runtime import Runtime
+from telemetry.stage import BusStage
 
 LOG_EVENTS = Counter(
     "telemetry_log_events",
@@ -106,12 +107,11 @@ class LogCounters(BusStage):
     """Counts each parsed event once (a shared consumer group), acknowledging as soon as it counted."""
 
     name = "exporter.log_counters"
-    order = 65
     group = "exporter.logs"
     topics: ClassVar[dict[str, type[Record]]] = {Event.topic: Event}
 
-    def __init__(self, bus: Bus) -> None:
-        super().__init__(BusRef(bus))
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
         self.components: set[str] = set()
         self._seen: dict[str, None] = {}
 

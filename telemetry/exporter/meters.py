@@ -32,18 +32,18 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from telemetry.bus import Bus, Delivery
+from telemetry.bus import Delivery
+from telemetry.bus.topics import METERED_SAMPLES
 from telemetry.config.exporter import MeterGauges
 from telemetry.metrics import BUS_CONSUMED, RECORDS_IN, REGISTRY
 from telemetry.models import CounterType, Record, Sample
 from telemetry.exporter.base import CollectorStage
-from telemetry.stage import BusRef
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: The topic the meter gauges read. The pipeline stage (issue 13) publishes post-transformer
-#: samples on a topic of its own; switching this one constant moves the exporter onto it.
-SAMPLES_TOPIC = Sample.topic
+#: The topic the meter gauges read: samples after the transformer pipeline, raw and derived alike.
+SAMPLES_TOPIC = METERED_SAMPLES
 
 SERIES = Gauge("telemetry_exporter_meter_series", "Meter series /metrics shows now", registry=REGISTRY)
 SERIES_REFUSED = Counter(
@@ -307,13 +307,12 @@ class MeterExporter(CollectorStage):
     """Reads samples in a consumer group of its own and keeps the gauge table current."""
 
     name = "exporter.meters"
-    order = 65  # after the stages, before the API (90) serves /metrics
     topics: ClassVar[dict[str, type[Record]]] = {SAMPLES_TOPIC: Sample}
     #: Seconds between passes that drop stale series.
     expire_interval: float = 60.0
 
-    def __init__(self, bus: Bus, cfg: MeterGauges, group: str) -> None:
-        super().__init__(BusRef(bus))
+    def __init__(self, rt: Runtime, cfg: MeterGauges, group: str) -> None:
+        super().__init__(rt)
         self.group = group
         self.table: MeterGaugeTable = MeterGaugeTable(cfg)
 

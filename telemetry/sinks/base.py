@@ -27,11 +27,12 @@ from typing import Any, ClassVar, Literal
 
 from prometheus_client import Counter, Histogram
 
-from telemetry.bus import Bus, Delivery
+from telemetry.bus import Delivery
 from telemetry.config.sinks import SinkSection
 from telemetry.metrics import RECORDS_OUT, REGISTRY
 from telemetry.models import Event, Record
-from telemetry.stage import BusRef, BusStage
+from telemetry.runtime import Runtime
+from telemetry.stage import BusStage
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,10 @@ class SinkStage(BusStage):
     """Subclass: set ``sink``, implement ``push``."""
 
     topics: ClassVar[dict[str, type[Record]]] = {Event.topic: Event}
-    order = 70  # after the stores and stages, before the API (90)
     sink: ClassVar[str] = ""
 
-    def __init__(self, bus: Bus, cfg: SinkSection) -> None:
-        super().__init__(BusRef(bus))
+    def __init__(self, rt: Runtime, cfg: SinkSection) -> None:
+        super().__init__(rt)
         self.cfg = cfg
         self.name = f"sink.{self.sink}"
         self.group = f"sink.{self.sink}"

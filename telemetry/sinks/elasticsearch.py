@@ -21,8 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry.bus import Bus
 from telemetry.config.sinks import ElasticsearchSink
+from telemetry.runtime import Runtime
 from telemetry.sinks.base import DUPLICATE, OK, Item, SinkStage, Verdict
 from telemetry.sinks.ecs import daily_index, ecs_document, ilm_policy, index_template
 
@@ -48,8 +48,8 @@ def verdict(status: int, error: Any) -> Verdict:
 class ElasticsearchStage(SinkStage):
     sink = "elasticsearch"
 
-    def __init__(self, bus: Bus, cfg: ElasticsearchSink) -> None:
-        super().__init__(bus, cfg)
+    def __init__(self, rt: Runtime, cfg: ElasticsearchSink) -> None:
+        super().__init__(rt, cfg)
         self.es_cfg = cfg
         #: Whether the template and policy are in place (set up once the cluster answers).
         self.installed = not cfg.manage_templates

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import orjson
 
-from telemetry.bus import Bus
 from telemetry.config.sinks import LokiSink
+from telemetry.runtime import Runtime
 from telemetry.sinks.base import OK, Item, SinkStage, Verdict
 from telemetry.timeutil import parse_timestamp
 
@@ -130,8 +130,8 @@ def encode_json(streams: Streams, labels_of: Mapping[str, dict[str, str]]) -> by
 class LokiStage(SinkStage):
     sink = "loki"
 
-    def __init__(self, bus: Bus, cfg: LokiSink) -> None:
-        super().__init__(bus, cfg)
+    def __init__(self, rt: Runtime, cfg: LokiSink) -> None:
+        super().__init__(rt, cfg)
         self.loki = cfg
         self.http: httpx.AsyncClient | None = None
 
