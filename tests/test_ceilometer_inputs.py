@@ -19,7 +19,6 @@ from ceilometer import sample as c_sample
 from ceilometer.publisher import http as c_http
 from ceilometer.publisher import udp as c_udp
 from ceilometer.publisher import utils as c_utils
-from oslo_config import cfg
 
 from telemetry.collect.ceilometer import HTTP_PATH, samples_from_notification
 from telemetry.config import validate
@@ -27,18 +26,9 @@ from telemetry.daemon import Daemon
 from telemetry.metrics import RECORDS_REJECTED
 from telemetry.models import Sample, decode
 from tests.conftest import free_port
+from tests.support import ceilometer_conf
 
 SECRET = "s3cret"
-
-
-def ceilometer_conf(secret: str | None) -> cfg.ConfigOpts:
-    """A Ceilometer configuration with just what its publishers read."""
-    conf = cfg.ConfigOpts()
-    conf.register_opts(c_utils.OPTS, group="publisher")
-    conf.register_opt(cfg.IntOpt("max_parallel_requests", default=4))
-    conf([], project="ceilometer-test", default_config_files=[], default_config_dirs=[])
-    conf.set_override("telemetry_secret", secret or "", group="publisher")
-    return conf
 
 
 def c_samples(n: int, name: str = "cpu", volume0: float = 1e9) -> list[c_sample.Sample]:

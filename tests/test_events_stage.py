@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,17 +12,13 @@ from telemetry.events.stage import EventStage
 from telemetry.runtime import Runtime
 from telemetry.wiring import server_components
 from telemetry.models import Event, Notification
+from tests.support import wait_for
 
 
 def runtime(tmp: Path) -> Runtime:
     return Runtime(settings=Settings(data_dir=tmp), mode="server", bus=MemoryBus(), data_dir=tmp)
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_stage_stores_events_and_notifications_once(tmp_path: Path) -> None:

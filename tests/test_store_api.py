@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ from telemetry.config import Settings
 from telemetry.runtime import Runtime
 from telemetry.meter.pipeline_stage import PipelineStage
 from telemetry.meter.stage import MeterStage
+from tests.support import wait_for
 
 
 class Recorder:
@@ -60,11 +60,6 @@ async def api(make_store, tmp_path: Path):
     await pipeline.stop()
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_samples_from_the_bus_are_stored_once_and_served(api) -> None:

@@ -21,7 +21,7 @@ from telemetry.actions.delivery import DEAD_LETTERS, DELIVERIES, LATENCY, PENDIN
 from telemetry.actions.email import EmailNotifier
 from telemetry.actions.heat import HeatNotifier
 from telemetry.actions.log import LogNotifier
-from telemetry.actions.models import Job, Outcome
+from telemetry.actions.models import Job, SendOutcome
 from telemetry.actions.outbox import Outbox, item_id
 from telemetry.actions.pager import PagerNotifier
 from telemetry.actions.security import AllowList, redact, redact_text
@@ -208,14 +208,14 @@ class ActionDispatcher(BusStage):
                 raise
             except Exception as exc:  # a notifier bug must not lose the item: retry it
                 log.exception("notifier %s failed", n.kind)
-                out = Outcome.transient(f"{type(exc).__name__}: {exc}")
+                out = SendOutcome.transient(f"{type(exc).__name__}: {exc}")
             self._record(unit, n, attempt, out)
         finally:
             self.inflight.difference_update(j.id for j in unit)
             sem.release()
             self.wake.set()
 
-    def _record(self, unit: list[Job], n: Notifier, attempt: int, out: Outcome) -> None:
+    def _record(self, unit: list[Job], n: Notifier, attempt: int, out: SendOutcome) -> None:
         now = time.time()
         error = redact_text(out.error, [unit[0].target])
         shown = redact(unit[0].target)

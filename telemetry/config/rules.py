@@ -113,4 +113,3 @@ class ActionsConfig(Section):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
     heat: HeatConfig = Field(default_factory=HeatConfig)
-

@@ -39,7 +39,6 @@ from telemetry.rules.store import RulesStore, persist
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
-from telemetry.timeutil import parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Threshold alarms test samples, event alarms test notification documents, and
 the API filters alarm definitions; each brings its own way to read a field
 (``getter``), the comparison is the same: numbers compare as numbers when the
 value read is a number, everything else as text, as Aodh's evaluators do.
-A field that is missing never matches.
+A missing field matches only ``ne`` (as in Ceilometer's and MongoDB's queries).
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ def compile_terms(terms: Sequence[Term], getter: Callable[[Any, str], Any]) -> C
     if not terms:
         return lambda _: True
     tests = [(t.field, COMPARE[t.op], t.value) for t in terms]
+    ne = COMPARE["ne"]
 
     def match(thing: Any) -> bool:
         for field, cmp, want in tests:
             have = getter(thing, field)
             if have is None:
+                if cmp is ne:
+                    continue
                 return False
             a, b = coerce(have, want)
             if not cmp(a, b):
