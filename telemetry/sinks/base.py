@@ -74,7 +74,7 @@ class SinkUnavailable(Exception):
 
 
 @dataclass
-class Item:
+class SinkItem:
     """One event to send, with every delivery that carried it (a batch may hold a redelivered copy)."""
 
     key: str
@@ -82,20 +82,20 @@ class Item:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-Outcome = Literal["ok", "duplicate", "retry", "refused"]
+SinkOutcome = Literal["ok", "duplicate", "retry", "refused"]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: Outcome
+    outcome: SinkOutcome
     #: Why, for retry and refused: short and label-safe (e.g. ``429``, ``400:mapper_parsing_exception``).
     reason: str = ""
     #: The receiver's own words, logged with a refusal.
     detail: str = ""
 
 
-OK = Verdict("ok")
-DUPLICATE = Verdict("duplicate")
+TAKEN = Verdict("ok")
+ALREADY_HELD = Verdict("duplicate")
 
 
 def backoff(attempt: int, initial: float, ceiling: float) -> float:
@@ -120,18 +120,18 @@ class SinkStage(BusStage):
         self.held = 0
 
     @abc.abstractmethod
-    async def push(self, items: list[Item]) -> Mapping[str, Verdict]:
+    async def push(self, items: list[SinkItem]) -> Mapping[str, Verdict]:
         """Send ``items``; a verdict per key. A key left out, or an exception, means retry them all."""
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
-        items: dict[str, Item] = {}
+        items: dict[str, SinkItem] = {}
         for delivery, record in records:
             ev = record if isinstance(record, Event) else None
             if ev is None:
                 continue
             item = items.get(ev.id)
             if item is None:
-                item = items[ev.id] = Item(ev.id, ev.to_dict())
+                item = items[ev.id] = SinkItem(ev.id, ev.to_dict())
             item.deliveries.append(delivery)
         refused = await self.send(list(items.values()))
         if refused:
@@ -140,7 +140,7 @@ class SinkStage(BusStage):
                 log.warning("%s: the receiver refused event %s: %s %s", self.name, it.key, v.reason, v.detail)
             await self._dead_letter(bad)
 
-    async def send(self, items: list[Item]) -> list[tuple[Item, Verdict]]:
+    async def send(self, items: list[SinkItem]) -> list[tuple[SinkItem, Verdict]]:
         """Push until every item is taken or refused; the refused ones are returned.
 
         Raises SinkUnavailable when some are still not taken after ``max_retries``.
@@ -159,7 +159,7 @@ class SinkStage(BusStage):
             except Exception as exc:  # an unreachable receiver: try again, never drop
                 verdicts, fallback = {}, Verdict("retry", type(exc).__name__, str(exc))
             SINK_PUSH_SECONDS.labels(sink=self.sink).observe(time.perf_counter() - began)
-            retry: list[Item] = []
+            retry: list[SinkItem] = []
             reasons: dict[str, int] = {}
             for it in pending:
                 v = verdicts.get(it.key, fallback)

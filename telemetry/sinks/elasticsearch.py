@@ -23,7 +23,7 @@ from typing import Any
 
 from telemetry.config.sinks import ElasticsearchSink
 from telemetry.runtime import Runtime
-from telemetry.sinks.base import DUPLICATE, OK, Item, SinkStage, Verdict
+from telemetry.sinks.base import ALREADY_HELD, TAKEN, SinkItem, SinkStage, Verdict
 from telemetry.sinks.ecs import daily_index, ecs_document, ilm_policy, index_template
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 def verdict(status: int, error: Any) -> Verdict:
     """What a per-document bulk answer means for that document."""
     if 200 <= status < 300:
-        return OK
+        return TAKEN
     if status == 409:
-        return DUPLICATE
+        return ALREADY_HELD
     kind = error.get("type", "error") if isinstance(error, dict) else "error"
     detail = error.get("reason", "") if isinstance(error, dict) else str(error or "")
     if status in RETRYABLE:
@@ -107,7 +107,7 @@ class ElasticsearchStage(SinkStage):
         self.installed = True
         log.info("%s: index template %s and ILM policy %s installed", self.name, cfg.index_prefix, policy)
 
-    async def push(self, items: list[Item]) -> Mapping[str, Verdict]:
+    async def push(self, items: list[SinkItem]) -> Mapping[str, Verdict]:
         from elasticsearch.helpers import async_streaming_bulk
 
         if not self.installed:

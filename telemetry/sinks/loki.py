@@ -27,7 +27,7 @@ import orjson
 
 from telemetry.config.sinks import LokiSink
 from telemetry.runtime import Runtime
-from telemetry.sinks.base import OK, Item, SinkStage, Verdict
+from telemetry.sinks.base import TAKEN, SinkItem, SinkStage, Verdict
 from telemetry.timeutil import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -187,17 +187,17 @@ class LokiStage(SinkStage):
             text = orjson.dumps(rest, default=str).decode()
         return text
 
-    async def push(self, items: list[Item]) -> Mapping[str, Verdict]:
+    async def push(self, items: list[SinkItem]) -> Mapping[str, Verdict]:
         entries = sorted(((nanos(it.doc["@timestamp"]), it) for it in items), key=lambda e: e[0])
         verdicts: dict[str, Verdict] = {}
         await self._push_split(entries, verdicts)
         return verdicts
 
-    async def _push_split(self, entries: list[tuple[int, Item]], verdicts: dict[str, Verdict]) -> None:
+    async def _push_split(self, entries: list[tuple[int, SinkItem]], verdicts: dict[str, Verdict]) -> None:
         """Push; on a 400 or 413, halve (in time order) until each refused entry stands alone."""
         status, text = await self._post(entries)
         if 200 <= status < 300:
-            verdicts.update((it.key, OK) for _, it in entries)
+            verdicts.update((it.key, TAKEN) for _, it in entries)
         elif status in (400, 413) and len(entries) > 1:
             mid = len(entries) // 2
             await self._push_split(entries[:mid], verdicts)
@@ -208,7 +208,7 @@ class LokiStage(SinkStage):
             reason = str(status) if status in RETRYABLE or status >= 500 else f"request_{status}"
             verdicts.update((it.key, Verdict("retry", reason, text[:300])) for _, it in entries)
 
-    async def _post(self, entries: list[tuple[int, Item]]) -> tuple[int, str]:
+    async def _post(self, entries: list[tuple[int, SinkItem]]) -> tuple[int, str]:
         assert self.http is not None
         streams: Streams = {}
         labels_of: dict[str, dict[str, str]] = {}
