@@ -38,7 +38,7 @@ class _Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "_Server":
+    def start(self) -> _Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

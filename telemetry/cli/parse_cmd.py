@@ -39,8 +39,10 @@ def _lines(stream: BinaryIO, advance: Callable[[int], object] | None = None) -> 
     is never part of a multi-byte sequence, so replacement stops at it.
     """
     offset, rest = 0, b""
+    # read1: what is there, so a pipe or a terminal never waits for a full read
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
     while True:
-        chunk = stream.read1(READ_BYTES)  # what is there: a pipe or a terminal never waits for a full read
+        chunk = read(READ_BYTES)
         if advance is not None and chunk:
             advance(len(chunk))
         if not chunk:
@@ -102,7 +104,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         return
     try:
         size = os.path.getsize(source)
-        stream: BinaryIO = open(source, "rb")  # noqa: SIM115 - closed below
+        stream: BinaryIO = open(source, "rb")
     except OSError as exc:
         fail(f"cannot read {source}: {exc.strerror or exc}")
     with stream:

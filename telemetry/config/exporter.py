@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from telemetry.config.base import Duration, Section
+from telemetry.config.base import Duration, Section, as_written
 
 
 class MeterGauges(Section):
@@ -21,7 +21,7 @@ class MeterGauges(Section):
         description="Series kept at most; samples of new series beyond it are refused and counted",
     )
     stale_after: Duration = Field(
-        "30m",
+        as_written("30m"),
         gt=0,
         description="A series with no sample for this long leaves /metrics (a deleted instance, a gone host)",
     )

@@ -16,7 +16,9 @@ class ParseConfig(Section):
         description="Extra folders of pattern files in Logstash's format (NAME regex per line), loaded after "
                     "the built-in parsers/ and overriding its names",
     )
-    timeout: Duration = Field(0.25, gt=0, description="Time one entry may spend in grok; past it the event is tagged _groktimeout")
+    timeout: Duration = Field(
+        0.25, gt=0, description="Time one entry may spend in grok; past it the event is tagged _groktimeout"
+    )
     timezone: str = Field("UTC", description="Zone of timestamps printed without one (IANA name, e.g. Europe/Paris)")
 
     @field_validator("timezone")

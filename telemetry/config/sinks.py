@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from telemetry.config.base import Duration, Section, check_scheme
+from telemetry.config.base import Duration, Section, as_written, check_scheme
 
 HTTP_SCHEMES = ("http", "https")
 #: Event fields small and bounded enough to be Loki stream labels.
@@ -35,10 +35,10 @@ class SinkSection(Section):
         "one batch; then the batch goes back to the bus and is tried again later, never dropped",
     )
     backoff_initial: Duration = Field(
-        "0.5s", gt=0, description="First retry delay; doubles each retry, with jitter"
+        as_written("0.5s"), gt=0, description="First retry delay; doubles each retry, with jitter"
     )
-    backoff_max: Duration = Field("30s", gt=0, description="Longest delay between two retries")
-    timeout: Duration = Field("30s", gt=0, description="Timeout of one request to the receiver")
+    backoff_max: Duration = Field(as_written("30s"), gt=0, description="Longest delay between two retries")
+    timeout: Duration = Field(as_written("30s"), gt=0, description="Timeout of one request to the receiver")
     ca_file: str | None = Field(None, description="CA bundle that signed the receiver's certificate (https)")
     verify: bool = Field(True, description="Verify the receiver's TLS certificate and host name")
 
@@ -55,7 +55,7 @@ class ElasticsearchSink(SinkSection):
         description="Events go to PREFIX-YYYY.MM.DD (the event's UTC day); the template covers PREFIX-*",
     )
     retention: Duration | None = Field(
-        "30d",
+        as_written("30d"),
         gt=0,
         description="ILM policy: delete a day's index this long after that day; null: keep forever",
     )

@@ -304,7 +304,8 @@ class _Parser:
         return Range(name, low, high, include_low, ch == "]")
 
     def compare(self, name: str) -> Range:
-        op = ">=" if self.text.startswith(">=", self.pos) else "<=" if self.text.startswith("<=", self.pos) else self.text[self.pos]
+        text, pos = self.text, self.pos
+        op = ">=" if text.startswith(">=", pos) else "<=" if text.startswith("<=", pos) else text[pos]
         self.pos += len(op)
         value = self.bound(_VALUE_STOP)
         if value is None:

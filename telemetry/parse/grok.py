@@ -243,7 +243,8 @@ class Grok:
         except (re.error, OverflowError, RecursionError):
             self.fast = None
             self._compile_regex()
-        index = (self.fast or self._regex).groupindex
+        compiled: Any = self.fast if self.fast is not None else self._regex
+        index = compiled.groupindex
         self.specs = [CaptureSpec(index[g], path, conv) for g, path, conv in exp.specs]
         # Every group is a field, in order; flat, single, unconverted ones make a dict from zip().
         names = [s.path[0] for s in self.specs]
