@@ -41,6 +41,12 @@ STAGE_BATCH_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+STAGE_FAILURES = Counter(
+    "telemetry_stage_failures",
+    "Batches a stage could not write and gave back to the bus to retry (disk, database or bus trouble), by cause",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
 HOST_SAMPLES = Counter(
     "telemetry_host_samples_collected", "Samples of this host's own figures collected", registry=REGISTRY
 )

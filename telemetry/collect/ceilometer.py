@@ -30,6 +30,7 @@ import msgpack
 import orjson
 from pydantic import ValidationError
 
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.bus import Bus
 from telemetry.bus.records import publish_records
 from telemetry.component import Component
@@ -72,10 +73,14 @@ def sample_from_message(raw: Any, secret: str | None, trusted: bool = False) -> 
     With a ``secret``, a signed message must verify; an unsigned one is refused
     unless the transport itself was authenticated (``trusted``: an HTTP POST
     with an API token, as Ceilometer's http:// publisher never signs).
-    Raises :class:`Rejected` with reason ``malformed``, ``unsigned`` or ``bad_signature``.
+    Raises :class:`Rejected` with reason ``malformed``, ``too_complex``, ``unsigned`` or ``bad_signature``.
     """
     if not isinstance(raw, Mapping):
         raise Rejected("malformed", f"a sample must be a map, got {type(raw).__name__}")
+    try:
+        check_shape(raw)
+    except TooComplex as exc:
+        raise Rejected("too_complex", f"the sample {exc}") from None
     if secret:
         signature = raw.get("message_signature")
         if not signature:
@@ -123,6 +128,9 @@ def accept_messages(raws: Iterable[Any], secret: str | None, stage: str, trusted
         except Rejected as exc:
             refused += 1
             reject(stage, exc.reason, str(exc), _describe(raw))
+        except Exception as exc:  # nothing a publisher sends may stop the input
+            refused += 1
+            reject(stage, "malformed", f"{type(exc).__name__}: {str(exc)[:200]}", _describe(raw))
     return good, refused
 
 
@@ -231,7 +239,7 @@ class CeilometerUdpSource(Component):
         """One datagram; never raises, whatever arrived."""
         try:
             raw = msgpack.unpackb(data, raw=False)
-        except Exception as exc:  # msgpack raises several types on garbage
+        except Exception as exc:  # msgpack raises several types on garbage, RecursionError on deep nesting
             self.refused += 1
             RECORDS_IN.labels(stage=self.name).inc()
             reject(self.name, "malformed", f"not msgpack ({type(exc).__name__}) from {addr[0]}")
@@ -291,7 +299,7 @@ class CeilometerHttpInput:
         good, refused = accept_messages(items, self.secret, STAGE_HTTP, trusted)
         if good:
             try:
-                await publish_records(self.bus, good, self.fmt)
+                await publish_records(self.bus, good, self.fmt, durable=True)
             except Exception as exc:
                 log.error("%s: bus refused %d samples: %s", STAGE_HTTP, len(good), exc)
                 raise BusUnavailable(str(exc)) from None

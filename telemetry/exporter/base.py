@@ -12,6 +12,8 @@ class CollectorStage(BusStage):
     """Subclass: set ``self.table`` (a Collector) in ``__init__``."""
 
     table: Collector
+    #: The figures live in memory: publishers need not wait for this stage (see BusStage).
+    writes_durably = False
 
     async def start(self) -> None:
         REGISTRY.register(self.table)

@@ -108,6 +108,7 @@ class LogCounters(BusStage):
 
     name = "exporter.log_counters"
     group = "exporter.logs"
+    writes_durably = False  # counters in memory: publishers need not wait for them
     topics: ClassVar[dict[str, type[Record]]] = {Event.topic: Event}
 
     def __init__(self, rt: Runtime) -> None:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 from prometheus_client import Counter, Histogram
 
-from telemetry.bus import Delivery
+from telemetry.bus import Delivery, Receipt
 from telemetry.config.sinks import SinkSection
 from telemetry.metrics import RECORDS_OUT, REGISTRY
 from telemetry.models import Event, Record
@@ -69,8 +69,12 @@ SINK_PUSH_SECONDS = Histogram(
 )
 
 
-class SinkUnavailable(Exception):
-    """The receiver did not take every event of a batch in time; the batch goes back to the bus."""
+class SinkUnavailable(ConnectionError):
+    """The receiver did not take every event of a batch in time; the batch goes back to the bus.
+
+    A ConnectionError, so BusStage sees a failure of the surroundings: it retries the whole batch
+    and reports the stage degraded, instead of splitting it and dead-lettering good events.
+    """
 
 
 @dataclass
@@ -123,7 +127,7 @@ class SinkStage(BusStage):
     async def push(self, items: list[SinkItem]) -> Mapping[str, Verdict]:
         """Send ``items``; a verdict per key. A key left out, or an exception, means retry them all."""
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         items: dict[str, SinkItem] = {}
         for delivery, record in records:
             ev = record if isinstance(record, Event) else None
@@ -134,11 +138,11 @@ class SinkStage(BusStage):
                 item = items[ev.id] = SinkItem(ev.id, ev.to_dict())
             item.deliveries.append(delivery)
         refused = await self.send(list(items.values()))
-        if refused:
-            bad = [(d, f"refused:{v.reason}") for it, v in refused for d in it.deliveries]
-            for it, v in refused:
-                log.warning("%s: the receiver refused event %s: %s %s", self.name, it.key, v.reason, v.detail)
-            await self._dead_letter(bad)
+        if not refused:
+            return []
+        bad = [(d, f"refused:{v.reason}") for it, v in refused for d in it.deliveries]
+        errors = [v.detail[:500] for it, v in refused for _ in it.deliveries]
+        return [await self._dead_letter(bad, errors)]
 
     async def send(self, items: list[SinkItem]) -> list[tuple[SinkItem, Verdict]]:
         """Push until every item is taken or refused; the refused ones are returned.
