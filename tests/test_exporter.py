@@ -274,3 +274,30 @@ scrape_configs:
         prom.terminate()
         prom.wait(timeout=10)
         d.stop()
+
+
+async def test_log_counters_count_once_and_leave_dead_letters_to_writers(tmp_path: Path) -> None:
+    from telemetry.bus import MemoryBus, OutMessage
+    from telemetry.bus.topics import DEAD_LETTER
+    from telemetry.config import Settings
+    from telemetry.exporter.logs import API_REQUESTS, LOG_EVENTS, LogCounters
+    from telemetry.models import Event, encode
+    from telemetry.runtime import Runtime
+    from tests.support import wait_for
+
+    bus = MemoryBus()
+    stage = LogCounters(Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=bus, data_dir=tmp_path))
+    access_line = Event.model_validate({"component": "glance-x", "level": "INFO", "message": "GET /v2/images",
+                                        "method": "GET", "status": 503, "duration": 0.2})
+    errors_before = LOG_EVENTS.labels(component="glance-x", level="INFO")._value.get()
+    dead = await bus.subscribe([DEAD_LETTER], "inspect")
+    await stage.start()
+    try:
+        await bus.publish("events", [OutMessage(encode(access_line)), OutMessage(b'{"@timestamp": "not a time"}'),
+                                     OutMessage(encode(access_line))])  # a redelivered copy counts once
+        await wait_for(lambda: stage.rejected == 1 and stage.processed == 2)
+    finally:
+        await stage.stop()
+    assert LOG_EVENTS.labels(component="glance-x", level="INFO")._value.get() == errors_before + 1
+    assert API_REQUESTS.labels(component="glance-x", method="GET", code="503")._value.get() == 1
+    assert await dead.fetch(10, 0.2) == []  # the event store and the rules dead-letter it, not an observer

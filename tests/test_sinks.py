@@ -31,7 +31,9 @@ from telemetry.sinks.ecs import ALIASES, daily_index, ecs_document, index_templa
 from telemetry.sinks.elasticsearch import ElasticsearchStage
 from telemetry.sinks.loki import LokiStage, label_string
 from telemetry.stage import DEAD_LETTER_TOPIC
+from tests.conftest import free_port
 from tests.sink_servers import ElasticsearchContract, LokiContract, parse_labels
+from tests.support import wait_for
 
 T0 = datetime(2024, 5, 1, 23, 59, 58, tzinfo=timezone.utc)
 FAST = {"backoff_initial": "0.01s", "backoff_max": "0.05s", "max_retries": 3, "timeout": "2s"}
@@ -64,15 +66,6 @@ def event(i: int, **extra: Any) -> Event:
             **extra,
         }
     )
-
-
-async def wait_for(cond: Any, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, (
-            f"condition not met in time: {cond.__doc__ or ''}"
-        )
-        await asyncio.sleep(0.02)
 
 
 async def dead_letters(bus: Bus) -> list[tuple[dict[str, str], dict[str, Any]]]:
@@ -157,7 +150,7 @@ async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
         # the others beside it can
         poison = event(1000, bytes="many")
         await publish_records(bus, good[:30] + [poison] + good[30:])
-        await wait_for(lambda: len(es.docs()) == 60)
+        await wait_for(lambda: len(es.docs()) == 60, timeout=20)
         # receiver restart: events published while it is down wait on the bus, none is lost
         es.stop()
         later = [event(i) for i in range(60, 90)]
@@ -167,8 +160,8 @@ async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
         es.start()
         # a redelivered copy (same ids) is answered 409 and stored once
         await publish_records(bus, good[:10])
-        await wait_for(lambda: len(es.docs()) == 90)
-        await wait_for(lambda: stage.duplicates >= 10)
+        await wait_for(lambda: len(es.docs()) == 90, timeout=20)
+        await wait_for(lambda: stage.duplicates >= 10, timeout=20)
     finally:
         await stage.stop()
         es.stop()
@@ -188,7 +181,7 @@ async def test_elasticsearch_storm_partial_failure_and_restart() -> None:
 
 async def test_elasticsearch_unreachable_holds_events_back() -> None:
     es = ElasticsearchContract()
-    es.port = __import__("tests.conftest", fromlist=["free_port"]).free_port()
+    es.port = free_port()
     bus = MemoryBus()
     cfg = ElasticsearchSink.model_validate(
         {"urls": [f"http://127.0.0.1:{es.port}"], "batch_size": 10, **{**FAST, "max_retries": 1}}
@@ -197,10 +190,10 @@ async def test_elasticsearch_unreachable_holds_events_back() -> None:
     await stage.start()
     try:
         await publish_records(bus, [event(i) for i in range(25)])
-        await wait_for(lambda: stage.held >= 2)  # nobody answers: the batch goes back, again and again
+        await wait_for(lambda: stage.held >= 2, timeout=20)  # nobody answers: the batch goes back, again and again
         assert stage.accepted == 0
         es.start()
-        await wait_for(lambda: len(es.docs()) == 25)
+        await wait_for(lambda: len(es.docs()) == 25, timeout=20)
     finally:
         await stage.stop()
         es.stop()
@@ -225,14 +218,14 @@ async def test_loki_storm_partial_failure_and_restart(encoding: str) -> None:
             good[25:] + [too_old] + good[:25]
         )  # out of time order on the bus: the sink sorts per stream
         await publish_records(bus, shuffled)
-        await wait_for(lambda: len(loki.entries()) == 50)
+        await wait_for(lambda: len(loki.entries()) == 50, timeout=20)
         loki.stop()
         later = [event(i) for i in range(50, 70)]
         await publish_records(bus, later)
         await asyncio.sleep(0.3)
         loki.start()
         await publish_records(bus, good[:5])  # redelivered copies: Loki drops equal entries
-        await wait_for(lambda: len(loki.entries()) == 70 and loki.duplicates >= 5)
+        await wait_for(lambda: len(loki.entries()) == 70 and loki.duplicates >= 5, timeout=20)
     finally:
         await stage.stop()
         loki.stop()

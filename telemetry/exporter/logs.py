@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 from prometheus_client import Counter, Histogram
 
 from telemetry.bus import Delivery
+from telemetry.exporter.base import ObserverStage
 from telemetry.metrics import REGISTRY
 from telemetry.models import Event, Record
 from telemetry.runtime import Runtime
-from telemetry.stage import BusStage
 
 LOG_EVENTS = Counter(
     "telemetry_log_events",
@@ -103,12 +103,11 @@ def access(doc: Mapping[str, Any]) -> tuple[str, str, float | None] | None:
     return (m if m in METHODS else OTHER), str(code), seconds
 
 
-class LogCounters(BusStage):
+class LogCounters(ObserverStage):
     """Counts each parsed event once (a shared consumer group), acknowledging as soon as it counted."""
 
     name = "exporter.log_counters"
     group = "exporter.logs"
-    writes_durably = False  # counters in memory: publishers need not wait for them
     topics: ClassVar[dict[str, type[Record]]] = {Event.topic: Event}
 
     def __init__(self, rt: Runtime) -> None:
