@@ -34,7 +34,10 @@ from pydantic import ValidationError
 from telemetry.bus import Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
 from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
-from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, STAGE_FAILURES
+from telemetry.metrics import (
+    BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
+    STAGE_FAILURES,
+)
 from telemetry.models import Record, decode
 from telemetry.runtime import Runtime
 
@@ -94,6 +97,7 @@ async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]],
         if error:
             headers["error"] = error
         msgs.append(OutMessage(value=d.value[:DEAD_LETTER_MAX], key=d.key, headers=headers))
+    RECORDS_DEAD_LETTERED.labels(stage=stage).inc(len(bad))
     return await bus.publish(DEAD_LETTER_TOPIC, msgs)
 
 
@@ -106,6 +110,9 @@ class BusStage(Component, abc.ABC):
     fetch_timeout: float = 0.5
     #: Batches that may wait for their downstream receipts at once.
     max_inflight: int = 4
+    #: False for a stage that only keeps figures in memory (the /metrics exporters): publishers'
+    #: receipts then do not wait for it (see Bus.subscribe).
+    writes_durably: ClassVar[bool] = True
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
@@ -127,7 +134,7 @@ class BusStage(Component, abc.ABC):
         """
 
     async def start(self) -> None:
-        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group, writes_durably=True)
+        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group, self.writes_durably)
         self.spawn(self._run, "consume")
 
     async def stop(self) -> None:
@@ -155,6 +162,7 @@ class BusStage(Component, abc.ABC):
             if not deliveries:
                 continue
             good, bad = self._decode(deliveries)
+            began = time.perf_counter()
             try:
                 receipts = list(await self._handle_or_split(good))
             except asyncio.CancelledError:
@@ -170,6 +178,8 @@ class BusStage(Component, abc.ABC):
                 continue
             backoff = 0.2
             self._failing_since = None
+            if good:
+                STAGE_BATCH_SECONDS.labels(stage=self.name).observe(time.perf_counter() - began)
             if bad:
                 receipts.append(await self._dead_letter(bad))
             self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
