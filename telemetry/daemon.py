@@ -56,11 +56,13 @@ class StartupError(Exception):
 #: its own line; a builder returns the components its config enables.
 AGENT_BUILDERS = [
     "telemetry.collect:agent_components",
+    "telemetry.collect.zabbix.builders:agent_zabbix_components",
 ]
 SERVER_BUILDERS = [
     "telemetry.events:event_components",
     "telemetry.api:api_components",
     "telemetry.collect.ceilometer:ceilometer_components",
+    "telemetry.collect.zabbix.builders:server_zabbix_components",
     "telemetry.meter.pipeline:pipeline_components",
     "telemetry.meter.stage:meter_components",
     "telemetry.parse.stage:parse_components",
