@@ -43,7 +43,9 @@ class DaemonProcess:
             "data_dir": str(tmp / "data"),
             "api": {"port": self.port},
             "sources": {"files": [{"paths": [str(tmp / "logs" / "*.log")], "fields": {"type": "openstack"}}],
-                        "ceilometer": {"enabled": False}},
+                        "ceilometer": {"enabled": False},
+                        # Zabbix's fixed ports would collide between daemons running at once.
+                        "zabbix": {"trapper": f"127.0.0.1:{free_port()}", "passive": f"127.0.0.1:{free_port()}"}},
         }
         for k, v in (config or {}).items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):
