@@ -10,6 +10,7 @@ Zabbix's "change per second" preprocessing would.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +52,7 @@ def numeric(value: Any) -> float | None:
             f = float(value.strip())
         except ValueError:
             return None
-        return f if f == f and f not in (float("inf"), float("-inf")) else None
+        return f if math.isfinite(f) else None
     return None
 
 

@@ -58,6 +58,11 @@ STATUS_VALUE = {"ok": 1.0, "failed": 0.0, "skipped": -1.0}
 _MACRO = re.compile(r"\{#[A-Z0-9_.]+\}")
 
 
+def _fill(prototype: str, row: dict[str, str]) -> str:
+    """A prototype key with each ``{#MACRO}`` replaced by the discovered row's value, quoted as needed."""
+    return _MACRO.sub(lambda m: quote_param(str(row.get(m.group(0), ""))), prototype)
+
+
 @dataclass
 class _Job:
     label: str
@@ -193,7 +198,7 @@ class CheckScheduler(Component):
         out: list[str] = []
         for row in cached[1]:
             if all(re.search(rx, str(row.get(m, ""))) for m, rx in item.filter.items()):
-                key = _MACRO.sub(lambda mm: quote_param(str(row.get(mm.group(0), ""))), item.key)
+                key = _fill(item.key, row)
                 if key not in out:
                     out.append(key)
         return out

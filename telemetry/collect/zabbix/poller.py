@@ -10,6 +10,7 @@ metric and a status on /healthz, never the other targets' polls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -46,7 +47,7 @@ class PollerSource(Component):
 
     async def start(self) -> None:
         for i, target in enumerate(self.cfg.targets):
-            self.spawn(lambda t=target: self._target_loop(t), f"poll-{i}-{target.host}")
+            self.spawn(functools.partial(self._target_loop, target), f"poll-{i}-{target.host}")
 
     async def _target_loop(self, target: ZabbixPollTarget) -> None:
         interval = target.interval or self.cfg.interval

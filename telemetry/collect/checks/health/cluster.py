@@ -56,7 +56,7 @@ class PacemakerCheck(HealthCheck):
             return CheckResult.skipped("crm_mon is not installed")
         try:
             out = subprocess.run([self.crm_mon, "-1", "--output-as=xml"], capture_output=True, text=True,
-                                 timeout=timeout)
+                                 timeout=timeout, check=False)  # exit 1 with XML still names what is down
             values, problems = parse_crm_mon(out.stdout)
         except (OSError, subprocess.SubprocessError, ET.ParseError) as exc:
             return CheckResult.failed(f"crm_mon: {exc}")
