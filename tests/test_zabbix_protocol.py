@@ -233,3 +233,18 @@ def test_allowed_peers_refuse_others() -> None:
     with pytest.raises(ValueError):
         _cfg(allowed_peers=["not-an-address"])
 
+
+
+async def test_passive_answers_zabbix7_json_requests() -> None:
+    p = PassiveListener(_cfg(), ItemCollector("h"))
+    await p.start()
+    try:
+        req = {"request": "passive checks", "data": [{"key": "agent.ping", "timeout": 3}, {"key": "no.such"}]}
+        reply = decode(await _send_raw(p.address, encode(req)), LIMIT)
+        assert reply is not None
+        assert parse_json(reply.payload)["data"] == [{"value": "1"}, {"error": "Unsupported item key."}]
+        before = _rejected(p.name, "bad_request")
+        assert await _send_raw(p.address, encode(b'{"request": "passive checks"}')) == b""
+        assert _rejected(p.name, "bad_request") == before + 1
+    finally:
+        await p.stop()
