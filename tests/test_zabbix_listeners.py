@@ -244,3 +244,24 @@ async def test_our_active_client_against_our_trapper() -> None:
     with pytest.raises(OSError):
         await client.send()
     assert client.buffer
+
+
+async def test_agent_data_with_unsupported_items_counts_them_failed() -> None:
+    from telemetry.collect.zabbix.client import request_json
+
+    bus = MemoryBus()
+    trapper = TrapperListener(CFG, bus)
+    await trapper.start()
+    try:
+        now = int(time.time())
+        doc = await request_json(trapper.address, {"request": "agent data", "session": "s1", "clock": now, "ns": 0,
+                                                   "data": [
+            {"host": "h", "key": "agent.ping", "value": "1", "id": 1, "clock": now, "ns": 0},
+            {"host": "h", "key": "bad.key", "value": "Unsupported item key.", "state": 1, "id": 2, "clock": now},
+            {"host": "h", "key": "odd", "value": "12", "state": 1, "id": 3, "clock": now},
+        ]}, 5)
+        assert doc["response"] == "success" and doc["info"].startswith("processed: 1; failed: 2; total: 3;")
+        [s] = await drain_samples(bus, "t", 1)
+        assert s.counter_name == "agent.ping" and s.source == "zabbix-agent"
+    finally:
+        await trapper.stop()

@@ -12,7 +12,8 @@ Requests, as a Zabbix server takes them:
 
 The answer goes out only after the bus holds the samples: a sender that got
 ``success`` can forget its values (at-least-once). Sample ids derive from
-host, key and clock, so a sender's retry is deduplicated downstream.
+host, key and clock, so a retry of values sent with their clock (as agents
+and ``zabbix_sender -T`` send them) is deduplicated downstream.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class TrapperListener(ZabbixListener):
         host, key = entry.get("host"), entry.get("key")
         if not isinstance(host, str) or not host or not isinstance(key, str) or not key:
             return "entry needs a host and a key"
+        if entry.get("state") == 1:  # an active agent reporting a key it could not evaluate
+            return f"{host}:{key} is not supported by the agent: {str(entry.get('value'))[:80]}"
         volume = numeric(entry.get("value"))
         if volume is None:
             return f"value {str(entry.get('value'))[:40]!r} of {host}:{key} is not a number"

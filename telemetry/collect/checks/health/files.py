@@ -68,7 +68,7 @@ class LogGrowthCheck(HealthCheck):
         if consoles:
             consoles.sort(reverse=True)
             over = [(s, p) for s, p in consoles if s > self.console_max_bytes]
-            values += [("nova.console_log.max_size", float(consoles[0][0]), {"path": consoles[0][1]}),
+            values += [("nova.console_log.max_size", float(consoles[0][0]), {"file": consoles[0][1]}),
                        ("nova.console_log.over_limit", float(len(over)), {"limit": self.console_max_bytes})]
             for s, p in over[:20]:
                 instance = Path(p).parent.name
