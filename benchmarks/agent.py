@@ -27,9 +27,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from telemetry.bus import MemoryBus  # noqa: E402
-from telemetry.collect import agent_components  # noqa: E402
+from telemetry.wiring import agent_components  # noqa: E402
 from telemetry.config import Settings  # noqa: E402
-from telemetry.daemon import Runtime  # noqa: E402
+from telemetry.runtime import Runtime  # noqa: E402
 from telemetry.gctune import tune_for_daemon  # noqa: E402
 
 
@@ -65,11 +65,11 @@ async def run_ours(tmp: Path, log: Path, lines: int) -> tuple[float, float]:
     size = log.stat().st_size
     proc = psutil.Process()
     cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
-    comps = sorted(agent_components(rt), key=lambda c: c.order)
+    comps = agent_components(rt)
     for c in comps:
         await c.start()
     tune_for_daemon()  # as `telemetry agent` does once started
-    pipeline = rt.services["agent_pipeline"]
+    pipeline = rt.agent
     while True:
         ds = await consumer.fetch(5000, timeout=0.05)
         await consumer.ack(ds)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from telemetry.bus import Delivery, MemoryBus, OutMessage
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
 from telemetry.models import AlarmTransition, Sample, decode, encode
 from telemetry.rules.models import Alarm
 from telemetry.rules.stage import RulesStage

@@ -17,13 +17,15 @@ from telemetry.metrics import COMPONENT_RESTARTS, COMPONENT_UP
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """A critical component could not start; the daemon stopped what it had started."""
+
+
 class Component:
     """Base class: override ``start``/``stop``; use ``spawn`` for loops."""
 
-    #: Unique name shown on /healthz and in metrics labels.
+    #: Unique name shown on /healthz and in metrics labels. (Start order is telemetry.wiring's list.)
     name: str = "component"
-    #: Startup order: lower starts first and stops last (stores < stages < sources).
-    order: int = 50
     #: A critical component that fails to start stops the daemon (a taken API
     #: port, an unreachable store); others are reported on /healthz and retried.
     critical: bool = False

@@ -2,89 +2,30 @@
 
 Modes: ``run`` (all-in-one: agent and server over the in-memory bus),
 ``agent`` (sources only, shipping to the bus) and ``server`` (stages, stores,
-rules and the API, reading from the bus). Each pipeline stage contributes a
-builder; the daemon only orders, supervises and reports.
+rules and the API, reading from the bus). What runs, and in which order, is
+``telemetry.wiring``'s list; the daemon only starts, supervises and reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
 
-from telemetry.bus import Bus, open_bus
-from telemetry.component import Component
+from telemetry import wiring
+from telemetry.bus import open_bus
+from telemetry.component import StartupError
 from telemetry.config import Settings
+from telemetry.runtime import Mode, Runtime
 from telemetry.systemd import notify, watchdog_interval
+
+__all__ = ["Daemon", "Mode", "Runtime", "StartupError"]
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["run", "agent", "server"]
 STOP_TIMEOUT = 4.0  # the whole stop must fit in 5 s (systemd and the contract)
-
-
-@dataclass
-class Runtime:
-    """What components share: settings, the bus, the data folder, services and API routes."""
-
-    settings: Settings
-    mode: Mode
-    bus: Bus
-    data_dir: Path
-    #: Shared objects by name (``sample_store``, ``event_store``, ...), set by the components that own them.
-    services: dict[str, Any] = field(default_factory=dict)
-    #: FastAPI routers components add before the API starts.
-    routers: list[Any] = field(default_factory=list)
-    started_at: float = field(default_factory=time.time)
-    components: list[Component] = field(default_factory=list)
-
-
-Builder = Callable[[Runtime], Iterable[Component]]
-
-
-class StartupError(Exception):
-    """A critical component could not start; the daemon stopped what it had started."""
-
-
-#: Component builders per half, as "module:function". Each pipeline stage adds
-#: its own line; a builder returns the components its config enables.
-AGENT_BUILDERS = [
-    "telemetry.collect:agent_components",
-    "telemetry.collect.zabbix.builders:agent_zabbix_components",
-]
-SERVER_BUILDERS = [
-    "telemetry.events:event_components",
-    "telemetry.api:api_components",
-    "telemetry.collect.ceilometer:ceilometer_components",
-    "telemetry.collect.zabbix.builders:server_zabbix_components",
-    "telemetry.meter.pipeline:pipeline_components",
-    "telemetry.meter.stage:meter_components",
-    "telemetry.parse.stage:parse_components",
-    "telemetry.actions:action_components",
-    "telemetry.rules:rules_components",
-]
-
-
-def _load(ref: str) -> Builder:
-    module, _, func = ref.partition(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def builders_for(mode: Mode) -> list[Builder]:
-    if mode == "agent":
-        # The agent serves /metrics and /healthz too, so it gets the API component.
-        refs = AGENT_BUILDERS + ["telemetry.api:api_components"]
-    elif mode == "server":
-        refs = SERVER_BUILDERS
-    else:
-        refs = AGENT_BUILDERS + SERVER_BUILDERS
-    return [_load(r) for r in refs]
 
 
 class Daemon:
@@ -101,12 +42,12 @@ class Daemon:
         await bus.start()
         rt = Runtime(settings=self.settings, mode=self.mode, bus=bus, data_dir=data_dir)
         self.runtime = rt
-        comps: list[Component] = []
-        for build in builders_for(self.mode):
-            comps.extend(build(rt))
-        comps.sort(key=lambda c: c.order)
-        rt.components = comps
-        for c in comps:
+        try:
+            rt.components = wiring.build(rt)
+        except Exception:
+            await bus.close()
+            raise
+        for c in rt.components:
             try:
                 await c.start()
                 c.mark("running")

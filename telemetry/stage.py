@@ -19,13 +19,15 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from telemetry.bus import Bus, Consumer, Delivery, OutMessage
+from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED
 from telemetry.models import Record, decode
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_TOPIC = "dead_letter"
+DEAD_LETTER_TOPIC = DEAD_LETTER
 
 
 def reject_reason(exc: Exception) -> str:
@@ -60,7 +62,7 @@ class BusStage(Component, abc.ABC):
     batch_size: int = 500
     fetch_timeout: float = 0.5
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.consumer: Consumer | None = None

@@ -16,7 +16,7 @@ from telemetry.actions.dispatch import ActionDispatcher
 from telemetry.bus import OutMessage
 from telemetry.bus.memory import MemoryBus
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
 from telemetry.models import AlarmTransition
 
 

@@ -11,9 +11,9 @@ import orjson
 
 from telemetry.bus import BusError, MemoryBus
 from telemetry.bus.records import decode_delivery
-from telemetry.collect import agent_components
+from telemetry.wiring import agent_components
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
 from telemetry.models import RawLog
 
 
@@ -55,7 +55,7 @@ class InProcessAgent:
 
     def __init__(self, s: Settings, bus: MemoryBus) -> None:
         self.rt = Runtime(settings=s, mode="agent", bus=bus, data_dir=s.data_dir)
-        self.comps = sorted(agent_components(self.rt), key=lambda c: c.order)
+        self.comps = agent_components(self.rt)
         self.bus = bus
         self.consumer = None
         self.got: list[RawLog] = []

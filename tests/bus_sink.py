@@ -20,7 +20,6 @@ from telemetry.stage import BusStage
 
 class SinkStage(BusStage):
     name = "test.sink"
-    order = 40
     topics: ClassVar[dict[str, type[Record]]] = {"samples": Sample, "notifications": Notification}
     group = "server"
 

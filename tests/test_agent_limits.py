@@ -64,7 +64,7 @@ async def test_publish_that_never_returns_counts_as_down(tmp_path: Path) -> None
     bus.down = "hang"
     async with InProcessAgent(settings(tmp_path, publish_timeout=0.3), bus) as agent:
         (logs / "a.log").write_text("".join(f"x {i}\n" for i in range(20)))
-        pipeline = agent.rt.services["agent_pipeline"]
+        pipeline = agent.rt.agent
         await agent.collect(lambda got: len(pipeline.spool) >= 1, timeout=10)
         bus.down = False
         got = await agent.collect(lambda got: len(got) >= 20, timeout=10)
@@ -87,7 +87,7 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> N
             for i in range(50, 300):
                 a.write(f"a {i}\n")
                 b.write(f"b {i}\n")
-        pipeline = agent.rt.services["agent_pipeline"]
+        pipeline = agent.rt.agent
         await agent.collect(lambda got: len(pipeline.spool) >= 5, timeout=10)
         assert bus.refused and pipeline.shipper.down
         spooled = sorted((tmp_path / "data" / "spool").glob("*.batch"))
@@ -113,7 +113,7 @@ async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Pa
         for i in range(5000):
             a.write(f"line {i:05d} " + "z" * 80 + "\n")
     async with InProcessAgent(s, bus) as agent:
-        pipeline = agent.rt.services["agent_pipeline"]
+        pipeline = agent.rt.agent
         await agent.collect(lambda got: pipeline.spool.full(), timeout=10)
         files = agent.comps[-1]
         read_then = files.lines_read

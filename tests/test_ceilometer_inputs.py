@@ -19,7 +19,6 @@ from ceilometer import sample as c_sample
 from ceilometer.publisher import http as c_http
 from ceilometer.publisher import udp as c_udp
 from ceilometer.publisher import utils as c_utils
-from oslo_config import cfg
 
 from telemetry.collect.ceilometer import HTTP_PATH, samples_from_notification
 from telemetry.config import validate
@@ -27,18 +26,9 @@ from telemetry.daemon import Daemon
 from telemetry.metrics import RECORDS_REJECTED
 from telemetry.models import Sample, decode
 from tests.conftest import free_port
+from tests.support import ceilometer_conf
 
 SECRET = "s3cret"
-
-
-def ceilometer_conf(secret: str | None) -> cfg.ConfigOpts:
-    """A Ceilometer configuration with just what its publishers read."""
-    conf = cfg.ConfigOpts()
-    conf.register_opts(c_utils.OPTS, group="publisher")
-    conf.register_opt(cfg.IntOpt("max_parallel_requests", default=4))
-    conf([], project="ceilometer-test", default_config_files=[], default_config_dirs=[])
-    conf.set_override("telemetry_secret", secret or "", group="publisher")
-    return conf
 
 
 def c_samples(n: int, name: str = "cpu", volume0: float = 1e9) -> list[c_sample.Sample]:
@@ -140,7 +130,7 @@ async def test_without_secret_everything_well_formed_is_accepted(daemon):
 
 async def test_real_http_publisher_posts_to_our_route(daemon):
     rt, _, consumer = await daemon(secret=SECRET, tokens=["tok3n"])
-    base = rt.services["api_address"].replace("http://", "")
+    base = rt.api_address.replace("http://", "")
     conf = ceilometer_conf(SECRET)
     # Ceilometer's http:// publisher never signs (it posts Sample.as_dict());
     # the API token in its URL (sent as HTTP Basic auth) authenticates it.
@@ -153,7 +143,7 @@ async def test_real_http_publisher_posts_to_our_route(daemon):
 
     import httpx
 
-    async with httpx.AsyncClient(base_url=rt.services["api_address"]) as client:
+    async with httpx.AsyncClient(base_url=rt.api_address) as client:
         # No token: refused outright.
         r = await client.post(HTTP_PATH, json=[])
         assert r.status_code == 401
@@ -175,7 +165,7 @@ async def test_http_without_tokens_needs_signatures_when_a_secret_is_set(daemon)
 
     signed = [c_utils.meter_message_from_counter(s, SECRET) for s in c_samples(2)]
     unsigned = c_samples(1)[0].as_dict()
-    async with httpx.AsyncClient(base_url=rt.services["api_address"]) as client:
+    async with httpx.AsyncClient(base_url=rt.api_address) as client:
         r = await client.post(HTTP_PATH, json=signed + [unsigned])
     assert r.json() == {"accepted": 2, "rejected": 1}
     assert len(await drain(consumer, 2)) == 2

@@ -2,35 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from telemetry.bus import MemoryBus
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
-from telemetry.daemon import SERVER_BUILDERS, Runtime
-from telemetry.events import event_components
+from telemetry.events.stage import EventStage
+from telemetry.runtime import Runtime
+from telemetry.wiring import server_components
 from telemetry.models import Event, Notification
+from tests.support import wait_for
 
 
 def runtime(tmp: Path) -> Runtime:
     return Runtime(settings=Settings(data_dir=tmp), mode="server", bus=MemoryBus(), data_dir=tmp)
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_stage_stores_events_and_notifications_once(tmp_path: Path) -> None:
-    assert "telemetry.events:event_components" in SERVER_BUILDERS
     rt = runtime(tmp_path)
-    [stage] = event_components(rt)
-    store = rt.services["event_store"]
-    assert rt.routers and stage.name == "stage.events" and stage.group == "events"
+    [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
+    store = rt.event_store
+    assert store is not None and stage.name == "stage.events" and stage.group == "events"
     await stage.start()
     now = datetime.now(timezone.utc)
     records = [Event(**{"@timestamp": now - timedelta(seconds=i)}, host="cn01", component="nova", level="INFO",

@@ -14,7 +14,8 @@ from telemetry.bus import MemoryBus
 from telemetry.bus.records import publish_records
 from telemetry.cli import main
 from telemetry.config import Settings
-from telemetry.daemon import SERVER_BUILDERS, Runtime
+from telemetry.runtime import Runtime
+from telemetry.wiring import server_components
 from telemetry.metrics import exposition
 from telemetry.models import Event, RawLog, decode
 from telemetry.parse.stage import ParseStage
@@ -25,8 +26,8 @@ def runtime(tmp: Path) -> Runtime:
 
 
 async def test_stage_parses_raw_logs_into_events(tmp_path: Path, samples_dir: Path) -> None:
-    assert "telemetry.parse.stage:parse_components" in SERVER_BUILDERS
     rt = runtime(tmp_path)
+    assert any(isinstance(c, ParseStage) for c in server_components(runtime(tmp_path / "wiring")))
     events_in = await rt.bus.subscribe(["events"], "inspect")
     stage = ParseStage(rt)
     await stage.start()

@@ -10,11 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
+
+from tests.support import wait_until as wait
 
 BIN = Path(sys.executable).parent
 
@@ -31,14 +32,6 @@ def telemetry(url: str, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
 
 
-def wait(cond, timeout: float = 15.0):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_aodh_cli_creates_lists_fires_and_deletes(daemon_factory, tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from telemetry.bus import MemoryBus, OutMessage
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
 from telemetry.models import Sample
 from telemetry.stage import DEAD_LETTER_TOPIC, BusStage
+from tests.support import wait_for
 
 
 class Recorder(BusStage):
@@ -38,11 +39,6 @@ def sample(i: int) -> Sample:
     return Sample(counter_name="m", counter_type="gauge", counter_volume=i, resource_id=f"r{i}", timestamp=i)
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_failed_write_is_retried_not_lost(tmp_path: Path) -> None:

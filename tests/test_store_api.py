@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -19,8 +18,10 @@ from telemetry.api.app import create_app
 from telemetry.bus import MemoryBus
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
-from telemetry.daemon import Runtime
+from telemetry.runtime import Runtime
+from telemetry.meter.pipeline_stage import PipelineStage
 from telemetry.meter.stage import MeterStage
+from tests.support import wait_for
 
 
 class Recorder:
@@ -37,30 +38,28 @@ class Recorder:
     def checkpoint(self) -> None:
         self.checkpoints += 1
 
+    def rollback(self) -> None:
+        raise AssertionError("nothing in these tests fails to publish")
+
 
 @pytest.fixture
 async def api(make_store, tmp_path: Path):
     store = make_store()
     settings = Settings(data_dir=tmp_path, api={"tokens": ["s3cret"]})
     rt = Runtime(settings=settings, mode="server", bus=MemoryBus(), data_dir=tmp_path)
-    rt.services["sample_store"] = store
-    rt.services["sample_pipeline"] = Recorder()
-    from telemetry.api.ceilometer import router
-
-    rt.routers.append(router)
+    rt.sample_store = store
+    rt.sample_pipeline = Recorder()  # type: ignore[assignment]
+    pipeline = PipelineStage(rt, rt.sample_pipeline)
     stage = MeterStage(rt, store)
+    await pipeline.start()
     await stage.start()
     app = create_app(rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         yield client, rt, stage, store
     await stage.stop()
+    await pipeline.stop()
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_samples_from_the_bus_are_stored_once_and_served(api) -> None:
@@ -70,7 +69,7 @@ async def test_samples_from_the_bus_are_stored_once_and_served(api) -> None:
     await publish_records(rt.bus, batch)
     await publish_records(rt.bus, batch[:10])  # redelivered
     await wait_for(lambda: stage.stored == 90 and stage.duplicates == 10)
-    assert rt.services["sample_pipeline"].checkpoints >= 1
+    assert rt.sample_pipeline.checkpoints >= 1
 
     meters = (await client.get("/v2/meters")).json()
     assert {m["resource_id"] for m in meters} == {"res-0", "res-1", "res-2"}

@@ -8,7 +8,7 @@ import pytest
 
 from telemetry.content import content_path
 from telemetry.meter.pipeline import PipelineError, SamplePipeline, load_pipeline, parse_pipeline
-from telemetry.meter.transformers.expr import Expression, ExpressionError
+from telemetry.meter.transformers.expr import Expression, TransformExpressionError
 from telemetry.models import Sample
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
@@ -197,12 +197,12 @@ def test_aggregator_by_size_and_by_retention_time():
     "getattr(volume, 'real')",
 ])
 def test_expressions_outside_the_whitelist_are_refused_at_load(expr):
-    with pytest.raises(ExpressionError):
+    with pytest.raises(TransformExpressionError):
         Expression(expr)
 
 
 def test_expression_evaluation_is_bounded_and_ceilometer_compatible():
-    with pytest.raises(ExpressionError, match="exponent"):
+    with pytest.raises(TransformExpressionError, match="exponent"):
         Expression("9 ** 9 ** 9").evaluate({})
     scale = Expression("100.0 / (10**9 * (resource_metadata.cpu_number or 1))")
     assert scale.evaluate({"resource_metadata": {}}) == 1e-7
@@ -252,7 +252,8 @@ async def test_daemon_builds_the_pipeline_service(tmp_path):
                          "sources": {"ceilometer": {"enabled": False}}}), mode="server")
     rt = await d.start()
     try:
-        p = rt.services["sample_pipeline"]
+        p = rt.sample_pipeline
+        assert p is not None
         p.process([cpu(0, 0)])
         p.checkpoint()
         assert (tmp_path / "pipeline" / "state.json").is_file()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from telemetry.actions.delivery import Http
-from telemetry.actions.models import Outcome, alarm_value, labels_of
+from telemetry.actions.models import SendOutcome, alarm_value, labels_of
 from telemetry.config.rules import ActionsConfig
 
 
@@ -68,5 +68,5 @@ class Notifier(abc.ABC):
         return target.split("+", 1)[1] if "+" in target.split("://", 1)[0] else target
 
     @abc.abstractmethod
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
-        """One attempt; never raises for a delivery failure, it returns an Outcome."""
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
+        """One attempt; never raises for a delivery failure, it returns an SendOutcome."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from telemetry.actions.base import Notifier, summary
-from telemetry.actions.models import Outcome, alarm_value, labels_of
+from telemetry.actions.models import SendOutcome, alarm_value, labels_of
 
 SCHEMES = ("slack", "mattermost", "rocketchat", "chat")
 ICONS = {"alarm": ":red_circle:", "ok": ":large_green_circle:", "insufficient data": ":white_circle:"}
@@ -49,6 +49,6 @@ class ChatNotifier(Notifier):
     def claims(cls, target: str) -> bool:
         return target.split("+", 1)[0] in SCHEMES and "+http" in target
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         return await self.ctx.http.post_json(self.url(target), chat_body(transitions, self.ctx.link),
                                              delivery_id=delivery_id)

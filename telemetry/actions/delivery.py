@@ -16,7 +16,7 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry import __version__
-from telemetry.actions.models import Outcome
+from telemetry.actions.models import SendOutcome
 from telemetry.actions.security import redact, redact_text, sign
 from telemetry.metrics import REGISTRY
 from telemetry.timeutil import utcnow
@@ -62,14 +62,14 @@ def backoff(attempt: int, initial: float, maximum: float, hint: float | None = N
     return delay
 
 
-def classify(resp: httpx.Response) -> Outcome:
+def classify(resp: httpx.Response) -> SendOutcome:
     code = resp.status_code
     if 200 <= code < 300:
-        return Outcome.success(code)
+        return SendOutcome.success(code)
     text = resp.text[:200].strip()
     if code == 429 or code >= 500 or code == 408:
-        return Outcome.transient(f"HTTP {code}: {text}", code, retry_after(resp.headers.get("retry-after")))
-    return Outcome.permanent(f"HTTP {code} (not retried): {text}", code)
+        return SendOutcome.transient(f"HTTP {code}: {text}", code, retry_after(resp.headers.get("retry-after")))
+    return SendOutcome.permanent(f"HTTP {code} (not retried): {text}", code)
 
 
 class Http:
@@ -97,7 +97,7 @@ class Http:
             await self._client.aclose()
 
     async def post_json(self, url: str, body: Any, *, delivery_id: str = "", headers: dict[str, str] | None = None,
-                        signed: bool = True) -> Outcome:
+                        signed: bool = True) -> SendOutcome:
         data = orjson.dumps(body)
         h = {"Content-Type": "application/json"}
         if delivery_id:
@@ -109,13 +109,13 @@ class Http:
         h.update(headers or {})
         return await self.send("POST", url, content=data, headers=h)
 
-    async def send(self, method: str, url: str, **kwargs: Any) -> Outcome:
+    async def send(self, method: str, url: str, **kwargs: Any) -> SendOutcome:
         import httpx
 
         try:
             resp = await self.client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            return Outcome.transient(redact_text(f"{type(exc).__name__}: {exc}", [url]) or type(exc).__name__)
+            return SendOutcome.transient(redact_text(f"{type(exc).__name__}: {exc}", [url]) or type(exc).__name__)
         out = classify(resp)
         out.extra["response"] = resp
         return out

@@ -21,7 +21,7 @@ from telemetry.actions.delivery import DEAD_LETTERS, DELIVERIES, LATENCY, PENDIN
 from telemetry.actions.email import EmailNotifier
 from telemetry.actions.heat import HeatNotifier
 from telemetry.actions.log import LogNotifier
-from telemetry.actions.models import Job, Outcome
+from telemetry.actions.models import Job, SendOutcome
 from telemetry.actions.outbox import Outbox, item_id
 from telemetry.actions.pager import PagerNotifier
 from telemetry.actions.security import AllowList, redact, redact_text
@@ -29,6 +29,7 @@ from telemetry.actions.silences import NoiseControl
 from telemetry.actions.webhook import WebhookNotifier
 from telemetry.bus import Delivery
 from telemetry.models import AlarmTransition, Record
+from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 from telemetry.timeutil import parse_timestamp
 
@@ -45,13 +46,12 @@ ALLOWLIST_KEY = "allowlist"
 
 class ActionDispatcher(BusStage):
     name = "actions"
-    order = 60
     group = "actions"
     batch_size = 100
     fetch_timeout = 0.2
     topics: ClassVar[dict[str, type[Record]]] = {AlarmTransition.topic: AlarmTransition}
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.config = runtime.settings.actions
         self.outbox = Outbox(runtime.data_dir / "actions" / "outbox.sqlite")
@@ -78,7 +78,7 @@ class ActionDispatcher(BusStage):
         if self.config.link:
             return self.config.link.format_map({k: v for k, v in t.items() if isinstance(v, (str, int, float))}
                                                | {"alarm_id": t.get("alarm_id", "")})
-        base = self.runtime.services.get("api_address", "http://127.0.0.1:8777")
+        base = self.runtime.api_address or "http://127.0.0.1:8777"
         return f"{base}/v2/alarms/{t['alarm_id']}" if t.get("alarm_id") else base
 
     def notifier_for(self, target: str) -> Notifier | None:
@@ -93,7 +93,6 @@ class ActionDispatcher(BusStage):
         self.http = Http(self.config.timeout, secret, self.config.signature_header)
         ctx = Context(config=self.config, http=self.http, link=self.link)
         self.notifiers = {cls.kind: cls(ctx) for cls in NOTIFIERS}
-        self.runtime.services["actions"] = self
         await super().start()
         self.spawn(self._deliver_loop, "deliver")
         self.spawn(self._housekeeping, "housekeeping")
@@ -113,27 +112,28 @@ class ActionDispatcher(BusStage):
     # -- bus -> outbox ------------------------------------------------------
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         now = time.time()
-        checked: list[tuple[dict[str, Any], str, Notifier | None, str | None]] = []
-        for _, rec in records:
+        transitions = [rec for _, rec in records if isinstance(rec, AlarmTransition)]
+        #: (the transition, its JSON form for the notifiers, target, notifier, why it is blocked)
+        checked: list[tuple[AlarmTransition, dict[str, Any], str, Notifier | None, str | None]] = []
+        for rec in transitions:
             t = rec.to_dict()
-            for target in t.get("actions") or []:
-                target = str(target)
+            for target in rec.actions:
                 n = self.notifier_for(target)
                 blocked = None
-                if n is not None and n.http_target and t.get("origin") not in TRUSTED_ORIGINS:
+                if n is not None and n.http_target and rec.origin not in TRUSTED_ORIGINS:
                     blocked = await self.allowlist.check(n.url(target))  # DNS before the transaction
-                checked.append((t, target, n, blocked))
-            if not t.get("actions"):
-                checked.append((t, "", None, None))
+                checked.append((rec, t, target, n, blocked))
+            if not rec.actions:
+                checked.append((rec, t, "", None, None))
         with self.outbox.tx():
             silences = self.outbox.silences(active_only=True)
             reasons: dict[int, str | None] = {}
-            for t, _, _, _ in checked:
+            for rec, t, _, _, _ in checked:
                 if id(t) not in reasons:
-                    self.outbox.set_alarm(str(t.get("alarm_id")), str(t.get("current")), str(t.get("severity")),
-                                          {k: str(v) for k, v in (t.get("labels") or {}).items()})
+                    self.outbox.set_alarm(rec.alarm_id, rec.current, rec.severity,
+                                          {k: str(v) for k, v in rec.labels.items()})
                     reasons[id(t)] = self.noise.transition_reason(t, silences)
-            for t, target, n, blocked in checked:
+            for _, t, target, n, blocked in checked:
                 if target:
                     self._queue(t, target, n, blocked, reasons[id(t)], now)
             PENDING.set(self.outbox.pending())
@@ -208,14 +208,14 @@ class ActionDispatcher(BusStage):
                 raise
             except Exception as exc:  # a notifier bug must not lose the item: retry it
                 log.exception("notifier %s failed", n.kind)
-                out = Outcome.transient(f"{type(exc).__name__}: {exc}")
+                out = SendOutcome.transient(f"{type(exc).__name__}: {exc}")
             self._record(unit, n, attempt, out)
         finally:
             self.inflight.difference_update(j.id for j in unit)
             sem.release()
             self.wake.set()
 
-    def _record(self, unit: list[Job], n: Notifier, attempt: int, out: Outcome) -> None:
+    def _record(self, unit: list[Job], n: Notifier, attempt: int, out: SendOutcome) -> None:
         now = time.time()
         error = redact_text(out.error, [unit[0].target])
         shown = redact(unit[0].target)

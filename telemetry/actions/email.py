@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from telemetry.actions.base import Notifier, summary
-from telemetry.actions.models import Outcome, alarm_value, labels_of
+from telemetry.actions.models import SendOutcome, alarm_value, labels_of
 from telemetry.config.rules import SmtpConfig
 
 
@@ -88,23 +88,23 @@ class EmailNotifier(Notifier):
     def claims(cls, target: str) -> bool:
         return target.startswith("mailto:")
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         cfg = self.ctx.config.smtp
         to = recipients(target)
         if not to:
-            return Outcome.permanent(f"no recipient in {target!r}")
+            return SendOutcome.permanent(f"no recipient in {target!r}")
         msg = build_message(cfg, to, transitions, self.ctx.link, delivery_id)
         try:
             await asyncio.to_thread(_send, cfg, msg, to, self.ctx.config.timeout)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [c for c, _ in exc.recipients.values()]
             text = f"recipients refused: {exc.recipients}"
-            return Outcome.transient(text, codes[0]) if all(400 <= c < 500 for c in codes) else \
-                Outcome.permanent(text, codes[0] if codes else None)
+            return SendOutcome.transient(text, codes[0]) if all(400 <= c < 500 for c in codes) else \
+                SendOutcome.permanent(text, codes[0] if codes else None)
         except smtplib.SMTPResponseException as exc:
             text = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
-            return Outcome.transient(text, exc.smtp_code) if 400 <= exc.smtp_code < 500 else \
-                Outcome.permanent(text, exc.smtp_code)
+            return SendOutcome.transient(text, exc.smtp_code) if 400 <= exc.smtp_code < 500 else \
+                SendOutcome.permanent(text, exc.smtp_code)
         except (OSError, smtplib.SMTPException) as exc:  # refused, timeout, TLS failure, disconnect
-            return Outcome.transient(f"{type(exc).__name__}: {exc}")
-        return Outcome.success(250)
+            return SendOutcome.transient(f"{type(exc).__name__}: {exc}")
+        return SendOutcome.success(250)

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from telemetry.actions.base import Notifier, aodh_body
-from telemetry.actions.models import Outcome
+from telemetry.actions.models import SendOutcome
 
 
 def is_presigned(target: str) -> bool:
@@ -48,12 +48,12 @@ class HeatNotifier(Notifier):
         return target.startswith(("heat+http://", "heat+https://", "trust+http://", "trust+https://")) or (
             target.startswith(("http://", "https://")) and is_presigned(target))
 
-    async def token(self) -> str | Outcome:
+    async def token(self) -> str | SendOutcome:
         if self._token and self._token[1] > time.time() + 60:
             return self._token[0]
         ks = self.ctx.config.heat.keystone
         if ks is None:
-            return Outcome.permanent("a signal_url needs actions.heat.keystone credentials")
+            return SendOutcome.permanent("a signal_url needs actions.heat.keystone credentials")
         body = {"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": ks.username, "domain": {"name": ks.user_domain_name},
@@ -66,7 +66,7 @@ class HeatNotifier(Notifier):
         resp = out.extra["response"]
         tok = resp.headers.get("x-subject-token", "")
         if not tok:
-            return Outcome.permanent("keystone returned no X-Subject-Token")
+            return SendOutcome.permanent("keystone returned no X-Subject-Token")
         try:
             from telemetry.timeutil import parse_timestamp
 
@@ -76,11 +76,11 @@ class HeatNotifier(Notifier):
         self._token = (tok, expires)
         return tok
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         headers = {}
         if target.startswith("trust+"):
             tok = await self.token()
-            if isinstance(tok, Outcome):
+            if isinstance(tok, SendOutcome):
                 return tok
             headers["X-Auth-Token"] = tok
         out = await self.ctx.http.post_json(self.url(target), aodh_body(transitions[-1]), delivery_id=delivery_id,

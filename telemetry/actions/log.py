@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from telemetry.actions.base import Notifier, aodh_body
-from telemetry.actions.models import Outcome
+from telemetry.actions.models import SendOutcome
 
 log = logging.getLogger("telemetry.actions.dryrun")
 
@@ -22,7 +22,7 @@ class LogNotifier(Notifier):
     def claims(cls, target: str) -> bool:
         return target.startswith("log:")
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         for t in transitions:
             log.info("alarm action %s (dry run): %s", target, orjson.dumps(aodh_body(t)).decode())
-        return Outcome.success()
+        return SendOutcome.success()

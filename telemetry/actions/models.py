@@ -57,7 +57,7 @@ class Job:
 
 
 @dataclass
-class Outcome:
+class SendOutcome:
     """Result of one delivery attempt, classified for the retry policy."""
 
     ok: bool
@@ -69,19 +69,19 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def success(cls, status: int | None = None) -> Outcome:
+    def success(cls, status: int | None = None) -> SendOutcome:
         return cls(ok=True, status=status)
 
     @classmethod
-    def transient(cls, error: str, status: int | None = None, retry_after: float | None = None) -> Outcome:
+    def transient(cls, error: str, status: int | None = None, retry_after: float | None = None) -> SendOutcome:
         return cls(ok=False, retry=True, status=status, error=error, retry_after=retry_after)
 
     @classmethod
-    def permanent(cls, error: str, status: int | None = None) -> Outcome:
+    def permanent(cls, error: str, status: int | None = None) -> SendOutcome:
         return cls(ok=False, retry=False, status=status, error=error)
 
     @classmethod
-    def skip(cls, why: str) -> Outcome:
+    def skip(cls, why: str) -> SendOutcome:
         return cls(ok=True, skipped=True, error=why)
 
 

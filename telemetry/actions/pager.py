@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from telemetry.actions.base import Notifier, summary
-from telemetry.actions.models import Outcome, labels_of
+from telemetry.actions.models import SendOutcome, labels_of
 
 SEVERITY = {"critical": "critical", "moderate": "error", "warning": "warning", "low": "warning"}
 
@@ -60,10 +60,10 @@ class PagerNotifier(Notifier):
     def claims(cls, target: str) -> bool:
         return target.startswith("pagerduty://")
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         t = transitions[0]
         key = target[len("pagerduty://"):].strip("/")
         body = pager_body(key, t, self.ctx.link(t))
         if body is None:
-            return Outcome.skip(f"PagerDuty has no event for state {t.get('current')!r}")
+            return SendOutcome.skip(f"PagerDuty has no event for state {t.get('current')!r}")
         return await self.ctx.http.post_json(self.ctx.config.pagerduty.url, body, delivery_id=delivery_id, signed=False)

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from telemetry.actions.base import Notifier, aodh_body
-from telemetry.actions.models import Outcome, labels_of
+from telemetry.actions.models import SendOutcome, labels_of
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -69,7 +69,7 @@ class WebhookNotifier(Notifier):
     def can_group(self, target: str) -> bool:
         return self.alertmanager(target)  # Aodh's body describes exactly one alarm
 
-    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> Outcome:
+    async def send(self, target: str, transitions: list[dict[str, Any]], delivery_id: str) -> SendOutcome:
         url = self.url(target)
         if self.alertmanager(target):
             group = {k: labels_of(transitions[0]).get(k, "") for k in self.ctx.config.group_by}

@@ -11,6 +11,7 @@ the bearer token when ``api.tokens`` is set.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
@@ -18,61 +19,49 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from telemetry.api.auth import require_token
+from telemetry.api.query import simple_query
+from telemetry.api.services import rules_service
+from telemetry.errors import describe
 from telemetry.rules.models import STATES, Alarm
+from telemetry.rules.service import RulesService
+from telemetry.rules.terms import compile_terms
 
 router = APIRouter(tags=["aodh"])
 FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
 
 
-def _rules(request: Request) -> Any:
-    rules = request.app.state.runtime.services.get("rules")
-    if rules is None or rules.store is None:
-        raise HTTPException(503, "the rule engine is not running (rules.enabled is false or it failed to start)")
-    return rules
+def _rules(request: Request) -> RulesService:
+    return rules_service(request)
 
 
-def _alarm(rules: Any, alarm_id: str) -> Alarm:
-    alarm = rules.engine.alarms.get(alarm_id)
+def _alarm(rules: RulesService, alarm_id: str) -> Alarm:
+    alarm = rules.alarm(alarm_id)
     if alarm is None:
         raise HTTPException(404, f"Alarm {alarm_id} not found")
     return alarm
 
 
 def _bad(exc: ValidationError | ValueError) -> HTTPException:
-    if isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'alarm'}: {e['msg']}" for e in exc.errors())
-    else:
-        text = str(exc)
-    return HTTPException(400, text)
+    return HTTPException(400, describe(exc, root="alarm") if isinstance(exc, ValidationError) else str(exc))
 
 
-def _query_filters(request: Request) -> list[tuple[str, str, str]]:
-    params = request.query_params
-    fields, ops, values = params.getlist("q.field"), params.getlist("q.op"), params.getlist("q.value")
-    out = []
-    for i, f in enumerate(fields):
-        op = ops[i] if i < len(ops) and ops[i] else "eq"
-        if f not in FILTERABLE:
-            raise HTTPException(400, f"unknown alarm field {f!r} in query (known: {', '.join(FILTERABLE)})")
-        if op not in ("eq", "ne"):
-            raise HTTPException(400, f"operator {op!r} is not supported on alarms (use eq or ne)")
-        out.append((f, op, values[i] if i < len(values) else ""))
-    return out
-
-
-def _value(alarm: Alarm, field: str) -> str:
-    v = getattr(alarm, field, None)
-    return str(v).lower() if isinstance(v, bool) else str(v)
+def _query_filter(request: Request) -> Callable[[Alarm], bool]:
+    """The alarms matching the request's q.field/q.op/q.value terms (eq and ne on definition fields)."""
+    terms = simple_query(request)
+    for t in terms:
+        if t.field not in FILTERABLE:
+            raise HTTPException(400, f"unknown alarm field {t.field!r} in query (known: {', '.join(FILTERABLE)})")
+        if t.op not in ("eq", "ne"):
+            raise HTTPException(400, f"operator {t.op!r} is not supported on alarms (use eq or ne)")
+    return compile_terms(terms, lambda a, field: getattr(a, field, None))
 
 
 @router.get("/v2/alarms")
 def list_alarms(request: Request, limit: int | None = None, marker: str | None = None,
                 sort: list[str] | None = None) -> list[dict[str, Any]]:
     rules = _rules(request)
-    alarms = list(rules.engine.alarms.values())
-    for field, op, value in _query_filters(request):
-        alarms = [a for a in alarms if (_value(a, field) == value.lower() if field == "enabled"
-                                         else _value(a, field) == value) == (op == "eq")]
+    wanted = _query_filter(request)
+    alarms = [a for a in rules.alarms() if wanted(a)]
     for spec in reversed(sort or ["timestamp:desc"]):
         key, _, direction = spec.partition(":")
         if key not in Alarm.model_fields:
@@ -100,7 +89,7 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:
         raise _bad(exc) from None
-    if any(a.name == alarm.name and a.project_id == alarm.project_id for a in rules.engine.alarms.values()):
+    if rules.name_taken(alarm.name, alarm.project_id):
         raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
     await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
     response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
@@ -130,8 +119,7 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:
         raise _bad(exc) from None
-    if alarm.name != old.name and any(a.name == alarm.name and a.project_id == alarm.project_id
-                                      for a in rules.engine.alarms.values()):
+    if alarm.name != old.name and rules.name_taken(alarm.name, alarm.project_id, other_than=alarm_id):
         raise HTTPException(409, f"Alarm with name={alarm.name} exists")
     after = alarm.to_aodh()
     change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}

@@ -9,31 +9,53 @@ import socket
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from telemetry import __version__
 from telemetry.api.core import router as core_router
 from telemetry.component import Component
+from telemetry.errors import problems
+from telemetry.rules.service import RulesUnavailable
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def create_app(runtime: Any) -> FastAPI:
+def routers_for(runtime: Runtime) -> list[APIRouter]:
+    """The routes of the services this daemon runs: an agent serves /healthz and /metrics only."""
+    from telemetry.api import actions, aodh, ceilometer, events, publishers, triggers
+
+    out = [core_router]
+    if runtime.event_store is not None:
+        out.append(events.router)
+    if runtime.sample_store is not None:
+        out.append(ceilometer.router)
+    if runtime.ceilometer_http is not None:
+        out.append(publishers.router)
+    if runtime.rules is not None:
+        out += [aodh.router, triggers.router]
+    if runtime.actions is not None:
+        out.append(actions.router)
+    return out
+
+
+def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
     app.state.tokens = [t.get_secret_value() for t in runtime.settings.api.tokens]
-    app.include_router(core_router)
-    for r in runtime.routers:
+    for r in routers_for(runtime):
         app.include_router(r)
+
+    @app.exception_handler(RulesUnavailable)
+    async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
+        return JSONResponse({"error_message": {"faultstring": str(exc)}}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Ceilometer and Aodh clients expect 400 with an error_message, not 422.
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
-        ]
+        errors = [{"field": path, "message": msg} for path, msg in problems(exc, skip=("body",))]
         text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"error_message": {"faultstring": text, "errors": errors}}, status_code=400)
 
@@ -60,10 +82,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 class ApiComponent(Component):
     name = "api"
-    order = 90  # after stores and stages have registered their routers
     critical = True
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.server: _EmbeddedServer | None = None
@@ -80,7 +101,7 @@ class ApiComponent(Component):
         sock.setblocking(False)
         port = sock.getsockname()[1]
         self.address = f"http://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
-        self.runtime.services["api_address"] = self.address
+        self.runtime.api_address = self.address
         app = create_app(self.runtime)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
         self.server = _EmbeddedServer(config)

@@ -19,10 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from telemetry.api.auth import require_token
+from telemetry.api.query import simple_query
+from telemetry.api.services import sample_store
+from telemetry.errors import describe
 from telemetry.bus.records import publish_records
-from telemetry.meter.query import QueryError, QueryTerm, SampleQuery
+from telemetry.meter.query import SampleQueryError, QueryTerm, SampleQuery
 from telemetry.meter.statistics import AGGREGATES, ceilometer_time, from_ms
-from telemetry.meter.store.base import SampleRow, SeriesRow, stored_message_id
+from telemetry.meter.store.base import SampleRow, SampleStore, SeriesRow, stored_message_id
 from telemetry.models import Sample
 from telemetry.timeutil import utcnow
 
@@ -47,29 +50,21 @@ class OldSampleIn(BaseModel):
     message_id: str | None = None
 
 
-def _store(request: Request) -> Any:
-    store = request.app.state.runtime.services.get("sample_store")
-    if store is None:
-        raise HTTPException(503, "the sample store is not running")
-    return store
+def _store(request: Request) -> SampleStore:
+    return sample_store(request)
 
 
 def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
     """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it."""
-    params = request.query_params
-    fields, ops, values, types = (params.getlist(f"q.{k}") for k in ("field", "op", "value", "type"))
-    if len(values) != len(fields):
-        raise HTTPException(400, f"q.field and q.value must pair up ({len(fields)} fields, {len(values)} values)")
     terms = []
-    for i, f in enumerate(fields):
+    for t in simple_query(request):
         try:
-            terms.append(QueryTerm(field=f, op=ops[i] if i < len(ops) and ops[i] else "eq", value=values[i],
-                                   type=types[i] if i < len(types) and types[i] else None))
+            terms.append(QueryTerm(field=t.field, op=t.op, value=t.value, type=t.type))
         except ValidationError as exc:
-            raise HTTPException(400, f"q.field {f!r}: {exc.errors()[0]['msg']}") from None
+            raise HTTPException(400, describe(exc, prefix=f"q.field {t.field!r}: ", first=True)) from None
     try:
         return SampleQuery(terms, meter=meter)
-    except QueryError as exc:
+    except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
 
 
@@ -124,7 +119,7 @@ async def list_meter_samples(name: str, request: Request) -> JSONResponse:
     q = parse_query(request, meter=name)
     try:
         rows = await store.run(store.samples_sync, q, _limit(request))
-    except QueryError as exc:
+    except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([old_sample(s, r) for s, r in rows])
 
@@ -147,8 +142,7 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
                 resource_metadata=s.resource_metadata or {}, message_id=s.message_id or str(uuid.uuid1()),
             ))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise HTTPException(400, f"sample {i}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise HTTPException(400, describe(exc, prefix=f"sample {i}: ", first=True)) from None
     await publish_records(request.app.state.runtime.bus, samples)
     out = []
     for s in samples:
@@ -175,7 +169,7 @@ async def meter_statistics(name: str, request: Request) -> JSONResponse:
     try:
         rows = await store.run(store.statistics_sync, q, int(period) if period else None,
                                params.getlist("groupby"), funcs)
-    except (QueryError, ValueError) as exc:
+    except (SampleQueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([r.model_dump(mode="json") for r in rows])
 
@@ -186,7 +180,7 @@ async def list_samples(request: Request) -> JSONResponse:
     q = parse_query(request)
     try:
         rows = await store.run(store.samples_sync, q, _limit(request))
-    except QueryError as exc:
+    except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([new_sample(s, r) for s, r in rows])
 

@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from telemetry.api.auth import require_token
+from telemetry.api.services import event_store
+from telemetry.errors import problems
 from telemetry.bus.records import publish_records
 from telemetry.events.query import QueryError
 from telemetry.events.store import EventStore, Histogram
@@ -34,10 +36,7 @@ TimeParam = Annotated[str | None, Query(description="ISO 8601, epoch seconds, no
 
 
 def _store(request: Request) -> EventStore:
-    store = request.app.state.runtime.services.get("event_store")
-    if store is None:
-        raise HTTPException(status_code=503, detail="the event store is not running on this daemon")
-    return store
+    return event_store(request)
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -122,10 +121,11 @@ def _record(item: Any, index: int) -> Record:
         if "event_type" in item and "message_id" in item:
             return Notification.model_validate(item)
         return Event.model_validate(item)
-    except (ValidationError, orjson.JSONDecodeError, TypeError) as exc:
-        detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
-        where = ".".join(str(p) for p in detail["loc"])
-        raise HTTPException(status_code=400, detail=f"[{index}]{'.' + where if where else ''}: {detail['msg']}") from None
+    except ValidationError as exc:
+        path, msg = problems(exc)[0]
+        raise HTTPException(status_code=400, detail=f"[{index}]{'.' + path if path else ''}: {msg}") from None
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise HTTPException(status_code=400, detail=f"[{index}]: {exc}") from None
 
 
 @router.post("/v1/events", status_code=202, dependencies=[Depends(require_token)],

@@ -15,7 +15,7 @@ import click
 
 from telemetry.cli import main
 from telemetry.cli.client import ApiClient, api_options, format_option, print_json, print_table
-from telemetry.cli.common import fail
+from telemetry.cli.common import fail, query_params
 from telemetry.rules.models import Alarm, condition_text
 
 LIST_COLUMNS = ["Alarm ID", "Name", "State", "Enabled", "Continuous", "Alarm condition",
@@ -36,18 +36,12 @@ def _condition(alarm: dict[str, Any]) -> str:
 
 
 @main.command("alarm-list")
-@click.option("-q", "--query", default=None, help="Filters 'field=value;field2=value2' (name, state, type, severity, enabled).")
+@click.option("-q", "--query", default=None, help="Filters 'field=value;field2!=value2' (name, state, type, severity, enabled).")
 @api_options
 @format_option
 def alarm_list(url: str, token: str | None, fmt: str, query: str | None) -> None:
     """List alarms with Ceilometer's columns."""
-    params: list[tuple[str, str]] = []
-    for part in filter(None, (query or "").split(";")):
-        field, sep, value = part.partition("=")
-        if not sep:
-            fail(f"bad filter {part!r}: expected field=value")
-        params += [("q.field", field.strip()), ("q.op", "eq"), ("q.value", value.strip())]
-    alarms = ApiClient(url, token).request("GET", "/v2/alarms", params=params)
+    alarms = ApiClient(url, token).request("GET", "/v2/alarms", params=query_params(query))
     if fmt == "json":
         print_json(alarms)
         return

@@ -41,3 +41,23 @@ def load_or_exit(path: str | None) -> Settings:
     except ConfigError as exc:
         report_config_error(exc)
         sys.exit(2)
+
+
+OPS = (("<=", "le"), (">=", "ge"), ("!=", "ne"), ("<", "lt"), (">", "gt"), ("=", "eq"))
+
+
+def query_params(query: str | None) -> list[tuple[str, str]]:
+    """``'resource_id=abc;timestamp>=2024-01-01T00:00:00'`` -> q.field/q.op/q.value pairs, as ceilometer -q."""
+    params: list[tuple[str, str]] = []
+    for part in (query or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        for sym, op in OPS:
+            field, sep, value = part.partition(sym)
+            if sep and field.strip():
+                params += [("q.field", field.strip()), ("q.op", op), ("q.value", value.strip())]
+                break
+        else:
+            fail(f"bad query term {part!r}: expected field<op>value with op one of = != < <= > >=")
+    return params

@@ -13,9 +13,10 @@ from telemetry import __version__
 from telemetry.cli import main
 from telemetry.cli.common import config_option, err, load_or_exit, out, report_config_error
 from telemetry.config import ConfigError, Settings, load_config, printable
+from telemetry.runtime import Mode, Runtime
 
 
-def _banner(rt) -> None:  # type: ignore[no-untyped-def]
+def _banner(rt: Runtime) -> None:
     s: Settings = rt.settings
     table = Table(title=f"telemetry {__version__} — {rt.mode} on {s.host}", title_justify="left", show_edge=False)
     table.add_column("component")
@@ -29,24 +30,24 @@ def _banner(rt) -> None:  # type: ignore[no-untyped-def]
         table.add_row(c.name, f"[{colour}]{state}[/]", detail)
     err.print(table)
     err.print(f"data folder: {s.data_dir}   bus: {rt.bus.describe()}", highlight=False)
-    if "api_address" in rt.services:
-        a = rt.services["api_address"]
+    if rt.api_address:
+        a = rt.api_address
         err.print(f"API: {a}  (health {a}/healthz, metrics {a}/metrics)", highlight=False)
     err.print("Ctrl-C or SIGTERM stops it.", style="dim")
 
 
-def _serve(settings: Settings, mode: str, quiet: bool) -> None:
+def _serve(settings: Settings, mode: Mode, quiet: bool) -> None:
     from telemetry.daemon import Daemon, StartupError
     from telemetry.gctune import tune_for_daemon
     from telemetry.logsetup import setup_logging
 
-    def started(rt) -> None:  # type: ignore[no-untyped-def]
+    def started(rt: Runtime) -> None:
         tune_for_daemon()  # after startup, so what it built is frozen
         if not quiet:
             _banner(rt)
 
     setup_logging(settings.logging.level, settings.logging.format)
-    daemon = Daemon(settings, mode)  # type: ignore[arg-type]
+    daemon = Daemon(settings, mode)
     try:
         asyncio.run(daemon.serve_forever(started))
     except KeyboardInterrupt:
@@ -60,7 +61,7 @@ def _print_config(settings: Settings) -> None:
     out.print_json(json.dumps(printable(settings)))
 
 
-def _daemon_command(mode: str, summary: str, config_required: bool):  # type: ignore[no-untyped-def]
+def _daemon_command(mode: Mode, summary: str, config_required: bool) -> None:
     @click.option("--print-config", is_flag=True, help="Print the effective configuration (secrets masked) and exit.")
     @click.option("-q", "--quiet", is_flag=True, help="Do not print the start banner.")
     @config_option
@@ -74,7 +75,7 @@ def _daemon_command(mode: str, summary: str, config_required: bool):  # type: ig
         _serve(settings, mode, quiet)
 
     command.__doc__ = summary
-    return main.command(mode)(command)
+    main.command(mode)(command)
 
 
 _daemon_command(

@@ -11,30 +11,10 @@ from typing import Any
 import click
 
 from telemetry.cli.client import ApiClient, api_options, format_option, print_json, print_table
-from telemetry.cli.common import fail
+from telemetry.cli.common import query_params
 
 STAT_COLUMNS = ["Period", "Period Start", "Period End", "Max", "Min", "Avg", "Sum", "Count", "Duration",
                 "Duration Start", "Duration End"]
-OPS = (("<=", "le"), (">=", "ge"), ("!=", "ne"), ("<", "lt"), (">", "gt"), ("=", "eq"))
-
-
-def query_params(query: str | None) -> list[tuple[str, str]]:
-    """``'resource_id=abc;timestamp>=2024-01-01T00:00:00'`` -> q.field/q.op/q.value pairs, as ceilometer -q."""
-    params: list[tuple[str, str]] = []
-    for part in (query or "").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        for sym, op in OPS:
-            field, sep, value = part.partition(sym)
-            if sep and field.strip():
-                params += [("q.field", field.strip()), ("q.op", op), ("q.value", value.strip())]
-                break
-        else:
-            fail(f"bad query term {part!r}: expected field<op>value with op one of = != < <= > >=")
-    return params
-
-
 query_option = click.option("-q", "--query", default=None, help="key[op]value;... (op: = != < <= > >=).")
 
 

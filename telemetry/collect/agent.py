@@ -18,6 +18,7 @@ from telemetry.collect.ship import BusTarget, FileTarget, Shipper, Target
 from telemetry.collect.spool import Spool
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,8 @@ DRAIN_ON_STOP = 2.0  # seconds the last batches get on shutdown (the whole stop 
 
 class AgentPipeline(Component):
     name = "agent.shipper"
-    order = 60
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         cfg: AgentConfig = runtime.settings.sources.agent
         self.cfg = cfg

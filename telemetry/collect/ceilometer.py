@@ -20,8 +20,6 @@ never stops the listener or the good samples beside it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -30,15 +28,18 @@ from typing import Any
 
 import msgpack
 import orjson
-from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
+from telemetry.bus import Bus
 from telemetry.bus.records import publish_records
 from telemetry.component import Component
+from telemetry.config import Settings
 from telemetry.config.base import split_hostport
+from telemetry.errors import describe
 from telemetry.meter.signature import verify_signature
 from telemetry.metrics import RECORDS_IN, RECORDS_OUT, RECORDS_REJECTED
 from telemetry.models import Sample
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def sample_from_message(raw: Any, secret: str | None, trusted: bool = False) -> 
     try:
         return Sample.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise Rejected("malformed", problems) from None
+        raise Rejected("malformed", describe(exc, root="sample")) from None
 
 
 def _describe(raw: Any) -> str:
@@ -173,17 +173,17 @@ def samples_from_notification(message: Any, secret: str | None) -> NotificationS
     return NotificationSamples(matched=True, samples=good, rejected=refused)
 
 
-def _secret(runtime: Any) -> str | None:
-    s = runtime.settings.sources.ceilometer.telemetry_secret
+def secret_of(settings: Settings) -> str | None:
+    s = settings.sources.ceilometer.telemetry_secret
     return s.get_secret_value() if s is not None else None
 
 
-async def _publish_until_done(runtime: Any, samples: list[Sample], stage: str) -> None:
+async def _publish_until_done(bus: Bus, fmt: str, samples: list[Sample], stage: str) -> None:
     """Publish, retrying while the bus is down: UDP has no one to tell, so we wait."""
     delay = 0.5
     while True:
         try:
-            await publish_records(runtime.bus, samples, runtime.settings.bus.format)
+            await publish_records(bus, samples, fmt)
             RECORDS_OUT.labels(stage=stage).inc(len(samples))
             return
         except asyncio.CancelledError:
@@ -206,13 +206,12 @@ class CeilometerUdpSource(Component):
     """Listens for Ceilometer's udp:// publisher: one msgpack sample per datagram."""
 
     name = STAGE_UDP
-    order = 70
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.host, self.port = split_hostport(runtime.settings.sources.ceilometer.udp)
-        self.secret = _secret(runtime)
+        self.secret = secret_of(runtime.settings)
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(QUEUE_SIZE)
         self.transport: asyncio.DatagramTransport | None = None
         self.accepted = 0
@@ -252,7 +251,7 @@ class CeilometerUdpSource(Component):
             batch = [await self.queue.get()]
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            await _publish_until_done(self.runtime, batch, self.name)
+            await _publish_until_done(self.runtime.bus, self.runtime.settings.bus.format, batch, self.name)
 
     async def stop(self) -> None:
         if self.transport is not None:
@@ -268,65 +267,33 @@ class CeilometerUdpSource(Component):
         return {"listen": f"{self.host}:{self.port}/udp", "accepted": self.accepted, "rejected": self.refused}
 
 
-def _token_auth(request: Request) -> bool:
-    """True when a configured API token came as Bearer, X-Auth-Token or the Basic password.
-
-    Ceilometer's http:// publisher sends ``user:password@`` from its URL as
-    HTTP Basic auth, so a token there authenticates it. 401 when tokens are
-    configured and none matches; False when no tokens are configured.
-    """
-    tokens: list[str] = request.app.state.tokens
-    if not tokens:
-        return False
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    presented = ""
-    if scheme.lower() == "bearer":
-        presented = value.strip()
-    elif scheme.lower() == "basic":
-        try:
-            presented = base64.b64decode(value.strip()).decode("utf-8").partition(":")[2]
-        except (ValueError, UnicodeDecodeError):
-            presented = ""
-    else:
-        presented = request.headers.get("x-auth-token", "")
-    if presented and any(hmac.compare_digest(presented.encode(), t.encode()) for t in tokens):
-        return True
-    raise HTTPException(status_code=401, detail="a valid API token is required (Bearer, or the password in the publisher URL)",
-                        headers={"WWW-Authenticate": "Basic"})
+class BusUnavailable(Exception):
+    """The bus refused the samples; the publisher should retry later."""
 
 
-def http_router(runtime: Any) -> APIRouter:
-    """``POST /v1/ceilometer/samples`` for Ceilometer's http:// publisher."""
-    router = APIRouter(tags=["ceilometer publishers"])
-    secret = _secret(runtime)
+class CeilometerHttpInput:
+    """Ceilometer's http:// publisher (``POST /v1/ceilometer/samples``): the API's route calls ``receive``."""
 
-    @router.post(HTTP_PATH)
-    async def receive_samples(request: Request) -> dict[str, int]:
-        trusted = _token_auth(request)
-        body = await request.body()
+    def __init__(self, runtime: Runtime) -> None:
+        self.bus = runtime.bus
+        self.fmt = runtime.settings.bus.format
+        self.secret = secret_of(runtime.settings)
+
+    async def receive(self, body: bytes, trusted: bool) -> tuple[int, int]:
+        """(accepted, rejected) of one POST body; ValueError when it is not JSON, BusUnavailable when
+        the bus refused the batch (nothing of it was taken)."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             reject(STAGE_HTTP, "malformed", f"body is not JSON: {exc}")
-            raise HTTPException(status_code=400, detail=f"the body is not JSON: {exc}") from None
+            raise ValueError(f"the body is not JSON: {exc}") from None
         items = data if isinstance(data, list) else [data]
-        good, refused = accept_messages(items, secret, STAGE_HTTP, trusted)
+        good, refused = accept_messages(items, self.secret, STAGE_HTTP, trusted)
         if good:
             try:
-                await publish_records(runtime.bus, good, runtime.settings.bus.format)
+                await publish_records(self.bus, good, self.fmt)
             except Exception as exc:
                 log.error("%s: bus refused %d samples: %s", STAGE_HTTP, len(good), exc)
-                raise HTTPException(status_code=503, detail="the bus is unavailable; retry") from None
+                raise BusUnavailable(str(exc)) from None
             RECORDS_OUT.labels(stage=STAGE_HTTP).inc(len(good))
-        return {"accepted": len(good), "rejected": refused}
-
-    return router
-
-
-def ceilometer_components(runtime: Any) -> list[Component]:
-    """Server builder: the UDP listener, and the HTTP route on the API."""
-    cfg = runtime.settings.sources.ceilometer
-    if cfg.http:
-        runtime.routers.append(http_router(runtime))
-    return [CeilometerUdpSource(runtime)] if cfg.enabled else []
+        return len(good), refused

@@ -33,6 +33,7 @@ from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, FileSource
 from telemetry.models import RawLog, id_of_key
 from telemetry.timeutil import utcnow
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,8 @@ class FileReader:
 
 class FilesSource(Component):
     name = "source.files"
-    order = 70
 
-    def __init__(self, runtime: Any, batcher: Batcher, checkpoints: Checkpoints, spooled: dict[str, Mark]) -> None:
+    def __init__(self, runtime: Runtime, batcher: Batcher, checkpoints: Checkpoints, spooled: dict[str, Mark]) -> None:
         super().__init__()
         self.runtime = runtime
         self.host: str = runtime.settings.host

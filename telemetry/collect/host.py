@@ -21,6 +21,7 @@ from telemetry.component import Component
 from telemetry.metrics import HOST_SAMPLES, RECORDS_OUT
 from telemetry.models import CounterType, Sample
 from telemetry.timeutil import utcnow
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,8 @@ def collect_host_samples(host: str, now: datetime | None = None) -> list[Sample]
 
 class HostMetricsSource(Component):
     name = "source.host_metrics"
-    order = 80
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.interval = runtime.settings.sources.host_metrics.interval

@@ -44,6 +44,7 @@ from telemetry.content import content_path
 from telemetry.metrics import RECORDS_IN, RECORDS_OUT, RECORDS_REJECTED
 from telemetry.models import Record
 from telemetry.stage import dead_letter
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,8 @@ class NotificationListener(Component):
     """Consumes notifications from the cloud's RabbitMQ in a kombu thread and ships them to our bus."""
 
     name = STAGE
-    order = 70
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
         self.cfg = cfg = runtime.settings.sources.notifications

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from telemetry.errors import problems
 from telemetry.models import Notification
 
 SUPPORTED_MAJOR = "2"
@@ -91,6 +92,6 @@ def to_notification(msg: Mapping[str, Any]) -> Notification:
     try:
         return Notification.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "notification"
-        raise Malformed(f"invalid:{where}", f"{where}: {first['msg']}") from None
+        where, msg = problems(exc)[0]
+        where = where or "notification"
+        raise Malformed(f"invalid:{where}", f"{where}: {msg}") from None

@@ -26,6 +26,7 @@ from telemetry.component import Component
 from telemetry.config.base import split_hostport
 from telemetry.config.sources import SyslogSource
 from telemetry.models import RawLog, derived_id
+from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,8 @@ class _Udp(asyncio.DatagramProtocol):
 
 class SyslogServer(Component):
     name = "source.syslog"
-    order = 70
 
-    def __init__(self, runtime: Any, batcher: Batcher) -> None:
+    def __init__(self, runtime: Runtime, batcher: Batcher) -> None:
         super().__init__()
         self.cfg: SyslogSource = runtime.settings.sources.syslog
         self.agent_host: str = runtime.settings.host

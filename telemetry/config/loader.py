@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from telemetry.config.base import redact_url
+from telemetry.errors import format_loc
 from telemetry.config.model import Settings
 
 ENV_PREFIX = "TELEMETRY_"
@@ -51,16 +52,6 @@ class ConfigError(Exception):
 def is_secret_key(key: str) -> bool:
     k = key.lower()
     return any(s in k for s in SECRET_KEYS)
-
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def redact(value: Any, key: str = "") -> Any:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from telemetry.bus import Delivery
+from telemetry.bus.topics import EVENTS, NOTIFICATIONS
 from telemetry.events.rows import Row, record_row
 from telemetry.events.store import EventStore
 from telemetry.metrics import RECORDS_OUT
 from telemetry.models import Event, Notification, Record
+from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,12 @@ log = logging.getLogger(__name__)
 class EventStage(BusStage):
     name = "stage.events"
     group = "events"
-    order = 30  # before the API (90) and the sources, after nothing: it owns its store
     critical = True  # a store that cannot open (bad path, full disk) must stop the server, not hide
-    topics = {"events": Event, "notifications": Notification}
+    topics: ClassVar[dict[str, type[Record]]] = {EVENTS: Event, NOTIFICATIONS: Notification}
     #: Seconds between retention passes (ttl expiry and the free-space guard).
     maintenance_interval: float = 60.0
 
-    def __init__(self, runtime: Any, store: EventStore) -> None:
+    def __init__(self, runtime: Runtime, store: EventStore) -> None:
         super().__init__(runtime)
         self.store = store
         self.stored = 0

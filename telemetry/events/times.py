@@ -42,3 +42,8 @@ def to_micros(ts: datetime) -> int:
 
 def from_micros(us: int) -> datetime:
     return datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(microsecond=us % 1_000_000)
+
+
+def format_micros(micros: int) -> str:
+    """A stored time as the API shows it: ISO 8601 to the microsecond, ending in ``Z``."""
+    return from_micros(micros).isoformat(timespec="microseconds").replace("+00:00", "Z")

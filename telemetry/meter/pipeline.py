@@ -1,4 +1,4 @@
-"""The sample pipeline: Ceilometer's ``pipeline.yaml`` run in the server's meter stage.
+"""The sample pipeline: Ceilometer's ``pipeline.yaml``, run once by the server's pipeline stage.
 
 Sources pick meters (``*``, fnmatch globs, ``!exclusions``) and send them to
 sinks; a sink runs its transformers in order and hands the result to its
@@ -12,8 +12,8 @@ the timestamp and id of the last sample it consumed and skips anything not
 newer, and derived samples get ids derived from their inputs, so even a
 sample re-derived after a crash dedups in the store. Transformer state is
 written to ``<data_dir>/pipeline/state.json`` by ``checkpoint()``, which the
-meter stage calls after its durable write: state never runs ahead of what
-was stored.
+pipeline stage calls once the batch's output is on the bus (and ``rollback()``
+when it is not): state never runs ahead of what was published.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import yaml
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from telemetry.errors import describe
 from telemetry.fsutil import atomic_write
 from telemetry.meter.transformers import TRANSFORMERS, Transformer, TransformError
 from telemetry.metrics import RECORDS_REJECTED, REGISTRY
@@ -156,28 +157,18 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineDef:
     return parse_pipeline(data, where)
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> str:
-    """Each pydantic error as ``path: message``, without pydantic's boilerplate."""
-    out = []
-    for e in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        out.append(f"{prefix}{loc or '(top level)'}: {msg}")
-    return "; ".join(out)
-
-
 def parse_pipeline(data: Any, where: str = "<pipeline>") -> PipelineDef:
     try:
         defn = PipelineDef.model_validate(data)
     except ValidationError as exc:
-        raise PipelineError(f"{where}: {_problems(exc)}") from None
+        raise PipelineError(f"{where}: {describe(exc)}") from None
     for i, sink in enumerate(defn.sinks):
         for j, t in enumerate(sink.transformers or []):
             prefix = f"sinks[{i}] ({sink.name}).transformers[{j}] ({t.name}).parameters"
             try:
                 TRANSFORMERS[t.name](t.parameters, tag="check")
             except ValidationError as exc:
-                raise PipelineError(f"{where}: {_problems(exc, prefix + '.')}") from None
+                raise PipelineError(f"{where}: {describe(exc, prefix=prefix + '.')}") from None
             except ValueError as exc:
                 raise PipelineError(f"{where}: {prefix}: {exc}") from None
     return defn
@@ -256,13 +247,15 @@ class _Sink:
 
 
 class SamplePipeline:
-    """What the meter stage calls: ``process`` per batch, ``checkpoint`` after its durable write."""
+    """What the pipeline stage calls: ``process`` per batch, ``checkpoint`` once its output is on the bus."""
 
     def __init__(self, defn: PipelineDef, state_dir: Path | None = None) -> None:
         self.defn = defn
         self.sinks = {s.name: _Sink(s) for s in defn.sinks}
         self.state_path = state_dir / "state.json" if state_dir is not None else None
         self._dirty = False
+        #: The state as of the last checkpoint (JSON), for ``rollback``.
+        self._saved: bytes | None = None
         #: meter name -> sinks its sources send it to (meter names are few, samples many).
         self._routes: dict[str, list[str]] = {}
         if self.state_path is not None:
@@ -280,6 +273,7 @@ class SamplePipeline:
             return
         try:
             state = orjson.loads(raw)
+            self._saved = raw
             for name, sink_state in state.get("sinks", {}).items():
                 if name in self.sinks:
                     self.sinks[name].set_state(sink_state)
@@ -319,30 +313,30 @@ class SamplePipeline:
         return out
 
     def checkpoint(self) -> None:
-        """Persist transformer state (atomically: a crash leaves the old or the new file)."""
-        if not self._dirty or self.state_path is None:
+        """Persist transformer state (atomically: a crash leaves the old or the new file).
+
+        Called once the batch's output is durable; ``rollback`` returns here.
+        """
+        if not self._dirty:
             return
         state = {"version": 1, "sinks": {name: sink.get_state() for name, sink in self.sinks.items()}}
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.state_path, orjson.dumps(state))
+        self._saved = orjson.dumps(state)
+        if self.state_path is not None:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.state_path, self._saved)
         self._dirty = False
 
+    def rollback(self) -> None:
+        """Forget what ``process`` did since the last checkpoint: the batch failed and comes again.
 
-def pipeline_components(runtime: Any) -> list[Any]:
-    """Server builder: load the pipeline into ``runtime.services["sample_pipeline"]``.
-
-    It has no tasks of its own (the meter stage drives it), so no components.
-    """
-    from telemetry.content import content_path
-    from telemetry.daemon import StartupError
-
-    cfg = runtime.settings.pipeline
-    if not cfg.enabled:
-        return []
-    path = Path(cfg.file) if cfg.file else content_path("collectors") / "pipeline.yaml"
-    try:
-        runtime.services["sample_pipeline"] = SamplePipeline.from_file(path, runtime.data_dir / "pipeline")
-    except PipelineError as exc:
-        raise StartupError(str(exc)) from None
-    log.info("sample pipeline loaded from %s", path)
-    return []
+        Without this the redelivery guard would skip the redelivered samples as
+        consumed, and the samples they derive would never be published.
+        """
+        if not self._dirty:
+            return
+        self.sinks = {s.name: _Sink(s) for s in self.defn.sinks}
+        if self._saved is not None:
+            for name, sink_state in orjson.loads(self._saved).get("sinks", {}).items():
+                if name in self.sinks:
+                    self.sinks[name].set_state(sink_state)
+        self._dirty = False

@@ -36,7 +36,7 @@ SAMPLE_FIELDS = {"counter_volume", "message_id"}
 GROUPBY_FIELDS = {"resource_id", "project_id", "user_id", "source"}
 
 
-class QueryError(ValueError):
+class SampleQueryError(ValueError):
     """A query the store cannot answer; the message names the field."""
 
 
@@ -96,7 +96,7 @@ class QueryTerm(BaseModel):
         try:
             return coerce(self.value, self.type)
         except ValueError as exc:
-            raise QueryError(f"q.value {self.value!r} for {self.field} is not a {self.type}: {exc}") from None
+            raise SampleQueryError(f"q.value {self.value!r} for {self.field} is not a {self.type}: {exc}") from None
 
 
 def compare(actual: Any, op: str, expected: Any) -> bool:
@@ -159,7 +159,7 @@ class SampleQuery:
             try:
                 ms = to_ms(t.value)
             except ValueError as exc:
-                raise QueryError(f"timestamp: {exc}") from None
+                raise SampleQueryError(f"timestamp: {exc}") from None
             if t.op in ("ge", "gt", "eq"):
                 lo = ms + (1 if t.op == "gt" else 0)
                 self.lo = lo if self.lo is None else max(self.lo, lo)
@@ -169,7 +169,7 @@ class SampleQuery:
                 self.hi = hi if self.hi is None else min(self.hi, hi)
                 self.end = ms if self.end is None else min(self.end, ms)
             if t.op == "ne":
-                raise QueryError("timestamp: op ne is not supported (use a range)")
+                raise SampleQueryError("timestamp: op ne is not supported (use a range)")
         elif t.field in SAMPLE_FIELDS:
             self.sample_terms.append((t.field, t.op, t.typed() if t.field != "message_id" else str(t.value)))
         else:

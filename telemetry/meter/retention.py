@@ -15,15 +15,12 @@ full disk must be loud.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from telemetry.component import Component
 from telemetry.meter.store.base import Partition, SampleStore, day_of, day_start_ms
 from telemetry.metrics import REGISTRY
 
@@ -91,40 +88,3 @@ def observe_sizes(store: SampleStore) -> None:
         sizes[p.kind] += p.size
     for k, v in sizes.items():
         STORE_BYTES.labels(kind=k).set(v)
-
-
-class SampleStoreComponent(Component):
-    """Owns the opened sample store: runs expiry and the free-space guard every
-    ``store.retention_interval`` and closes the store last, after the stages that write to it."""
-
-    name = "store.samples"
-    order = 20
-
-    def __init__(self, runtime: Any, store: SampleStore) -> None:
-        super().__init__()
-        self.runtime = runtime
-        self.store = store
-        self.cfg = runtime.settings.store
-        self.expired = 0
-        self.shed = 0
-
-    async def start(self) -> None:
-        self.spawn(self._loop, "retention")
-
-    def pass_once(self) -> None:
-        self.store.maintain()  # seal raw rows of series that went quiet, and of days that ended
-        self.expired += len(expire(self.store))
-        self.shed += len(guard_free_space(self.store, self.cfg.min_free_disk))
-        observe_sizes(self.store)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.to_thread(self.pass_once)
-            await asyncio.sleep(self.cfg.retention_interval)
-
-    async def stop(self) -> None:
-        await self.cancel_tasks()
-        await asyncio.to_thread(self.store.close)
-
-    def details(self) -> dict[str, Any]:
-        return {"url": self.store.describe(), "expired_partitions": self.expired, "shed_partitions": self.shed}

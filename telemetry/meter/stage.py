@@ -1,22 +1,22 @@
-"""The meter stage: samples from the bus, through the transformer pipeline, into the store.
+"""The meter stage: samples after the pipeline (``metered_samples``) into the sample store.
 
 Delivery: the batch is acknowledged (by BusStage) only after the store
-committed it; the pipeline's own state is checkpointed after that commit, so
-a crash in between replays the batch into a pipeline that has not yet moved
-on. Redelivered samples hit the store's message_id key and count once.
+committed it. Redelivered samples hit the store's message_id key and count
+once. Transformers do not run here: the pipeline stage ran them once, before
+the fan-out, so what is stored is what the rules and exporters saw.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from telemetry.bus import Delivery
-from telemetry.component import Component
+from telemetry.bus.topics import METERED_SAMPLES
+from telemetry.meter.store.base import SampleStore
 from telemetry.metrics import RECORDS_OUT, RECORDS_REJECTED
 from telemetry.models import Record, Sample
+from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,9 @@ log = logging.getLogger(__name__)
 class MeterStage(BusStage):
     name = "stage.meter"
     group = "meter"
-    order = 30
-    topics = {"samples": Sample}
+    topics: ClassVar[dict[str, type[Record]]] = {METERED_SAMPLES: Sample}
 
-    def __init__(self, runtime: Any, store: Any) -> None:
+    def __init__(self, runtime: Runtime, store: SampleStore) -> None:
         super().__init__(runtime)
         self.store = store
         self.stored = 0
@@ -36,14 +35,9 @@ class MeterStage(BusStage):
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         samples = [r for _, r in records if isinstance(r, Sample)]
-        pipeline = self.runtime.services.get("sample_pipeline")
-        if pipeline is not None:
-            samples = pipeline.process(samples)
-        result = await self.store.record(samples) if samples else None
-        if pipeline is not None and hasattr(pipeline, "checkpoint"):
-            await asyncio.to_thread(pipeline.checkpoint)
-        if result is None:
+        if not samples:
             return
+        result = await self.store.record(samples)
         self.stored += result.inserted
         self.duplicates += result.duplicates
         RECORDS_OUT.labels(stage=self.name).inc(result.inserted)
@@ -53,16 +47,3 @@ class MeterStage(BusStage):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "stored": self.stored, "duplicates": self.duplicates}
-
-
-def meter_components(runtime: Any) -> Iterable[Component]:
-    """Open the sample store, share it as ``sample_store``, add the Ceilometer API, run the stage."""
-    from telemetry.api.ceilometer import router
-    from telemetry.meter.retention import SampleStoreComponent
-    from telemetry.meter.store import open_store
-
-    cfg = runtime.settings.store
-    store = open_store(cfg.samples.url, runtime.data_dir, cfg)
-    runtime.services["sample_store"] = store
-    runtime.routers.append(router)
-    return [SampleStoreComponent(runtime, store), MeterStage(runtime, store)]

@@ -9,7 +9,6 @@ after a crash yields the same event id, and the event stores drop the copy.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -20,10 +19,10 @@ import orjson
 
 from telemetry.bus import Delivery
 from telemetry.bus.base import OutMessage
-from telemetry.component import Component
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
+from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
 PARSED = Counter("telemetry_parse_matches", "Entries a grok expression matched, by log type", ["type"],
@@ -47,10 +46,9 @@ def _encode(event: dict[str, Any], fmt: str) -> bytes:
 class ParseStage(BusStage):
     name = "stage.parse"
     group = "parse"
-    order = 40
     topics: ClassVar[dict[str, type[Record]]] = {"raw_logs": RawLog}
 
-    def __init__(self, runtime: Any, parser: Parser | None = None) -> None:
+    def __init__(self, runtime: Runtime, parser: Parser | None = None) -> None:
         super().__init__(runtime)
         cfg = runtime.settings.parse
         # Built here, not in start(): a broken operator pattern fails the daemon's start loudly.
@@ -80,9 +78,3 @@ class ParseStage(BusStage):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), **{k: self.outcomes[k] for k in (Outcome.MATCH, Outcome.FAILURE, Outcome.TIMEOUT)}}
-
-
-def parse_components(runtime: Any) -> Iterable[Component]:
-    if not runtime.settings.parse.enabled:
-        return []
-    return [ParseStage(runtime)]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from telemetry.rules.alarms import ThresholdUnit, within_time_constraints
-from telemetry.rules.events import EventUnit, LogUnit
+from telemetry.rules.threshold import ThresholdUnit, within_time_constraints
+from telemetry.rules.event_alarms import EventUnit, LogUnit
 from telemetry.rules.models import ALARM, OK, UNKNOWN, Alarm, leaf_rule
 
 

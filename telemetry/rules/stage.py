@@ -21,22 +21,24 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-import msgpack
-import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry.bus import Delivery
 from telemetry.bus.records import publish_records
+from telemetry.bus.topics import EVENTS, METERED_SAMPLES, NOTIFICATIONS
+from telemetry.events.documents import notification_document
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, REGISTRY
-from telemetry.models import AlarmTransition, Event, Notification, Record, Sample, derived_id
+from telemetry.models import (
+    AlarmTransition, Event, Notification, Record, Sample, derived_id, fast_sample_doc, sample_doc,
+)
 from telemetry.rules.evaluator import Engine, Transition
-from telemetry.rules.events import doc_time, notification_doc
+from telemetry.rules.event_alarms import doc_time
 from telemetry.rules.loader import RuleSet, load_rules
 from telemetry.rules.models import Alarm, AlarmChange
-from telemetry.rules.store import RulesStore
+from telemetry.rules.store import RulesStore, persist
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
+from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
-from telemetry.timeutil import parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,10 @@ DEDUP_WINDOW = 200_000  # recent record ids remembered, so a redelivered sample 
 
 class RulesStage(BusStage):
     name = "stage.rules"
-    order = 60  # after stores (which may backfill), before the API (90)
     group = "rules"
-    topics: ClassVar[dict[str, type[Record]]] = {"samples": Sample, "events": Event, "notifications": Notification}
+    topics: ClassVar[dict[str, type[Record]]] = {METERED_SAMPLES: Sample, EVENTS: Event, NOTIFICATIONS: Notification}
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.cfg = runtime.settings.rules
         self.engine = Engine()
@@ -66,7 +67,6 @@ class RulesStage(BusStage):
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._flush_lock = asyncio.Lock()
         self.bound_hosts: set[str] = set()
-        runtime.services["rules"] = self
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -107,6 +107,14 @@ class RulesStage(BusStage):
             self.bind_host(host, names)
         for host, d in self.ruleset.host_triggers:
             self._add_trigger(Trigger(d, host))
+
+    def add_alarm(self, alarm: Alarm) -> None:
+        self.engine.add(alarm)
+        ALARMS.set(len(self.engine.alarms))
+
+    def remove_alarm(self, alarm_id: str) -> None:
+        self.engine.remove(alarm_id)
+        ALARMS.set(len(self.engine.alarms))
 
     def bind_host(self, host: str, roles: list[str]) -> int:
         """Apply each role's template to ``host``; returns how many triggers were bound."""
@@ -171,7 +179,7 @@ class RulesStage(BusStage):
         bad: list[tuple[Delivery, str]] = []
         fast = 0
         for d in deliveries:
-            doc = fast_sample(d.value) if d.topic == "samples" else None
+            doc = fast_sample_doc(d.value) if d.topic == METERED_SAMPLES else None
             if doc is not None:
                 fast += 1
                 good.append((d, doc))
@@ -182,7 +190,7 @@ class RulesStage(BusStage):
             good += g
             bad += b
         if fast:
-            BUS_CONSUMED.labels(topic="samples").inc(fast)
+            BUS_CONSUMED.labels(topic=METERED_SAMPLES).inc(fast)
             RECORDS_IN.labels(stage=self.name).inc(fast)
         return good, bad
 
@@ -199,7 +207,7 @@ class RulesStage(BusStage):
                 engine.on_event(d, doc_time(d, now))
         elif isinstance(r, Notification):
             if self._fresh(r.message_id):
-                engine.on_event(notification_doc(r), r.timestamp.timestamp())
+                engine.on_event(notification_document(r), r.timestamp.timestamp())
 
     def _ingest_sample(self, doc: dict[str, Any]) -> None:
         if not self._fresh(doc["message_id"]):
@@ -260,47 +268,7 @@ class RulesStage(BusStage):
         if self.store is not None:
             kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
             snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones
-            await asyncio.to_thread(_persist, self.store, changes, snapshot, kv)
-
-    # -- operations behind the API ---------------------------------------------
-    async def save_alarm(self, alarm: Alarm, change: str, detail: dict[str, Any],
-                         user_id: str | None = None, project_id: str | None = None) -> Alarm:
-        """Create or update a definition: durable first, then evaluated."""
-        assert self.store is not None
-        import json
-
-        entry = AlarmChange(alarm_id=alarm.alarm_id, type=change, detail=json.dumps(detail, default=str),
-                            user_id=user_id, project_id=project_id, on_behalf_of=alarm.project_id,
-                            severity=alarm.severity)
-        await asyncio.to_thread(_persist, self.store, [entry], [alarm.model_copy(deep=True)], {})
-        self.engine.add(alarm)
-        ALARMS.set(len(self.engine.alarms))
-        return alarm
-
-    async def delete_alarm(self, alarm: Alarm, user_id: str | None = None, project_id: str | None = None) -> None:
-        assert self.store is not None
-        import json
-
-        entry = AlarmChange(alarm_id=alarm.alarm_id, type="deletion",
-                            detail=json.dumps(alarm.to_aodh(), default=str), user_id=user_id,
-                            project_id=project_id, on_behalf_of=alarm.project_id, severity=alarm.severity)
-        await asyncio.to_thread(self.store.delete_alarm, alarm.alarm_id)
-        await asyncio.to_thread(self.store.add_changes, [entry])
-        self.engine.remove(alarm.alarm_id)
-        ALARMS.set(len(self.engine.alarms))
-
-    async def set_state(self, alarm_id: str, state: str) -> None:
-        self.engine.set_state(alarm_id, state)
-        await self.flush()
-
-    async def history(self, alarm_id: str, limit: int = 1000) -> list[AlarmChange]:
-        assert self.store is not None
-        return await asyncio.to_thread(self.store.history, alarm_id, limit)
-
-    async def acknowledge(self, trigger_id: str, message: str, user: str = "") -> Trigger:
-        t = self.triggers.acknowledge(trigger_id, message, user)
-        await self.flush()
-        return t
+            await asyncio.to_thread(persist, self.store, changes, snapshot, kv)
 
     def _record(self, t: Transition) -> AlarmTransition:
         a = t.alarm
@@ -345,52 +313,3 @@ class RulesStage(BusStage):
     def details(self) -> dict[str, Any]:
         return {**super().details(), "alarms": len(self.engine.alarms), "triggers": len(self.triggers.triggers),
                 "evaluations": self.engine.evaluations}
-
-
-COUNTER_TYPES = frozenset(("gauge", "delta", "cumulative"))
-
-
-def sample_doc(r: Sample) -> dict[str, Any]:
-    """What the engines read of a sample, as a plain dict."""
-    return {"counter_name": r.counter_name, "counter_volume": r.counter_volume, "resource_id": r.resource_id,
-            "project_id": r.project_id, "user_id": r.user_id, "source": r.source,
-            "resource_metadata": r.resource_metadata, "message_id": r.message_id, "ts": r.timestamp.timestamp()}
-
-
-def fast_sample(raw: bytes) -> dict[str, Any] | None:
-    """A sample dict from bus bytes if it passes the checks the model would make; else None."""
-    try:
-        d = orjson.loads(raw) if raw[:1] == b"{" else msgpack.unpackb(raw, raw=False)
-    except Exception:
-        return None
-    if not isinstance(d, dict):
-        return None
-    name, volume, rid = d.get("counter_name"), d.get("counter_volume"), d.get("resource_id")
-    if (type(name) is not str or type(rid) is not str or type(volume) not in (int, float)
-            or d.get("counter_type") not in COUNTER_TYPES):
-        return None
-    meta = d.get("resource_metadata")
-    if meta is None:
-        meta = {}
-    elif not isinstance(meta, dict):
-        return None
-    try:
-        when = parse_timestamp(d["timestamp"]) if d.get("timestamp") is not None else utcnow()
-    except (ValueError, TypeError):
-        return None
-    source = d.get("source") or "openstack"
-    mid = d.get("message_id")
-    if not isinstance(mid, str) or not mid:
-        mid = derived_id("sample", name, rid, when.isoformat(), source)
-    return {"counter_name": name, "counter_volume": float(volume), "resource_id": rid,
-            "project_id": d.get("project_id"), "user_id": d.get("user_id"), "source": source,
-            "resource_metadata": meta, "message_id": mid, "ts": when.timestamp()}
-
-
-def _persist(store: RulesStore, changes: list[AlarmChange], alarms: list[Alarm], kv: dict[str, Any]) -> None:
-    if changes:
-        store.add_changes(changes)
-    if alarms:
-        store.put_alarms(alarms)
-    if kv:
-        store.put_kv(kv)

@@ -111,3 +111,13 @@ class RulesStore:
         with self._lock:
             rows = self._db.execute("SELECT key, body FROM kv WHERE key LIKE ?", (prefix + "%",)).fetchall()
         return {k: json.loads(b) for k, b in rows}
+
+
+def persist(store: RulesStore, changes: list[AlarmChange], alarms: list[Alarm], kv: dict[str, Any]) -> None:
+    """History entries, definitions and trigger state in one call (run in a worker thread)."""
+    if changes:
+        store.add_changes(changes)
+    if alarms:
+        store.put_alarms(alarms)
+    if kv:
+        store.put_kv(kv)

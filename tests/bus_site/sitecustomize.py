@@ -14,6 +14,8 @@ from busenv import patch_aiokafka_for_mock  # noqa: E402
 
 patch_aiokafka_for_mock()
 if os.environ.get("BUS_TEST_SINK"):
-    import telemetry.daemon  # noqa: E402
+    import telemetry.wiring  # noqa: E402
+    from bus_sink import sink_components  # noqa: E402
 
-    telemetry.daemon.SERVER_BUILDERS.append("bus_sink:sink_components")
+    _server = telemetry.wiring.server_components
+    telemetry.wiring.server_components = lambda rt: [*_server(rt), *sink_components(rt)]

@@ -91,7 +91,6 @@ class CpuSampler(Component):
     """Feeds a CpuCollector once a second while the agent runs."""
 
     name = "source.cpu_collector"
-    order = 70
 
     def __init__(self, cpu: CpuCollector) -> None:
         super().__init__()

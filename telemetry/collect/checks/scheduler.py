@@ -73,7 +73,6 @@ class _Job:
 
 class CheckScheduler(Component):
     name = "source.checks"
-    order = 80
 
     def __init__(self, templates: list[RoleTemplate], items: ItemCollector, bus: Bus, host: str, *,
                  interval: float, timeout: float, bus_format: str = "json") -> None:

@@ -39,7 +39,6 @@ def _delay(value: Any) -> float:
 
 class ActiveChecksClient(Component):
     name = "source.zabbix_active"
-    order = 80
 
     def __init__(self, cfg: ZabbixActive, items: ItemCollector, host: str, host_metadata: str) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
-"""The glue that starts the checks and Zabbix components; the only place that reads the runtime.
+"""The glue that builds the checks and Zabbix components from the settings (called by telemetry.wiring).
 
-Everything it builds takes explicit, typed arguments, so these two functions
-move into ``telemetry/wiring.py`` as they are. Agent half: the CPU collector,
+Everything it builds takes explicit, typed arguments; only these two
+functions read the Runtime. Agent half: the CPU collector,
 the passive-check listener, the role templates' scheduler and the
 active-check client. Server half: the trapper (sender data, active checks)
 and the poller of real Zabbix agents.
@@ -10,14 +10,17 @@ and the poller of real Zabbix agents.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from telemetry.component import Component
+
+if TYPE_CHECKING:
+    from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def agent_zabbix_components(runtime: Any) -> list[Component]:
+def agent_zabbix_components(runtime: Runtime) -> list[Component]:
     from telemetry.collect.checks.cpu import CpuCollector, CpuSampler
     from telemetry.collect.checks.items import ItemCollector
     from telemetry.collect.checks.scheduler import CheckScheduler
@@ -43,7 +46,7 @@ def agent_zabbix_components(runtime: Any) -> list[Component]:
     return [CpuSampler(cpu), *comps] if comps else []
 
 
-def server_zabbix_components(runtime: Any) -> list[Component]:
+def server_zabbix_components(runtime: Runtime) -> list[Component]:
     from telemetry.collect.zabbix.poller import PollerSource
     from telemetry.collect.zabbix.trapper import TrapperListener
 

@@ -36,7 +36,6 @@ def answer_key(items: ItemCollector, key: str) -> tuple[str, str | None]:
 
 class PassiveListener(ZabbixListener):
     name = "source.zabbix_passive"
-    order = 75
     allow_plain = True
 
     def __init__(self, cfg: ZabbixSource, items: ItemCollector) -> None:

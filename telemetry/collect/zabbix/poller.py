@@ -33,7 +33,6 @@ __all__ = ["PollerSource"]
 
 class PollerSource(Component):
     name = "source.zabbix_poller"
-    order = 80
 
     def __init__(self, cfg: ZabbixPoller, bus: Bus, bus_format: str = "json") -> None:
         super().__init__()

@@ -51,7 +51,6 @@ def duration_text(seconds: float) -> str:
 
 class TrapperListener(ZabbixListener):
     name = "source.zabbix_trapper"
-    order = 75
 
     def __init__(self, cfg: ZabbixSource, bus: Bus, *, bus_format: str = "json",
                  template_paths: list[str] | None = None, default_interval: float = 60.0) -> None:

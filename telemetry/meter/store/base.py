@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from telemetry.meter.query import GROUPBY_FIELDS, QueryError, SampleQuery, metadata_value
+from telemetry.meter.query import GROUPBY_FIELDS, SampleQueryError, SampleQuery, metadata_value
 from telemetry.meter.statistics import Partial, Statistics, build_statistics, from_ms
 from telemetry.models import Sample, id_of_key
 
@@ -264,10 +264,10 @@ class SampleStore(abc.ABC):
         groupby = [g if not g.startswith("resource_metadata.") else "metadata." + g[18:] for g in groupby or []]
         for g in groupby:
             if g not in GROUPBY_FIELDS and not g.startswith("metadata."):
-                raise QueryError(f"groupby {g!r} is not supported (resource_id, project_id, user_id, "
+                raise SampleQueryError(f"groupby {g!r} is not supported (resource_id, project_id, user_id, "
                                  "source or resource_metadata.<field>)")
         if period is not None and period <= 0:
-            raise QueryError("period must be a positive number of seconds")
+            raise SampleQueryError("period must be a positive number of seconds")
         series = self.select(q)
         if not series:
             return []

@@ -44,7 +44,7 @@ class Part:
 
 
 @dataclass(slots=True)
-class Batch:
+class IngestBatch:
     parts: list[Part]
     new_series: dict[int, SeriesRow]
     expired: int = 0
@@ -72,12 +72,12 @@ class Splitter:
     def clear(self) -> None:
         self.series.clear()
 
-    def split(self, samples: list[Sample], now_ms: int, partition: Callable[[int, int], tuple[Any, int]]) -> Batch:
+    def split(self, samples: list[Sample], now_ms: int, partition: Callable[[int, int], tuple[Any, int]]) -> IngestBatch:
         """``partition(ttl, day)`` -> (its ``Head``, its sealed cut)."""
         cache = self.series
         if len(cache) > 200_000:
             cache.clear()
-        out = Batch([], {})
+        out = IngestBatch([], {})
         parts: dict[tuple[int, int], Part] = {}
         floors: dict[int, int] = {}
         dumps, sort_keys, fields = orjson.dumps, orjson.OPT_SORT_KEYS, _FIELDS

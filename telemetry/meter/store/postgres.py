@@ -98,7 +98,7 @@ class PostgresSampleStore(SampleStore):
         inserted = 0
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute(
-                f"INSERT INTO series SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+                "INSERT INTO series SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
                 "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
                 "ON CONFLICT (id) DO UPDATE SET first_ts = LEAST(series.first_ts, excluded.first_ts), "
                 "last_ts = GREATEST(series.last_ts, excluded.last_ts)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telemetry.meter.query import SQL_OPS, QueryError
+from telemetry.meter.query import SQL_OPS, SampleQueryError
 from telemetry.meter.store.base import Kind, hash64
 
 SERIES_COLUMNS = ("id", "meter", "counter_type", "counter_unit", "resource_id", "project_id", "user_id",
@@ -17,12 +17,12 @@ def sample_filters(terms: list[tuple[str, str, Any]], ph: str = "?") -> tuple[st
     for f, op, v in terms:
         if f == "counter_volume":
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise QueryError(f"counter_volume needs a number, got {v!r}")
+                raise SampleQueryError(f"counter_volume needs a number, got {v!r}")
             sql.append(f"s.volume {SQL_OPS[op]} {ph}")
             args.append(float(v))
         elif f == "message_id":
             if op != "eq":
-                raise QueryError("message_id supports only op eq")
+                raise SampleQueryError("message_id supports only op eq")
             sql.append(f"s.mid = {ph}")
             args.append(hash64(str(v).encode()))
     return "".join(f" AND {c}" for c in sql), args

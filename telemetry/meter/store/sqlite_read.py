@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import orjson
 
-from telemetry.meter.query import OPS, QueryError
+from telemetry.meter.query import OPS, SampleQueryError
 from telemetry.meter.statistics import Partial, from_ms
 from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
@@ -39,11 +39,11 @@ def _sample_filter(terms: list[tuple[str, str, Any]]) -> tuple[list[tuple[Any, A
     for f, op, v in terms:
         if f == "counter_volume":
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise QueryError(f"counter_volume needs a number, got {v!r}")
+                raise SampleQueryError(f"counter_volume needs a number, got {v!r}")
             vol.append((OPS[op], float(v)))
         elif f == "message_id":
             if op != "eq":
-                raise QueryError("message_id supports only op eq")
+                raise SampleQueryError("message_id supports only op eq")
             msgid = str(v)
     return vol, msgid
 

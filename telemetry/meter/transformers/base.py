@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from telemetry.meter.transformers.expr import Expression, ExpressionError
+from telemetry.meter.transformers.expr import Expression, TransformExpressionError
 from telemetry.models import Sample, derived_id
 
 __all__ = ["Params", "Transformer", "TransformError", "sample_names", "derive"]
@@ -98,14 +98,14 @@ def compile_expression(value: str | None, what: str) -> Expression | None:
         return None
     try:
         return Expression(value)
-    except ExpressionError as exc:
+    except TransformExpressionError as exc:
         raise ValueError(f"{what}: {exc}") from None
 
 
 def evaluate(expr: Expression, names: dict[str, Any]) -> float:
     try:
         value = expr.evaluate(names)
-    except ExpressionError as exc:
+    except TransformExpressionError as exc:
         raise TransformError(str(exc)) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TransformError(f"{expr.source!r} gave {value!r}, not a number")

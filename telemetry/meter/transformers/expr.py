@@ -20,7 +20,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Expression", "ExpressionError", "Namespace"]
+__all__ = ["Expression", "TransformExpressionError", "Namespace"]
 
 MAX_LENGTH = 1000
 MAX_EXPONENT = 256
@@ -64,7 +64,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-class ExpressionError(ValueError):
+class TransformExpressionError(ValueError):
     """An expression is not allowed (at load) or failed to evaluate (per sample)."""
 
 
@@ -105,28 +105,28 @@ def _check(node: ast.AST, source: str) -> None:
     )
     for sub in ast.walk(node):
         if not isinstance(sub, allowed):
-            raise ExpressionError(f"{type(sub).__name__} is not allowed in expression {source!r}")
+            raise TransformExpressionError(f"{type(sub).__name__} is not allowed in expression {source!r}")
         if isinstance(sub, ast.Attribute) and sub.attr.startswith("_"):
-            raise ExpressionError(f"attribute {sub.attr!r} is not allowed in expression {source!r}")
+            raise TransformExpressionError(f"attribute {sub.attr!r} is not allowed in expression {source!r}")
         if isinstance(sub, ast.Name) and sub.id.startswith("__"):
-            raise ExpressionError(f"name {sub.id!r} is not allowed in expression {source!r}")
+            raise TransformExpressionError(f"name {sub.id!r} is not allowed in expression {source!r}")
         if isinstance(sub, ast.Call):
             if not isinstance(sub.func, ast.Name) or sub.func.id not in FUNCTIONS:
-                raise ExpressionError(
+                raise TransformExpressionError(
                     f"only the functions {', '.join(sorted(FUNCTIONS))} may be called in {source!r}"
                 )
             if sub.keywords:
-                raise ExpressionError(f"keyword arguments are not allowed in {source!r}")
+                raise TransformExpressionError(f"keyword arguments are not allowed in {source!r}")
         if isinstance(sub, ast.Subscript) and not isinstance(sub.slice, ast.Constant):
-            raise ExpressionError(f"only constant keys may be used in [...] in {source!r}")
+            raise TransformExpressionError(f"only constant keys may be used in [...] in {source!r}")
 
 
 def _power(base: Any, exp: Any) -> Any:
     if isinstance(exp, (int, float)) and abs(exp) > MAX_EXPONENT:
-        raise ExpressionError(f"exponent {exp} is larger than {MAX_EXPONENT}")
+        raise TransformExpressionError(f"exponent {exp} is larger than {MAX_EXPONENT}")
     result = operator.pow(base, exp)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-        raise ExpressionError("the result of ** is too large")
+        raise TransformExpressionError("the result of ** is too large")
     return result
 
 
@@ -135,27 +135,27 @@ class Expression:
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
-            raise ExpressionError("an expression must be a non-empty string")
+            raise TransformExpressionError("an expression must be a non-empty string")
         if len(source) > MAX_LENGTH:
-            raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
+            raise TransformExpressionError(f"expression longer than {MAX_LENGTH} characters")
         self.source = source
         try:
             self.tree = ast.parse(source.strip(), mode="eval")
         except SyntaxError as exc:
-            raise ExpressionError(f"invalid expression {source!r}: {exc.msg}") from None
+            raise TransformExpressionError(f"invalid expression {source!r}: {exc.msg}") from None
         _check(self.tree, source)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
     def evaluate(self, names: Mapping[str, Any]) -> Any:
-        """The value of the expression; ExpressionError when it cannot be computed."""
+        """The value of the expression; TransformExpressionError when it cannot be computed."""
         try:
             return self._eval(self.tree.body, Namespace(names))
-        except ExpressionError:
+        except TransformExpressionError:
             raise
         except (ArithmeticError, TypeError, ValueError, KeyError, IndexError) as exc:
-            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from None
+            raise TransformExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from None
 
     def _eval(self, node: ast.AST, ns: Namespace) -> Any:
         ev = self._eval
@@ -168,7 +168,7 @@ class Expression:
         if isinstance(node, ast.Attribute):
             target = ev(node.value, ns)
             if not isinstance(target, Namespace):
-                raise ExpressionError(f"{type(target).__name__} has no attribute {node.attr!r}")
+                raise TransformExpressionError(f"{type(target).__name__} has no attribute {node.attr!r}")
             return target.get(node.attr)
         if isinstance(node, ast.Subscript):
             target = ev(node.value, ns)
@@ -212,4 +212,4 @@ class Expression:
         if isinstance(node, ast.Call):
             func = FUNCTIONS[node.func.id]  # type: ignore[attr-defined]  # checked at load
             return func(*(ev(a, ns) for a in node.args))
-        raise ExpressionError(f"{type(node).__name__} is not allowed")  # unreachable after _check
+        raise TransformExpressionError(f"{type(node).__name__} is not allowed")  # unreachable after _check

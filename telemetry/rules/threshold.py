@@ -12,17 +12,14 @@ look-back for the one still filling), fewer datapoints than periods means
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from telemetry.rules.match import lookup
+from telemetry.rules.terms import COMPARE, compile_terms
 from telemetry.rules.models import ALARM, OK, UNKNOWN, QueryItem, ThresholdRule, TimeConstraint
 
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "lt": operator.lt, "le": operator.le, "eq": operator.eq, "ne": operator.ne, "ge": operator.ge, "gt": operator.gt,
-}
 SAMPLE_FIELDS = {"resource_id", "project_id", "user_id", "source", "counter_name", "counter_type", "counter_unit"}
 
 Verdict = tuple[str, str, dict[str, Any]]
@@ -50,32 +47,9 @@ def sample_field(sample: Mapping[str, Any], field: str) -> Any:
     return lookup(sample, field)
 
 
-def _coerce(have: Any, want: Any) -> tuple[Any, Any]:
-    if isinstance(have, (int, float)) and not isinstance(have, bool):
-        try:
-            return float(have), float(want)
-        except (TypeError, ValueError):
-            pass
-    return str(have), str(want)
-
-
 def compile_sample_query(items: list[QueryItem]) -> Callable[[Mapping[str, Any]], bool]:
     """Aodh's query list (ANDed) as one predicate on a sample dict."""
-    if not items:
-        return lambda s: True
-    tests = [(q.field, COMPARE[q.op], q.value) for q in items]
-
-    def match(s: Mapping[str, Any]) -> bool:
-        for field, cmp, want in tests:
-            have = sample_field(s, field)
-            if have is None:
-                return False
-            a, b = _coerce(have, want)
-            if not cmp(a, b):
-                return False
-        return True
-
-    return match
+    return compile_terms(items, sample_field)
 
 
 class Window:

@@ -16,39 +16,22 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry.models import Event, Notification
-from telemetry.rules.alarms import COMPARE, Verdict, _coerce
 from telemetry.rules.match import compile_query, lookup
+from telemetry.rules.terms import COMPARE, compile_terms
+from telemetry.rules.threshold import Verdict
 from telemetry.rules.models import ALARM, OK, UNKNOWN, EventRule, LogRule
 
 MAX_EVIDENCE = 5  # matched events kept in reason_data
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: how Ceilometer's event store keeps payload fields."""
-    out = {} if out is None else out
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            flatten(v, key + ".", out)
-        else:
-            out[key] = v
-    return out
-
-
-def notification_doc(n: Notification) -> dict[str, Any]:
-    """A notification as the event store shows it: ``type: notification`` and flattened payload."""
-    traits = flatten(n.payload)
-    doc: dict[str, Any] = {**traits, "traits": traits, "payload": n.payload}
-    doc.update(type="notification", event_type=n.event_type, message_id=n.message_id, priority=n.priority,
-               level=n.priority, publisher_id=n.publisher_id, host=n.publisher_id.partition(".")[2],
-               timestamp=n.timestamp.isoformat(), id=n.message_id)
-    doc.setdefault("message", n.event_type)
-    return doc
-
-
-def event_doc(e: Event) -> dict[str, Any]:
-    return e.to_dict()
+def trait(doc: Mapping[str, Any], field: str) -> Any:
+    """A field of a notification document; Aodh's ``traits.X`` (and ``payload.X``) name the flattened ``X``."""
+    value = lookup(doc, field)
+    if value is None:
+        for prefix in ("traits.", "payload."):
+            if field.startswith(prefix):
+                return lookup(doc, field[len(prefix):])
+    return value
 
 
 def _summary(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,25 +47,12 @@ class EventUnit:
         self.rule = rule
         self.owner = owner
         self.type_rx = re.compile(fnmatch.translate(rule.event_type))
-        self.tests = [(q.field, COMPARE[q.op], q.value) for q in rule.query]
-
-    def _trait(self, doc: Mapping[str, Any], field: str) -> Any:
-        value = lookup(doc, field)
-        if value is None and field.startswith("traits."):
-            value = lookup(doc, field[len("traits."):])
-        return value
+        self.matches = compile_terms(rule.query, trait)
 
     def check(self, doc: Mapping[str, Any]) -> Verdict | None:
         etype = str(doc.get("event_type") or "")
-        if not etype or not self.type_rx.match(etype):
+        if not etype or not self.type_rx.match(etype) or not self.matches(doc):
             return None
-        for field, cmp, want in self.tests:
-            have = self._trait(doc, field)
-            if have is None:
-                return None
-            a, b = _coerce(have, want)
-            if not cmp(a, b):
-                return None
         ident = doc.get("message_id") or doc.get("id")
         return ALARM, f"Event <id={ident},event_type={etype}> hits the query <query={self._query_text()}>.", {
             "type": "event", "event": _summary(doc)}

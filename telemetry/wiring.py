@@ -1,0 +1,152 @@
+"""What each mode runs, in order: the one place that builds components and fills the Runtime.
+
+Components start in the order listed here and stop in reverse, so stores
+open before the stages that write to them and close after them; stages run
+before the sources that feed them, so nothing a source publishes waits for
+a consumer that is not there yet; the API comes last, once every service it
+routes to exists, and goes first on the way down.
+
+    server:  sample store, events stage (its store), pipeline, meter, parse,
+             actions, rules, Ceilometer UDP input
+    agent:   shipper, files, syslog, notifications, host figures
+    all:     the API (/healthz and /metrics on an agent; everything on a server)
+
+``run`` is server then agent in one process over the in-memory bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from telemetry.component import Component, StartupError
+from telemetry.config import Settings
+from telemetry.runtime import Runtime
+
+if TYPE_CHECKING:
+    from telemetry.meter.pipeline import SamplePipeline
+
+log = logging.getLogger(__name__)
+
+
+def event_store_root(settings: Settings) -> Path:
+    """``sqlite://`` keeps the day files under ``<data_dir>/events``; ``sqlite:///path`` under ``path``."""
+    url = settings.store.events.url
+    scheme, _, rest = url.partition("://")
+    if scheme != "sqlite":
+        raise StartupError(f"store.events.url {url!r}: the event store is embedded SQLite (sqlite://); "
+                           "Elasticsearch and Loki come as sinks")
+    return Path(rest) if rest else settings.data_dir / "events"
+
+
+def server_components(rt: Runtime) -> list[Component]:
+    """Stores, stages, rules and actions, and the server-side Ceilometer inputs."""
+    from telemetry.actions.dispatch import ActionDispatcher
+    from telemetry.actions.service import ActionsService
+    from telemetry.collect.ceilometer import CeilometerHttpInput, CeilometerUdpSource
+    from telemetry.events.stage import EventStage
+    from telemetry.events.store import EventStore
+    from telemetry.meter.pipeline_stage import PipelineStage
+    from telemetry.meter.stage import MeterStage
+    from telemetry.meter.store import open_store
+    from telemetry.meter.store_component import SampleStoreComponent
+    from telemetry.parse.stage import ParseStage
+    from telemetry.rules.service import RulesService
+    from telemetry.rules.stage import RulesStage
+
+    s = rt.settings
+    comps: list[Component] = []
+    rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
+    comps.append(SampleStoreComponent(s.store, rt.sample_store))
+    rt.event_store = EventStore(event_store_root(s), ttl=s.store.ttl.events or s.store.ttl.default,
+                                min_free_disk=s.store.min_free_disk)
+    comps.append(EventStage(rt, rt.event_store))
+    rt.sample_pipeline = load_sample_pipeline(rt)
+    comps.append(PipelineStage(rt, rt.sample_pipeline))
+    comps.append(MeterStage(rt, rt.sample_store))
+    if s.parse.enabled:
+        comps.append(ParseStage(rt))
+    if s.actions.enabled:
+        dispatcher = ActionDispatcher(rt)
+        rt.actions = ActionsService(dispatcher)
+        comps.append(dispatcher)
+    if s.rules.enabled:
+        rules = RulesStage(rt)
+        rt.rules = RulesService(rules)
+        comps.append(rules)
+    if s.sources.ceilometer.http:
+        rt.ceilometer_http = CeilometerHttpInput(rt)
+    if s.sources.ceilometer.enabled:
+        comps.append(CeilometerUdpSource(rt))
+    from telemetry.collect.zabbix.builders import server_zabbix_components
+
+    comps += server_zabbix_components(rt)  # the Zabbix trapper and the poller of Zabbix agents
+    return comps
+
+
+def load_sample_pipeline(rt: Runtime) -> SamplePipeline | None:
+    """The configured pipeline.yaml (or the shipped one); None when ``pipeline.enabled`` is false."""
+    from telemetry.content import content_path
+    from telemetry.meter.pipeline import PipelineError, SamplePipeline
+
+    cfg = rt.settings.pipeline
+    if not cfg.enabled:
+        return None
+    path = Path(cfg.file) if cfg.file else content_path("collectors") / "pipeline.yaml"
+    try:
+        pipeline = SamplePipeline.from_file(path, rt.data_dir / "pipeline")
+    except PipelineError as exc:
+        raise StartupError(str(exc)) from None
+    log.info("sample pipeline loaded from %s", path)
+    return pipeline
+
+
+def agent_components(rt: Runtime) -> list[Component]:
+    """The node's sources and the shipper they share."""
+    sources = rt.settings.sources
+    comps: list[Component] = []
+    if sources.files or sources.syslog.enabled:
+        from telemetry.collect.agent import AgentPipeline
+
+        rt.agent = AgentPipeline(rt)
+        comps.append(rt.agent)
+        if sources.files:
+            from telemetry.collect.files import FilesSource
+
+            comps.append(FilesSource(rt, rt.agent.batcher, rt.agent.checkpoints, rt.agent.spooled))
+        if sources.syslog.enabled:
+            from telemetry.collect.syslog import SyslogServer
+
+            comps.append(SyslogServer(rt, rt.agent.batcher))
+    if sources.notifications.enabled:
+        from telemetry.collect.notifications import NotificationListener
+
+        comps.append(NotificationListener(rt))
+    if sources.host_metrics.enabled:
+        from telemetry.collect.host import HostMetricsSource
+
+        comps.append(HostMetricsSource(rt))
+    from telemetry.collect.zabbix.builders import agent_zabbix_components
+
+    comps += agent_zabbix_components(rt)  # passive checks, role-template checks, active checks
+    return comps
+
+
+def api_components(rt: Runtime) -> list[Component]:
+    if not rt.settings.api.enabled:
+        return []
+    from telemetry.api.app import ApiComponent
+
+    return [ApiComponent(rt)]
+
+
+def build(rt: Runtime) -> list[Component]:
+    """Every component of ``rt.mode``, in start order."""
+    comps: list[Component] = []
+    if rt.mode in ("server", "run"):
+        comps += server_components(rt)
+    if rt.mode in ("agent", "run"):
+        comps += agent_components(rt)
+    comps += api_components(rt)
+    return comps
