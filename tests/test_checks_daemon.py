@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from typing import Any
 
 import httpx
+import yaml
 from zabbix_utils import Getter, Sender
 
 RABBIT = "amqp://guest:guest@127.0.0.1:5672/"
@@ -82,4 +89,72 @@ def test_split_agent_role_binds_its_template_on_the_server(daemon_factory) -> No
     finally:
         assert agent.stop() == 0
         assert server.stop() == 0
+    assert "Traceback" not in agent.output() + server.output()
+
+
+class _Hooks(http.server.ThreadingHTTPServer):
+    """A webhook receiver on a loopback port, recording each POST's JSON body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        hooks = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                n = int(self.headers.get("content-length") or 0)
+                hooks.bodies.append(json.loads(self.rfile.read(n) or b"null"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+def test_split_agent_template_trigger_fires_its_webhook(daemon_factory, tmp_path) -> None:
+    """agent (role template) -> RabbitMQ -> server: the template's trigger fires and its action's webhook arrives."""
+    hooks = _Hooks()
+    rules = tmp_path / "site-rules"
+    rules.mkdir()
+    (rules / "probe.yaml").write_text(yaml.safe_dump({
+        "template": "probe",
+        "checks": [{"key": "agent.ping", "interval": "1s"}],
+        "triggers": [{"name": "Probe agent on {HOST.HOST} is alive", "expression": "last(/{HOST.HOST}/agent.ping)=1",
+                      "severity": "high", "tags": {"team": "ops"}}],
+        "trigger_actions": [{"name": "ops webhook", "min_severity": "average", "tags": {"team": "ops"},
+                             "actions": [hooks.url]}],
+    }))
+    prefix = f"t-zbx-{uuid.uuid4().hex[:8]}."
+    bus = {"url": RABBIT, "topic_prefix": prefix, "publish_timeout": "20s"}
+    host = f"probe-{uuid.uuid4().hex[:6]}"
+    server = daemon_factory(mode="server", sub="server", config={
+        "bus": bus, "rules": {"paths": ["rules/", str(rules)]}}).start()
+    server.wait_healthy(30)
+    agent = daemon_factory(mode="agent", sub="agent", config={
+        "bus": bus, "host": host,
+        "sources": {"files": [], "checks": {"templates": ["probe"], "template_paths": [str(rules)]}}}).start()
+    try:
+        body = _until(lambda: next((b for b in hooks.bodies if b and b.get("alarm_name") ==
+                                    f"Probe agent on {host} is alive"), None), timeout=60, what="the webhook")
+        assert body["current"] == "alarm" and body["previous"] == "ok"
+        assert body["severity"] == "critical"  # Zabbix's high, on Aodh's scale
+        assert body["reason_data"]["severity"] == "high" and body["reason_data"]["host"] == host
+        out = subprocess.run([sys.executable, "-m", "telemetry", "trigger-list", "--url", server.url, "--problems"],
+                             capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "250"})
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        header = next(line for line in lines if "Severity" in line)
+        cols = ["Severity", "Status", "Info", "Last change", "Age", "Acknowledged", "Host", "Name"]
+        assert [header.index(c) for c in cols] == sorted(header.index(c) for c in cols), header
+        assert any("High" in line and "PROBLEM" in line and host in line for line in lines), out.stdout
+    finally:
+        assert agent.stop() == 0
+        assert server.stop() == 0
+        hooks.shutdown()
     assert "Traceback" not in agent.output() + server.output()
