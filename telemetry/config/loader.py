@@ -131,7 +131,7 @@ def validate(data: Mapping[str, Any], source: str = "<config>") -> Settings:
             secret = any(isinstance(p, str) and is_secret_key(p) for p in err["loc"])
             shown = "**********" if secret else redact(value)
             has_value = err["type"] != "missing"
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting (check the spelling against docs/configuration.md)"
             problems.append(ConfigProblem(loc, msg, shown, has_value))

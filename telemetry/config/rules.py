@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from telemetry.config.base import Duration, Section
+from telemetry.config.base import Duration, Section, not_implemented
 
 
 class RulesConfig(Section):
@@ -116,10 +116,11 @@ class ActionsConfig(Section):
 
 
 class SinksConfig(Section):
-    """Log sinks such as elasticsearch and loki; filled in by the sinks stage."""
+    """Log sinks (Elasticsearch, Loki): none is built yet, so any key here is refused."""
 
-    model_config = {"extra": "allow"}
-
-    # Sinks are optional integrations; their own models validate them when enabled.
-    elasticsearch: dict[str, Any] | None = Field(None, description="Elasticsearch bulk sink settings")
-    loki: dict[str, Any] | None = Field(None, description="Grafana Loki push sink settings")
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unbuilt(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return not_implemented(data, {k: "no log sink is built yet; remove it" for k in data})
+        return data

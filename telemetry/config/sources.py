@@ -286,6 +286,8 @@ class ChecksConfig(Section):
 
 
 class SourcesConfig(Section):
+    """What the node agent reads and listens to."""
+
     files: list[FileSource] = Field(default_factory=default_file_sources, description="Log files to tail")
     notifications: NotificationsSource = Field(default_factory=NotificationsSource)
     syslog: SyslogSource = Field(default_factory=SyslogSource)
