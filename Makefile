@@ -1,7 +1,7 @@
 # The two quick-start commands (README): `make run` and `make test`.
 PY := .venv/bin/python
 
-.PHONY: run test setup docs bench clean
+.PHONY: run test lint setup docs bench clean
 
 run:
 	@scripts/setup.sh run
@@ -9,7 +9,13 @@ run:
 
 test:
 	@scripts/setup.sh test
+	$(PY) -m ruff check telemetry tests benchmarks
+	$(PY) -m mypy
 	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check telemetry tests benchmarks
+	$(PY) -m mypy
 
 setup:
 	@scripts/setup.sh test

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from actions_support import Harness, Receiver, transition  # noqa: E402
+from actions_support import Harness, Receiver, transition
 
 
 def pct(values: list[float], p: float) -> float:

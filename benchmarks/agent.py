@@ -26,11 +26,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telemetry.bus import MemoryBus  # noqa: E402
-from telemetry.wiring import agent_components  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
-from telemetry.runtime import Runtime  # noqa: E402
-from telemetry.gctune import tune_for_daemon  # noqa: E402
+from telemetry.bus import MemoryBus
+from telemetry.wiring import agent_components
+from telemetry.config import Settings
+from telemetry.runtime import Runtime
+from telemetry.gctune import tune_for_daemon
 
 
 def make_log(path: Path, lines: int) -> int:

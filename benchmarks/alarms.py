@@ -19,7 +19,6 @@ import asyncio
 import gc
 import random
 import sqlite3
-import statistics
 import tempfile
 import time
 from pathlib import Path

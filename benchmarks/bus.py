@@ -17,12 +17,12 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from busenv import MockKafka, patch_aiokafka_for_mock, rabbit_vhost  # noqa: E402
+from busenv import MockKafka, patch_aiokafka_for_mock, rabbit_vhost
 
-from telemetry.bus import MemoryBus, open_bus  # noqa: E402
-from telemetry.bus.base import Bus, OutMessage  # noqa: E402
-from telemetry.config.core import BusConfig  # noqa: E402
-from telemetry.models import Sample  # noqa: E402
+from telemetry.bus import MemoryBus, open_bus
+from telemetry.bus.base import Bus, OutMessage
+from telemetry.config.core import BusConfig
+from telemetry.models import Sample
 
 BATCH = 500
 

@@ -24,15 +24,16 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from telemetry.meter.query import QueryTerm, SampleQuery  # noqa: E402
-from telemetry.gctune import tune_for_daemon  # noqa: E402
-from telemetry.meter.store import open_store  # noqa: E402
-from telemetry.models import Sample  # noqa: E402
+from telemetry.meter.query import QueryTerm, SampleQuery
+from telemetry.gctune import tune_for_daemon
+from telemetry.meter.store import open_store
+from telemetry.models import Sample
 
 RESOURCES, PROJECTS, HOSTS = 1000, 10, 100
 

@@ -72,7 +72,7 @@ class Daemon:
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 await asyncio.wait_for(c.stop(), timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%s did not stop in time", c.name)
             except Exception:
                 log.exception("%s failed while stopping", c.name)
@@ -101,7 +101,7 @@ class Daemon:
                     ready = True
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=(ping or 3600) if ready else 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await self.stop()

@@ -344,7 +344,7 @@ class Notification(Record):
         return v.upper() if isinstance(v, str) else v
 
 
-class CounterType(str, Enum):
+class CounterType(str, Enum):  # noqa: UP042 - str() must stay "CounterType.gauge" for existing callers
     gauge = "gauge"
     delta = "delta"
     cumulative = "cumulative"
@@ -409,9 +409,9 @@ def fast_sample_doc(raw: bytes) -> dict[str, Any] | None:
         return None
     if d.__class__ is not dict:
         return None
-    name, volume, rid = d.get("counter_name"), d.get("counter_volume"), d.get("resource_id")
+    name, volume, rid, ctype = d.get("counter_name"), d.get("counter_volume"), d.get("resource_id"), d.get("counter_type")
     if (name.__class__ is not str or rid.__class__ is not str or volume.__class__ not in (int, float)
-            or d.get("counter_type") not in _COUNTER_TYPES or d.get("counter_unit", "").__class__ is not str):
+            or ctype.__class__ is not str or ctype not in _COUNTER_TYPES or d.get("counter_unit", "").__class__ is not str):
         return None
     for key in _OPTIONAL_TEXT:
         v = d.get(key)

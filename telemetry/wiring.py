@@ -45,6 +45,7 @@ def server_components(rt: Runtime) -> list[Component]:
     from telemetry.actions.dispatch import ActionDispatcher
     from telemetry.actions.service import ActionsService
     from telemetry.collect.ceilometer import CeilometerHttpInput, CeilometerUdpSource
+    from telemetry.events.query import set_default_operator
     from telemetry.events.stage import EventStage
     from telemetry.events.store import EventStore
     from telemetry.meter.pipeline_stage import PipelineStage
@@ -59,6 +60,7 @@ def server_components(rt: Runtime) -> list[Component]:
     comps: list[Component] = []
     rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
     comps.append(SampleStoreComponent(s.store, rt.sample_store))
+    set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
     rt.event_store = EventStore(event_store_root(s), ttl=s.store.ttl.events or s.store.ttl.default,
                                 min_free_disk=s.store.min_free_disk)
     comps.append(EventStage(rt, rt.event_store))

@@ -155,6 +155,18 @@ class Harness:
             await asyncio.sleep(0.02)
         raise AssertionError("actions did not settle")
 
+    async def drained(self, timeout: float = 8.0) -> None:
+        """Until nothing more can be sent: the bus is drained, nothing is in flight and the outbox
+        holds no pending item at all (not even one due later), so a count taken now is final."""
+        deadline = time.monotonic() + timeout
+        assert self.d is not None
+        while time.monotonic() < deadline:
+            if self.bus.depth("alarm_transitions", "actions") == 0 and not self.d.inflight \
+                    and not self.d.consumer._inflight and self.d.outbox.pending() == 0:  # type: ignore[union-attr]
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"actions still had {self.d.outbox.pending()} pending items")
+
     def log(self, **kw: Any) -> list[Any]:
         assert self.d is not None
         return self.d.outbox.deliveries(1000, **kw)

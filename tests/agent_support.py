@@ -60,7 +60,7 @@ class InProcessAgent:
         self.consumer = None
         self.got: list[RawLog] = []
 
-    async def __aenter__(self) -> "InProcessAgent":
+    async def __aenter__(self) -> InProcessAgent:
         self.consumer = await self.bus.subscribe(["raw_logs"], "test")
         for c in self.comps:
             await c.start()

@@ -70,7 +70,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._url = ""
 
-    def start(self, wait: bool = True) -> "DaemonProcess":
+    def start(self, wait: bool = True) -> DaemonProcess:
         self._url = ""
         self.log = open(self.tmp / f"{self.mode}.log", "wb")
         self.proc = subprocess.Popen(

@@ -17,8 +17,7 @@ async def test_fails_twice_then_succeeds_is_delivered_once(tmp_path):
     try:
         await h.publish(transition(actions=[rx.url + "/hook"]))
         await rx.wait(3)
-        await h.settle()
-        await asyncio.sleep(0.3)  # nothing more may arrive
+        await h.drained()
         assert [r["json"]["alarm_id"] for r in rx.requests] == ["a-1"] * 3
         assert len(rx.requests) == 3  # two failures, then exactly one success
         ids = {r["headers"]["x-telemetry-delivery"] for r in rx.requests}
@@ -39,8 +38,7 @@ async def test_4xx_is_not_retried_and_dead_lettered(tmp_path):
     try:
         await h.publish(transition(actions=[rx.url + "/gone"]))
         await rx.wait(1)
-        await h.settle()
-        await asyncio.sleep(0.4)
+        await h.drained()
         assert len(rx.requests) == 1
         dead = h.d.outbox.dead_letters()
         assert len(dead) == 1 and dead[0]["last_status"] == 404 and "not retried" in dead[0]["last_error"]
@@ -57,8 +55,7 @@ async def test_retries_exhausted_go_to_dead_letters(tmp_path):
     try:
         await h.publish(transition(actions=[rx.url]))
         await rx.wait(3)
-        await h.settle()
-        await asyncio.sleep(0.4)
+        await h.drained()
         assert len(rx.requests) == 3
         assert h.d.outbox.dead_letters()[0]["attempts"] == 3
         assert h.log()[0].status == "dead"
@@ -96,8 +93,7 @@ async def test_receiver_down_across_restart_still_gets_it(tmp_path):
     await h2.start()
     try:
         reqs = await rx.wait(1)
-        await h2.settle()
-        await asyncio.sleep(0.3)
+        await h2.drained()
         assert len(reqs) == 1 and reqs[0]["json"]["alarm_name"] == "cpu_high"
         assert h2.log()[0].status == "delivered"
     finally:
@@ -112,8 +108,7 @@ async def test_redelivered_transition_is_sent_once(tmp_path):
         t = transition(actions=[rx.url])
         await h.publish(t, t)  # the bus may deliver twice (at-least-once)
         await rx.wait(1)
-        await h.settle()
-        await asyncio.sleep(0.3)
+        await h.drained()
         assert len(rx.requests) == 1
     finally:
         await h.stop()

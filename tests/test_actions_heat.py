@@ -40,8 +40,7 @@ async def test_breaching_alarm_signals_once_per_cooldown(tmp_path):
                                        timestamp=f"2026-03-02T10:00:{i:02d}Z"))
             await asyncio.sleep(0.1)
         window = time.time() - start
-        await h.settle()
-        await asyncio.sleep(0.3)
+        await h.drained()
         reqs = heat.requests
         # Exactly one POST per cooldown period while the alarm keeps breaching. The machine may be
         # loaded, so the periods are replayed from the times the dispatcher saw each breach: a breach

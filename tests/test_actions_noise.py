@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from actions_support import Harness, Receiver, transition
@@ -25,8 +24,7 @@ async def _run(tmp_path, records, silences=(), **cfg):
             for s in silences:
                 h.d.outbox.add_silence(s)
         await h.publish(*[r(rx.url) for r in records])
-        await h.settle(8)
-        await asyncio.sleep(0.2)
+        await h.drained()
         return rx.requests, h.log()
     finally:
         await h.stop()
@@ -66,8 +64,7 @@ async def test_grouping_sends_one_message_per_group(tmp_path):
     try:
         await h.publish(*[r("slack+" + rx.url) for r in records])
         await rx.wait(2)
-        await h.settle()
-        await asyncio.sleep(0.3)
+        await h.drained()
         assert len(rx.requests) == 2
         texts = sorted(r["json"]["text"] for r in rx.requests)
         assert texts[0].startswith("3 alarm transitions:") and all(f"compute-{i}" in texts[0] for i in range(3))

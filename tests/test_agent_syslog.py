@@ -42,7 +42,7 @@ async def test_udp_and_both_tcp_framings(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"<13>Mar  2 09:00:00 node1 nova-api[7]: via udp", (host, int(port)))
         r, w = await asyncio.open_connection(host, int(port))
-        a = "<14>1 2026-03-02T09:00:01Z node1 cinder 9 - - octet\ncounted with newline".encode()
+        a = b"<14>1 2026-03-02T09:00:01Z node1 cinder 9 - - octet\ncounted with newline"
         w.write(str(len(a)).encode() + b" " + a)
         big = b"<14>1 2026-03-02T09:00:01Z node1 big - - - " + b"B" * 200_000
         w.write(str(len(big)).encode() + b" " + big)

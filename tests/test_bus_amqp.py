@@ -24,7 +24,7 @@ def config(url: str) -> BusConfig:
     return BusConfig(url=url, topic_prefix=f"a{uuid.uuid4().hex[:6]}.", publish_timeout=40, reconnect_max_backoff=1)
 
 
-async def test_broker_restart_mid_stream_loses_nothing(amqp_url: str) -> None:  # noqa: F811
+async def test_broker_restart_mid_stream_loses_nothing(amqp_url: str) -> None:
     bus = open_bus(config(amqp_url))
     await bus.start()
     consumer = await bus.subscribe(["t"], "g")
@@ -79,7 +79,7 @@ class Collect(BusStage):
         self.records.extend(r for _, r in records)
 
 
-async def test_malformed_messages_are_dead_lettered_and_counted(amqp_url: str) -> None:  # noqa: F811
+async def test_malformed_messages_are_dead_lettered_and_counted(amqp_url: str) -> None:
     bus = open_bus(config(amqp_url))
     await bus.start()
     stage = Collect(SimpleNamespace(bus=bus))

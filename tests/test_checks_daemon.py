@@ -100,7 +100,7 @@ class _Hooks(http.server.ThreadingHTTPServer):
         hooks = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
                 hooks.bodies.append(json.loads(self.rfile.read(n) or b"null"))
                 self.send_response(200)

@@ -15,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import DaemonProcess
 
+from tests.support import wait_until
+
 from telemetry.cli import main
 
 TOKEN = "events-s3cret"
@@ -192,12 +194,19 @@ def test_follow_prints_new_matches(daemon: DaemonProcess) -> None:
         proc.wait(timeout=5)
 
 
+def _duplicates(daemon: DaemonProcess) -> float:
+    for line in httpx.get(daemon.url + "/metrics").text.splitlines():
+        if line.startswith("telemetry_events_duplicates_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_redelivered_records_are_stored_once(daemon: DaemonProcess, samples_dir: Path) -> None:
-    before = len(api(daemon, limit=1000).json())
-    r = httpx.post(daemon.url + "/v1/events", json=EVENTS + notifications(samples_dir),
-                   headers={"Authorization": f"Bearer {TOKEN}"})
+    before, dups = len(api(daemon, limit=1000).json()), _duplicates(daemon)
+    again = EVENTS + notifications(samples_dir)
+    r = httpx.post(daemon.url + "/v1/events", json=again, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 202
-    time.sleep(1.0)
+    # a positive signal that the store saw every copy: each counted as a duplicate, none stored
+    wait_until(lambda: _duplicates(daemon) - dups >= len(again), 10, "the copies to reach the store")
+    assert _duplicates(daemon) - dups == len(again)
     assert len(api(daemon, limit=1000).json()) == before
-    metrics = httpx.get(daemon.url + "/metrics").text
-    assert "telemetry_events_duplicates_total" in metrics

@@ -40,7 +40,7 @@ QUERIES = [
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_memory_and_sql_agree(store: EventStore, query: str) -> None:  # noqa: F811
+def test_memory_and_sql_agree(store: EventStore, query: str) -> None:
     everything = store.search(None, limit=10_000)
     assert len(everything) >= 10
     by_sql = sorted(r["id"] for r in store.search(query, limit=10_000))

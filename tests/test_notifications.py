@@ -151,7 +151,7 @@ async def test_oslo_notifier_to_records_and_samples_without_stealing(tmp_path, v
                "payload": {"samples": [
                    {"counter_name": "cpu", "counter_type": "cumulative", "counter_unit": "ns",
                     "counter_volume": 1e9 * i, "resource_id": "vm-9", "user_id": "u", "project_id": "p",
-                    "timestamp": "2026-03-02T10:00:0%dZ" % i, "message_id": f"poll-{i}", "source": "openstack",
+                    "timestamp": f"2026-03-02T10:00:0{i}Z", "message_id": f"poll-{i}", "source": "openstack",
                     "resource_metadata": {}} for i in range(2)]}}
     plan = [(EXCHANGE_OF[m["event_type"].split(".")[0]], m) for m in msgs]
     plan += [("glance", extra[0]), ("neutron", extra[1]), ("neutron", extra[2]), ("ceilometer", polling)]

@@ -87,7 +87,8 @@ def test_grok_filter_documented_example(patterns: dict[str, str]) -> None:
 
 
 def test_sysloglines_spec(patterns: dict[str, str]) -> None:
-    caps = grok(patterns, "%{SYSLOGLINE}", "Mar 16 00:01:25 evita postfix/smtpd[1713]: connect from camomile.cloud9.net[168.100.1.3]")
+    line = "Mar 16 00:01:25 evita postfix/smtpd[1713]: connect from camomile.cloud9.net[168.100.1.3]"
+    caps = grok(patterns, "%{SYSLOGLINE}", line)
     assert caps == {"timestamp": "Mar 16 00:01:25", "logsource": "evita", "program": "postfix/smtpd", "pid": "1713",
                     "message": "connect from camomile.cloud9.net[168.100.1.3]"}
 

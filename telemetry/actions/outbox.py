@@ -157,7 +157,7 @@ class Outbox:
         )
 
     def deliveries(self, limit: int = 100, status: str | None = None, alarm_id: str | None = None) -> list[DeliveryRow]:
-        sql, args = "SELECT * FROM deliveries WHERE 1=1", []
+        sql, args = "SELECT * FROM deliveries WHERE 1=1", list[str | int]()
         if status:
             sql += " AND status LIKE ?"
             args.append(status + "%")

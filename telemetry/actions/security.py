@@ -130,7 +130,7 @@ class AllowList:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
             except OSError as exc:
                 return f"cannot resolve {host}: {exc}"
-            addrs = sorted({i[4][0] for i in infos})
+            addrs = sorted({str(i[4][0]) for i in infos})
         bad = [a for a in addrs if not self._addr_ok(a)]
         if bad:
             return f"{host} ({', '.join(bad)}) is not in the actions allow-list"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 import contextlib
 import logging
 import socket
@@ -73,7 +74,7 @@ class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
     def install_signal_handlers(self) -> None:  # older uvicorn
@@ -118,7 +119,7 @@ class ApiComponent(Component):
             self.server.should_exit = True
             try:
                 await asyncio.wait_for(self._task, timeout=3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.server.force_exit = True
 
     def details(self) -> dict[str, Any]:

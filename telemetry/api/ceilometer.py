@@ -145,11 +145,11 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
             raise HTTPException(400, describe(exc, prefix=f"sample {i}: ", first=True)) from None
     await publish_records(request.app.state.runtime.bus, samples)
     out = []
-    for s in samples:
-        d = s.model_dump(mode="json", exclude={"message_signature"})
-        d["timestamp"] = ceilometer_time(s.timestamp)
+    for sample in samples:
+        d = sample.model_dump(mode="json", exclude={"message_signature"})
+        d["timestamp"] = ceilometer_time(sample.timestamp)
         d["recorded_at"] = ceilometer_time(now)
-        d["counter_type"] = s.counter_type.value
+        d["counter_type"] = sample.counter_type.value
         out.append(d)
     return JSONResponse(out, status_code=201)
 

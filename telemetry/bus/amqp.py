@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -131,8 +130,9 @@ class AmqpBus(Bus):
             if remaining <= 0:
                 raise TimeoutError("the broker did not confirm the batch in time")
             try:
+                assert link.conn is not None  # _publish_once connected it
                 link.conn.drain_events(timeout=min(remaining, 1.0))
-            except socket.timeout:
+            except TimeoutError:
                 continue
         if self._nacked:
             raise BusError("the broker refused (nacked) part of the batch")
@@ -144,7 +144,7 @@ class AmqpBus(Bus):
             try:
                 self._publish_once(topic, messages, deadline)
                 return
-            except (*link.errors, TimeoutError, BusError) as exc:
+            except (*link.errors, TimeoutError, BusError) as exc:  # type: ignore[misc]  # mypy reads no star-tuple
                 link.drop()
                 if time.monotonic() >= deadline:
                     raise BusError(f"publish to {self.describe()} failed: {exc}") from exc
@@ -219,7 +219,7 @@ class AmqpConsumer(Consumer):
             link.drop()
             self._buffer.clear()
             return []
-        out = []
+        out: list[Delivery] = []
         while self._buffer and len(out) < max_records:
             out.append(self._buffer.popleft())
         return out

@@ -136,12 +136,12 @@ class AmqpLink:
             while not buffer and time.monotonic() < deadline:
                 try:
                     self.conn.drain_events(timeout=max(0.001, deadline - time.monotonic()))
-                except socket.timeout:
+                except TimeoutError:
                     break
             while buffer and len(buffer) < max_records:
                 try:
                     self.conn.drain_events(timeout=0.001)
-                except socket.timeout:
+                except TimeoutError:
                     break
         except BusError:
             return False

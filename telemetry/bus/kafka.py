@@ -91,7 +91,7 @@ class KafkaBus(Bus):
         )
         try:
             await asyncio.wait_for(producer.start(), self.config.publish_timeout)
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             await producer.stop()
             raise BusError(f"Kafka at {self.servers} is unreachable: {exc!r}") from exc
         self._producer = producer
@@ -108,7 +108,7 @@ class KafkaBus(Bus):
                 for m in messages
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.config.publish_timeout)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc
 
     async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:

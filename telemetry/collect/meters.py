@@ -146,8 +146,8 @@ class MeterDefinition:
                 v = self.attrs[a].first(doc) if a in self.attrs else None
                 columns[a] = itertools.repeat(base.get(a) if v is None else v)
         out = []
-        for values in zip(*columns.values()):
-            s = {**base, **dict(zip(columns, values))}
+        for row in zip(*columns.values()):
+            s = {**base, **dict(zip(columns, row))}
             if s.get("volume") is not None:
                 out.append(s)
         return out

@@ -66,6 +66,9 @@ class Joiner(Protocol):
     def pending_offset(self) -> int | None:
         """Offset of the first line still pending, or None."""
 
+    def idle(self, timeout: float, now: float | None = None) -> bool:
+        """True when an entry is pending and no line came for ``timeout`` seconds."""
+
 
 class _Base(abc.ABC):
     def __init__(self, max_lines: int = DEFAULT_MAX_LINES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -143,7 +146,8 @@ class PythonJoiner(_Base):
                 new_head = None
                 joins = cur is not None and not other(line)  # traceback text with no prefix of its own
             else:
-                new_head = m.group(1, 2, 3, 4)  # ts, pid, level, logger
+                ts, pid, level, logger = m.group(1, 2, 3, 4)
+                new_head = (ts, pid, level, logger)
                 joins = cur is not None and head is not None and new_head[1] == head[1] and (
                     (new_head[2] == "TRACE" and head[2] != "TRACE")  # Kilo: TRACE lines follow the raiser
                     or (new_head[0] == head[0] and new_head[2] == head[2] and new_head[3] == head[3])  # modern

@@ -162,7 +162,7 @@ class NotificationListener(Component):
     def _fetch_sync(self, max_records: int, timeout: float) -> list[Delivery]:
         if not self.link.drain(self._buffer, max_records, timeout):
             return []
-        out = []
+        out: list[Delivery] = []
         while self._buffer and len(out) < max_records:
             out.append(self._buffer.popleft())
         return out

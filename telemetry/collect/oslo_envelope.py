@@ -92,6 +92,6 @@ def to_notification(msg: Mapping[str, Any]) -> Notification:
     try:
         return Notification.model_validate(data)
     except ValidationError as exc:
-        where, msg = problems(exc)[0]
+        where, text = problems(exc)[0]
         where = where or "notification"
-        raise Malformed(f"invalid:{where}", f"{where}: {msg}") from None
+        raise Malformed(f"invalid:{where}", f"{where}: {text}") from None

@@ -93,7 +93,7 @@ class Shipper:
     async def _send(self, batch: Batch, via: str) -> bool:
         try:
             await asyncio.wait_for(self.target.ship(batch.records), self.timeout)
-        except (BusError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BusError, OSError) as exc:
             m.SHIP_FAILURES.inc()
             if not self.down:
                 log.warning("bus unavailable (%s: %s); spooling to %s", type(exc).__name__, exc, self.spool.folder)
@@ -137,7 +137,7 @@ class Shipper:
                 break
             try:
                 nxt = await asyncio.wait_for(self.batcher.out.get(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             await self._spool(nxt)
 

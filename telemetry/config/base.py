@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 from telemetry.timeutil import parse_duration
 
-__all__ = ["Duration", "HostPort", "Section", "check_scheme", "not_implemented", "redact_url", "split_hostport"]
+__all__ = ["Duration", "as_written", "HostPort", "Section", "check_scheme", "not_implemented", "redact_url", "split_hostport"]
 
 
 class Section(BaseModel):
@@ -28,6 +28,15 @@ def _duration(value: Any) -> float:
 
 #: Seconds, written in YAML as ``30``, ``30s``, ``5m``, ``1h`` or ``7d``.
 Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(lambda v: v, return_type=float)]
+
+
+def as_written(text: str) -> float:
+    """A Duration default as an operator would write it (``"7d"``); the validator makes it seconds.
+
+    Typed as the float it becomes, so the models read as documented (``'7d'``)
+    and mypy still sees a float field.
+    """
+    return text  # type: ignore[return-value]
 
 
 def redact_url(url: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from telemetry.config.base import Duration, Section, not_implemented
+from telemetry.config.base import Duration, Section, as_written, not_implemented
 
 
 class RulesConfig(Section):
@@ -16,7 +16,7 @@ class RulesConfig(Section):
     )
     enabled: bool = Field(True, description="Run the rule engine (alarms and triggers) in server and all-in-one modes")
     tick: Duration = Field(1.0, gt=0, le=60, description="Seconds between time-based evaluations (nodata, insufficient data)")
-    history_ttl: Duration = Field("30d", gt=0, description="How long alarm history (transitions, changes) is kept")
+    history_ttl: Duration = Field(as_written("30d"), gt=0, description="How long alarm history (transitions, changes) is kept")
     hosts: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Roles per host (e.g. cn01: [compute]); each role's template in rules/templates applies to the host",
@@ -57,7 +57,8 @@ class HeatConfig(Section):
     """Heat scaling-policy signals."""
 
     cooldown: Duration = Field(
-        "300s", description="At most one signal per scaling policy in this period, so a flapping alarm cannot thrash a group"
+        as_written("300s"),
+        description="At most one signal per scaling policy in this period, so a flapping alarm cannot thrash a group",
     )
     keystone: KeystoneConfig | None = Field(None, description="Credentials for signal_url actions; none for pre-signed alarm_url")
 
@@ -78,21 +79,23 @@ class ActionsConfig(Section):
     """Alarm actions: webhooks, chat, pager, mail and Heat signals, delivered through a durable outbox."""
 
     enabled: bool = Field(True, description="Run the action dispatcher on the server")
-    timeout: Duration = Field("10s", description="Timeout of one delivery attempt (connect + response)")
+    timeout: Duration = Field(as_written("10s"), description="Timeout of one delivery attempt (connect + response)")
     max_attempts: int = Field(8, ge=1, description="Attempts before a notification goes to the dead-letter list")
-    backoff_initial: Duration = Field("1s", description="First retry delay; doubles each attempt, with full jitter")
-    backoff_max: Duration = Field("5m", description="Longest delay between two attempts")
+    backoff_initial: Duration = Field(as_written("1s"), description="First retry delay; doubles each attempt, with full jitter")
+    backoff_max: Duration = Field(as_written("5m"), description="Longest delay between two attempts")
     concurrency: int = Field(8, ge=1, description="Deliveries in flight at once")
-    retention: Duration = Field("7d", description="How long delivered items and the delivery log are kept")
+    retention: Duration = Field(as_written("7d"), description="How long delivered items and the delivery log are kept")
     repeat_interval: Duration = Field(
-        "1h", description="With repeat_actions, send a repeat of the same state at most this often per alarm and action"
+        as_written("1h"),
+        description="With repeat_actions, send a repeat of the same state at most this often per alarm and action",
     )
     group_by: list[str] = Field(
         default_factory=list, description="Labels (e.g. role) whose transitions are grouped into one message; empty: no grouping"
     )
-    group_wait: Duration = Field("5s", description="How long to collect transitions of one group before sending")
+    group_wait: Duration = Field(as_written("5s"), description="How long to collect transitions of one group before sending")
     inhibit: InhibitConfig | None = Field(
-        default_factory=InhibitConfig, description="Inhibition of warning-level actions while a related critical alarm fires; null disables"
+        default_factory=InhibitConfig,
+        description="Inhibition of warning-level actions while a related critical alarm fires; null disables",
     )
     webhook_format: Literal["aodh", "alertmanager"] = Field(
         "aodh", description="Body of plain http(s):// actions; alertmanager+http(s):// chooses per action"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
-from telemetry.config.base import Duration, Section, check_scheme
+from telemetry.config.base import Duration, Section, as_written, check_scheme
 
 STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -18,10 +20,16 @@ class StoreUrl(Section):
         return check_scheme(v, STORE_SCHEMES, "store")
 
 
+class EventStoreConfig(StoreUrl):
+    default_operator: Literal["AND", "OR"] = Field(
+        "AND", description="Operator between juxtaposed query terms (level:ERROR nova): AND, or OR as in Kibana's Lucene syntax",
+    )
+
+
 class TtlConfig(Section):
     """How long data is kept; expiry drops whole day partitions."""
 
-    default: Duration = Field("7d", gt=0, description="Time to live of samples and events")
+    default: Duration = Field(as_written("7d"), gt=0, description="Time to live of samples and events")
     meters: dict[str, Duration] = Field(
         default_factory=dict, description="Per meter-name pattern (fnmatch), e.g. {'cpu*': 30d}"
     )
@@ -31,16 +39,16 @@ class TtlConfig(Section):
 class RollupConfig(Section):
     """Per-minute and per-hour aggregates, kept longer than raw samples so statistics over weeks stay cheap."""
 
-    minute: Duration = Field("30d", gt=0, description="Time to live of the per-minute roll-ups")
-    hour: Duration = Field("400d", gt=0, description="Time to live of the per-hour roll-ups")
+    minute: Duration = Field(as_written("30d"), gt=0, description="Time to live of the per-minute roll-ups")
+    hour: Duration = Field(as_written("400d"), gt=0, description="Time to live of the per-hour roll-ups")
 
 
 class StoreConfig(Section):
     samples: StoreUrl = Field(default_factory=StoreUrl)
-    events: StoreUrl = Field(default_factory=StoreUrl)
+    events: EventStoreConfig = Field(default_factory=EventStoreConfig)
     ttl: TtlConfig = Field(default_factory=TtlConfig)
     rollups: RollupConfig = Field(default_factory=RollupConfig)
-    retention_interval: Duration = Field("60s", gt=0, description="How often expiry and the free-space guard run")
+    retention_interval: Duration = Field(as_written("60s"), gt=0, description="How often expiry and the free-space guard run")
     min_free_disk: float = Field(
         0.05, ge=0, lt=1, description="Free-space floor (fraction of the data disk) below which old partitions are shed"
     )

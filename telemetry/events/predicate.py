@@ -142,6 +142,8 @@ def _term(t: Term, text: str) -> Predicate:
 
 def _range(r: Range, text: str) -> Predicate:
     name = r.field
+    lo: Any
+    hi: Any
     if name in TIME_FIELDS:
         lo = _time_bound(r.low, text) if r.low is not None else None
         hi = _time_bound(r.high, text) if r.high is not None else None

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 from contextlib import closing, contextmanager
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -250,7 +250,7 @@ class EventStore:
         return parts[::-1] if newest_first else parts
 
     def _each(self, start: datetime | None, end: datetime | None, newest_first: bool = True
-              ) -> Iterator[tuple[sqlite3.Connection, str, list[Any]]]:
+              ) -> Generator[tuple[sqlite3.Connection, str, list[Any]], None, None]:
         """A connection per overlapping partition with the time condition and its parameters."""
         start_us = to_micros(start) if start else None
         end_us = to_micros(end) if end else None

@@ -302,10 +302,10 @@ class SamplePipeline:
                     per_sink[sink].append(s)
         out: list[Sample] = []
         emitted: set[str] = set()
-        for name, sink in self.sinks.items():
-            if not per_sink[name] and not sink.chain:
+        for name, chain in self.sinks.items():
+            if not per_sink[name] and not chain.chain:
                 continue
-            for s in sink.process(per_sink[name], now):
+            for s in chain.process(per_sink[name], now):
                 if s.message_id not in emitted:
                     emitted.add(s.message_id)
                     out.append(s)

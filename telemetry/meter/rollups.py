@@ -35,6 +35,6 @@ def choose_source(q: Any, period_ms: int | None, origin: int | None, force: Kind
         if period_ms is not None and (period_ms % g or not _aligned(origin, g)):
             continue
         if _aligned(q.lo, g) and _aligned(q.hi, g):
-            return kind  # type: ignore[return-value]
+            return kind
     return "raw"
 

@@ -75,6 +75,8 @@ _MS = timedelta(milliseconds=1)
 _SECONDS = [timedelta(seconds=s) for s in range(3600)]
 _MILLIS = [timedelta(milliseconds=m) for m in range(1000)]
 _TABLED_MS = 3_600_000
+#: Past any time in milliseconds (year 146,000,000): an open end of the query window.
+_UNBOUNDED_MS = 1 << 62
 _ZERO = timedelta(0)
 
 
@@ -150,8 +152,8 @@ def build_statistics(
     else:
         rank = {gid: str(g[0]) for gid, g in groups.items()}
         keys = sorted(partials, key=lambda k: (k[0], rank[k[1]]))
-    lo = start if start is not None else -math.inf
-    hi = end if end is not None else math.inf
+    lo = start if start is not None else -_UNBOUNDED_MS  # ints throughout: offsets index the tables below
+    hi = end if end is not None else _UNBOUNDED_MS
     step = _MS * period if period else _ZERO
     ms, sqrt, seconds, millis = _MS, math.sqrt, _SECONDS, _MILLIS
     rows: list[Statistics] = []

@@ -125,7 +125,7 @@ class Engine:
             if same is not None:
                 same[:] = [x for x in same if x is not u]
             slot = self._slot(u)
-            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource  # type: ignore[assignment]
+            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource
             key: Any = u.rule.meter_name if slot is None else slot
             lst = index.get(key)
             if lst is not None:

@@ -152,7 +152,7 @@ def gnocchi_to_threshold(kind: str, rule: dict[str, Any]) -> ThresholdRule:
         period=int(rule.get("granularity", 300)),
         comparison_operator=rule.get("comparison_operator", "eq"),
         threshold=float(rule["threshold"]),
-        statistic=GNOCCHI_AGG.get(method, "avg"),  # type: ignore[arg-type]
+        statistic=GNOCCHI_AGG.get(method, "avg"),
         evaluation_periods=int(rule.get("evaluation_periods", 1)),
     )
 
@@ -190,7 +190,7 @@ class Alarm(_Model):
     project_id: str | None = None
     user_id: str | None = None
     timestamp: datetime = Field(default_factory=utcnow)
-    state: Literal["ok", "alarm", "insufficient data"] = UNKNOWN
+    state: Literal["ok", "alarm", "insufficient data"] = "insufficient data"
     state_timestamp: datetime = Field(default_factory=utcnow)
     state_reason: str = "Not evaluated yet"
     severity: Literal["low", "moderate", "critical"] = "low"

@@ -78,8 +78,9 @@ class RulesStage(BusStage):
             old = stored.get(a.alarm_id)
             if old is not None:
                 a.state, a.state_timestamp, a.state_reason = old.state, old.state_timestamp, old.state_reason
-                if (old.model_extra or {}).get("group_states"):
-                    a.group_states = old.model_extra["group_states"]  # type: ignore[attr-defined]
+                group_states = (old.model_extra or {}).get("group_states")
+                if group_states:
+                    a.group_states = group_states  # type: ignore[attr-defined]  # an extra field of grouped alarms
             stored[a.alarm_id] = a
         await asyncio.to_thread(self.store.put_alarms, list(stored.values()))
         for a in stored.values():
@@ -265,7 +266,7 @@ class RulesStage(BusStage):
         if records:
             await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
         for rec in records:
-            TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()  # type: ignore[attr-defined]
+            TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()
         if self.store is not None:
             kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
             snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones

@@ -19,9 +19,16 @@ COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 
 class Term(Protocol):
-    field: str
-    op: str
-    value: Any
+    """Anything with a field, an operator and a value (Aodh's QueryItem, an API filter)."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def op(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
 
 
 def coerce(have: Any, want: Any) -> tuple[Any, Any]:

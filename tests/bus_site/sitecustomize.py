@@ -10,12 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from busenv import patch_aiokafka_for_mock  # noqa: E402
+from busenv import patch_aiokafka_for_mock
 
 patch_aiokafka_for_mock()
 if os.environ.get("BUS_TEST_SINK"):
-    import telemetry.wiring  # noqa: E402
-    from bus_sink import sink_components  # noqa: E402
+    import telemetry.wiring
+    from bus_sink import sink_components
 
     _server = telemetry.wiring.server_components
     telemetry.wiring.server_components = lambda rt: [*_server(rt), *sink_components(rt)]

@@ -107,7 +107,7 @@ class CheckScheduler(Component):
         if self.pending:
             try:
                 await asyncio.wait_for(self._flush(), 1.0)
-            except (asyncio.TimeoutError, Exception):  # stopping: what cannot go now is counted
+            except (TimeoutError, Exception):  # stopping: what cannot go now is counted
                 CHECK_DROPPED.inc(len(self.pending))
 
     async def run_once(self) -> None:
@@ -173,7 +173,7 @@ class CheckScheduler(Component):
         except NotSupported as exc:
             self._set_status(key, f"ZBX_NOTSUPPORTED: {exc}", "failed")
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._set_status(key, f"failed: no value within {self.timeout:g}s", "failed")
             return
         volume = numeric(value)
@@ -189,7 +189,7 @@ class CheckScheduler(Component):
         if cached is None or time.monotonic() - cached[0] > REDISCOVER:
             try:
                 rows = orjson.loads(await self._call(self.items.get, item.discovery))
-            except (NotSupported, orjson.JSONDecodeError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NotSupported, orjson.JSONDecodeError) as exc:
                 self._set_status(item.discovery, f"failed: discovery: {exc}", "failed")
                 rows = cached[1] if cached else []
             cached = (time.monotonic(), [r for r in rows if isinstance(r, dict)])
@@ -208,7 +208,7 @@ class CheckScheduler(Component):
             when = utcnow()
             try:
                 result: CheckResult = await self._call(check.run, self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 result = CheckResult.failed(f"no answer within {self.timeout:g}s")
             meta = {"template": template, "check": check.label}
             for key, volume, extra in result.values:

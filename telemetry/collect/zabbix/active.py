@@ -81,7 +81,7 @@ class ActiveChecksClient(Component):
                 await self.refresh()
                 self.last_error = None
                 wait = self.cfg.refresh
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError, ValueError) as exc:
                 self.last_error = f"active checks from {self.cfg.server}: {type(exc).__name__}: {exc}"
                 log.warning("%s: %s", self.name, self.last_error)
                 wait = min(self.cfg.refresh, 60.0)  # Zabbix retries sooner than a full refresh
@@ -140,7 +140,7 @@ class ActiveChecksClient(Component):
             await asyncio.sleep(self.cfg.send_interval)
             try:
                 await self.send()
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError, ValueError) as exc:
                 self.last_error = f"agent data to {self.cfg.server}: {type(exc).__name__}: {exc}"
                 log.warning("%s: %s (%d values kept)", self.name, self.last_error, len(self.buffer))
 

@@ -119,7 +119,7 @@ class ZabbixListener(Component):
             except FrameError as exc:
                 self.refuse(exc.reason, str(exc), peer)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.refuse("idle_timeout", f"no complete request within {self.idle_timeout:g}s", peer)
                 return
             except asyncio.IncompleteReadError as exc:
@@ -137,7 +137,7 @@ class ZabbixListener(Component):
                 return
             writer.write(reply)
             await asyncio.wait_for(writer.drain(), self.idle_timeout)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass  # the peer left before reading its answer
         finally:
             self.open -= 1
@@ -147,7 +147,7 @@ class ZabbixListener(Component):
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError):
                 pass
 
     def details(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class PassiveListener(ZabbixListener):
     async def _evaluate(self, key: str) -> tuple[str, str | None]:
         try:
             value, error = await asyncio.wait_for(asyncio.to_thread(answer_key, self.items, key), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             value, error = "", f"Timeout while processing item after {self.timeout:g} seconds."
         m.VALUES.labels(component=self.name, result="notsupported" if error else "processed").inc()
         return value, error

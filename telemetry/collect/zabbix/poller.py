@@ -61,7 +61,7 @@ class PollerSource(Component):
             when = utcnow()
             try:
                 value, error = await get_value(address, key, self.cfg.timeout)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError) as exc:
                 m.POLLS.labels(result="error").inc()
                 self._note(label, f"error: {type(exc).__name__}: {exc}")
                 return None

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -67,6 +68,11 @@ class SeriesRow:
     metadata: dict[str, Any]
     first_ts: int = 0
     last_ts: int = 0
+
+
+def series_row(r: Sequence[Any]) -> SeriesRow:
+    """A row of ``SELECT {SERIES_COLUMNS} FROM series``, its metadata decoded."""
+    return SeriesRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], orjson.loads(r[8]), r[9], r[10])
 
 
 @dataclass(slots=True)
@@ -198,7 +204,7 @@ class SampleStore(abc.ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def maintain(self, now: datetime | None = None) -> None:
+    def maintain(self, now: datetime | None = None) -> None:  # noqa: B027 - optional hook, most backends need none
         """Periodic housekeeping besides expiry (the embedded backend seals raw rows into chunks)."""
 
     def free_fraction(self) -> float | None:

@@ -19,7 +19,7 @@ import psycopg
 
 from telemetry.meter.statistics import Partial
 from telemetry.meter.store.base import (
-    DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms,
+    DAY_MS, GRANULARITY, Kind, Partition, RowTuple, SampleRow, SampleStore, SeriesRow, TtlPolicy, day_start_ms, series_row,
 )
 from telemetry.meter.store.sql import SERIES_COLUMNS, aggregate_select, sample_filters
 
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS rollup_m1 (series_id bigint NOT NULL, bucket bigint N
 CREATE TABLE IF NOT EXISTS rollup_h1 (LIKE rollup_m1 INCLUDING ALL) PARTITION BY RANGE (bucket);
 """
 ROLLUP = """{name} AS (INSERT INTO rollup_{kind} SELECT series_id, ts - ts %% {g}, count(*), sum(volume),
-  sum(CASE WHEN abs(volume) < 1e-150 THEN 0 ELSE volume * volume END), min(volume), max(volume), min(ts), max(ts) FROM ins GROUP BY 1, 2
+  sum(CASE WHEN abs(volume) < 1e-150 THEN 0 ELSE volume * volume END), min(volume), max(volume), min(ts), max(ts)
+  FROM ins GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) DO UPDATE SET count = rollup_{kind}.count + excluded.count,
   sum = rollup_{kind}.sum + excluded.sum, sumsq = rollup_{kind}.sumsq + excluded.sumsq,
   min = LEAST(rollup_{kind}.min, excluded.min), max = GREATEST(rollup_{kind}.max, excluded.max),
@@ -118,7 +119,7 @@ class PostgresSampleStore(SampleStore):
             f"SELECT {', '.join(SERIES_COLUMNS)} FROM series" + (f" WHERE {where}" if where else ""),
             list(equalities.values()),
         )
-        return [SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10]) for r in cur]
+        return [series_row(r) for r in cur]
 
     @staticmethod
     def _range(t: str, lo: int | None, hi: int | None) -> tuple[str, list[int]]:

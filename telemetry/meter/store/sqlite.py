@@ -181,8 +181,9 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         """Seal the ``hot`` table of files from before the head: its rows are in the roll-ups already,
         so they only become chunks."""
         rows = conn.execute("SELECT series_id, ts, volume, recorded, msgid FROM main.hot").fetchall()
-        cols = Columns(*(np.array([r[i] for r in rows], dt) for i, dt in  # type: ignore[call-arg]
-                         enumerate((np.int64, np.int64, np.float64, np.int64))), [r[4] for r in rows])
+        sid, ts, vol, rec = (np.array([r[i] for r in rows], dt)
+                             for i, dt in enumerate((np.int64, np.int64, np.float64, np.int64)))
+        cols = Columns(sid, ts, vol, rec, [r[4] for r in rows])
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)", encode_chunks(sort_rows(cols)) if rows else [])
         conn.execute("DROP TABLE main.hot")
@@ -327,7 +328,7 @@ class SqliteSampleStore(SqliteReads, SampleStore):
         by_series: dict[int, list[int]] = {}
         for sid, t, _ in late:
             by_series.setdefault(sid, []).append(t)
-        present: set[tuple[int, int, str | None]] = set()
+        present: set[tuple[int, int, str]] = set()
         for sid, times in by_series.items():
             for (blob,) in conn.execute("SELECT data FROM chunks WHERE series_id = ? AND t0 <= ? AND t1 >= ?",
                                         (sid, max(times), min(times))):

@@ -13,16 +13,16 @@ import sqlite3
 from datetime import date
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 import numpy as np
-import orjson
 
 from telemetry.meter.query import OPS, SampleQueryError
 from telemetry.meter.statistics import Partial, from_ms
 from telemetry.meter.store import chunks
 from telemetry.meter.store.base import (
-    DAY_MS, GRANULARITY, Kind, SampleRow, SeriesRow, day_start_ms, days_between, derived_sample_id, hash64,
+    DAY_MS, GRANULARITY, Kind, SampleRow, SeriesRow, day_start_ms, days_between, derived_sample_id, hash64, series_row,
 )
 from telemetry.meter.store.head import Head, partials
 from telemetry.meter.store.packing import HOUR_MS, Rollup, add_partials, minute_count, minute_rollups
@@ -66,7 +66,7 @@ class SqliteReads:
                 self._by_id.clear()
             cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE id = ?", (sid,))
             r = cur.fetchone()
-            s = self._by_id[sid] = SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10])
+            s = self._by_id[sid] = series_row(r)
         return s
 
     def _series(self, equalities: dict[str, str]) -> list[SeriesRow]:
@@ -74,7 +74,7 @@ class SqliteReads:
         where = " AND ".join(f"{k} = ?" for k in equalities)
         cur = self.index.execute(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series" + (f" WHERE {where}" if where else ""),
                                  list(equalities.values()))
-        return [SeriesRow(*r[:8], orjson.loads(r[8]), r[9], r[10]) for r in cur]
+        return [series_row(r) for r in cur]
 
     def _load_sel(self, conn: sqlite3.Connection, sel: dict[int, int]) -> None:
         conn.execute("DELETE FROM temp.sel")

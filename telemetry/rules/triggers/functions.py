@@ -136,7 +136,11 @@ def call(history: ItemHistory, c: Call, now: float, started: float) -> float:
         raise Unsupported(f"no values of {item.key} on {item.host} in {p[0]}")
     if c.func == "avg":
         return sum(vals) / len(vals)
-    return {"min": min, "max": max, "sum": sum}[c.func](vals)
+    if c.func == "min":
+        return min(vals)
+    if c.func == "max":
+        return max(vals)
+    return sum(vals)
 
 
 def evaluate(node: Node, history: ItemHistory, now: float, started: float) -> float:

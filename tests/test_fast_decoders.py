@@ -1,0 +1,77 @@
+"""Each hand-written fast decoder gives what its model gives, or declines: never a third answer.
+
+``fast_sample_doc`` skips pydantic on the rule stage's hot path. Fed arbitrary
+sample-shaped maps (valid, subtly wrong, or garbage) as JSON and msgpack, it
+must either return exactly ``sample_doc`` of the validated model, or return
+None where the model refuses or where it cannot be sure. Timestamps are
+fixed so "now" defaults cannot differ between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from telemetry.models import Sample, decode, fast_sample_doc, sample_doc
+
+TEXT = st.text(max_size=12)
+ODD = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans(), TEXT,
+                st.lists(st.integers(), max_size=2), st.dictionaries(TEXT, st.integers(), max_size=2))
+
+
+def _field(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a good value, sometimes an odd one."""
+    return st.one_of(good, good, good, ODD)
+
+
+SAMPLES = st.fixed_dictionaries(
+    {
+        "counter_name": _field(TEXT),
+        "counter_type": _field(st.sampled_from(["gauge", "delta", "cumulative", "Gauge", ""])),
+        "counter_volume": _field(st.one_of(st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=False))),
+        "resource_id": _field(TEXT),
+        "timestamp": _field(st.sampled_from(["2026-03-02T10:00:00Z", "2026-03-02 10:00:00.5+02:00",
+                                             "not a time", 1772445600, 1772445600.25])),
+    },
+    optional={
+        "counter_unit": _field(TEXT), "project_id": _field(TEXT), "user_id": _field(TEXT),
+        "source": _field(TEXT), "resource_metadata": _field(st.dictionaries(TEXT, st.integers(), max_size=3)),
+        "message_id": _field(TEXT), "message_signature": _field(TEXT), "extra_field": ODD,
+    },
+)
+
+
+def _model_doc(raw: bytes) -> dict[str, Any] | None:
+    try:
+        return sample_doc(decode(Sample, raw))
+    except (ValidationError, ValueError, TypeError, OverflowError, OSError):
+        return None
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SAMPLES, st.sampled_from(["json", "msgpack"]))
+def test_fast_sample_doc_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
+    try:
+        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
+    except (TypeError, OverflowError, orjson.JSONEncodeError):
+        return  # not encodable on this wire (integers past 64 bits in msgpack)
+    fast = fast_sample_doc(raw)
+    if fast is None:
+        return
+    assert fast == _model_doc(raw), data
+
+
+def test_it_declines_what_the_model_refuses() -> None:
+    """The drift the issue found: ``resource_metadata: null`` was accepted here and refused by the model."""
+    base = {"counter_name": "cpu_util", "counter_type": "gauge", "counter_volume": 1, "resource_id": "r",
+            "timestamp": "2026-03-02T10:00:00Z"}
+    for bad in ({"resource_metadata": None}, {"source": None}, {"project_id": 7}, {"counter_volume": True},
+                {"counter_unit": None}, {"timestamp": None}, {"message_id": 5}):
+        raw = orjson.dumps({**base, **bad})
+        assert fast_sample_doc(raw) is None, bad
+    assert fast_sample_doc(orjson.dumps(base)) == _model_doc(orjson.dumps(base))
