@@ -23,17 +23,19 @@ import logging
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telemetry.bus import Bus
 from telemetry.bus.records import publish_records
 from telemetry.collect.checks.samples import item_sample, numeric
-from telemetry.collect.checks.templates import ItemCheck, load_templates, template_names
 from telemetry.collect.zabbix import metrics as m
 from telemetry.collect.zabbix.listener import ZabbixListener
 from telemetry.collect.zabbix.protocol import FrameError, encode, parse_json
 from telemetry.config.sources import ZabbixSource
 from telemetry.models import Sample
+
+if TYPE_CHECKING:
+    from telemetry.collect.checks.templates import ItemCheck
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,9 @@ class TrapperListener(ZabbixListener):
 
     def _load(self, wanted: list[str]) -> tuple[list[str], list[list[ItemCheck]]]:
         """The metadata words that name templates (others, like "Linux", are ignored) and their items."""
+        # Imported here: the templates pull in every cloud check, which the daemon's start need not wait for.
+        from telemetry.collect.checks.templates import load_templates, template_names
+
         have = set(template_names(self.template_paths))
         roles = [r for r in wanted if r in have]
         templates, problems = load_templates(roles, self.template_paths) if roles else ([], [])
