@@ -43,11 +43,18 @@ class RollupConfig(Section):
     hour: Duration = Field(as_written("400d"), gt=0, description="Time to live of the per-hour roll-ups")
 
 
+class DeadLetterConfig(Section):
+    """Records a stage refused, kept for reading and replay (``telemetry dead-letter-list``)."""
+
+    ttl: Duration = Field(as_written("7d"), gt=0, description="How long a dead letter is kept")
+
+
 class StoreConfig(Section):
     samples: StoreUrl = Field(default_factory=StoreUrl)
     events: EventStoreConfig = Field(default_factory=EventStoreConfig)
     ttl: TtlConfig = Field(default_factory=TtlConfig)
     rollups: RollupConfig = Field(default_factory=RollupConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     retention_interval: Duration = Field(as_written("60s"), gt=0, description="How often expiry and the free-space guard run")
     min_free_disk: float = Field(
         0.05, ge=0, lt=1, description="Free-space floor (fraction of the data disk) below which old partitions are shed"

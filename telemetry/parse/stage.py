@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 import msgpack
 import orjson
 
-from telemetry.bus import Delivery
+from telemetry.bus import Delivery, Receipt
 from telemetry.bus.base import OutMessage
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY
 from telemetry.models import Event, RawLog, Record
@@ -58,7 +58,7 @@ class ParseStage(BusStage):
         self.outcomes: Tally[str] = Tally()
         self._fmt = runtime.settings.bus.format
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
         # Events go out as the JSON of their contract dicts (models.event_dict): the same bytes an
         # Event model would give, without building one per entry. A record that cannot become an event
@@ -83,11 +83,12 @@ class ParseStage(BusStage):
                            else Outcome.MATCH)
                 _COUNTERS[outcome].labels(type=ev["type"] or raw.type or "none").inc()
                 self.outcomes[outcome] += 1
-        await self.runtime.bus.publish(Event.topic, out)
+        receipts = [await self.runtime.bus.publish(Event.topic, out)]
         BUS_PUBLISHED.labels(topic=Event.topic).inc(len(out))
         RECORDS_OUT.labels(stage=self.name).inc(len(out))
         if bad:
-            await self._dead_letter(bad)
+            receipts.append(await self._dead_letter(bad))
+        return receipts
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), **{k: self.outcomes[k] for k in (Outcome.MATCH, Outcome.FAILURE, Outcome.TIMEOUT)}}
