@@ -93,6 +93,9 @@ def server_components(rt: Runtime) -> list[Component]:
         rt.ceilometer_http = CeilometerHttpInput(rt)
     if s.sources.ceilometer.enabled:
         comps.append(CeilometerUdpSource(rt))
+    from telemetry.collect.zabbix.builders import server_zabbix_components
+
+    comps += server_zabbix_components(rt)  # the Zabbix trapper and the poller of Zabbix agents
     return comps
 
 
@@ -138,6 +141,9 @@ def agent_components(rt: Runtime) -> list[Component]:
         from telemetry.collect.host import HostMetricsSource
 
         comps.append(HostMetricsSource(rt))
+    from telemetry.collect.zabbix.builders import agent_zabbix_components
+
+    comps += agent_zabbix_components(rt)  # passive checks, role-template checks, active checks
     return comps
 
 

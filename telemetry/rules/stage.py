@@ -36,6 +36,7 @@ from telemetry.rules.event_alarms import doc_time
 from telemetry.rules.loader import RuleSet, load_rules
 from telemetry.rules.models import Alarm, AlarmChange
 from telemetry.rules.store import RulesStore, persist
+from telemetry.rules.triggers.actions import targets_for
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
@@ -299,11 +300,14 @@ class RulesStage(BusStage):
             previous=state[previous], current=state[current], reason=reason,
             reason_data={"type": "trigger", "expression": tr.expression, "status": current,
                          "severity": tr.severity, "host": tr.host},
-            timestamp=datetime.fromtimestamp(now, timezone.utc), actions=[], repeat_actions=False,
+            timestamp=datetime.fromtimestamp(now, timezone.utc), repeat_actions=False,
+            actions=targets_for(tr, current, self.ruleset.trigger_actions),
             transition_id=derived_id("transition", tr.trigger_id, tr.last_change, current),
             alarm_type="trigger", labels={"host": tr.host, "trigger": tr.name, "template": tr.template,
                                           "severity": tr.severity, **tr.definition.tags},
             evaluated_at=datetime.fromtimestamp(now, timezone.utc).isoformat(),
+            # Triggers come from the operator's rules files and templates: their targets are trusted.
+            origin="file", rule_file=tr.template or "rules",
         )
 
     @staticmethod
