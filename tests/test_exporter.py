@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from telemetry.config.exporter import MeterGauges
 from telemetry.exporter.alarms import AlarmState, AlarmStateTable
 from telemetry.exporter.logs import access, level_label
-from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, family_name, fast_row, sample_row
+from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, doc_row, family_name, sample_row
+from telemetry.models import fast_sample_doc
 from telemetry.models import AlarmTransition, Sample
 from tests.conftest import free_port
 
@@ -149,6 +150,11 @@ def test_alarm_states_one_series_per_state() -> None:
     assert "telemetry_rules_evaluations_total 42.0" in text
     table.retain({"a1"})
     assert set(table.alarms) == {"a1"}
+
+
+def fast_row(raw: bytes) -> tuple | None:
+    doc = fast_sample_doc(raw)
+    return doc_row(doc) if doc is not None else None
 
 
 def test_fast_rows_equal_the_model_rows() -> None:

@@ -134,11 +134,13 @@ class LogCounters(ObserverStage):
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         for _, r in records:
-            if not isinstance(r, Event) or not self._fresh(r.id):
+            # an Event from a broker, its contract dict in this process (read, never changed)
+            doc = r.to_dict() if isinstance(r, Event) else r if isinstance(r, dict) else None
+            if doc is None or not self._fresh(doc["id"]):
                 continue
-            component = self._component(r.component or "none")
-            LOG_EVENTS.labels(component=component, level=level_label(r.level)).inc()
-            hit = access(r.model_extra or {})
+            component = self._component(doc.get("component") or "none")
+            LOG_EVENTS.labels(component=component, level=level_label(doc.get("level"))).inc()
+            hit = access(doc)
             if hit is None:
                 continue
             method, code, seconds = hit

@@ -130,12 +130,13 @@ class SinkStage(BusStage):
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         items: dict[str, SinkItem] = {}
         for delivery, record in records:
-            ev = record if isinstance(record, Event) else None
-            if ev is None:
+            # an Event from a broker, its contract dict in this process (read, never changed)
+            doc = record.to_dict() if isinstance(record, Event) else record if isinstance(record, dict) else None
+            if doc is None:
                 continue
-            item = items.get(ev.id)
+            item = items.get(doc["id"])
             if item is None:
-                item = items[ev.id] = SinkItem(ev.id, ev.to_dict())
+                item = items[doc["id"]] = SinkItem(doc["id"], doc)
             item.deliveries.append(delivery)
         refused = await self.send(list(items.values()))
         if not refused:
