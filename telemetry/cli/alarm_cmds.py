@@ -181,7 +181,7 @@ def _age(seconds: float | None) -> str:
 @format_option
 def trigger_list(url: str, token: str | None, fmt: str, host: str | None, problems: bool,
                  min_severity: str | None) -> None:
-    """Zabbix-style triggers: severity, status, last change, age, acknowledged, host, name."""
+    """Zabbix's problem view: Severity, Status, Info, Last change, Age, Acknowledged, Host, Name."""
     triggers = ApiClient(url, token).get("/v1/triggers", host=host, status="PROBLEM" if problems else None,
                                          min_severity=min_severity)
     if fmt == "json":
@@ -190,10 +190,9 @@ def trigger_list(url: str, token: str | None, fmt: str, host: str | None, proble
     rows = []
     for t in triggers:
         last = datetime.fromisoformat(t["last_change"]).strftime("%Y-%m-%d %H:%M:%S") if t["last_change"] else ""
-        status = t["status"] + (" (suppressed)" if t["suppressed"] else "") + (" (unknown)" if t["unknown"] else "")
-        rows.append((t["severity"].title(), status, last, _age(t["age_seconds"]),
+        rows.append((t["severity"].title(), t["status"], t.get("info", ""), last, _age(t["age_seconds"]),
                      "Yes" if t["acknowledged"] else "No", t["host"], t["name"]))
-    print_table(["Severity", "Status", "Last change", "Age", "Ack", "Host", "Name"], rows,
+    print_table(["Severity", "Status", "Info", "Last change", "Age", "Acknowledged", "Host", "Name"], rows,
                 title=f"{len(rows)} triggers at {time.strftime('%H:%M:%S')}")
 
 
