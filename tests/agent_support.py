@@ -12,6 +12,7 @@ import orjson
 from telemetry.bus import BusError, MemoryBus
 from telemetry.bus.records import decode_delivery
 from telemetry.wiring import agent_components
+from telemetry.collect.files import FilesSource
 from telemetry.config import Settings
 from telemetry.runtime import Runtime
 from telemetry.models import RawLog
@@ -59,6 +60,11 @@ class InProcessAgent:
         self.bus = bus
         self.consumer = None
         self.got: list[RawLog] = []
+
+    @property
+    def files(self) -> FilesSource:
+        """The file source among the agent's components."""
+        return next(c for c in self.comps if isinstance(c, FilesSource))
 
     async def __aenter__(self) -> InProcessAgent:
         self.consumer = await self.bus.subscribe(["raw_logs"], "test")

@@ -179,6 +179,6 @@ async def test_a_file_renamed_while_the_agent_was_down_is_read_to_its_end(tmp_pa
     async with InProcessAgent(s, MemoryBus()) as agent:
         got = await agent.collect(lambda got: len(got) == 2)
         await asyncio.sleep(0.5)  # released, and nothing else
-        files = agent.comps[-1]
+        files = agent.files
         assert list(files.readers) == [r for r in files.readers if files.readers[r].tail.path == str(log)]
     assert sorted(r.lines[0] for r in got) == ["new one", "three"]

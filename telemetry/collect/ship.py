@@ -17,6 +17,7 @@ bus and for tests that need a downstream outliving the agent process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections import deque
@@ -64,6 +65,7 @@ def messages(values: list[bytes], keys: list[bytes]) -> list[OutMessage]:
         _SET_VALUE(msg, v)
         _SET_KEY(msg, k)
         _SET_HEADERS(msg, headers)
+        _SET_RECORD(msg, None)  # the bytes are the record: nothing handed over as an object
         append(msg)
     return out
 
@@ -72,6 +74,10 @@ _NO_HEADERS: dict[str, str] = {}
 _SET_VALUE = vars(OutMessage)["value"].__set__  # the slot descriptors
 _SET_KEY = vars(OutMessage)["key"].__set__
 _SET_HEADERS = vars(OutMessage)["headers"].__set__
+_SET_RECORD = vars(OutMessage)["record"].__set__
+if [f.name for f in dataclasses.fields(OutMessage)] != ["value", "key", "headers", "record"]:
+    # Every field is set in ``messages``: a field added to OutMessage must be set there too.
+    raise ImportError("OutMessage's fields changed: set the new ones in telemetry.collect.ship.messages")
 
 
 class BusTarget:
