@@ -8,8 +8,10 @@ from typing import NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from telemetry.config import ConfigError, Settings, load_config
+from telemetry.config.loader import shown
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -28,8 +30,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def report_config_error(exc: ConfigError) -> None:
     err.print(f"[bold red]invalid configuration[/] in {exc.source}:", highlight=False)
     for p in exc.problems:
-        err.print(f"  [yellow]{p.path or '(top level)'}[/]: {p.message}"
-                  + (f" [dim](got {p.value!r})[/]" if p.has_value else ""), highlight=False, markup=True)
+        where = p.path or "(top level)"
+        if p.variable:  # the value came from the environment: the variable is what to fix
+            where = f"{p.variable} ({where})"
+        err.print(f"  [yellow]{escape(where)}[/]: {escape(p.message)}"
+                  + (f" [dim](got {escape(shown(p.value))})[/]" if p.has_value else ""), highlight=False, markup=True)
 
 
 def load_or_exit(path: str | None) -> Settings:
