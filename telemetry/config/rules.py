@@ -12,7 +12,8 @@ from telemetry.config.base import Duration, Section, as_written, not_implemented
 class RulesConfig(Section):
     paths: list[str] = Field(
         default_factory=lambda: ["rules/"],
-        description="Files or folders of alarm and trigger definitions; relative paths also look in the shipped rules/",
+        description="Files or folders of alarm and trigger definitions; a relative path names the shipped rules/ first, "
+        "then the current folder; list other paths without rules/ to replace the shipped rules",
     )
     enabled: bool = Field(True, description="Run the rule engine (alarms and triggers) in server and all-in-one modes")
     tick: Duration = Field(1.0, gt=0, le=60, description="Seconds between time-based evaluations (nodata, insufficient data)")
