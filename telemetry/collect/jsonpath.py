@@ -171,8 +171,21 @@ def _split_union(text: str) -> list[str]:
     return parts
 
 
-class JsonPath:
-    """A compiled path: ``find`` gives every match, ``first`` the first non-null one."""
+class _Path:
+    """``find`` gives every match, ``first`` the first non-null one."""
+
+    def find(self, doc: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def first(self, doc: Any) -> Any:
+        for v in self.find(doc):
+            if v is not None:
+                return v
+        return None
+
+
+class JsonPath(_Path):
+    """A path compiled by the fast evaluator."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -190,17 +203,11 @@ class JsonPath:
             out.extend(values)
         return out
 
-    def first(self, doc: Any) -> Any:
-        for v in self.find(doc):
-            if v is not None:
-                return v
-        return None
-
     def __repr__(self) -> str:
         return f"JsonPath({self.text!r})"
 
 
-class ExtJsonPath:
+class ExtJsonPath(_Path):
     """A path in Ceilometer's full dialect, evaluated by jsonpath-rw-ext (as Ceilometer does)."""
 
     def __init__(self, text: str) -> None:
@@ -217,12 +224,6 @@ class ExtJsonPath:
             return [m.value for m in self._find(doc)]
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError):
             return []  # a function applied to a value of the wrong type: no match, as a missing field
-
-    def first(self, doc: Any) -> Any:
-        for v in self.find(doc):
-            if v is not None:
-                return v
-        return None
 
     def __repr__(self) -> str:
         return f"ExtJsonPath({self.text!r})"
