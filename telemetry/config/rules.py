@@ -62,6 +62,11 @@ class HeatConfig(Section):
         description="At most one signal per scaling policy in this period, so a flapping alarm cannot thrash a group",
     )
     keystone: KeystoneConfig | None = Field(None, description="Credentials for signal_url actions; none for pre-signed alarm_url")
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="Heat's API and CFN API URLs (http://heat:8004, http://heat:8000): alarms created through the "
+        "API may signal them without listing them in allowed_targets",
+    )
 
 
 class InhibitConfig(Section):
