@@ -63,7 +63,7 @@ def _print_config(settings: Settings) -> None:
 
 def _daemon_command(mode: Mode, summary: str, config_required: bool) -> None:
     @click.option("--print-config", is_flag=True, help="Print the effective configuration (secrets masked) and exit.")
-    @click.option("-q", "--quiet", is_flag=True, help="Do not print the start banner.")
+    @click.option("--quiet", is_flag=True, help="Do not print the start banner (-q means --query in the query commands).")
     @config_option
     def command(config_path: str | None, print_config: bool, quiet: bool) -> None:
         if config_required and not config_path:
