@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from telemetry.api.auth import require_token
 from telemetry.api.query import simple_query
+from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
 from telemetry.errors import describe
@@ -203,12 +204,13 @@ async def delete_alarm(request: Request, alarm_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v2/alarms/{alarm_id}/state")
+@router.get("/v2/alarms/{alarm_id}/state", responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 def get_state(request: Request, alarm_id: str) -> JSONResponse:
     return JSONResponse(_alarm(_rules(request), alarm_id).state)
 
 
-@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)])
+@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)],
+            responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 async def put_state(request: Request, alarm_id: str) -> JSONResponse:
     rules = _rules(request)
     _alarm(rules, alarm_id)
