@@ -71,7 +71,12 @@ def statistics(meter: str, period: int | None, query: str | None, groupby: tuple
         names.insert(0, "Group By")
     # Times are kept whole; at 80 columns the figures fold rather than the period bounds.
     cols = [Column(n, keep=n in ("Period Start", "Period End")) for n in names]
-    emit(cols, [_row(s, aggregates, bool(groupby)) for s in data], fmt, columns, data)
+    rows = [_row(s, aggregates, bool(groupby)) for s in data]
+    title = None
+    if fmt == "table":  # readable at 80 columns: one date in the title, times of day in the cells
+        rows, day = _times_of_day(rows, [i for i, n in enumerate(names) if n in TIME_COLUMNS])
+        title = f"{meter}, {day} (UTC)" if day else None
+    emit(cols, rows, fmt, columns, data, title=title)
 
 
 def _row(s: dict[str, Any], aggregates: tuple[str, ...], grouped: bool) -> list[Any]:
@@ -80,6 +85,18 @@ def _row(s: dict[str, Any], aggregates: tuple[str, ...], grouped: bool) -> list[
     row = [s["period"], s["period_start"], s["period_end"], *values, s["duration"], s["duration_start"],
            s["duration_end"]]
     return ([s.get("groupby")] if grouped else []) + row
+
+
+TIME_COLUMNS = ("Period Start", "Period End", "Duration Start", "Duration End")
+
+
+def _times_of_day(rows: list[list[Any]], where: list[int]) -> tuple[list[list[Any]], str | None]:
+    """Rows with ``HH:MM:SS`` in the time columns when every time falls on one day (that day), else as they were."""
+    days = {str(r[i])[:10] for r in rows for i in where if r[i]}
+    if len(days) != 1:
+        return rows, None
+    out = [[(str(v)[11:19] if i in where and v else v) for i, v in enumerate(r)] for r in rows]
+    return out, days.pop()
 
 
 def _register(group: click.Group) -> None:

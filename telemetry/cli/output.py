@@ -76,25 +76,61 @@ def _console() -> Console:
     return Console(width=1 << 16, soft_wrap=True, force_terminal=False, color_system=None)
 
 
-def _table(cols: list[Column], rows: list[list[Any]], title: str | None, styles: list[str] | None) -> Table:
+#: A kept column is never narrower than its longest value up to this (a UUID, most meter names); longer values fold.
+KEEP_MAX = 40
+#: A first-line column (messages) needs at least this much (or its longest value, if shorter); others their header.
+TEXT_MIN = 10
+
+
+def _text(c: Column, v: Any) -> Text:
+    """A table cell; figures show 6 significant digits there (csv, value and json keep every digit)."""
+    if isinstance(v, float):
+        v = f"{v:.6g}"
+    text = v if isinstance(v, Text) else Text(_cell(v))
+    if c.first_line and "\n" in text.plain:
+        text = text.split("\n")[0]
+    return text
+
+
+def _fit(cols: list[Column], cells: list[list[Text]], width: int) -> tuple[list[int], list[int]]:
+    """Which columns fit ``width`` (indexes) and the width each may take; the rightmost text columns go first."""
+    longest = [max([len(c.name)] + [max((len(line) for line in r[i].plain.split("\n")), default=0) for r in cells])
+               for i, c in enumerate(cols)]
+    # rich never narrows a column below its longest word, so neither may the plan
+    words = [max(len(w) for text in [c.name, *(r[i].plain for r in cells)] for w in (text.split() or [""]))
+             for i, c in enumerate(cols)]
+    mins = [min(n, KEEP_MAX) if c.keep else min(n, max(TEXT_MIN, len(c.name))) if c.first_line else min(w, KEEP_MAX)
+            for c, n, w in zip(cols, longest, words)]
+    shown = list(range(len(cols)))
+    while len(shown) > 1 and sum(mins[i] + 3 for i in shown) + 1 > width:
+        droppable = [i for i in shown if not cols[i].keep] or shown[1:]
+        shown.remove(droppable[-1])
+    # A first-line column gets what the others leave (they take their longest value, kept ones up to KEEP_MAX).
+    others = sum(min(longest[i], KEEP_MAX) + 3 for i in shown if not cols[i].first_line) + 1
+    lines = [i for i in shown if cols[i].first_line]
+    for i in lines:
+        mins[i] = max(mins[i], (width - others) // len(lines) - 3)
+    return shown, mins
+
+
+def _table(cols: list[Column], rows: list[list[Any]], title: str | None, styles: list[str] | None,
+           width: int | None) -> tuple[Table, list[str]]:
+    """The table, and the names of the columns left out to fit ``width`` (None: no limit)."""
+    cells = [[_text(c, v) for c, v in zip(cols, row)] for row in rows]
+    shown, mins = _fit(cols, cells, width) if width else (list(range(len(cols))), [0] * len(cols))
     table = Table(title=title, header_style="bold", show_lines=False, title_justify="left")
-    for c in cols:
-        if c.keep:
-            table.add_column(c.name, no_wrap=True, overflow="fold")
-        elif c.first_line:
-            table.add_column(c.name, no_wrap=True, overflow="ellipsis", ratio=1)
+    for i in shown:
+        c = cols[i]
+        if c.first_line and width:  # one line each, cut with an ellipsis to the width left for it
+            for row in cells:
+                row[i].truncate(mins[i], overflow="ellipsis")
+            table.add_column(c.name, no_wrap=True, min_width=mins[i])
         else:
-            table.add_column(c.name, overflow="fold")
-    for i, row in enumerate(rows):
-        style = styles[i] if styles else ""
-        cells = []
-        for c, v in zip(cols, row):
-            text = v if isinstance(v, Text) else Text(_cell(v))
-            if c.first_line:
-                text = text.split("\n")[0] if "\n" in text.plain else text
-            cells.append(text)
-        table.add_row(*cells, style=style or None)
-    return table
+            table.add_column(c.name, overflow="fold", min_width=mins[i] or None, no_wrap=c.first_line)
+    for n, row in enumerate(cells):
+        style = styles[n] if styles else ""
+        table.add_row(*(row[i] for i in shown), style=style or None)
+    return table, [c.name for i, c in enumerate(cols) if i not in shown]
 
 
 def emit(columns: Sequence[Column | str], rows: Iterable[Sequence[Any]], fmt: str, wanted: Sequence[str] = (),
@@ -125,4 +161,11 @@ def emit(columns: Sequence[Column | str], rows: Iterable[Sequence[Any]], fmt: st
         for r in plain:
             click.echo(" ".join(_cell(v) for v in r))
     else:
-        _console().print(_table(cols, cells, title, styles))
+        console = _console()
+        table, hidden = _table(cols, cells, title, styles, console.width if sys.stdout.isatty() else None)
+        console.print(table)
+        if hidden:
+            import textwrap
+
+            note = f"(hidden to fit: {', '.join(hidden)}; see -c or -f json)"
+            click.echo("\n".join(textwrap.wrap(note, console.width)), err=True)

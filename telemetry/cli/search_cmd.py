@@ -29,7 +29,10 @@ FOLLOW_WINDOW = 120
 
 
 def _when(ev: dict[str, Any]) -> str:
-    return str(ev.get("@timestamp", "")).replace("T", " ").rstrip("Z")
+    """``2024-05-01 10:00:00.123``: milliseconds are what log lines carry; the table needs no more."""
+    text = str(ev.get("@timestamp", "")).replace("T", " ").rstrip("Z")
+    head, dot, frac = text.partition(".")
+    return head + (dot + frac[:3] if dot else "")
 
 
 def _quote(value: str) -> str:
@@ -46,7 +49,7 @@ def _rows(events: list[dict[str, Any]]) -> tuple[list[list[Any]], list[str]]:
     for ev in events:
         level = str(ev.get("level") or "")
         style = LEVEL_STYLES.get(level.upper(), "")
-        message = str(ev.get("message") or "")
+        message = str(ev.get("message") or "").strip()
         if ev.get("type") == "notification" and ev.get("event_type") and message != ev["event_type"]:
             message = f"{ev['event_type']}: {message}"
         rows.append([_when(ev), ev.get("host") or "", ev.get("component") or "", Text(level, style=style),
