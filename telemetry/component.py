@@ -51,8 +51,16 @@ class Component:
         """Extra facts for /healthz and the start banner (listen address, files, ...)."""
         return {}
 
+    def problem(self) -> str | None:
+        """Why the component, though running, is not doing its job (writes failing, a full disk,
+        a listener refusing work); /healthz then says ``degraded``, naming it."""
+        return None
+
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state}
+        problem = self.problem() if self.state == "running" else None
+        if problem:
+            out["problem"] = problem
         if self.error:
             out["error"] = self.error
         if self.restarts:

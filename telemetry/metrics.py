@@ -28,6 +28,12 @@ RECORDS_REJECTED = Counter(
     ["stage", "reason"],
     registry=REGISTRY,
 )
+STAGE_FAILURES = Counter(
+    "telemetry_stage_failures",
+    "Batches a stage could not write and gave back to the bus to retry (disk, database or bus trouble), by cause",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
 HOST_SAMPLES = Counter(
     "telemetry_host_samples_collected", "Samples of this host's own figures collected", registry=REGISTRY
 )

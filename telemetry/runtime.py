@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the services' modules import heavy dependencies; only their
     from telemetry.actions.service import ActionsService
     from telemetry.collect.agent import AgentPipeline
     from telemetry.collect.ceilometer import CeilometerHttpInput
+    from telemetry.deadletters.service import DeadLetterService
     from telemetry.events.store import EventStore
     from telemetry.meter.pipeline import SamplePipeline
     from telemetry.meter.store.base import SampleStore
@@ -50,5 +51,6 @@ class Runtime:
     actions: ActionsService | None = None
     agent: AgentPipeline | None = None
     ceilometer_http: CeilometerHttpInput | None = None
+    dead_letters: DeadLetterService | None = None
     #: ``http://host:port`` once the API listens (the port may have been picked by the kernel).
     api_address: str | None = None

@@ -1,11 +1,20 @@
 """The consume → process → durable write → ack loop every server stage runs.
 
-Written once so each stage keeps the delivery contract the same way: a batch
-is acknowledged only after ``handle`` returned (its write is durable); if
-``handle`` raises, the batch is given back to the bus and retried with
-backoff, so nothing acknowledged is ever lost. A message that cannot even be
-decoded is bad input: it is counted, published to the dead-letter topic with
-its reason, and acknowledged, so it never blocks the good records beside it.
+Written once so each stage keeps the delivery contract the same way:
+
+* A batch is acknowledged only after ``handle`` returned and the receipts it
+  returned completed (its write is durable, and what it published is durable
+  downstream). Several batches may wait for their receipts at once, so a
+  stage keeps working while the one after it writes.
+* A message that cannot even be decoded is bad input: it is counted,
+  published to the dead-letter topic with its reason, and acknowledged.
+* When ``handle`` raises, the cause decides. A failure of the surroundings
+  (a full disk, a lost database, the bus) gives the whole batch back to the
+  bus and retries it with backoff, losing nothing; while it lasts the stage
+  reports the problem on /healthz. Any other failure is taken to be the
+  data's: the batch is split in halves until the record that fails alone is
+  found, and that record is dead-lettered with the error, so one poison
+  record never holds back the records after it.
 """
 
 from __future__ import annotations
@@ -13,21 +22,28 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import sqlite3
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from telemetry.bus import Bus, Consumer, Delivery, OutMessage
+from telemetry.bus import Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
 from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
-from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED
+from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, STAGE_FAILURES
 from telemetry.models import Record, decode
 from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC = DEAD_LETTER
+#: Bytes of a refused message kept in its dead letter.
+DEAD_LETTER_MAX = 1 << 20
+#: Seconds a stage may keep failing before /healthz calls it degraded.
+DEGRADED_AFTER = 5.0
 
 
 def reject_reason(exc: Exception) -> str:
@@ -38,20 +54,40 @@ def reject_reason(exc: Exception) -> str:
     return f"undecodable:{type(exc).__name__}"
 
 
-async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]]) -> None:
+def environmental(exc: BaseException) -> bool:
+    """A failure of what the stage writes to (disk, database, bus), not of the records it was given.
+
+    Those are retried with the whole batch, never dead-lettered: the next
+    attempt may succeed, and dead-lettering good records because a disk is
+    full would lose them.
+    """
+    if isinstance(exc, (OSError, BusError, sqlite3.OperationalError, asyncio.TimeoutError, MemoryError)):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]],
+                      errors: Sequence[str] | None = None) -> Receipt:
     """Count, log and publish refused messages (raw, cut at 1 MiB) to the dead-letter topic.
 
-    Each keeps its ``reason``, original ``topic`` and ``stage`` as headers, so
-    an operator can see why and replay it once the cause is fixed.
+    Each keeps its ``reason``, original ``topic`` and ``stage`` as headers
+    (and the ``error`` text when there is one), so an operator can see why
+    and replay it once the cause is fixed.
     """
-    for d, reason in bad:
+    msgs = []
+    for i, (d, reason) in enumerate(bad):
         RECORDS_REJECTED.labels(stage=stage, reason=reason).inc()
-        log.warning("%s: rejected a record from %s: %s", stage, d.topic, reason)
-    msgs = [
-        OutMessage(value=d.value[: 1 << 20], key=d.key, headers={"reason": reason, "topic": d.topic, "stage": stage})
-        for d, reason in bad
-    ]
-    await bus.publish(DEAD_LETTER_TOPIC, msgs)
+        error = errors[i] if errors else ""
+        log.warning("%s: dead-lettered a record from %s: %s%s", stage, d.topic, reason, f" ({error})" if error else "")
+        headers = {"reason": reason, "topic": d.topic, "stage": stage}
+        if error:
+            headers["error"] = error
+        msgs.append(OutMessage(value=d.value[:DEAD_LETTER_MAX], key=d.key, headers=headers))
+    return await bus.publish(DEAD_LETTER_TOPIC, msgs)
 
 
 class BusStage(Component, abc.ABC):
@@ -61,6 +97,8 @@ class BusStage(Component, abc.ABC):
     group: str = "server"
     batch_size: int = 500
     fetch_timeout: float = 0.5
+    #: Batches that may wait for their downstream receipts at once.
+    max_inflight: int = 4
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
@@ -68,46 +106,102 @@ class BusStage(Component, abc.ABC):
         self.consumer: Consumer | None = None
         self.processed = 0
         self.rejected = 0
+        self._acking: deque[asyncio.Task[None]] = deque()
+        #: When the current run of failures began (monotonic), and the last error.
+        self._failing_since: float | None = None
+        self._last_failure = ""
 
     @abc.abstractmethod
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
-        """Process and durably write a batch; raise to have it redelivered."""
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> Sequence[Receipt] | None:
+        """Process and durably write a batch; raise to have it redelivered (or split, see the module).
+
+        Return the receipts of what it published, if any: the batch is acked once they complete.
+        """
 
     async def start(self) -> None:
-        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group)
+        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group, writes_durably=True)
         self.spawn(self._run, "consume")
 
     async def stop(self) -> None:
         await self.cancel_tasks()
+        for t in self._acking:
+            t.cancel()
+        if self._acking:
+            await asyncio.wait(self._acking, timeout=1)
+        self._acking.clear()
         if self.consumer is not None:
             await self.consumer.close()  # in-flight deliveries go back to the bus
             self.consumer = None
 
     async def _run(self) -> None:
         assert self.consumer is not None
+        consumer = self.consumer
         backoff = 0.2
         while True:
-            deliveries = await self.consumer.fetch(self.batch_size, self.fetch_timeout)
+            while self._acking and self._acking[0].done():
+                self._acking.popleft().result()
+            if len(self._acking) >= self.max_inflight:
+                await asyncio.wait([self._acking[0]])
+                continue
+            deliveries = await consumer.fetch(self.batch_size, self.fetch_timeout)
             if not deliveries:
                 continue
             good, bad = self._decode(deliveries)
             try:
-                if good:
-                    await self.handle(good)
+                receipts = list(await self._handle_or_split(good))
             except asyncio.CancelledError:
-                await self.consumer.nack(deliveries)
+                await consumer.nack(deliveries)
                 raise
-            except Exception:
-                log.exception("%s: write failed; %d records go back to the bus", self.name, len(deliveries))
-                await self.consumer.nack(deliveries)
+            except Exception as exc:
+                self._failed(exc)
+                log.warning("%s: write failed (%s: %s); %d records go back to the bus, retry in %.1fs",
+                            self.name, type(exc).__name__, exc, len(deliveries), backoff)
+                await consumer.nack(deliveries)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
             backoff = 0.2
+            self._failing_since = None
             if bad:
-                await self._dead_letter(bad)
-            await self.consumer.ack(deliveries)
-            self.processed += len(good)
+                receipts.append(await self._dead_letter(bad))
+            self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
+
+    async def _ack_when_durable(self, consumer: Consumer, deliveries: list[Delivery], receipts: list[Receipt],
+                                good: int) -> None:
+        await all_durable(receipts)
+        await consumer.ack(deliveries)
+        self.processed += good
+
+    async def _handle_or_split(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
+        """``handle`` the batch; if it fails because of its records, find and dead-letter the ones that fail alone."""
+        if not records:
+            return []
+        try:
+            return list(await self.handle(records) or ())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if environmental(exc):
+                raise
+            if len(records) == 1:
+                [(d, _)] = records
+                return [await self._dead_letter([(d, f"failed:{type(exc).__name__}")], [str(exc)[:500]])]
+            half = len(records) // 2
+            log.info("%s: a batch of %d failed (%s: %s); splitting it to find the record at fault",
+                     self.name, len(records), type(exc).__name__, exc)
+            return [*await self._handle_or_split(records[:half]), *await self._handle_or_split(records[half:])]
+
+    def _failed(self, exc: BaseException) -> None:
+        STAGE_FAILURES.labels(stage=self.name, reason=type(exc).__name__).inc()
+        self._last_failure = f"{type(exc).__name__}: {exc}"[:300]
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    def problem(self) -> str | None:
+        since = self._failing_since
+        if since is not None and time.monotonic() - since >= DEGRADED_AFTER:
+            return f"writes failing for {time.monotonic() - since:.0f}s, batches retried: {self._last_failure}"
+        return None
 
     def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Record]], list[tuple[Delivery, str]]]:
         good: list[tuple[Delivery, Record]] = []
@@ -127,9 +221,9 @@ class BusStage(Component, abc.ABC):
             RECORDS_IN.labels(stage=self.name).inc(len(good))
         return good, bad
 
-    async def _dead_letter(self, bad: list[tuple[Delivery, str]]) -> None:
+    async def _dead_letter(self, bad: list[tuple[Delivery, str]], errors: Sequence[str] | None = None) -> Receipt:
         self.rejected += len(bad)
-        await dead_letter(self.runtime.bus, self.name, bad)
+        return await dead_letter(self.runtime.bus, self.name, bad, errors)
 
     def details(self) -> dict[str, Any]:
         return {"topics": ",".join(self.topics), "processed": self.processed, "rejected": self.rejected}

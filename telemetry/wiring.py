@@ -6,8 +6,8 @@ before the sources that feed them, so nothing a source publishes waits for
 a consumer that is not there yet; the API comes last, once every service it
 routes to exists, and goes first on the way down.
 
-    server:  sample store, events stage (its store), pipeline, meter, parse,
-             actions, rules, Ceilometer UDP input
+    server:  sample store, events stage (its store), dead letters, pipeline,
+             meter, parse, actions, rules, Ceilometer UDP input
     agent:   shipper, files, syslog, notifications, host figures
     all:     the API (/healthz and /metrics on an agent; everything on a server)
 
@@ -45,6 +45,10 @@ def server_components(rt: Runtime) -> list[Component]:
     from telemetry.actions.dispatch import ActionDispatcher
     from telemetry.actions.service import ActionsService
     from telemetry.collect.ceilometer import CeilometerHttpInput, CeilometerUdpSource
+    from telemetry.deadletters.service import DeadLetterService
+    from telemetry.deadletters.stage import DeadLetterStage
+    from telemetry.deadletters.store import DeadLetterStore
+    from telemetry.events.query import set_default_operator
     from telemetry.events.stage import EventStage
     from telemetry.events.store import EventStore
     from telemetry.meter.pipeline_stage import PipelineStage
@@ -59,9 +63,13 @@ def server_components(rt: Runtime) -> list[Component]:
     comps: list[Component] = []
     rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
     comps.append(SampleStoreComponent(s.store, rt.sample_store))
+    set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
     rt.event_store = EventStore(event_store_root(s), ttl=s.store.ttl.events or s.store.ttl.default,
                                 min_free_disk=s.store.min_free_disk)
     comps.append(EventStage(rt, rt.event_store))
+    letters = DeadLetterStore(rt.data_dir / "dead_letters", ttl=s.store.dead_letters.ttl)
+    rt.dead_letters = DeadLetterService(letters, rt.bus)
+    comps.append(DeadLetterStage(rt, letters))
     rt.sample_pipeline = load_sample_pipeline(rt)
     comps.append(PipelineStage(rt, rt.sample_pipeline))
     comps.append(MeterStage(rt, rt.sample_store))

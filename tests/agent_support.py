@@ -32,7 +32,7 @@ class FlakyBus(MemoryBus):
         if self.down:
             self.refused += 1
             raise BusError("broker unreachable (test outage)")
-        await super().publish(topic, messages)
+        return await super().publish(topic, messages)
 
 
 def settings(tmp: Path, files: list[dict] | None = None, **agent: Any) -> Settings:

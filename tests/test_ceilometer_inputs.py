@@ -201,3 +201,39 @@ def test_udp_input_is_on_by_default_at_4952():
     s = validate({})
     assert s.sources.ceilometer.enabled and s.sources.ceilometer.udp == "127.0.0.1:4952"
     assert s.sources.ceilometer.http
+
+
+def _nested(depth: int) -> dict:
+    node: dict = {"leaf": 1}
+    for _ in range(depth):
+        node = {"n": node}
+    return node
+
+
+async def test_poison_datagrams_are_refused_and_the_next_sample_arrives_within_2s(daemon):
+    """Issue 14's hostile datagrams: metadata nested 300 deep (signed or not), and a 990-deep list."""
+    rt, port, consumer = await daemon(secret=None)
+    stage = "source.ceilometer_udp"
+    deep0, mal0 = rejected(stage, "too_complex"), rejected(stage, "malformed")
+    poison = c_utils.meter_message_from_counter(c_samples(1, name="poison")[0], "")
+    poison["resource_metadata"] = _nested(300)
+    deep_list: list = []
+    for _ in range(990):
+        deep_list = [deep_list]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(msgpack.dumps(poison, use_bin_type=True), ("127.0.0.1", port))
+        s.sendto(msgpack.dumps(deep_list), ("127.0.0.1", port))
+    sent = asyncio.get_running_loop().time()
+    c_udp.UDPPublisher(ceilometer_conf(None), urlsplit(f"udp://127.0.0.1:{port}")).publish_samples(c_samples(1))
+    got = await drain(consumer, 1, timeout=2)
+    assert [s.counter_name for s in got] == ["cpu"], "the good sample after the poison did not arrive"
+    assert asyncio.get_running_loop().time() - sent < 2
+    assert rejected(stage, "too_complex") - deep0 == 1
+    assert rejected(stage, "malformed") - mal0 == 1
+
+    import httpx
+
+    async with httpx.AsyncClient(base_url=rt.api_address) as client:
+        r = await client.post(HTTP_PATH, json=[poison, c_samples(1, name="memory")[0].as_dict()])
+    assert r.status_code == 200, r.text  # not 503: a publisher must not resend a poison sample
+    assert r.json() == {"accepted": 1, "rejected": 1}

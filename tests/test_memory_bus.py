@@ -117,3 +117,45 @@ async def test_unread_topic_never_blocks_publishers() -> None:
         await asyncio.wait_for(bus.publish("dead_letter", msgs(str(i))), 1)
     late = await bus.subscribe(["dead_letter"], "inspect")
     assert [d.value for d in await late.fetch(10, timeout=0.1)] == [b"7", b"8", b"9"]  # the newest kept
+
+
+async def test_a_receipt_completes_once_every_writing_group_acked() -> None:
+    """End-to-end acknowledgement: the all-in-one's publish is durable only when its consumers' writes are."""
+    bus = MemoryBus()
+    store = await bus.subscribe(["t"], "store", writes_durably=True)
+    rules = await bus.subscribe(["t"], "rules", writes_durably=True)
+    watcher = await bus.subscribe(["t"], "watch")  # an observer never holds a publisher back
+    receipt = await bus.publish("t", msgs("a", "b"))
+    assert not receipt.done
+    a = await store.fetch(10, 0.1)
+    await store.ack(a)
+    assert not receipt.done  # the rules group has not written yet
+    b = await rules.fetch(10, 0.1)
+    await rules.nack(b)  # a failed write: back to the queue, still not durable
+    assert not receipt.done
+    b = await rules.fetch(10, 0.1)
+    await rules.ack(b[:1])
+    assert not receipt.done
+    await rules.ack(b[1:])
+    await asyncio.wait_for(receipt, 1)
+    assert receipt.done and len(await watcher.fetch(10, 0.1)) == 2
+
+
+async def test_a_dead_lettered_message_settles_its_receipt_and_a_closed_bus_abandons() -> None:
+    bus = MemoryBus()
+    stage = await bus.subscribe(["t"], "stage", writes_durably=True)
+    settled = await bus.publish("t", msgs("poison"))
+    await stage.nack(await stage.fetch(1, 0.1), requeue=False)  # dead-lettered: its fate is decided
+    await asyncio.wait_for(settled, 1)
+    pending = await bus.publish("t", msgs("x"))
+    await bus.close()
+    with pytest.raises(BusError, match="closed before"):
+        await pending
+
+
+async def test_a_topic_no_writer_reads_is_durable_at_once() -> None:
+    """Nothing downstream to wait for (no stage subscribed yet): the receipt completes, as before."""
+    bus = MemoryBus()
+    receipt = await bus.publish("nobody", msgs("a"))
+    assert receipt.done
+    await receipt

@@ -319,7 +319,7 @@ class FlakyBus(MemoryBus):
             from telemetry.bus import BusError
 
             raise BusError("bus down (test)")
-        await super().publish(topic, messages)
+        return await super().publish(topic, messages)
 
 
 async def test_acked_on_the_cloud_broker_only_after_our_bus_took_it(tmp_path, vhost, samples_dir) -> None:

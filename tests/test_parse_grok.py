@@ -54,8 +54,10 @@ def test_compile_errors_name_the_pattern_and_the_reference() -> None:
         Grok("%{OUTER}", pats, "mine")
     with pytest.raises(GrokError, match="recursive reference"):
         Grok("%{LOOP}", {"LOOP": "a%{LOOP}"})
-    with pytest.raises(GrokError, match="not a valid regular expression"):
+    with pytest.raises(GrokError, match=r"missing '\)' to close the group opened at offset 0"):
         Grok("(%{WORD}", LIB)
+    with pytest.raises(GrokError, match="not a valid regular expression"):
+        Grok(r"\p{NoSuchProperty}", LIB)
 
 
 def test_break_on_match_and_user_patterns_do_not_normalise() -> None:

@@ -170,7 +170,9 @@ def test_haproxy(parser: Parser, samples_dir: Path) -> None:
     check(down, program="haproxy", pid=1402, component="haproxy")
     assert down.message.startswith("Server keystone_cluster/cc02 is DOWN")
     assert down.timestamp == ts("2026-03-02 09:14:31")
-    assert parser.parse(http.to_dict()["message"], "syslog").to_dict()["http_status_code"] == 200
+    assert http.message.startswith("10.0.0.57:51234 [02/Mar/2026:09:14:00.104]")  # the message behind the header
+    line = (samples_dir / "logs" / "haproxy.log").read_text().splitlines()[0]
+    assert parser.parse(line, "syslog").to_dict()["http_status_code"] == 200  # the app name picks haproxy
 
 
 def test_horizon_access(parser: Parser, samples_dir: Path) -> None:

@@ -49,7 +49,9 @@ async def test_stage_parses_raw_logs_into_events(tmp_path: Path, samples_dir: Pa
     first = by_id[raws[0].id]
     assert (first.host, first.component, first.type, first.level) == ("ctl01", "keystone", "openstack", "INFO")
     assert first.request_id == "req-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d" and first.tags == ["ctl"]
-    assert (first.model_extra or {})["path"] == "/var/log/keystone/keystone.log"
+    # keystone's "POST http://controller:5000/v3/auth/tokens": the request path; the file's beside it
+    assert (first.model_extra or {})["log_path"] == "/var/log/keystone/keystone.log"
+    assert (first.model_extra or {})["path"] == "/v3/auth/tokens" and (first.model_extra or {})["method"] == "POST"
     bad = by_id[raws[-1].id]
     assert bad.tags == ["_grokparsefailure"] and bad.message == "garbage"
     metrics = exposition().decode()

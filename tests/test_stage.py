@@ -78,3 +78,59 @@ async def test_unacked_batch_returns_when_stage_stops(tmp_path: Path) -> None:
     await again.start()
     await wait_for(lambda: again.written == [sample(1).message_id])
     await again.stop()
+
+
+class Picky(BusStage):
+    """Fails any batch holding a sample of volume 13 (a poison record), as a bad value would."""
+
+    name = "test.picky"
+    topics = {"samples": Sample}
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.written: list[str] = []
+        self.calls = 0
+
+    async def handle(self, records) -> None:
+        self.calls += 1
+        if any(r.counter_volume == 13 for _, r in records):
+            raise ValueError("Integer exceeds 64-bit range")
+        self.written.extend(r.message_id for _, r in records)
+
+
+async def test_a_poison_record_is_found_dead_lettered_and_the_rest_flow(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    stage = Picky(rt)
+    await stage.start()
+    batch = [sample(i) for i in range(40)]
+    await publish_records(rt.bus, batch)
+    await wait_for(lambda: len(stage.written) == 39, what="the 39 good samples")
+    [letter] = await dead.fetch(10, timeout=1)
+    assert letter.headers["reason"] == "failed:ValueError" and "64-bit" in letter.headers["error"]
+    assert letter.headers["stage"] == "test.picky" and letter.headers["topic"] == "samples"
+    assert Sample.from_json(letter.value).counter_volume == 13
+    assert stage.calls < 20  # found by halving, not one record at a time
+    # what comes after it is not held back
+    await publish_records(rt.bus, [sample(100)])
+    await wait_for(lambda: sample(100).message_id in stage.written)
+    await stage.stop()
+
+
+async def test_a_failing_disk_is_retried_not_dead_lettered_and_reported(tmp_path: Path, monkeypatch) -> None:
+    import telemetry.stage
+
+    monkeypatch.setattr(telemetry.stage, "DEGRADED_AFTER", 0.3)
+    rt = runtime(tmp_path)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    stage = Recorder(rt, fail_times=10**6)  # OSError("disk full") every time
+    await stage.start()
+    stage.mark("running")
+    await publish_records(rt.bus, [sample(i) for i in range(3)])
+    await wait_for(lambda: stage.problem() is not None, what="the stage to report the failure")
+    assert "disk full" in stage.health()["problem"]
+    assert not await dead.fetch(10, timeout=0.3)  # good records are never dead-lettered for a full disk
+    stage.fail_times = 0  # the disk has room again
+    await wait_for(lambda: len(stage.written) == 3, timeout=15, what="the retried batch")
+    await wait_for(lambda: stage.problem() is None, what="the problem to clear")
+    await stage.stop()

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def routers_for(runtime: Runtime) -> list[APIRouter]:
     """The routes of the services this daemon runs: an agent serves /healthz and /metrics only."""
-    from telemetry.api import actions, aodh, ceilometer, events, publishers, triggers
+    from telemetry.api import actions, aodh, ceilometer, deadletters, events, publishers, triggers
 
     out = [core_router]
     if runtime.event_store is not None:
@@ -39,6 +39,8 @@ def routers_for(runtime: Runtime) -> list[APIRouter]:
         out += [aodh.router, triggers.router]
     if runtime.actions is not None:
         out.append(actions.router)
+    if runtime.dead_letters is not None:
+        out.append(deadletters.router)
     return out
 
 

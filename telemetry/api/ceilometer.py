@@ -23,6 +23,7 @@ from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_bo
 from telemetry.api.auth import require_token
 from telemetry.api.query import simple_query
 from telemetry.api.services import sample_store
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
 from telemetry.bus.records import publish_records
 from telemetry.meter.query import SampleQueryError, QueryTerm, SampleQuery
@@ -132,6 +133,10 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
     now = utcnow()
     samples: list[Sample] = []
     for i, s in enumerate(body):
+        try:
+            check_shape(s.resource_metadata or {})
+        except TooComplex as exc:
+            raise HTTPException(400, f"sample {i}: resource_metadata {exc}") from None
         if s.counter_name is not None and s.counter_name != name:
             raise HTTPException(400, f"sample {i}: counter_name {s.counter_name!r} does not match the meter "
                                      f"{name!r} in the URL")
@@ -146,7 +151,7 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
             ))
         except ValidationError as exc:
             raise HTTPException(400, describe(exc, prefix=f"sample {i}: ", first=True)) from None
-    await publish_records(request.app.state.runtime.bus, samples)
+    await publish_records(request.app.state.runtime.bus, samples, durable=True)
     out = []
     for sample in samples:
         d = sample.model_dump(mode="json", exclude={"message_signature"})

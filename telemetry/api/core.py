@@ -17,10 +17,10 @@ router = APIRouter()
 
 @router.get("/healthz", tags=["core"], responses={**json_body(Health), **json_body(Health, 503, "A component failed")})
 def healthz(request: Request) -> JSONResponse:
-    """Every component with its state; 503 when any of them failed."""
+    """Every component with its state; 503 (``degraded``) when any failed or reports a problem."""
     rt = request.app.state.runtime
     components = {c.name: c.health() for c in rt.components}
-    ok = all(h["state"] == "running" for h in components.values())
+    ok = all(h["state"] == "running" and "problem" not in h for h in components.values())
     body = {
         "status": "ok" if ok else "degraded",
         "version": __version__,
@@ -30,6 +30,9 @@ def healthz(request: Request) -> JSONResponse:
         "bus": rt.bus.describe(),
         "components": components,
     }
+    if not ok:
+        body["problems"] = {name: h.get("problem") or h.get("error") or h["state"] for name, h in components.items()
+                            if h["state"] != "running" or "problem" in h}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from telemetry.api import schemas
 from telemetry.api.auth import require_token
 from telemetry.api.services import event_store
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import problems
 from telemetry.bus.records import publish_records
 from telemetry.events.query import QueryError
@@ -118,6 +119,10 @@ def _record(item: Any, index: int) -> Record:
     if not isinstance(item, dict):
         raise HTTPException(status_code=400, detail=f"[{index}]: expected a JSON object")
     try:
+        check_shape(item)
+    except TooComplex as exc:
+        raise HTTPException(status_code=400, detail=f"[{index}]: the record {exc}") from None
+    try:
         if "oslo.message" in item:
             item = orjson.loads(item["oslo.message"])
         if "event_type" in item and "message_id" in item:
@@ -138,5 +143,5 @@ async def post_events(request: Request, body: Annotated[Any, Body()]) -> dict[st
     if len(items) > MAX_INGEST:
         raise HTTPException(status_code=400, detail=f"at most {MAX_INGEST} records per request")
     records = [_record(item, i) for i, item in enumerate(items)]
-    await publish_records(request.app.state.runtime.bus, records)
+    await publish_records(request.app.state.runtime.bus, records, durable=True)
     return {"accepted": len(records)}

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from telemetry.actions.service import ActionsService
+from telemetry.deadletters.service import DeadLetterService
 from telemetry.events.store import EventStore
 from telemetry.meter.store.base import SampleStore
 from telemetry.rules.service import RulesService
@@ -18,6 +19,7 @@ _MISSING = {
     "actions": "the actions stage is not running (actions.enabled is false, or this is an agent)",
     "event_store": "the event store is not running on this daemon",
     "sample_store": "the sample store is not running on this daemon",
+    "dead_letters": "dead letters are kept by servers; this daemon runs none",
 }
 
 
@@ -51,3 +53,8 @@ def event_store(request: Request) -> EventStore:
 def sample_store(request: Request) -> SampleStore:
     store: SampleStore = _service(request, "sample_store")
     return store
+
+
+def dead_letter_service(request: Request) -> DeadLetterService:
+    svc: DeadLetterService = _service(request, "dead_letters")
+    return svc

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.base import DURABLE, Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
 from telemetry.bus.memory import MemoryBus
 from telemetry.config.core import BusConfig
 
-__all__ = ["Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "open_bus"]
+__all__ = ["DURABLE", "Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "Receipt", "all_durable",
+           "open_bus"]
 
 
 def open_bus(config: BusConfig) -> Bus:

@@ -38,7 +38,7 @@ from typing import Any
 import kombu
 
 from telemetry.bus.amqp_link import AmqpLink, kombu_connection
-from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH
 from telemetry.config.base import redact_url
 from telemetry.config.core import BusConfig
@@ -151,13 +151,14 @@ class AmqpBus(Bus):
                 BUS_PUBLISH_RETRIES.labels(bus="amqp").inc()
                 log.warning("amqp: batch of %d on %s not confirmed (%s); publishing it again", len(messages), topic, exc)
 
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
         if not messages:
-            return
+            return DURABLE
         async with self._lock:
             await self._publisher.run(self._publish_sync, topic, messages)
+        return DURABLE  # persistent messages the broker confirmed
 
-    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
+    async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:
         consumer = AmqpConsumer(self, list(topics), group)
         await consumer.open()
         return consumer

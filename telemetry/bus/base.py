@@ -1,8 +1,14 @@
 """The bus contract every broker implementation keeps.
 
-``publish`` returns only once the broker holds the batch durably (publisher
-confirm, ``acks=all``, or the in-memory queue), so an agent may advance its
-file checkpoint when it returns. A consumer acknowledges deliveries
+``publish`` returns only once the broker holds the batch (publisher confirm,
+``acks=all``, or the in-memory queue). It returns a :class:`Receipt` that
+completes once the batch is *durable*: at once for RabbitMQ and Kafka, whose
+disks hold it; for the in-memory bus, once every consumer group acknowledged
+every message, that is once each consumer's own write is durable. Whoever
+acknowledges upstream (an agent advancing its file checkpoint, a stage
+acking its input, a listener acking RabbitMQ, an HTTP input answering 2xx)
+awaits the receipt first, so the all-in-one loses nothing acknowledged to a
+kill -9, exactly as a split deployment. A consumer acknowledges deliveries
 explicitly, after its own write is durable; anything not acknowledged when
 the consumer goes away is delivered again. Stores dedup on record ids, so
 that redelivery never double-counts.
@@ -11,7 +17,8 @@ that redelivery never double-counts.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +43,52 @@ class Delivery:
     redelivered: bool = False
     #: Broker-specific handle used by ack/nack (delivery tag, offset, ...).
     token: Any = None
+
+
+class Receipt:
+    """Completes once the messages of one ``publish`` are durable downstream (see the module's text).
+
+    Awaiting it raises BusError when the bus closed before that happened.
+    """
+
+    __slots__ = ("_future", "_left")
+
+    def __init__(self, pending: int = 0) -> None:
+        self._left = pending
+        self._future: asyncio.Future[None] | None = None
+        if pending:
+            self._future = asyncio.get_running_loop().create_future()
+
+    @property
+    def done(self) -> bool:
+        return self._left <= 0
+
+    def settle(self, n: int = 1) -> None:
+        """``n`` more deliveries were acknowledged."""
+        self._left -= n
+        if self._left <= 0 and self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def abandon(self) -> None:
+        """The bus closed: whoever waits learns the batch was not taken."""
+        if self._future is not None and not self._future.done():
+            self._future.set_exception(BusError("the bus closed before the batch was durable downstream"))
+            self._future.exception()  # retrieved here, so an unawaited receipt logs nothing
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._future is None:
+            return
+        yield from asyncio.shield(self._future).__await__()
+
+
+#: The receipt of a broker whose own disks make a published batch durable.
+DURABLE = Receipt()
+
+
+async def all_durable(receipts: Iterable[Receipt]) -> None:
+    """Wait for every receipt (the dead letters and the output of one batch, say)."""
+    for r in receipts:
+        await r
 
 
 class BusError(Exception):
@@ -79,12 +132,20 @@ class Bus(abc.ABC):
         """Flush and disconnect."""
 
     @abc.abstractmethod
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
-        """Return once the broker holds every message durably; raise BusError otherwise."""
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+        """Return once the broker holds every message; raise BusError otherwise.
+
+        The receipt completes once they are durable (see the module's text).
+        """
 
     @abc.abstractmethod
-    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
-        """A consumer in ``group`` over ``topics`` (logical names)."""
+    async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:
+        """A consumer in ``group`` over ``topics`` (logical names).
+
+        ``writes_durably``: the group acknowledges only after its own durable
+        write (every stage does), so receipts of the in-memory bus wait for it;
+        an observer (a test, a live tail) does not hold publishers back.
+        """
 
     def describe(self) -> str:
         return type(self).__name__

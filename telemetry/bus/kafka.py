@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_RECONNECTIONS
 from telemetry.config.core import BusConfig
 
@@ -97,7 +97,7 @@ class KafkaBus(Bus):
             raise BusError(f"Kafka at {self.servers} is unreachable: {exc!r}") from exc
         self._producer = producer
 
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
         if self._producer is None:
             if self._closed:
                 raise BusError("the Kafka bus is closed")
@@ -115,8 +115,9 @@ class KafkaBus(Bus):
             await asyncio.wait_for(asyncio.gather(*futures), self.config.publish_timeout)
         except (TimeoutError, KafkaError) as exc:
             raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc
+        return DURABLE  # acks=all: the in-sync replicas hold it
 
-    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
+    async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:
         consumer = KafkaConsumer(self, list(topics), group)
         await consumer.open()
         return consumer

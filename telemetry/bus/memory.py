@@ -10,6 +10,13 @@ when its consumer closes, and a full queue makes ``publish`` wait
 Messages published before any group subscribed are kept for the first group,
 as a durable queue would keep them: the newest ``max_queued`` of them, counted
 when older ones go, so a topic nobody reads never blocks its publishers.
+
+Nothing here survives the process, so a publish is durable only once the
+consumers downstream made it so: the receipt ``publish`` returns completes
+when every group that received the batch acknowledged every message of it
+(each consumer acks after its own durable write). Acknowledgement is thus
+carried end to end through the all-in-one's stages, and a kill -9 loses
+nothing that anyone upstream acknowledged.
 """
 
 from __future__ import annotations
@@ -19,8 +26,22 @@ import itertools
 from collections import deque
 from collections.abc import Sequence
 
-from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage
+from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage, Receipt
 from telemetry.metrics import BUS_UNCLAIMED_DROPPED
+
+
+class _Token:
+    """A delivery's place in publish order and the receipt its acknowledgement settles."""
+
+    __slots__ = ("receipt", "seq")
+
+    def __init__(self, seq: int, receipt: Receipt) -> None:
+        self.seq = seq
+        self.receipt = receipt
+
+
+#: The receipt an observer's deliveries point at: complete, so their acks settle nothing.
+_OBSERVED = Receipt()
 
 
 class _Queue:
@@ -28,6 +49,8 @@ class _Queue:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
+        #: Its group acks after a durable write: receipts count its acks.
+        self.writes_durably = False
         self.items: deque[Delivery] = deque()
         self.readable = asyncio.Event()
 
@@ -52,6 +75,8 @@ class MemoryBus(Bus):
         self._space = asyncio.Condition()
         self._closed = False
         self._seq = itertools.count()
+        #: Receipts not yet complete, abandoned (they raise) if the bus closes first.
+        self._open: set[Receipt] = set()
 
     def describe(self) -> str:
         return "memory:// (in-process)"
@@ -70,7 +95,7 @@ class MemoryBus(Bus):
             return len(q.items) if q else len(self._orphans.get(topic, _Queue(topic)).items)
         return max((len(q.items) for q in self._queues(topic)), default=0)
 
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> None:
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
         if self._closed:
             raise BusError("the memory bus is closed")
         name = self.topic(topic)
@@ -85,9 +110,17 @@ class MemoryBus(Bus):
                 raise BusError("the memory bus is closed")
             # One lookup and one wake-up per call, not per message: publish is on every hot path.
             queues, seq = self._queues(name), self._seq
+            # Messages kept for a group that has not subscribed yet have no one to make them durable,
+            # and an observing group's acks make nothing durable: neither counts.
+            writers = sum(1 for q in queues if q.writes_durably)
+            receipt = Receipt(len(messages) * writers)
+            if not receipt.done:
+                self._open.add(receipt)
             for m in messages:
-                token = next(seq)
+                durable = _Token(next(seq), receipt)
+                watched = _Token(durable.seq, _OBSERVED)
                 for q in queues:
+                    token = durable if q.writes_durably else watched
                     q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token))
             orphans = self._orphans.get(name)
             if orphans is not None and len(orphans.items) > self.max_queued:
@@ -98,8 +131,17 @@ class MemoryBus(Bus):
             for q in queues:
                 if q.items:
                     q.readable.set()
+        return receipt
 
-    async def subscribe(self, topics: Sequence[str], group: str) -> Consumer:
+    def _settled(self, tokens: Sequence[_Token]) -> None:
+        for t in tokens:
+            r = t.receipt
+            if not r.done:
+                r.settle()
+                if r.done:
+                    self._open.discard(r)
+
+    async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:
         queues = []
         for t in topics:
             name = self.topic(t)
@@ -107,7 +149,9 @@ class MemoryBus(Bus):
             if group not in groups:
                 q = self._orphans.pop(name, None) if not groups else None
                 groups[group] = q or _Queue(name)
-            queues.append(groups[group])
+            queue = groups[group]
+            queue.writes_durably = queue.writes_durably or writes_durably
+            queues.append(queue)
         return MemoryConsumer(self, queues)
 
     async def _freed(self) -> None:
@@ -116,6 +160,9 @@ class MemoryBus(Bus):
 
     async def close(self) -> None:
         self._closed = True
+        for r in self._open:
+            r.abandon()
+        self._open.clear()
         await self._freed()
 
 
@@ -154,15 +201,22 @@ class MemoryConsumer(Consumer):
         return out
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        done = []
         for d in deliveries:
-            self._inflight.pop(id(d), None)
+            if self._inflight.pop(id(d), None) is not None:
+                done.append(d.token)
+        self._bus._settled(done)
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
+        dropped = []
         for d in deliveries:
             entry = self._inflight.pop(id(d), None)
             if entry and requeue:
                 by_queue.setdefault(id(entry[0]), (entry[0], []))[1].append(d)
+            elif entry:
+                dropped.append(d.token)  # the consumer dead-lettered it: its fate is settled
+        self._bus._settled(dropped)
         for q, ds in by_queue.values():
             q.put_back(ds)
 
@@ -176,5 +230,5 @@ class MemoryConsumer(Consumer):
         for q, d in pending:
             by_queue.setdefault(id(q), (q, []))[1].append(d)
         for q, ds in by_queue.values():
-            ds.sort(key=lambda d: d.token)
+            ds.sort(key=lambda d: d.token.seq)
             q.put_back(ds)

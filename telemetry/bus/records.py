@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from telemetry.bus.base import Bus, Delivery, OutMessage
+from telemetry.bus.base import Bus, Delivery, OutMessage, all_durable
 from telemetry.metrics import BUS_PUBLISHED
 from telemetry.models import R, RawLog, Record, Sample, decode, encode
 
@@ -20,16 +20,25 @@ def record_key(record: Record) -> bytes | None:
     return None
 
 
-async def publish_records(bus: Bus, records: Iterable[Record], fmt: str = "json") -> int:
-    """Publish records to their kinds' topics; returns once the bus holds them all."""
+async def publish_records(bus: Bus, records: Iterable[Record], fmt: str = "json", durable: bool = False) -> int:
+    """Publish records to their kinds' topics; returns once the bus holds them all.
+
+    With ``durable``, returns only once they are durable (the receipts
+    completed): callers that acknowledge upstream when this returns (an HTTP
+    2xx, an AMQP ack, an alarm state saved) ask for it, so on the in-memory
+    bus they wait for the consumers' durable writes.
+    """
     by_topic: dict[str, list[OutMessage]] = defaultdict(list)
     for r in records:
         by_topic[r.topic].append(OutMessage(value=encode(r, fmt), key=record_key(r)))
     count = 0
+    receipts = []
     for topic, msgs in by_topic.items():
-        await bus.publish(topic, msgs)
+        receipts.append(await bus.publish(topic, msgs))
         BUS_PUBLISHED.labels(topic=topic).inc(len(msgs))
         count += len(msgs)
+    if durable:
+        await all_durable(receipts)
     return count
 
 

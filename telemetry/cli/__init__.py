@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
                                        "alarm-history", "trigger-list", "trigger-ack")},
     **{name: "action_cmds" for name in ("action-log", "dead-letters", "silence-create", "silence-list",
                                         "silence-delete")},
+    **{name: "deadletter_cmds" for name in ("dead-letter-list", "dead-letter-show", "dead-letter-replay",
+                                            "dead-letter-delete")},
 }
 
 

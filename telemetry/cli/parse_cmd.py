@@ -76,8 +76,8 @@ def _entries(stream: BinaryIO, multiline: str, advance: Callable[[int], object] 
 
 @main.command("parse")
 @click.option("--type", "-t", "type_", default="", metavar="T",
-              help="Built-in pattern set: openstack (oslo.log), syslog, swift, haproxy, rabbitmq, mariadb, apache, "
-                   "libvirt, ovs.")
+              help="Built-in type: openstack (oslo.log), json, syslog, swift, haproxy, keepalived, pacemaker, ceph, "
+                   "memcached, rabbitmq, mariadb, apache, wsgi-access, apache-error, nginx, libvirt, ovs.")
 @click.option("--pattern", "-p", "patterns", multiple=True, metavar="GROK",
               help="Your own grok expression; repeat for a match list tried in order (replaces --type's).")
 @click.option("--patterns-dir", "patterns_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
@@ -87,6 +87,8 @@ def _entries(stream: BinaryIO, multiline: str, advance: Callable[[int], object] 
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one entry may spend in grok before it is tagged _groktimeout.")
 @click.option("--component", default="", help="Component to set on every event (e.g. nova).")
+@click.option("--config", "-c", "config", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Take the parse section of this daemon config: patterns_dirs, timezone, steps, syslog_programs.")
 @click.option("--now", "redate", is_flag=True,
               help="Move every event's time so the newest is now, keeping their spacing (to try sample logs).")
 @click.option("--send", is_flag=True, help="Post the events to the API at --url (stored and searchable) instead of "
@@ -94,13 +96,23 @@ def _entries(stream: BinaryIO, multiline: str, advance: Callable[[int], object] 
 @api_options
 @click.argument("source", default="-", metavar="[FILE|-]")
 def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, ...], multiline: str,
-              timeout: float, component: str, redate: bool, send: bool, url: str, token: str | None,
-              source: str) -> None:
-    """Parse log lines into events: one JSON object per event on stdout."""
+              timeout: float, component: str, config: str | None, redate: bool, send: bool, url: str,
+              token: str | None, source: str) -> None:
+    """Parse log lines into events: one JSON object per event on stdout (steps applied, drops left out)."""
     if not type_ and not patterns:
         fail("give --type (a built-in pattern set) or at least one --pattern")
     try:
-        parser = Parser(patterns_dirs=patterns_dirs, patterns=patterns, timeout=timeout)
+        if config is not None:
+            from telemetry.config import ConfigError, load_config
+
+            try:
+                cfg = load_config(config).parse
+            except ConfigError as exc:
+                fail(str(exc))
+            cfg = cfg.model_copy(update={"patterns_dirs": [*cfg.patterns_dirs, *patterns_dirs], "timeout": timeout})
+            parser = Parser.from_config(cfg, patterns=patterns)
+        else:
+            parser = Parser(patterns_dirs=patterns_dirs, patterns=patterns, timeout=timeout)
     except (GrokError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if type_ and not patterns and parser.library.typedef(type_) is None:
@@ -137,6 +149,8 @@ def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out
     with armed():  # one time budget for the whole run: the fast engine
         for entry in entries:
             d = parser.parse_dict(entry.lines, type_, {**fields, "tags": entry.tags}, with_id=False)
+            if d is None:  # a drop step
+                continue
             out.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
 

@@ -84,20 +84,41 @@ def _nothing_found(client: ApiClient, fmt: str) -> None:
                       f"were not stored ({where}); raise store.ttl.events to keep them", highlight=False)
 
 
+#: Where each traced id can be: log captures, notification payload fields, and (free text) the message.
+TRACE_FIELDS = {
+    "request": ("request_id", "global_request_id", "_context_global_request_id"),
+    "instance": ("instance_id", "instance_uuid", "resource_id", "nova_object.data.uuid"),
+    "volume": ("volume_id", "resource_id", "cinder_object.data.id"),
+}
+
+
+def trace_query(kind: str, value: str) -> str:
+    """One resource's history: any field that names it, or (instances, volumes) its id in the message."""
+    terms = [f"{f}:{_quote(value)}" for f in TRACE_FIELDS[kind]]
+    if kind != "request":
+        terms.append(_quote(value))  # "device_id=ID", "Attaching volume ID": lines that name it in passing
+    return " OR ".join(terms)
+
+
 @main.command("search")
 @click.argument("query", required=False, default="")
 @click.option("--since", default=None, help="Only events newer than this: 15m, 2h, 7d, yesterday, today or an ISO time.")
 @click.option("--until", default=None, help="Only events older than this (same forms as --since).")
 @limit_option(50, "At most this many events (newest first).", REQUEST_LIMIT)
 @click.option("--request-id", default=None, metavar="REQ",
-              help="Follow one request (req-...) across services and hosts, oldest first.")
+              help="Follow one request (req-..., its own or the global one) across services and hosts, oldest first.")
+@click.option("--instance", default=None, metavar="ID",
+              help="One instance's history across services and notifications, oldest first.")
+@click.option("--volume", default=None, metavar="ID",
+              help="One volume's history across services and notifications, oldest first.")
 @click.option("--follow", is_flag=True, help="Keep printing new matches as they arrive (Ctrl-C stops).")
 @click.option("--interval", default=1.0, type=float, show_default=True, hidden=True,
               help="Seconds between polls with --follow.")
 @output_options
 @api_options
 def search(query: str, since: str | None, until: str | None, limit: int, request_id: str | None,
-           follow: bool, interval: float, fmt: str, columns: tuple[str, ...], url: str, token: str | None) -> None:
+           instance: str | None, volume: str | None, follow: bool, interval: float, fmt: str,
+           columns: tuple[str, ...], url: str, token: str | None) -> None:
     """Search stored events: QUERY as in Kibana, e.g. 'component:nova AND level:ERROR'.
 
     \b
@@ -106,15 +127,19 @@ def search(query: str, since: str | None, until: str | None, limit: int, request
     """
     client = ApiClient(url, token)
     start, end = since_time(since), since_time(until, "--until")
-    if request_id:
-        q = f"request_id:{_quote(request_id)}" + (f" AND ({query})" if query else "")
+    traced = [(k, v) for k, v in (("request", request_id), ("instance", instance), ("volume", volume)) if v]
+    if len(traced) > 1:
+        fail("give one of --request-id, --instance, --volume")
+    if traced:
+        kind, value = traced[0]
+        q = f"({trace_query(kind, value)})" + (f" AND ({query})" if query else "")
         events = client.get("/v1/events", q=q, start=start, end=end, limit=REQUEST_LIMIT, order="asc")
         if not events:
             _nothing_found(client, fmt)
-            fail(f"no events with request_id {request_id}", 1)
+            fail(f"no events for {kind} {value}", 1)
         hosts = sorted({e.get("host") or "?" for e in events})
         comps = sorted({e.get("component") or "?" for e in events})
-        title = f"{request_id}: {len(events)} events, {', '.join(comps)} on {', '.join(hosts)}"
+        title = f"{value}: {len(events)} events, {', '.join(comps)} on {', '.join(hosts)}"
         _emit(events, fmt, columns, title)
         return
     events = client.get("/v1/events", q=query or None, start=start, end=end, limit=limit)

@@ -20,7 +20,10 @@ never stops the listener or the good samples beside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import time
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ import msgpack
 import orjson
 from pydantic import ValidationError
 
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.bus import Bus
 from telemetry.bus.records import publish_records
 from telemetry.component import Component
@@ -39,6 +43,7 @@ from telemetry.errors import describe
 from telemetry.meter.signature import verify_signature
 from telemetry.metrics import RECORDS_IN, RECORDS_OUT, RECORDS_REJECTED
 from telemetry.models import Sample
+from telemetry.netstats import DropWatch
 from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,11 @@ POLLING_EVENT = "telemetry.polling"
 METERING_EVENT = "metering"
 MAX_BATCH = 500
 QUEUE_SIZE = 10_000
+#: Receive buffer asked for the UDP socket (bytes), so bursts wait in the kernel rather than drop.
+RECEIVE_BUFFER = 4 << 20
+#: Seconds between reads of the kernel's drop count; seconds a loss keeps /healthz degraded.
+DROPS_EVERY = 1.0
+LOSS_REPORTED_FOR = 60.0
 
 #: Ceilometer ``Sample.as_dict()`` names (the http:// publisher's body) -> metering message names.
 _AS_DICT_NAMES = {"name": "counter_name", "type": "counter_type", "unit": "counter_unit",
@@ -72,10 +82,14 @@ def sample_from_message(raw: Any, secret: str | None, trusted: bool = False) -> 
     With a ``secret``, a signed message must verify; an unsigned one is refused
     unless the transport itself was authenticated (``trusted``: an HTTP POST
     with an API token, as Ceilometer's http:// publisher never signs).
-    Raises :class:`Rejected` with reason ``malformed``, ``unsigned`` or ``bad_signature``.
+    Raises :class:`Rejected` with reason ``malformed``, ``too_complex``, ``unsigned`` or ``bad_signature``.
     """
     if not isinstance(raw, Mapping):
         raise Rejected("malformed", f"a sample must be a map, got {type(raw).__name__}")
+    try:
+        check_shape(raw)
+    except TooComplex as exc:
+        raise Rejected("too_complex", f"the sample {exc}") from None
     if secret:
         signature = raw.get("message_signature")
         if not signature:
@@ -123,6 +137,9 @@ def accept_messages(raws: Iterable[Any], secret: str | None, stage: str, trusted
         except Rejected as exc:
             refused += 1
             reject(stage, exc.reason, str(exc), _describe(raw))
+        except Exception as exc:  # nothing a publisher sends may stop the input
+            refused += 1
+            reject(stage, "malformed", f"{type(exc).__name__}: {str(exc)[:200]}", _describe(raw))
     return good, refused
 
 
@@ -216,14 +233,22 @@ class CeilometerUdpSource(Component):
         self.transport: asyncio.DatagramTransport | None = None
         self.accepted = 0
         self.refused = 0
+        self.drops: DropWatch | None = None
+        #: When datagrams were last lost (kernel buffer or our queue full): /healthz reports it for a minute.
+        self.lost_at: float | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self), local_addr=(self.host, self.port)
         )
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):  # a bigger buffer absorbs bursts; the kernel may cap it (rmem_max)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.drops = DropWatch(self.name, sock)
         self.port = self.transport.get_extra_info("sockname")[1]
         self.spawn(self._forward, "publish")
+        self.spawn(self._watch_drops, "kernel-drops")
         log.info("listening for Ceilometer's udp:// publisher on %s:%d%s", self.host, self.port,
                  " (signatures required)" if self.secret else "")
 
@@ -231,7 +256,7 @@ class CeilometerUdpSource(Component):
         """One datagram; never raises, whatever arrived."""
         try:
             raw = msgpack.unpackb(data, raw=False)
-        except Exception as exc:  # msgpack raises several types on garbage
+        except Exception as exc:  # msgpack raises several types on garbage, RecursionError on deep nesting
             self.refused += 1
             RECORDS_IN.labels(stage=self.name).inc()
             reject(self.name, "malformed", f"not msgpack ({type(exc).__name__}) from {addr[0]}")
@@ -244,7 +269,24 @@ class CeilometerUdpSource(Component):
                 self.accepted += 1
             except asyncio.QueueFull:
                 self.refused += 1
+                self.lost_at = time.monotonic()
                 reject(self.name, "overload", "the bus is not keeping up; datagram dropped", _describe(raw))
+
+    async def _watch_drops(self) -> None:
+        assert self.drops is not None
+        while True:
+            await asyncio.sleep(DROPS_EVERY)
+            new = self.drops.poll(time.monotonic())
+            if new:
+                self.lost_at = time.monotonic()
+                log.warning("%s: the kernel dropped %d datagrams (receive buffer full)", self.name, new)
+
+    def problem(self) -> str | None:
+        if self.lost_at is not None and time.monotonic() - self.lost_at < LOSS_REPORTED_FOR:
+            kernel = self.drops.total if self.drops else 0
+            return (f"dropping datagrams: {kernel} dropped by the kernel (receive buffer full), "
+                    f"{self.refused} refused in all (see telemetry_stage_records_rejected_total)")
+        return None
 
     async def _forward(self) -> None:
         while True:
@@ -264,7 +306,8 @@ class CeilometerUdpSource(Component):
         await self.cancel_tasks()
 
     def details(self) -> dict[str, Any]:
-        return {"listen": f"{self.host}:{self.port}/udp", "accepted": self.accepted, "rejected": self.refused}
+        return {"listen": f"{self.host}:{self.port}/udp", "accepted": self.accepted, "rejected": self.refused,
+                "kernel_drops": self.drops.total if self.drops else 0}
 
 
 class BusUnavailable(Exception):
@@ -291,7 +334,7 @@ class CeilometerHttpInput:
         good, refused = accept_messages(items, self.secret, STAGE_HTTP, trusted)
         if good:
             try:
-                await publish_records(self.bus, good, self.fmt)
+                await publish_records(self.bus, good, self.fmt, durable=True)
             except Exception as exc:
                 log.error("%s: bus refused %d samples: %s", STAGE_HTTP, len(good), exc)
                 raise BusUnavailable(str(exc)) from None

@@ -211,12 +211,12 @@ class NotificationListener(Component):
         while True:
             try:
                 if records:
-                    await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
+                    await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format, durable=True)
                     RECORDS_OUT.labels(stage=STAGE).inc(len(records))
                     self.samples += sum(1 for r in records if r.topic == "samples")
                     records = []
                 if bad:
-                    await dead_letter(self.runtime.bus, STAGE, bad)
+                    await (await dead_letter(self.runtime.bus, STAGE, bad))
                 return True
             except asyncio.CancelledError:
                 raise

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import problems
 from telemetry.models import Notification
 
@@ -87,6 +88,10 @@ def document(msg: Mapping[str, Any]) -> dict[str, Any]:
 def to_notification(msg: Mapping[str, Any]) -> Notification:
     """The Notification record; ``_context_*`` keys ride along (the event store reads them)."""
     data = {k: v for k, v in msg.items() if v is not None}
+    try:
+        check_shape(data)
+    except TooComplex as exc:
+        raise Malformed("too_complex", f"the notification {exc}") from None
     if not isinstance(data.get("payload", {}), dict):
         raise Malformed("bad_payload", f"payload is a {type(msg['payload']).__name__}, not an object")
     try:

@@ -18,13 +18,17 @@ import itertools
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
+
+from prometheus_client import Counter
 
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batcher
 from telemetry.component import Component
 from telemetry.config.base import split_hostport
 from telemetry.config.sources import SyslogSource
+from telemetry.metrics import REGISTRY
 from telemetry.models import RawLog, derived_id
 from telemetry.runtime import Runtime
 
@@ -38,9 +42,21 @@ _5424 = re.compile(
     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)$", re.S,
 )
 _3164 = re.compile(
-    r"^(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+) "
+    r"^(?:(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+) )?"
     r"(?:(?P<host>[^\s:\[]+) )?(?P<tag>[^\s:\[]+)(?:\[(?P<pid>[^\]]*)\])?: ?(?P<msg>.*)$", re.S,
 )
+#: An octet count (RFC 6587 3.4.1) has at most this many digits; more is not a count.
+MAX_COUNT_DIGITS = 10
+
+REJECTED = Counter(
+    "telemetry_agent_syslog_rejected", "Syslog frames or messages refused or repaired, by reason "
+    "(bad_octet_count: read as a line instead; truncated: cut at max_message_bytes; incomplete: the "
+    "connection closed mid-frame; no_header: shipped whole, tagged _syslogparsefailure; invalid_utf8)",
+    ["reason"], registry=REGISTRY,
+)
+
+
+_TAG_REASONS = {"_syslogparsefailure": "no_header", "invalid_utf8": "invalid_utf8"}
 
 
 def _nil(v: str) -> str | None:
@@ -72,8 +88,8 @@ def parse_syslog(frame: bytes) -> dict[str, Any]:
             message=msg[1:] if msg.startswith("\ufeff") else msg, rfc="5424",
         )
     elif pm and (m3 := _3164.match(text)):
-        out.update(timestamp=m3.group("ts"), logsource=m3.group("host"), program=m3.group("tag"),
-                   pid=m3.group("pid"), message=m3.group("msg"), rfc="3164")
+        out.update(timestamp=m3.group("ts"), logsource=m3.group("host") if m3.group("ts") else None,
+                   program=m3.group("tag"), pid=m3.group("pid"), message=m3.group("msg"), rfc="3164")
     else:
         out["message"] = text
         if "_syslogparsefailure" not in out["tags"]:
@@ -81,14 +97,75 @@ def parse_syslog(frame: bytes) -> dict[str, Any]:
     return out
 
 
-async def _skip_line(reader: asyncio.StreamReader) -> None:
-    """Drop the rest of an over-long line; readline raises after discarding each full buffer."""
+async def _line(reader: asyncio.StreamReader, head: bytes, limit: int) -> tuple[bytes, bool]:
+    """A newline-terminated frame that starts with ``head``: (its bytes, cut?); the rest of an over-long line is skipped."""
+    try:
+        rest = await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError:  # an over-long line: keep its head, skip the rest unread
+        rest = await reader.read(limit)
+        while True:
+            try:
+                await reader.readuntil(b"\n")
+                break
+            except asyncio.LimitOverrunError as exc:
+                await reader.readexactly(exc.consumed)
+            except asyncio.IncompleteReadError:
+                break
+        return (head + rest)[:limit], True
+    except asyncio.IncompleteReadError as exc:  # the last frame, closed without its newline
+        rest = exc.partial
+    frame = (head + rest).rstrip(b"\r\n")
+    return frame[:limit], len(frame) > limit
+
+
+async def frames(reader: asyncio.StreamReader, limit: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """The frames of one TCP connection, (bytes, cut?), octet-counted or newline-terminated, decided per frame.
+
+    A frame that starts with a digit is octet-counted (``LEN SP MSG``, RFC 6587 3.4.1) when the
+    digits are a count (at most ten, then a space); otherwise it is a line like any other
+    (``12x 34``), counted as ``bad_octet_count`` and shipped: the connection and the frames after
+    it go on. Frames are held to ``limit`` bytes; the rest of a longer one is skipped unread.
+    """
     while True:
-        try:
-            await reader.readline()
+        first = await reader.read(1)
+        if not first:
             return
-        except ValueError:
+        if not first.isdigit():
+            if first in (b"\n", b"\r"):
+                continue  # blank line between frames
+            frame, cut = await _line(reader, first, limit)
+            yield frame, cut
             continue
+        head = first
+        nxt = b""
+        while len(head) <= MAX_COUNT_DIGITS:
+            nxt = await reader.read(1)
+            if not nxt.isdigit():
+                break
+            head += nxt
+        if nxt == b" " and len(head) <= MAX_COUNT_DIGITS and int(head) > 0:
+            size = int(head)
+            keep = min(size, limit)
+            try:
+                frame = await reader.readexactly(keep)
+                for left in range(size - keep, 0, -65536):  # never hold an over-long frame whole
+                    await reader.readexactly(min(left, 65536))
+            except asyncio.IncompleteReadError as exc:
+                REJECTED.labels(reason="incomplete").inc()
+                if exc.partial:
+                    yield exc.partial[:limit], True
+                return
+            yield frame, keep < size
+            continue
+        REJECTED.labels(reason="bad_octet_count").inc()
+        if not nxt:  # the connection closed right after the digits
+            yield head, False
+            return
+        if nxt == b"\n":
+            yield head, False
+            continue
+        frame, cut = await _line(reader, head + nxt, limit)
+        yield frame, cut
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -136,6 +213,11 @@ class SyslogServer(Component):
         f = parse_syslog(frame)
         msg = f.pop("message")
         tags += f.pop("tags")
+        if "truncated" in tags:
+            REJECTED.labels(reason="truncated").inc()
+        for t in tags:
+            if t in _TAG_REASONS:
+                REJECTED.labels(reason=_TAG_REASONS[t]).inc()
         host = f.get("logsource") or peer
         fields = dict(self.cfg.fields)
         program = f.get("program") or ""
@@ -156,32 +238,11 @@ class SyslogServer(Component):
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = (writer.get_extra_info("peername") or ("?",))[0]
         try:
-            while True:
-                first = await reader.read(1)
-                if not first:
-                    return
-                if first.isdigit():  # octet-counted: LEN SP MSG
-                    digits = first + await reader.readuntil(b" ")
-                    size = int(digits[:-1])
-                    keep = min(size, self.cfg.max_message_bytes)
-                    frame = await reader.readexactly(keep)
-                    for left in range(size - keep, 0, -65536):  # never hold an over-long frame whole
-                        await reader.readexactly(min(left, 65536))
-                    await self.batcher.add(self.record(frame, peer, cut=keep < size))
-                    continue
-                else:
-                    try:
-                        frame = first + await reader.readuntil(b"\n")
-                    except asyncio.LimitOverrunError:  # an over-long line: keep its head, skip the rest
-                        frame = first + await reader.read(self.cfg.max_message_bytes)
-                        await _skip_line(reader)
-                    frame = frame.rstrip(b"\r\n")
-                    if not frame:
-                        continue
-                await self.batcher.add(self.record(frame, peer))  # waits under backpressure
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            if not isinstance(exc, asyncio.IncompleteReadError) or exc.partial:
-                log.warning("syslog client %s: %s", peer, exc)
+            async for frame, cut in frames(reader, self.cfg.max_message_bytes):
+                if frame:
+                    await self.batcher.add(self.record(frame, peer, cut=cut))  # waits under backpressure
+        except ConnectionError as exc:
+            log.warning("syslog client %s: %s", peer, exc)
         finally:
             writer.close()
 

@@ -79,8 +79,9 @@ def _default(field: Any) -> str:
     return f"`{field.default!r}`"
 
 
-def _section(model: type[BaseModel], path: str, out: list[str], seen: set[str]) -> None:
-    if path in seen:
+def _section(model: type[BaseModel], path: str, out: list[str], seen: set[str],
+             ancestors: tuple[type[BaseModel], ...] = ()) -> None:
+    if path in seen or model in ancestors:  # a recursive model (a step's then/else) is described once
         return
     seen.add(path)
     out.append(f"\n## `{path or '(top level)'}`\n")
@@ -99,7 +100,7 @@ def _section(model: type[BaseModel], path: str, out: list[str], seen: set[str]) 
             sub_path += "[]"
         nested.extend((sub_path, sub) for sub in _models(field.annotation))
     for sub_path, sub in nested:
-        _section(sub, sub_path, out, seen)
+        _section(sub, sub_path, out, seen, (*ancestors, model))
 
 
 def generate() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from telemetry.config.base import Duration, Section, as_written, check_scheme
@@ -16,6 +18,12 @@ class StoreUrl(Section):
     @classmethod
     def _scheme(cls, v: str) -> str:
         return check_scheme(v, STORE_SCHEMES, "store")
+
+
+class EventStoreConfig(StoreUrl):
+    default_operator: Literal["AND", "OR"] = Field(
+        "AND", description="Operator between juxtaposed query terms (level:ERROR nova): AND, or OR as in Kibana's Lucene syntax",
+    )
 
 
 class TtlConfig(Section):
@@ -35,11 +43,18 @@ class RollupConfig(Section):
     hour: Duration = Field(as_written("400d"), gt=0, description="Time to live of the per-hour roll-ups")
 
 
+class DeadLetterConfig(Section):
+    """Records a stage refused, kept for reading and replay (``telemetry dead-letter-list``)."""
+
+    ttl: Duration = Field(as_written("7d"), gt=0, description="How long a dead letter is kept")
+
+
 class StoreConfig(Section):
     samples: StoreUrl = Field(default_factory=StoreUrl)
-    events: StoreUrl = Field(default_factory=StoreUrl)
+    events: EventStoreConfig = Field(default_factory=EventStoreConfig)
     ttl: TtlConfig = Field(default_factory=TtlConfig)
     rollups: RollupConfig = Field(default_factory=RollupConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     retention_interval: Duration = Field(as_written("60s"), gt=0, description="How often expiry and the free-space guard run")
     min_free_disk: float = Field(
         0.05, ge=0, lt=1, description="Free-space floor (fraction of the data disk) below which old partitions are shed"

@@ -7,7 +7,13 @@ tighter than OR). Grammar::
 
     query    := or_expr EOF
     or_expr  := and_expr (("OR" | "||") and_expr)*
-    and_expr := not_expr (("AND" | "&&")? not_expr)*       juxtaposition means AND
+    and_expr := not_expr (("AND" | "&&")? not_expr)*       juxtaposition means AND (the default)
+
+Juxtaposed terms (``level:ERROR component:nova``) are joined by the implicit
+operator: AND by default, because an operator narrowing a search types one
+more term and expects fewer lines. Kibana's Lucene syntax joins them with OR
+instead; ``store.events.default_operator: OR`` (``set_default_operator``)
+gives that reading, where ``a b AND c`` is ``a OR (b AND c)``.
     not_expr := ("NOT" | "!" | "-") not_expr | "+"? primary
     primary  := "(" or_expr ")" | FIELD ":" value | PHRASE | WORD
     value    := PHRASE | WORD | "*" | range | compare | "(" or_expr ")"   (the group inherits FIELD)
@@ -24,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["And", "Exists", "Node", "Not", "Or", "QueryError", "Range", "Term", "parse_query"]
+__all__ = ["And", "Exists", "Node", "Not", "Or", "QueryError", "Range", "Term", "parse_query", "set_default_operator"]
 
 #: Characters that end an unquoted word (a value word may contain ``:``).
 _TERM_STOP = set(' \t\r\n()[]{}":')
@@ -93,15 +99,27 @@ class Or:
 Node = Term | Range | Exists | Not | And | Or
 
 
-def parse_query(text: str) -> Node | None:
+_default_operator = "AND"
+
+
+def set_default_operator(op: str) -> None:
+    """The operator between juxtaposed terms for every query this process parses: AND or OR."""
+    global _default_operator
+    if op not in ("AND", "OR"):
+        raise ValueError(f"default operator must be AND or OR, not {op!r}")
+    _default_operator = op
+
+
+def parse_query(text: str, default_operator: str | None = None) -> Node | None:
     """The syntax tree of ``text``; None for an empty query (everything matches)."""
-    return _Parser(text).parse()
+    return _Parser(text, default_operator or _default_operator).parse()
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, default_operator: str = "AND") -> None:
         self.text = text
         self.pos = 0
+        self.implicit_or = default_operator == "OR"
 
     # -- scanning -------------------------------------------------------------------------------
     def error(self, message: str, offset: int | None = None) -> QueryError:
@@ -180,9 +198,13 @@ class _Parser:
 
     def or_expr(self, default_field: str | None) -> Node:
         items = [self.and_expr(default_field)]
-        while (op := self.at_keyword("OR", "||")) is not None:
-            self.take(op)
-            items.append(self.and_expr(default_field))
+        while True:
+            op = self.at_keyword("OR", "||")
+            if op is not None:
+                self.take(op)
+            elif not self.implicit_or or not self.peek() or self.peek() == ")":
+                break
+            items.append(self.and_expr(default_field))  # with OR as the default, juxtaposition lands here
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def and_expr(self, default_field: str | None) -> Node:
@@ -194,7 +216,7 @@ class _Parser:
                 items.append(self.not_expr(default_field))
                 continue
             ch = self.peek()
-            if not ch or ch == ")" or self.at_keyword("OR", "||"):
+            if not ch or ch == ")" or self.at_keyword("OR", "||") or self.implicit_or:
                 break
             items.append(self.not_expr(default_field))  # juxtaposition: implicit AND
         return items[0] if len(items) == 1 else And(tuple(items))

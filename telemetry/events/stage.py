@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from telemetry.bus import Delivery
+from telemetry.bus import Delivery, Receipt
 from telemetry.bus.topics import EVENTS, NOTIFICATIONS
 from telemetry.events.rows import Row, record_row
 from telemetry.events.store import EventStore
@@ -45,7 +45,7 @@ class EventStage(BusStage):
         await super().stop()
         self.store.close()
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         rows: list[Row] = []
         bad: list[tuple[Delivery, str]] = []
         for delivery, record in records:
@@ -57,8 +57,7 @@ class EventStage(BusStage):
             new = await asyncio.to_thread(self.store.insert, rows)
             self.stored += new
             RECORDS_OUT.labels(stage=self.name).inc(new)
-        if bad:
-            await self._dead_letter(bad)
+        return [await self._dead_letter(bad)] if bad else []
 
     async def _maintain(self) -> None:
         while True:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from telemetry.bus import Delivery, OutMessage
+from telemetry.bus import Delivery, OutMessage, Receipt
 from telemetry.bus.topics import METERED_SAMPLES, SAMPLES
 from telemetry.meter.pipeline import SamplePipeline
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT
@@ -36,15 +36,16 @@ class PipelineStage(BusStage):
         self._fmt = runtime.settings.bus.format
         self.published = 0
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         samples = [r for _, r in records if isinstance(r, Sample)]
         pipeline = self.pipeline
-        out = pipeline.process(samples) if pipeline is not None else samples
+        receipts: list[Receipt] = []
         try:
+            out = pipeline.process(samples) if pipeline is not None else samples
             if out:
-                await self.runtime.bus.publish(METERED_SAMPLES, [
+                receipts.append(await self.runtime.bus.publish(METERED_SAMPLES, [
                     OutMessage(value=encode(s, self._fmt), key=s.resource_id.encode()) for s in out
-                ])
+                ]))
         except BaseException:
             if pipeline is not None:
                 pipeline.rollback()
@@ -55,6 +56,7 @@ class PipelineStage(BusStage):
             BUS_PUBLISHED.labels(topic=METERED_SAMPLES).inc(len(out))
             RECORDS_OUT.labels(stage=self.name).inc(len(out))
             self.published += len(out)
+        return receipts
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "published": self.published,

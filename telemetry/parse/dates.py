@@ -3,7 +3,8 @@
 Every format in the sample logs: ISO 8601 with a space or a T, a dot or a
 comma before the fraction, any zone form (``Z``, ``+0000``, ``+00:00``);
 MariaDB's unpadded hour; Apache's ``02/Mar/2026:09:14:02 +0000``; HAProxy's
-``02/Mar/2026:09:14:00.104``; Swift's ``02/Mar/2026/09/50/11``; RabbitMQ's
+``02/Mar/2026:09:14:00.104``; Swift's ``02/Mar/2026/09/50/11``; nginx's ``2026/03/02 09:14:02``; Apache's
+error log ``Mon Mar 02 09:14:02.123456 2026``; RabbitMQ's
 old ``7-Apr-2015::20:51:42``; syslog's yearless ``Mar  2 09:50:11``; MySQL's
 ``160302  9:00:00``. A time without a zone is taken in ``default_tz`` (UTC
 unless configured), because that is what OpenStack services log.
@@ -20,7 +21,7 @@ _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
 _ISO = re.compile(
-    r"^(\d{4})-(\d{1,2})-(\d{1,2})[T ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*"
+    r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})[T ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*"
     r"(Z|[+-]\d{2}(?::?\d{2})?)?$"
 )
 #: Lengths of ``YYYY-MM-DD HH:MM:SS`` with no fraction, milliseconds or microseconds.
@@ -32,6 +33,8 @@ _DMY = re.compile(
 )
 # Mar  2 09:50:11 (syslog, no year)
 _SYSLOG = re.compile(r"^([A-Za-z]{3}) +(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
+# Mon Mar 02 09:14:02.123456 2026 (Apache's error log, ctime)
+_CTIME = re.compile(r"^[A-Za-z]{3} ([A-Za-z]{3}) +(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))? (\d{4})$")
 # 160302  9:00:00 (old MySQL)
 _YYMMDD = re.compile(r"^(\d{2})(\d{2})(\d{2}) +(\d{1,2}):(\d{2}):(\d{2})$")
 
@@ -93,6 +96,13 @@ def parse_log_time(text: str, default_tz: tzinfo = timezone.utc, now: datetime |
         if dt - now > timedelta(days=1):
             dt = _aware(datetime(now.year - 1, month, int(d), int(h), int(mi), int(s), _micro(frac)), default_tz)
         return dt
+    m = _CTIME.match(text)
+    if m:
+        mon, d, h, mi, s, frac, y = m.groups()
+        month = _MONTHS.get(mon.lower())
+        if month is None:
+            return None
+        return _aware(datetime(int(y), month, int(d), int(h), int(mi), int(s), _micro(frac)), default_tz)
     m = _YYMMDD.match(text)
     if m:
         y, mo, d, h, mi, s = (int(x) for x in m.groups())

@@ -24,24 +24,18 @@ Logstash semantics kept here:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import regex
 
-from telemetry.parse import budget
+from telemetry.parse import budget, onig
 
-__all__ = ["CaptureSpec", "Grok", "GrokError", "GrokTimeout", "compile_grok", "set_field"]
+__all__ = ["CONVERSION_FAILURES", "CaptureSpec", "Grok", "GrokError", "GrokTimeout", "compile_grok", "set_field"]
 
-#: ``%{SYNTAX}``, ``%{SYNTAX:semantic}``, ``%{SYNTAX:semantic:type}`` (as jls-grok reads them).
-REFERENCE = re.compile(
-    r"%\{(?P<syntax>[A-Za-z0-9_]+)(?::(?P<semantic>[^:}]+))?(?::(?P<conv>int|integer|float))?\}"
-)
-#: A reference that does not parse at all, to name it in the error.
-LOOSE_REFERENCE = re.compile(r"%\{[^}]*\}?")
 _FIELD_PART = re.compile(r"\[([^\[\]]+)\]")
-_INLINE_FLAGS = re.compile(r"\(\?([imx-]+)([:)])")
 
 
 class GrokError(ValueError):
@@ -70,8 +64,8 @@ def field_path(name: str) -> tuple[str, ...]:
     return (name,)
 
 
-def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    """Store one capture as Logstash does: a second value for a field makes a list."""
+def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any, append: bool = True) -> None:
+    """Store one capture as Logstash does: a second value for a field makes a list (``append=False``: replaces)."""
     node = target
     for part in path[:-1]:
         child = node.get(part)
@@ -79,7 +73,7 @@ def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None
             child = node[part] = {}
         node = child
     last = path[-1]
-    if last in node:
+    if append and last in node:
         old = node[last]
         if isinstance(old, list):
             old.append(value)
@@ -89,113 +83,102 @@ def set_field(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None
         node[last] = value
 
 
+#: Where a Grok's captures list the fields whose ``:int``/``:float`` could not be kept as a number.
+CONVERSION_FAILURES = "_grokconversionfailure"
+#: A 64-bit signed integer: what every store and both wire formats hold.
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class _Unconvertible(ValueError):
+    """A number out of range (beyond 64 bits, inf, nan): the capture stays text."""
+
+
 def _convert(value: str, conv: str | None) -> Any:
-    """Logstash's ``:int`` / ``:float``; text that is not a number stays text."""
+    """Logstash's ``:int`` / ``:float``; text that is not a number stays text.
+
+    A number no store can hold (an integer beyond 64 bits, a float that is
+    inf or nan, or the ``int(float(...))`` of one) raises _Unconvertible: the
+    caller keeps the text and tags the event, so one such line never fails
+    the batch it travels in when the event is serialised.
+    """
     if conv is None:
         return value
     try:
         if conv == "float":
-            return float(value)
+            f = float(value)
+            if f - f != 0:  # inf or nan
+                raise _Unconvertible(value)
+            return f
         try:
-            return int(value)
+            i = int(value)
         except ValueError:
-            return int(float(value))  # Logstash's to_i truncates "3.5" to 3
-    except ValueError:
+            f = float(value)  # Logstash's to_i truncates "3.5" to 3
+            if f - f != 0:
+                raise _Unconvertible(value) from None
+            i = int(f)
+        if not INT_MIN <= i <= INT_MAX:
+            raise _Unconvertible(value)
+        return i
+    except _Unconvertible:
+        raise
+    except (ValueError, OverflowError):
         return value
 
 
 class _Expander:
-    """Turns one grok expression into a Python regex string plus its capture plan."""
+    """Turns one grok expression into a Python regex string plus its capture plan.
+
+    Each definition is translated from Oniguruma once (``onig.translate``);
+    expanding is then a walk over its tokens, references expanded in place.
+    """
 
     def __init__(self, patterns: Mapping[str, str], name: str) -> None:
         self.patterns = patterns
         self.name = name
         self.specs: list[tuple[str, tuple[str, ...], str | None]] = []  # (group name, path, conv)
+        self.by_name: dict[str, str] = {}  # field name -> its latest group, for \k<name>
         self._plain: dict[str, str] = {}  # capture-free definitions, expanded once
+        self.needs_regex = False
+        self.size = 0
 
     def _group(self, semantic: str, conv: str | None) -> str:
         gname = f"g{len(self.specs)}"
         self.specs.append((gname, field_path(semantic), conv))
+        self.by_name[semantic] = gname
         return gname
 
+    def translate(self, text: str, stack: tuple[str, ...]) -> onig.Translated:
+        try:
+            return onig.translate(text)
+        except onig.UntranslatableError as exc:
+            where = f" (in %{{{stack[-1]}}})" if len(stack) > 1 else ""
+            raise GrokError(f"pattern {self.name!r}{where}: {exc}") from None
+
     def expand(self, text: str, stack: tuple[str, ...]) -> str:
+        tr = self.translate(text, stack)
+        self.needs_regex = self.needs_regex or tr.needs_regex
         out: list[str] = []
-        i, n = 0, len(text)
-        depth = 0  # inside a character class
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                pair = text[i:i + 2]
-                out.append(_ESCAPES.get(pair, pair) if depth == 0 else _CLASS_ESCAPES.get(pair, pair))
-                i += 2
-                continue
-            if depth:
-                if c == "[":
-                    depth += 1
-                elif c == "]":
-                    depth -= 1
-                out.append(c)
-                i += 1
-                continue
-            if c == "[":
-                # A ']' right after '[' or '[^' is a literal member, not the end.
-                j = i + 1
-                if j < n and text[j] == "^":
-                    j += 1
-                if j < n and text[j] == "]":
-                    j += 1
-                out.append(text[i:j])
-                depth = 1
-                i = j
-                continue
-            if c == "%" and text.startswith("%{", i):
-                m = REFERENCE.match(text, i)
-                if m is None:
-                    bad = LOOSE_REFERENCE.match(text, i)
-                    raise GrokError(f"pattern {self.name!r}: malformed reference {bad.group(0) if bad else text[i:]!r}")
-                out.append(self._reference(m, stack))
-                i = m.end()
-                continue
-            if c == "(" and not text.startswith("(?", i) and not text.startswith("(*", i):
-                # Oniguruma does not capture plain groups once named ones exist: neither do we.
-                out.append("(?:")
-                i += 1
-                continue
-            if c == "(" and text.startswith("(?", i):
-                named = self._inline_name(text, i)
-                if named is not None:
-                    semantic, end = named
-                    out.append(f"(?P<{self._group(semantic, None)}>")
-                    i = end
-                    continue
-                flags = _INLINE_FLAGS.match(text, i)
-                if flags:
-                    # Oniguruma's (?m) is "dot matches newline": Python's s.
-                    out.append("(?" + flags.group(1).replace("m", "s") + flags.group(2))
-                    i = flags.end()
-                    continue
-            out.append(c)
-            i += 1
-        return "".join(out)
+        for tok in tr.tokens:
+            if tok.__class__ is str:
+                out.append(str(tok))
+            elif isinstance(tok, onig.Ref):
+                out.append(self._reference(tok, stack))
+            elif isinstance(tok, onig.Named):
+                out.append(f"(?P<{self._group(tok.name, None)}>")
+            else:
+                assert isinstance(tok, (onig.BackRef, onig.CondRef))
+                group = self.by_name.get(tok.name)
+                if group is None:
+                    raise GrokError(f"pattern {self.name!r}: reference to group {tok.name!r} before it is defined")
+                out.append(f"(?P={group})" if isinstance(tok, onig.BackRef) else f"(?({group})")
+        body = "".join(out)
+        self.size += len(body)
+        if self.size > MAX_SOURCE:
+            raise GrokError(f"pattern {self.name!r} expands to more than {MAX_SOURCE} characters of regex")
+        return body
 
-    @staticmethod
-    def _inline_name(text: str, i: int) -> tuple[str, int] | None:
-        """``(?<name>`` or ``(?P<name>`` at i (not a lookbehind): the name and where the body starts."""
-        if text.startswith("(?P<", i):
-            start = i + 4
-        elif text.startswith("(?<", i) and text[i + 3:i + 4] not in ("=", "!"):
-            start = i + 3
-        else:
-            return None
-        end = text.find(">", start)
-        if end < 0:
-            raise GrokError(f"unterminated named group at {text[i:i + 20]!r}")
-        return text[start:end], end + 1
-
-    def _reference(self, m: re.Match[str], stack: tuple[str, ...]) -> str:
-        syntax, semantic, conv = m.group("syntax", "semantic", "conv")
-        if conv == "integer":
-            conv = "int"
+    def _reference(self, ref: onig.Ref, stack: tuple[str, ...]) -> str:
+        syntax, semantic, conv = ref.syntax, ref.semantic, ref.conv
         if syntax in stack:
             chain = " -> ".join((*stack, syntax))
             raise GrokError(f"pattern {self.name!r}: recursive reference %{{{syntax}}} ({chain})")
@@ -208,16 +191,26 @@ class _Expander:
             if body is None:
                 before = len(self.specs)
                 body = self.expand(definition, (*stack, syntax))
-                if len(self.specs) == before:
+                if len(self.specs) == before and not self.translate(definition, stack).has_captures:
                     self._plain[syntax] = body
+            else:
+                self.size += len(body)
+                if self.size > MAX_SOURCE:
+                    raise GrokError(f"pattern {self.name!r} expands to more than {MAX_SOURCE} characters of regex")
             return f"(?:{body})"
         gname = self._group(semantic, conv)
         return f"(?P<{gname}>{self.expand(definition, (*stack, syntax))})"
 
 
-# Oniguruma escapes Python lacks: \h is a hex digit, \z the very end.
-_ESCAPES = {"\\z": "\\Z", "\\h": "[0-9a-fA-F]", "\\H": "[^0-9a-fA-F]"}
-_CLASS_ESCAPES = {"\\h": "0-9a-fA-F"}
+#: An expression whose expansion outgrows this is refused (a pattern that doubles at each level).
+MAX_SOURCE = 1 << 20
+
+
+def _compile_quietly(engine: Any, source: str) -> Any:
+    """Compile with every warning an error: nothing reaches the operator's terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return engine.compile(source)
 
 
 class Grok:
@@ -227,21 +220,27 @@ class Grok:
     or None; it raises GrokTimeout past ``timeout`` seconds.
     """
 
-    __slots__ = ("expression", "name", "source", "_regex", "fast", "specs", "_names", "_fast")
+    __slots__ = ("expression", "name", "source", "_regex", "fast", "specs", "_names", "_fast", "_convs", "_dups")
 
     def __init__(self, expression: str, patterns: Mapping[str, str], name: str | None = None) -> None:
         self.expression = expression
         self.name = name or expression
         exp = _Expander(patterns, self.name)
-        source = exp.expand(expression, (self.name,))
+        try:
+            source = exp.expand(expression, (self.name,))
+        except RecursionError:
+            raise GrokError(f"pattern {self.name!r} nests references too deeply") from None
         self.source = source
         self._regex: Any = None
         #: The stdlib engine (twice as fast), used under budget.armed(); the regex module's
         #: copy (with its own timeout) is compiled on first need, off the main thread.
-        try:
-            self.fast: re.Pattern[str] | None = re.compile(source)
-        except (re.error, OverflowError, RecursionError):
-            self.fast = None
+        self.fast: re.Pattern[str] | None = None
+        if not exp.needs_regex:
+            try:
+                self.fast = _compile_quietly(re, source)
+            except (re.error, OverflowError, RecursionError, Warning, ValueError, TypeError):
+                pass  # e.g. a variable-width look-behind: the regex module reads it
+        if self.fast is None:
             self._compile_regex()
         compiled: Any = self.fast if self.fast is not None else self._regex
         index = compiled.groupindex
@@ -249,13 +248,19 @@ class Grok:
         # Every group is a field, in order; flat, single, unconverted ones make a dict from zip().
         names = [s.path[0] for s in self.specs]
         self._names = names
-        self._fast = (all(len(s.path) == 1 and s.conv is None for s in self.specs)
-                      and len(set(names)) == len(names))
+        # Flat names make a dict from zip(); then the few typed ones are converted, and a name that
+        # several alternatives capture (only one usually takes part) is checked for a second value.
+        convs: dict[str, str | None] = {}
+        for s in self.specs:
+            convs.setdefault(s.path[0], s.conv)
+        self._fast = (all(len(s.path) == 1 and s.conv == convs[s.path[0]] for s in self.specs))
+        self._convs = [(n, c) for n, c in convs.items() if c is not None]
+        self._dups = len(convs) != len(self.specs)
 
     def _compile_regex(self) -> Any:
         try:
-            self._regex = regex.compile(self.source)
-        except regex.error as exc:
+            self._regex = _compile_quietly(regex, self.source)
+        except (regex.error, OverflowError, RecursionError, Warning, ValueError, TypeError) as exc:
             raise GrokError(f"pattern {self.name!r} is not a valid regular expression: {exc}") from None
         return self._regex
 
@@ -290,17 +295,37 @@ class Grok:
         if m is None:
             return None
         if self._fast:
-            return {k: v for k, v in zip(self._names, m.groups()) if v is not None}
+            groups = m.groups()
+            out = {k: v for k, v in zip(self._names, groups) if v is not None}
+            if self._dups and len(out) != len(groups) - groups.count(None):
+                return self.captures(m)  # a name took two values: Logstash makes a list
+            if self._convs:
+                for name, conv in self._convs:
+                    v = out.get(name)
+                    if v is not None:
+                        try:
+                            out[name] = _convert(v, conv)
+                        except _Unconvertible:
+                            return self.captures(m)
+            return out
         return self.captures(m)
 
     def captures(self, m: Any) -> dict[str, Any]:
         groups = m.groups()
         out: dict[str, Any] = {}
+        failed: list[str] | None = None
         for s in self.specs:
             value = groups[s.group - 1]
             if value is None:
                 continue
-            set_field(out, s.path, _convert(value, s.conv))
+            try:
+                set_field(out, s.path, _convert(value, s.conv))
+            except _Unconvertible:
+                set_field(out, s.path, value)
+                failed = failed or []
+                failed.append(".".join(s.path))
+        if failed:
+            out[CONVERSION_FAILURES] = failed
         return out
 
 

@@ -23,6 +23,8 @@ _LEVEL_MAP = {
     "err": "ERROR", "error": "ERROR", "crash": "ERROR", "supervisor": "ERROR",
     "crit": "CRITICAL", "critical": "CRITICAL", "fatal": "CRITICAL", "severe": "CRITICAL",
     "alert": "CRITICAL", "emerg": "CRITICAL", "emergency": "CRITICAL", "emer": "CRITICAL",
+    # Ceph's cluster-log levels
+    "inf": "INFO", "wrn": "WARNING", "sec": "WARNING",
 }
 
 #: Per-type exceptions: oslo's Kilo-era ``TRACE`` lines are an exception's traceback.

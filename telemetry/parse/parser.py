@@ -1,39 +1,56 @@
-"""From a joined log entry to an Event: match list, time budget, normalisation.
+"""From a joined log entry to an Event: match list, syslog body, time budget, normalisation, steps.
 
 One Parser serves every type; compiled expressions are shared between types
 that use the same ones. It is pure CPU and keeps no per-entry state, so the
 stage may run it in a worker thread.
+
+An entry is read by its type (``parsers/types.yaml``): grok's match list, a
+JSON object (``codec: json``), or a syslog header and then the message behind
+it, parsed by the type the app name selects (``telemetry.parse.syslog``).
+A record from the syslog listener arrives with its header already read.
+Then ``@timestamp`` and, for the built-in types, ``level`` and ``component``
+are filled in, and the configured processing steps run: once, here, so every
+consumer of the event sees the same result.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from telemetry.models import Event, RawLog, event_dict
 from telemetry.parse import budget
 from telemetry.parse.dates import parse_log_time
-from telemetry.parse.grok import Grok, GrokCache, GrokTimeout
+from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout
+from telemetry.parse.jsonline import decode_object, event_fields
 from telemetry.parse.normalise import normal_level, service_of_logger, syslog_severity_level
 from telemetry.parse.patterns import PatternSet
+from telemetry.parse.steps import Steps, compile_steps
+from telemetry.parse.syslog import DEFAULT_PROGRAMS, ProgramMap, header_captures, labels
 
-__all__ = ["DEFAULT_TIMEOUT", "FAILURE_TAG", "TIMEOUT_TAG", "Outcome", "Parser"]
+if TYPE_CHECKING:
+    from telemetry.config.parse import ParseConfig, Step
+
+__all__ = ["CONVERSION_TAG", "DEFAULT_TIMEOUT", "FAILURE_TAG", "TIMEOUT_TAG", "Outcome", "Parser"]
 
 FAILURE_TAG = "_grokparsefailure"
 TIMEOUT_TAG = "_groktimeout"
 DATE_FAILURE_TAG = "_dateparsefailure"
+CONVERSION_TAG = "_grokconversionfailure"
 #: Seconds one entry may spend in grok, all expressions of its match list together.
 DEFAULT_TIMEOUT = 0.25
 
-_SYSLOG_TYPES = frozenset({"syslog", "swift", "haproxy"})
 #: Component of entries read without one, for types that name their source.
 _TYPE_COMPONENT = {"rabbitmq": "rabbitmq", "mariadb": "mariadb", "libvirt": "libvirt", "ovs": "openvswitch",
-                   "apache": "apache"}
+                   "apache": "apache", "apache-error": "apache", "nginx": "nginx", "ceph": "ceph",
+                   "memcached": "memcached", "keepalived": "keepalived", "pacemaker": "pacemaker"}
 
 
 class Outcome:
@@ -50,6 +67,23 @@ def outcome_of(event: Event) -> str:
     return Outcome.MATCH
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One type, compiled."""
+
+    match: list[Grok]
+    body: list[Grok]  # the message behind a syslog header (the match list when the type has no body)
+    message_match: list[Grok]  # tried on the captured message, adding what they capture
+    syslog: bool
+    json: bool
+    fail_tags: list[str]
+    break_on_match: bool
+
+
+class _Timeout(Exception):
+    pass
+
+
 class Parser:
     """Parses entries of any known type, or with the operator's own expressions.
 
@@ -64,6 +98,9 @@ class Parser:
         timeout: float = DEFAULT_TIMEOUT,
         default_tz: tzinfo = timezone.utc,
         types_file: Path | None = None,
+        steps: Sequence[Step] = (),
+        type_steps: Mapping[str, Sequence[Step]] | None = None,
+        programs: Mapping[str, str] | None = None,
     ) -> None:
         self.library = PatternSet(patterns_dirs, types_file)
         self.cache = GrokCache(self.library.patterns)
@@ -71,30 +108,38 @@ class Parser:
         self.default_tz = default_tz
         # Compile everything up front: a broken pattern fails at startup, not on the first line.
         self.user = [self.cache.get(p) for p in patterns]
-        self._lists: dict[str, tuple[list[Grok], list[str], bool]] = {}
+        self.header = [self.cache.get(e, f"syslog_header[{i}]") for i, e in enumerate(self.library.syslog_header)]
+        self._plans: dict[str, _Plan] = {}
         for name, td in self.library.types.items():
-            self._lists[name] = ([self.cache.get(e, f"{name}[{i}]") for i, e in enumerate(td.match)],
-                                 td.tag_on_failure, td.break_on_match)
+            match = [self.cache.get(e, f"{name}[{i}]") for i, e in enumerate(td.match)]
+            body = [self.cache.get(e, f"{name}.body[{i}]") for i, e in enumerate(td.body)]
+            inner = [self.cache.get(e, f"{name}.message_match[{i}]") for i, e in enumerate(td.message_match)]
+            self._plans[name] = _Plan(match, body or ([] if td.syslog else match), inner, td.syslog,
+                                      td.codec == "json", td.tag_on_failure, td.break_on_match)
+        self.programs = ProgramMap(programs if programs is not None else DEFAULT_PROGRAMS)
+        self.steps = compile_steps(steps, default_tz)
+        self.type_steps: dict[str, Steps] = {}
+        for t, s in (type_steps or {}).items():
+            if self.library.typedef(t) is None:
+                raise ValueError(f"parse.types: unknown log type {t!r}; known: {', '.join(self.types)}")
+            self.type_steps[self.library.canonical(t)] = compile_steps(s, default_tz)
+
+    @classmethod
+    def from_config(cls, cfg: ParseConfig, patterns: Sequence[str] = ()) -> Parser:
+        """The parser the ``parse`` section describes (the stage's, and ``telemetry parse -c``)."""
+        return cls(patterns_dirs=cfg.patterns_dirs, patterns=patterns, timeout=cfg.timeout,
+                   default_tz=ZoneInfo(cfg.timezone), steps=cfg.steps,
+                   type_steps={t: tp.steps for t, tp in cfg.types.items()}, programs=cfg.syslog_programs)
 
     @property
     def types(self) -> list[str]:
-        return sorted(self._lists)
+        return sorted(self._plans)
 
-    def match_list(self, type_: str) -> tuple[list[Grok], list[str], bool, bool]:
-        """(expressions, failure tags, break_on_match, built-in?) for an entry of ``type_``."""
-        if self.user:
-            return self.user, [FAILURE_TAG], True, False
-        found = self._lists.get(self.library.canonical(type_))
-        if found is None:
-            return [], [FAILURE_TAG], True, False
-        return (*found, True)
-
-    def grok(self, text: str, type_: str) -> tuple[dict[str, Any], list[str], bool]:
-        """Captures of the first matching expression (all of them without break_on_match), tags, built-in?"""
-        groks, fail_tags, break_on_match, builtin = self.match_list(type_)
-        deadline = time.monotonic() + self.timeout
-        found: dict[str, Any] = {}
-        matched = False
+    # -- grok ---------------------------------------------------------------------------------
+    @staticmethod
+    def _first(groks: list[Grok], text: str, deadline: float, break_on_match: bool = True) -> dict[str, Any] | None:
+        """Captures of the first matching expression (all of them without break_on_match); None: no match."""
+        found: dict[str, Any] | None = None
         for g in groks:
             remaining = deadline - time.monotonic()
             try:
@@ -102,23 +147,93 @@ class Parser:
                     raise GrokTimeout(g.name)
                 caps = g.match(text, remaining)
             except GrokTimeout:
-                return {}, [TIMEOUT_TAG], builtin
+                raise _Timeout() from None
             if caps is not None:
-                matched = True
-                found.update(caps)
+                if found is None:
+                    found = caps
+                else:
+                    found.update(caps)
                 if break_on_match:
                     break
-        return found, ([] if matched else list(fail_tags)), builtin
+        return found
 
+    def _body(self, caps: dict[str, Any], text: str, plan: _Plan | None, deadline: float) -> str | None:
+        """Parse the message behind a syslog header into ``caps``; the type that read it, if any."""
+        body_type = None
+        if plan is None or not plan.body:
+            body_type = self.programs.type_of(caps.get("program"))
+            plan = self._plans.get(body_type) if body_type else None
+        if plan is None or not plan.body:
+            return None
+        found = self._first(plan.body, text, deadline)
+        if found is None:
+            return None
+        self._inner(found, plan, deadline)
+        if "timestamp" in found and "timestamp" in caps:
+            caps["syslog_timestamp"] = caps.pop("timestamp")  # the application's own time is more precise
+        caps.update(found)
+        return body_type
+
+    def _inner(self, caps: dict[str, Any], plan: _Plan, deadline: float) -> None:
+        """The type's message_match on the captured message (an access line inside an oslo.log line)."""
+        message = caps.get("message")
+        if plan.message_match and isinstance(message, str):
+            found = self._first(plan.message_match, message, deadline)
+            if found is not None:
+                caps.update(found)
+
+    def _read(self, text: str, canonical: str, header: dict[str, Any] | None
+              ) -> tuple[dict[str, Any], list[str], str, datetime | None]:
+        """(captures, tags, the type that normalises them or "", an instant the entry names)."""
+        deadline = time.monotonic() + self.timeout
+        plan = self._plans.get(canonical)
+        try:
+            if header is not None:  # the listener read the header: only the message is left
+                caps = dict(header)
+                return caps, [], self._body(caps, text, plan, deadline) or canonical, None
+            if plan is None:
+                return {}, [FAILURE_TAG], "", None
+            if plan.json:
+                obj, tags = decode_object(text)
+                if obj is None:
+                    return {}, tags, "", None
+                caps, when = event_fields(obj)
+                self._inner(caps, plan, deadline)
+                return caps, tags, canonical, when
+            if plan.syslog:
+                found = self._first(self.header, text, deadline)
+                if found is None:
+                    return {}, list(plan.fail_tags), "", None
+                labels(found)
+                message = found.get("message")
+                body_type = self._body(found, message, plan, deadline) if isinstance(message, str) else None
+                return found, [], body_type or canonical, None
+            found = self._first(plan.match, text, deadline, plan.break_on_match)
+            if found is None:
+                return {}, list(plan.fail_tags), "", None
+            self._inner(found, plan, deadline)
+            return found, [], canonical, None
+        except _Timeout:
+            return {}, [TIMEOUT_TAG], "", None
+
+    # -- entries to events --------------------------------------------------------------------
     def parse(self, text: str | Sequence[str], type_: str = "", fields: Mapping[str, Any] | None = None,
-              event_id: str = "", now: datetime | None = None) -> Event:
-        """One entry (text or its lines) to an Event; ``fields`` (host, component, path, tags) carry over."""
-        return _event(self._data(text, type_, fields, event_id, now))
+              event_id: str = "", now: datetime | None = None, header: dict[str, Any] | None = None) -> Event | None:
+        """One entry (text or its lines) to an Event (None: a drop step discarded it).
+
+        ``fields`` (host, component, path, tags) carry over; ``header`` is a syslog
+        header the listener already read (the entry is then its message).
+        """
+        data = self._data(text, type_, fields, event_id, now, header)
+        return None if data is None else _event(data)
 
     def parse_dict(self, text: str | Sequence[str], type_: str = "", fields: Mapping[str, Any] | None = None,
-                   event_id: str = "", now: datetime | None = None, with_id: bool = True) -> dict[str, Any]:
+                   event_id: str = "", now: datetime | None = None, with_id: bool = True,
+                   header: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """``parse(...).to_dict()``, built without the model when nothing needs converting (the hot path)."""
-        data = self._data(text, type_, fields, event_id, now)
+        data = self._data(text, type_, fields, event_id, now, header)
+        if data is None:
+            return None
         out = event_dict(data, with_id)
         if out is None:
             out = _event(data).to_dict()
@@ -127,49 +242,81 @@ class Parser:
         return out
 
     def _data(self, text: str | Sequence[str], type_: str, fields: Mapping[str, Any] | None,
-              event_id: str, now: datetime | None) -> dict[str, Any]:
-        """The Event's data as grok and normalisation give it, before any validation."""
+              event_id: str, now: datetime | None, header: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The Event's data as grok, normalisation and the steps give it, before any validation."""
         if not isinstance(text, str):
             text = "\n".join(text)
         canonical = self.library.canonical(type_) if type_ else ""
-        if budget.watch.active:  # a caller armed it for the whole batch (the usual case)
-            caps, tags, builtin = self.grok(text, type_)
+        if self.user:
+            caps, tags = self._user(text)
+            normalise_as, when = "", None
+        elif budget.watch.active:  # a caller armed it for the whole batch (the usual case)
+            caps, tags, normalise_as, when = self._read(text, canonical, header)
         else:
             with budget.armed():
-                caps, tags, builtin = self.grok(text, type_)
+                caps, tags, normalise_as, when = self._read(text, canonical, header)
         data: dict[str, Any] = {"message": text, "type": canonical or type_}
         for k, v in (fields or {}).items():
             if k != "tags" and v not in (None, ""):
                 data[k] = v
+        failed = caps.pop(CONVERSION_FAILURES, None)
+        if failed:
+            tags.append(CONVERSION_TAG)
+            data["grok_conversion_failures"] = failed
+        if "path" in caps and "path" in data:
+            data["log_path"] = data["path"]  # an access line's request path: the file's is kept beside it
         data.update(caps)
         data["tags"] = [*(fields or {}).get("tags", ()), *tags]
         if event_id:
             data["id"] = event_id
-        self._timestamp(data, caps, now)
-        if builtin and caps:
-            self._normalise(data, caps, canonical)
+        self._timestamp(data, caps, now, when)
+        if normalise_as and caps:
+            self._normalise(data, caps, normalise_as)
+        _bound_pid(data)
+        if not self.user:
+            type_steps = self.type_steps.get(canonical)
+            if type_steps and not type_steps.run(data):
+                return None
+            if self.steps and not self.steps.run(data):
+                return None
         return data
 
-    def parse_raw(self, raw: RawLog) -> Event:
-        fields = {"host": raw.host, "component": raw.component, "path": raw.path, "tags": raw.tags}
-        return self.parse(raw.lines, raw.type, fields, event_id=raw.id, now=raw.read_at)
+    def _user(self, text: str) -> tuple[dict[str, Any], list[str]]:
+        """Captures of the operator's ``--pattern`` list, and tags."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            if budget.watch.active:
+                found = self._first(self.user, text, deadline)
+            else:
+                with budget.armed():
+                    found = self._first(self.user, text, deadline)
+        except _Timeout:
+            return {}, [TIMEOUT_TAG]
+        return (found, []) if found is not None else ({}, [FAILURE_TAG])
 
-    def parse_raws_dicts(self, raws: Iterable[RawLog]) -> list[dict[str, Any]]:
+    def parse_raw(self, raw: RawLog) -> Event | None:
+        return self.parse(raw.lines, raw.type, _raw_fields(raw), event_id=raw.id, now=raw.read_at,
+                          header=header_captures(raw.model_extra or {}))
+
+    def parse_raw_dict(self, raw: RawLog) -> dict[str, Any] | None:
+        """One record as the stage publishes it (None: dropped by a step)."""
+        return self.parse_dict(raw.lines, raw.type, _raw_fields(raw), event_id=raw.id, now=raw.read_at,
+                               header=header_captures(raw.model_extra or {}))
+
+    def parse_raws_dicts(self, raws: Iterable[RawLog]) -> list[dict[str, Any] | None]:
         """``[e.to_dict() for e in parse_raws(raws)]``, without building the models when not needed."""
         with budget.armed():
-            return [self.parse_dict(r.lines, r.type, {"host": r.host, "component": r.component, "path": r.path,
-                                                      "tags": r.tags}, event_id=r.id, now=r.read_at)
-                    for r in raws]
+            return [self.parse_raw_dict(r) for r in raws]
 
-    def parse_raws(self, raws: Iterable[RawLog]) -> list[Event]:
+    def parse_raws(self, raws: Iterable[RawLog]) -> list[Event | None]:
         """A batch under one armed time budget (the fast engine, see budget.py)."""
         with budget.armed():
             return [self.parse_raw(r) for r in raws]
 
-    def _timestamp(self, data: dict[str, Any], caps: Mapping[str, Any], now: datetime | None) -> None:
+    def _timestamp(self, data: dict[str, Any], caps: Mapping[str, Any], now: datetime | None,
+                   when: datetime | None) -> None:
         raw = caps.get("timestamp")
-        when = None
-        if isinstance(raw, str):
+        if when is None and isinstance(raw, str):
             when = parse_log_time(raw, self.default_tz, now)
             if when is None:
                 data["tags"].append(DATE_FAILURE_TAG)
@@ -178,17 +325,47 @@ class Parser:
     @staticmethod
     def _normalise(data: dict[str, Any], caps: Mapping[str, Any], type_: str) -> None:
         level = normal_level(caps.get("loglevel"), type_)
+        if level is None and "debug_level" in caps:
+            level = _ceph_level(caps["debug_level"])
         if level is None and "priority" in caps:
             level = syslog_severity_level(caps["priority"])
         if level is not None:
             data["level"] = level
         if not data.get("component"):
-            component = (service_of_logger(caps.get("logger")) if type_ == "openstack"
-                         else caps.get("program") if type_ in _SYSLOG_TYPES else _TYPE_COMPONENT.get(type_))
+            component = (service_of_logger(caps.get("logger")) if type_ in ("openstack", "json")
+                         else caps.get("program") if "program" in caps else _TYPE_COMPONENT.get(type_))
             if component:
                 data["component"] = component
         if not data.get("host") and isinstance(caps.get("logsource"), str):
             data["host"] = caps["logsource"]
+        if caps.get("duration_us").__class__ is int and "duration" not in caps:  # Apache's %D
+            data["duration"] = caps["duration_us"] / 1e6
+
+
+def _raw_fields(raw: RawLog) -> dict[str, Any]:
+    """What a RawLog carries into its event: where it came from, its tags, and any extra fields."""
+    fields: dict[str, Any] = {"host": raw.host, "component": raw.component, "path": raw.path, "tags": raw.tags}
+    extra = raw.model_extra
+    if extra:
+        for k, v in extra.items():
+            fields.setdefault(k, v)
+    return fields
+
+
+def _ceph_level(debug_level: Any) -> str | None:
+    """Ceph's per-line debug level: -1 is an error (derr), 0 always printed, above that debug output."""
+    if not isinstance(debug_level, int):
+        return None
+    return "ERROR" if debug_level < 0 else "INFO" if debug_level == 0 else "DEBUG"
+
+
+def _bound_pid(data: dict[str, Any]) -> None:
+    """A pid the Event's integer field cannot hold (not digits, beyond 64 bits) moves to ``pid_raw``."""
+    pid = data.get("pid")
+    if pid.__class__ is int and not -INT_MAX <= pid <= INT_MAX:
+        data["pid_raw"] = str(data.pop("pid"))
+    elif pid.__class__ is str and pid.isascii() and pid.isdigit() and len(pid) >= 19 and int(pid) > INT_MAX:
+        data["pid_raw"] = data.pop("pid")
 
 
 def _event(data: dict[str, Any]) -> Event:

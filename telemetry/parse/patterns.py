@@ -14,11 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from telemetry.content import content_path
+from telemetry.parse.grok import GrokError
+from telemetry.parse.onig import UntranslatableError, translate
 
 __all__ = ["PatternSet", "TypeDef", "builtin_dir", "load_pattern_dirs", "load_pattern_file", "load_types"]
 
@@ -31,20 +34,33 @@ def builtin_dir() -> Path:
 
 
 def parse_pattern_text(text: str, source: str = "<text>") -> dict[str, str]:
-    """``NAME regex`` lines to a dict; like Logstash, a line with no regex after its name is skipped."""
+    """``NAME regex`` lines to a dict; like Logstash, a line with no regex after its name is skipped.
+
+    Each definition is translated from Oniguruma here (``onig.translate``), so a
+    construct no Python engine can run fails at load, naming the file, the line,
+    the pattern and the construct, whether or not anything references it yet.
+    """
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         m = _LINE.match(line.rstrip("\r\n"))
         if m is not None:
+            try:
+                translate(m.group(2))
+            except UntranslatableError as exc:
+                raise GrokError(f"{source}:{number}: pattern {m.group(1)}: {exc}") from None
             out[m.group(1)] = m.group(2)
     return out
 
 
 def load_pattern_file(path: Path) -> dict[str, str]:
-    return parse_pattern_text(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GrokError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_pattern_text(text, str(path))
 
 
 def pattern_files(folder: Path, glob: str = "*") -> list[Path]:
@@ -67,17 +83,40 @@ def load_pattern_dirs(folders: Iterable[Path | str], builtin: bool = True) -> di
 
 
 class TypeDef(BaseModel):
-    """One log type: its match list, tried in order, and how its fields are normalised."""
+    """One log type: how its entries are read, and how its fields are normalised.
 
-    match: list[str] = Field(min_length=1, description="Grok expressions, first match wins")
+    ``codec: json`` entries are JSON objects (``telemetry.parse.jsonline``).
+    Otherwise ``match`` is tried in order on the whole entry; a ``syslog`` type's
+    lines start with a syslog header (read by the header list of types.yaml)
+    and ``body`` parses the message behind it. A syslog listener reads the
+    header itself, so then only ``body`` runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: list[str] = Field(default_factory=list, description="Grok expressions, first match wins")
+    body: list[str] = Field(default_factory=list, description="Grok expressions for the message after a syslog header")
+    message_match: list[str] = Field(
+        default_factory=list, description="Tried on the captured message; their captures are added, no match is no failure")
+    syslog: bool = Field(False, description="Entries start with a syslog header (RFC 3164, 5424 or rsyslog's RFC 3339)")
+    codec: Literal["grok", "json"] = "grok"
     description: str = ""
     break_on_match: bool = True
     tag_on_failure: list[str] = Field(default_factory=lambda: ["_grokparsefailure"])
 
+    @model_validator(mode="after")
+    def _readable(self) -> TypeDef:
+        if self.codec == "grok" and not (self.match or self.syslog or self.body):
+            raise ValueError("a grok type needs match, body or syslog: true")
+        return self
+
 
 class TypesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     types: dict[str, TypeDef]
     aliases: dict[str, str] = Field(default_factory=dict)
+    syslog_header: list[str] = Field(min_length=1, description="Expressions reading a syslog header and its message")
 
 
 def load_types(path: Path | None = None) -> TypesFile:
@@ -96,6 +135,7 @@ class PatternSet:
         table = load_types(types_file)
         self.types = table.types
         self.aliases = table.aliases
+        self.syslog_header = table.syslog_header
 
     def typedef(self, name: str) -> TypeDef | None:
         return self.types.get(self.aliases.get(name, name))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Histogram
 
 import msgpack
 import orjson
 
-from telemetry.bus import Delivery
+from telemetry.bus import Delivery, Receipt
 from telemetry.bus.base import OutMessage
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY
 from telemetry.models import Event, RawLog, Record
+from telemetry.parse import budget
 from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
@@ -31,6 +31,8 @@ FAILED = Counter("telemetry_parse_failures", "Entries no expression matched (_gr
                  ["type"], registry=REGISTRY)
 TIMED_OUT = Counter("telemetry_parse_timeouts", "Entries cut by the time budget (_groktimeout), by log type",
                     ["type"], registry=REGISTRY)
+DROPPED = Counter("telemetry_parse_dropped", "Entries a drop step discarded, by log type", ["type"],
+                  registry=REGISTRY)
 BATCH_SECONDS = Histogram("telemetry_parse_batch_seconds", "Time spent parsing one batch of entries",
                           registry=REGISTRY)
 _COUNTERS = {Outcome.MATCH: PARSED, Outcome.FAILURE: FAILED, Outcome.TIMEOUT: TIMED_OUT}
@@ -52,29 +54,41 @@ class ParseStage(BusStage):
         super().__init__(runtime)
         cfg = runtime.settings.parse
         # Built here, not in start(): a broken operator pattern fails the daemon's start loudly.
-        self.parser = parser or Parser(patterns_dirs=cfg.patterns_dirs, timeout=cfg.timeout,
-                                       default_tz=ZoneInfo(cfg.timezone))
+        self.parser = parser or Parser.from_config(cfg)
         self.outcomes: Tally[str] = Tally()
         self._fmt = runtime.settings.bus.format
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
-        raws = [r for _, r in records if isinstance(r, RawLog)]
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
         # Events go out as the JSON of their contract dicts (models.event_dict): the same bytes an
-        # Event model would give, without building one per entry.
-        with BATCH_SECONDS.time():
-            events = self.parser.parse_raws_dicts(raws)
-        await self.runtime.bus.publish(Event.topic, [
-            OutMessage(value=_encode(ev, self._fmt), key=ev["host"].encode() or None) for ev in events
-        ])
-        BUS_PUBLISHED.labels(topic=Event.topic).inc(len(events))
-        RECORDS_OUT.labels(stage=self.name).inc(len(events))
-        for raw, ev in zip(raws, events, strict=True):
-            tags = ev["tags"]
-            outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
-                       else Outcome.MATCH)
-            _COUNTERS[outcome].labels(type=ev["type"] or raw.type or "none").inc()
-            self.outcomes[outcome] += 1
+        # Event model would give, without building one per entry. A record that cannot become an event
+        # (a bug, or input no bound caught) is dead-lettered with its reason; the others go on.
+        out: list[OutMessage] = []
+        bad: list[tuple[Delivery, str]] = []
+        with BATCH_SECONDS.time(), budget.armed():
+            for delivery, raw in records:
+                assert isinstance(raw, RawLog)
+                try:
+                    ev = self.parser.parse_raw_dict(raw)
+                    if ev is None:  # a drop step
+                        DROPPED.labels(type=raw.type or "none").inc()
+                        continue
+                    value = _encode(ev, self._fmt)
+                except Exception as exc:
+                    bad.append((delivery, f"unparseable:{type(exc).__name__}"))
+                    continue
+                out.append(OutMessage(value=value, key=ev["host"].encode() or None))
+                tags = ev["tags"]
+                outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
+                           else Outcome.MATCH)
+                _COUNTERS[outcome].labels(type=ev["type"] or raw.type or "none").inc()
+                self.outcomes[outcome] += 1
+        receipts = [await self.runtime.bus.publish(Event.topic, out)]
+        BUS_PUBLISHED.labels(topic=Event.topic).inc(len(out))
+        RECORDS_OUT.labels(stage=self.name).inc(len(out))
+        if bad:
+            receipts.append(await self._dead_letter(bad))
+        return receipts
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), **{k: self.outcomes[k] for k in (Outcome.MATCH, Outcome.FAILURE, Outcome.TIMEOUT)}}

@@ -263,7 +263,7 @@ class RulesStage(BusStage):
         records = [self._record(t) for t in transitions] + [self._trigger_record(*f) for f in fired]
         changes = [self._change(t) for t in transitions if t.previous != t.current]
         if records:
-            await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format)
+            await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format, durable=True)
         for rec in records:
             TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()
         if self.store is not None:
