@@ -123,7 +123,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         out = cast(IO[bytes], _Collected(redate, ApiClient(url, token) if send else None))
     if source == "-":
         _run(parser, _entries(sys.stdin.buffer, multiline), type_, fields, out)
-        out.close()
+        _finish(out)
         return
     try:
         size = os.path.getsize(source)
@@ -134,7 +134,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         fields["path"] = os.path.abspath(source)
         if size < PROGRESS_BYTES:
             _run(parser, _entries(stream, multiline), type_, fields, out)
-            out.close()
+            _finish(out)
             return
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -142,7 +142,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
                       TransferSpeedColumn(), console=err, transient=True) as bar:
             task = bar.add_task(os.path.basename(source), total=size)
             _run(parser, _entries(stream, multiline, lambda n: bar.advance(task, n)), type_, fields, out)
-        out.close()
+        _finish(out)
 
 
 def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out: IO[bytes]) -> None:
@@ -153,6 +153,12 @@ def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out
                 continue
             out.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
+
+
+def _finish(out: IO[bytes]) -> None:
+    """Print or send what --now/--send collected; stdout itself stays open."""
+    if isinstance(out, _Collected):
+        out.close()
 
 
 #: Events per POST /v1/events request with --send.
