@@ -6,7 +6,7 @@ contract), including the process figures, which are re-namespaced.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
 
 from telemetry import __version__
 
@@ -27,6 +27,19 @@ RECORDS_REJECTED = Counter(
     "Bad input a stage refused, by reason; good records beside them go on",
     ["stage", "reason"],
     registry=REGISTRY,
+)
+RECORDS_DEAD_LETTERED = Counter(
+    "telemetry_stage_records_dead_lettered",
+    "Records a stage published to the dead-letter topic (a subset of the rejected ones)",
+    ["stage"],
+    registry=REGISTRY,
+)
+STAGE_BATCH_SECONDS = Histogram(
+    "telemetry_stage_batch_seconds",
+    "Time a bus stage took to process and durably write one batch (store write, sink request)",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STAGE_FAILURES = Counter(
     "telemetry_stage_failures",

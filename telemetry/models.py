@@ -389,8 +389,9 @@ _OPTIONAL_TEXT = ("project_id", "user_id", "message_signature")
 
 
 def sample_doc(s: Sample) -> dict[str, Any]:
-    """What the rule engine reads of a sample, as a plain dict (``ts`` in epoch seconds)."""
-    return {"counter_name": s.counter_name, "counter_volume": s.counter_volume, "resource_id": s.resource_id,
+    """What the rule engine and the exporters read of a sample, as a plain dict (``ts`` in epoch seconds)."""
+    return {"counter_name": s.counter_name, "counter_type": s.counter_type.value, "counter_unit": s.counter_unit,
+            "counter_volume": s.counter_volume, "resource_id": s.resource_id,
             "project_id": s.project_id, "user_id": s.user_id, "source": s.source,
             "resource_metadata": s.resource_metadata, "message_id": s.message_id, "ts": s.timestamp.timestamp()}
 
@@ -429,7 +430,8 @@ def fast_sample_doc(raw: bytes) -> dict[str, Any] | None:
         return None
     if not mid:
         mid = derived_id("sample", name, rid, when.isoformat(), source)
-    return {"counter_name": name, "counter_volume": volume, "resource_id": rid,
+    return {"counter_name": name, "counter_type": ctype, "counter_unit": d.get("counter_unit", ""),
+            "counter_volume": volume, "resource_id": rid,
             "project_id": d.get("project_id"), "user_id": d.get("user_id"), "source": source,
             "resource_metadata": meta, "message_id": mid, "ts": when.timestamp()}
 

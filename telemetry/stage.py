@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -33,7 +34,10 @@ from pydantic import ValidationError
 from telemetry.bus import Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
 from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
-from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, STAGE_FAILURES
+from telemetry.metrics import (
+    BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
+    STAGE_FAILURES,
+)
 from telemetry.models import Record, decode
 from telemetry.runtime import Runtime
 
@@ -44,6 +48,12 @@ DEAD_LETTER_TOPIC = DEAD_LETTER
 DEAD_LETTER_MAX = 1 << 20
 #: Seconds a stage may keep failing before /healthz calls it degraded.
 DEGRADED_AFTER = 5.0
+
+
+@functools.cache
+def _consumed(topic: str) -> Any:
+    """The consumed-records counter of one topic, looked up once (labels() costs a lock and a dict per call)."""
+    return BUS_CONSUMED.labels(topic=topic)
 
 
 def reject_reason(exc: Exception) -> str:
@@ -87,6 +97,7 @@ async def dead_letter(bus: Bus, stage: str, bad: Sequence[tuple[Delivery, str]],
         if error:
             headers["error"] = error
         msgs.append(OutMessage(value=d.value[:DEAD_LETTER_MAX], key=d.key, headers=headers))
+    RECORDS_DEAD_LETTERED.labels(stage=stage).inc(len(bad))
     return await bus.publish(DEAD_LETTER_TOPIC, msgs)
 
 
@@ -99,6 +110,9 @@ class BusStage(Component, abc.ABC):
     fetch_timeout: float = 0.5
     #: Batches that may wait for their downstream receipts at once.
     max_inflight: int = 4
+    #: False for a stage that only keeps figures in memory (the /metrics exporters): publishers'
+    #: receipts then do not wait for it (see Bus.subscribe).
+    writes_durably: ClassVar[bool] = True
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
@@ -110,6 +124,7 @@ class BusStage(Component, abc.ABC):
         #: When the current run of failures began (monotonic), and the last error.
         self._failing_since: float | None = None
         self._last_failure = ""
+        self._records_in = RECORDS_IN.labels(stage=self.name)
 
     @abc.abstractmethod
     async def handle(self, records: list[tuple[Delivery, Record]]) -> Sequence[Receipt] | None:
@@ -119,7 +134,7 @@ class BusStage(Component, abc.ABC):
         """
 
     async def start(self) -> None:
-        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group, writes_durably=True)
+        self.consumer = await self.runtime.bus.subscribe(list(self.topics), self.group, self.writes_durably)
         self.spawn(self._run, "consume")
 
     async def stop(self) -> None:
@@ -147,6 +162,7 @@ class BusStage(Component, abc.ABC):
             if not deliveries:
                 continue
             good, bad = self._decode(deliveries)
+            began = time.perf_counter()
             try:
                 receipts = list(await self._handle_or_split(good))
             except asyncio.CancelledError:
@@ -162,6 +178,8 @@ class BusStage(Component, abc.ABC):
                 continue
             backoff = 0.2
             self._failing_since = None
+            if good:
+                STAGE_BATCH_SECONDS.labels(stage=self.name).observe(time.perf_counter() - began)
             if bad:
                 receipts.append(await self._dead_letter(bad))
             self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
@@ -206,19 +224,26 @@ class BusStage(Component, abc.ABC):
     def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Record]], list[tuple[Delivery, str]]]:
         good: list[tuple[Delivery, Record]] = []
         bad: list[tuple[Delivery, str]] = []
+        topics = self.topics
+        consumed: dict[str, int] = {}
         for d in deliveries:
-            BUS_CONSUMED.labels(topic=d.topic).inc()
+            consumed[d.topic] = consumed.get(d.topic, 0) + 1
             if d.redelivered:
                 BUS_REDELIVERED.labels(topic=d.topic).inc()
-            cls = self.topics.get(d.topic)
+            if d.record is not None:  # handed over in this process, as its publisher built it
+                good.append((d, d.record))
+                continue
+            cls = topics.get(d.topic)
             try:
                 if cls is None:
                     raise ValueError(f"no record type for topic {d.topic!r}")
                 good.append((d, decode(cls, d.value)))
             except Exception as exc:  # bad input is counted and set aside, never fatal
                 bad.append((d, reject_reason(exc)))
+        for topic, n in consumed.items():
+            _consumed(topic).inc(n)
         if good:
-            RECORDS_IN.labels(stage=self.name).inc(len(good))
+            self._records_in.inc(len(good))
         return good, bad
 
     async def _dead_letter(self, bad: list[tuple[Delivery, str]], errors: Sequence[str] | None = None) -> Receipt:

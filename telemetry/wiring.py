@@ -7,7 +7,7 @@ a consumer that is not there yet; the API comes last, once every service it
 routes to exists, and goes first on the way down.
 
     server:  sample store, events stage (its store), dead letters, pipeline,
-             meter, parse, actions, rules, Ceilometer UDP input
+             meter, parse, actions, rules, exporters, sinks, Ceilometer UDP input
     agent:   shipper, files, syslog, notifications, host figures
     all:     the API (/healthz and /metrics on an agent; everything on a server)
 
@@ -83,10 +83,19 @@ def server_components(rt: Runtime) -> list[Component]:
         rules = RulesStage(rt)
         rt.rules = RulesService(rules)
         comps.append(rules)
+    # Outputs read what the stages above publish; the alarm gauges start from the engine's states.
+    from telemetry.exporter import exporter_components
+    from telemetry.sinks import sink_components
+
+    comps += exporter_components(rt)
+    comps += sink_components(rt)
     if s.sources.ceilometer.http:
         rt.ceilometer_http = CeilometerHttpInput(rt)
     if s.sources.ceilometer.enabled:
         comps.append(CeilometerUdpSource(rt))
+    from telemetry.collect.zabbix.builders import server_zabbix_components
+
+    comps += server_zabbix_components(rt)  # the Zabbix trapper and the poller of Zabbix agents
     return comps
 
 
@@ -132,6 +141,9 @@ def agent_components(rt: Runtime) -> list[Component]:
         from telemetry.collect.host import HostMetricsSource
 
         comps.append(HostMetricsSource(rt))
+    from telemetry.collect.zabbix.builders import agent_zabbix_components
+
+    comps += agent_zabbix_components(rt)  # passive checks, role-template checks, active checks
     return comps
 
 

@@ -54,7 +54,9 @@ class DaemonProcess:
             "data_dir": str(tmp / "data"),
             "api": {"port": 0},
             "sources": {"files": [{"paths": [str(tmp / "logs" / "*.log")], "fields": {"type": "openstack"}}],
-                        "ceilometer": {"enabled": False}},
+                        "ceilometer": {"enabled": False},
+                        # Zabbix's fixed ports would collide between daemons running at once.
+                        "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"}},
         }
         for k, v in (config or {}).items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):

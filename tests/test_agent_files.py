@@ -10,6 +10,7 @@ from pathlib import Path
 from agent_support import InProcessAgent, settings, texts
 
 from telemetry.bus import MemoryBus
+from telemetry.collect.files import FilesSource
 
 
 def write(path: Path, *lines: str) -> None:
@@ -93,7 +94,7 @@ async def test_deleted_file_is_released_and_symlink_followed(tmp_path: Path) -> 
     write(logs / "gone.log", "bye")
     async with InProcessAgent(settings(tmp_path), MemoryBus()) as agent:
         await agent.collect(lambda got: len(got) == 2)
-        files = agent.comps[-1]
+        files = next(c for c in agent.comps if isinstance(c, FilesSource))
         assert len(files.readers) == 2
         os.unlink(logs / "gone.log")
         await agent.collect(lambda got: len(files.readers) == 1, timeout=5)

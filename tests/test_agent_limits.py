@@ -10,6 +10,7 @@ import pytest
 from agent_support import FlakyBus, InProcessAgent, settings, texts
 
 from telemetry.bus import MemoryBus
+from telemetry.collect.files import FilesSource
 from telemetry.collect.tail import Tail
 
 
@@ -115,7 +116,7 @@ async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Pa
     async with InProcessAgent(s, bus) as agent:
         pipeline = agent.rt.agent
         await agent.collect(lambda got: pipeline.spool.full(), timeout=10)
-        files = agent.comps[-1]
+        files = next(c for c in agent.comps if isinstance(c, FilesSource))
         read_then = files.lines_read
         await asyncio.sleep(0.5)
         assert files.lines_read == read_then < 5000, "reading must pause while the spool is full"

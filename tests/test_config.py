@@ -122,19 +122,6 @@ def test_every_registered_command_exists() -> None:
         assert name in r.output
 
 
-@pytest.mark.parametrize("data, path, words", [
-    ({"sources": {"zabbix": {"trapper": "127.0.0.1:10051"}}}, "sources", "zabbix: the Zabbix trapper"),
-    ({"sinks": {"elasticsearch": {"url": "http://es:9200"}}}, "sinks", "elasticsearch: no log sink is built"),
-    ({"sources": {"checks": {"interval": "30s"}}}, "sources.checks", "interval: the agent does not run"),
-])
-def test_settings_with_no_code_behind_them_are_refused(data: dict, path: str, words: str) -> None:
-    """An operator must not believe a feature is on because the file was accepted."""
-    with pytest.raises(ConfigError) as ei:
-        validate(data)
-    [problem] = ei.value.problems
-    assert problem.path == path and problem.message.startswith(words), problem
-
-
 def _enabled_sections(model: type, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Paths of every section model (reached from Settings) that has an ``enabled`` switch."""
     import typing

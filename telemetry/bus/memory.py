@@ -67,6 +67,8 @@ class _Queue:
 
 
 class MemoryBus(Bus):
+    in_process = True
+
     def __init__(self, topic_prefix: str = "", max_queued: int = 100_000) -> None:
         super().__init__(topic_prefix)
         self.max_queued = max_queued
@@ -121,7 +123,8 @@ class MemoryBus(Bus):
                 watched = _Token(durable.seq, _OBSERVED)
                 for q in queues:
                     token = durable if q.writes_durably else watched
-                    q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token))
+                    q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token,
+                                            m.record))
             orphans = self._orphans.get(name)
             if orphans is not None and len(orphans.items) > self.max_queued:
                 dropped = len(orphans.items) - self.max_queued

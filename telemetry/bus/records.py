@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from telemetry.bus.base import Bus, Delivery, OutMessage, all_durable
+from telemetry.bus.base import Bus, Delivery, OutMessage, all_durable, encode_object
 from telemetry.metrics import BUS_PUBLISHED
 from telemetry.models import R, RawLog, Record, Sample, decode, encode
 
@@ -30,7 +31,7 @@ async def publish_records(bus: Bus, records: Iterable[Record], fmt: str = "json"
     """
     by_topic: dict[str, list[OutMessage]] = defaultdict(list)
     for r in records:
-        by_topic[r.topic].append(OutMessage(value=encode(r, fmt), key=record_key(r)))
+        by_topic[r.topic].append(out_message(bus, r, fmt, record_key(r)))
     count = 0
     receipts = []
     for topic, msgs in by_topic.items():
@@ -40,6 +41,16 @@ async def publish_records(bus: Bus, records: Iterable[Record], fmt: str = "json"
     if durable:
         await all_durable(receipts)
     return count
+
+
+_NO_HEADERS: dict[str, str] = {}
+
+
+def out_message(bus: Bus, record: Any, fmt: str, key: bytes | None) -> OutMessage:
+    """The message for ``record``: the object itself on the in-process bus, its bytes on a broker."""
+    if bus.in_process:
+        return OutMessage(b"", key, _NO_HEADERS, record)
+    return OutMessage(encode(record, fmt) if isinstance(record, Record) else encode_object(record), key)
 
 
 def decode_delivery(cls: type[R], delivery: Delivery) -> R:

@@ -176,18 +176,17 @@ def _age(seconds: float | None) -> str:
 @output_options
 def trigger_list(url: str, token: str | None, fmt: str, columns: tuple[str, ...], host: str | None, problems: bool,
                  min_severity: str | None) -> None:
-    """Zabbix-style triggers: severity, status, last change, age, acknowledged, host, name."""
+    """Zabbix's problem view: Severity, Status, Info, Last change, Age, Acknowledged, Host, Name."""
     triggers = ApiClient(url, token).get("/v1/triggers", host=host, status="PROBLEM" if problems else None,
                                          min_severity=min_severity)
     rows = []
     for t in triggers:
         last = datetime.fromisoformat(t["last_change"]).strftime("%Y-%m-%d %H:%M:%S") if t["last_change"] else ""
-        status = t["status"] + (" (suppressed)" if t["suppressed"] else "") + (" (unknown)" if t["unknown"] else "")
-        rows.append((t["severity"].title(), status, last, _age(t["age_seconds"]),
+        rows.append((t["severity"].title(), t["status"], t.get("info", ""), last, _age(t["age_seconds"]),
                      "Yes" if t["acknowledged"] else "No", t["host"], t["name"]))
-    emit([Column("Severity", keep=True), Column("Status"), Column("Last change", keep=True), Column("Age"),
-          Column("Ack"), Column("Host", keep=True), Column("Name")], rows, fmt, columns, triggers,
-         title=f"{len(rows)} triggers at {time.strftime('%H:%M:%S')}")
+    emit([Column("Severity", keep=True), Column("Status"), Column("Info"), Column("Last change", keep=True),
+          Column("Age"), Column("Acknowledged"), Column("Host", keep=True), Column("Name")], rows, fmt, columns,
+         triggers, title=f"{len(rows)} triggers at {time.strftime('%H:%M:%S')}")
 
 
 @main.command("trigger-ack")

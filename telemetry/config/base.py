@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 from telemetry.timeutil import parse_duration
 
-__all__ = ["Duration", "as_written", "HostPort", "Section", "check_scheme", "not_implemented", "redact_url", "split_hostport"]
+__all__ = ["Duration", "as_written", "HostPort", "Section", "check_scheme", "redact_url", "split_hostport"]
 
 
 class Section(BaseModel):
@@ -78,17 +78,3 @@ def check_scheme(url: str, schemes: tuple[str, ...], what: str) -> str:
         # the password is masked here too: this message is printed, logged and returned by the API
         raise ValueError(f"unsupported {what} URL {redact_url(url)!r}: the scheme must be one of {', '.join(schemes)}")
     return url
-
-
-def not_implemented(data: Any, keys: dict[str, str]) -> Any:
-    """Refuse settings that have no code behind them yet, naming each and saying what to do.
-
-    For a ``mode="before"`` model validator: an operator who writes such a key
-    would otherwise believe the feature is on. ``keys`` maps each refused key
-    to what the operator should know.
-    """
-    if isinstance(data, dict):
-        found = [f"{k}: {why}" for k, why in keys.items() if k in data]
-        if found:
-            raise ValueError("; ".join(found))
-    return data

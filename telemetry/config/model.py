@@ -12,7 +12,9 @@ from telemetry.config.base import Section
 from telemetry.config.core import ApiConfig, BusConfig, LoggingConfig
 from telemetry.config.pipeline import PipelineConfig
 from telemetry.config.parse import ParseConfig
-from telemetry.config.rules import ActionsConfig, RulesConfig, SinksConfig
+from telemetry.config.exporter import ExporterConfig
+from telemetry.config.rules import ActionsConfig, RulesConfig
+from telemetry.config.sinks import SinksConfig
 from telemetry.config.sources import SourcesConfig
 from telemetry.config.store import StoreConfig
 
@@ -42,6 +44,7 @@ class Settings(Section):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
 
     @field_validator("data_dir")
     @classmethod

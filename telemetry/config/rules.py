@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from telemetry.config.base import Duration, Section, as_written, not_implemented
+from telemetry.config.base import Duration, Section, as_written
 
 
 class RulesConfig(Section):
@@ -122,14 +122,3 @@ class ActionsConfig(Section):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
     heat: HeatConfig = Field(default_factory=HeatConfig)
-
-
-class SinksConfig(Section):
-    """Log sinks (Elasticsearch, Loki): none is built yet, so any key here is refused."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unbuilt(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return not_implemented(data, {k: "no log sink is built yet; remove it" for k in data})
-        return data

@@ -6,6 +6,7 @@ the same one the rule engine matches alarms against.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -13,24 +14,34 @@ import orjson
 from telemetry.events.documents import COLUMNS, CORE, int_or_none, notification_document
 from telemetry.events.times import format_micros, to_micros
 from telemetry.models import Event, Notification, Record
+from telemetry.timeutil import parse_timestamp
 
 #: Keys of a notification document that are not stored as fields.
 _DOC_ONLY = frozenset({"@timestamp", "tags"})
+#: Keys of an event that are columns (or the time, or tags), not fields.
+_NOT_FIELDS = frozenset({*CORE, *COLUMNS, "@timestamp"})
 Row = tuple[Any, ...]
 
 
-def event_row(ev: Event) -> Row:
-    data = ev.to_dict()
-    data.pop("@timestamp", None)
-    fields = {k: v for k, v in data.items() if k not in CORE and k not in COLUMNS}
+def event_row(ev: Event | Mapping[str, Any]) -> Row:
+    """An event's row, from the Event or from its contract dict (as the parse stage hands it over in-process).
+
+    The dict is shared with the other consumers of the event: it is read, never changed.
+    """
+    if isinstance(ev, Event):
+        data: Mapping[str, Any] = ev.to_dict()
+        ts = ev.timestamp
+    else:
+        data = ev
+        ts = parse_timestamp(data["@timestamp"])
+    fields = {k: v for k, v in data.items() if k not in _NOT_FIELDS}
     cols = {c: data.get(c) for c in COLUMNS}
-    cols["id"] = ev.id
-    cols["message"] = ev.message or ""
+    cols["message"] = cols["message"] or ""
     pid = int_or_none(cols["pid"])
     if pid is None and cols["pid"] is not None:
         fields["pid"] = cols["pid"]
     cols["pid"] = pid
-    return _row(to_micros(ev.timestamp), cols, ev.tags, fields)
+    return _row(to_micros(ts), cols, data.get("tags") or [], fields)
 
 
 def notification_row(n: Notification) -> Row:
@@ -46,10 +57,10 @@ def _row(ts: int, cols: dict[str, Any], tags: list[str], fields: dict[str, Any])
             orjson.dumps(fields, default=str).decode())
 
 
-def record_row(record: Record) -> Row:
+def record_row(record: Record | Mapping[str, Any]) -> Row:
     if isinstance(record, Notification):
         return notification_row(record)
-    if isinstance(record, Event):
+    if isinstance(record, (Event, Mapping)):
         return event_row(record)
     raise TypeError(f"the event store keeps events and notifications, not {type(record).__name__}")
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from telemetry.bus import Delivery, OutMessage, Receipt
+from telemetry.bus import Delivery, Receipt
+from telemetry.bus.records import out_message
 from telemetry.bus.topics import METERED_SAMPLES, SAMPLES
 from telemetry.meter.pipeline import SamplePipeline
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT
-from telemetry.models import Record, Sample, encode
+from telemetry.models import Record, Sample
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
@@ -43,8 +44,9 @@ class PipelineStage(BusStage):
         try:
             out = pipeline.process(samples) if pipeline is not None else samples
             if out:
-                receipts.append(await self.runtime.bus.publish(METERED_SAMPLES, [
-                    OutMessage(value=encode(s, self._fmt), key=s.resource_id.encode()) for s in out
+                bus, fmt = self.runtime.bus, self._fmt
+                receipts.append(await bus.publish(METERED_SAMPLES, [
+                    out_message(bus, s, fmt, s.resource_id.encode()) for s in out
                 ]))
         except BaseException:
             if pipeline is not None:

@@ -35,6 +35,7 @@ DROPPED = Counter("telemetry_parse_dropped", "Entries a drop step discarded, by 
                   registry=REGISTRY)
 BATCH_SECONDS = Histogram("telemetry_parse_batch_seconds", "Time spent parsing one batch of entries",
                           registry=REGISTRY)
+_NO_HEADERS: dict[str, str] = {}
 _COUNTERS = {Outcome.MATCH: PARSED, Outcome.FAILURE: FAILED, Outcome.TIMEOUT: TIMED_OUT}
 
 
@@ -60,9 +61,11 @@ class ParseStage(BusStage):
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
-        # Events go out as the JSON of their contract dicts (models.event_dict): the same bytes an
-        # Event model would give, without building one per entry. A record that cannot become an event
-        # (a bug, or input no bound caught) is dead-lettered with its reason; the others go on.
+        # Events go out as their contract dicts (models.event_dict): the dict itself on the in-process
+        # bus, its JSON (the bytes an Event model would give) on a broker, never a model per entry.
+        # A record that cannot become an event (a bug, or input no bound caught) is dead-lettered
+        # with its reason; the others go on.
+        in_process = self.runtime.bus.in_process
         out: list[OutMessage] = []
         bad: list[tuple[Delivery, str]] = []
         with BATCH_SECONDS.time(), budget.armed():
@@ -73,11 +76,11 @@ class ParseStage(BusStage):
                     if ev is None:  # a drop step
                         DROPPED.labels(type=raw.type or "none").inc()
                         continue
-                    value = _encode(ev, self._fmt)
+                    value = b"" if in_process else _encode(ev, self._fmt)
                 except Exception as exc:
                     bad.append((delivery, f"unparseable:{type(exc).__name__}"))
                     continue
-                out.append(OutMessage(value=value, key=ev["host"].encode() or None))
+                out.append(OutMessage(value, ev["host"].encode() or None, _NO_HEADERS, ev if in_process else None))
                 tags = ev["tags"]
                 outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
                            else Outcome.MATCH)

@@ -9,6 +9,7 @@ A file may hold any of::
     checks: [...]
     triggers: [...]        # with {HOST.HOST} standing for the host
     hosts: [cn01]          # (without template:) bind these triggers to the listed hosts
+    trigger_actions: [...] # who hears of which triggers' transitions (telemetry.rules.triggers.actions)
 
 File alarms get ids derived from their names, so their state survives restarts.
 """
@@ -25,6 +26,7 @@ import yaml
 from telemetry.content import content_path
 from telemetry.models import derived_id
 from telemetry.rules.models import Alarm
+from telemetry.rules.triggers.actions import TriggerAction
 from telemetry.rules.triggers.engine import TriggerDef
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class RuleSet:
     alarms: list[Alarm] = field(default_factory=list)
     templates: dict[str, Template] = field(default_factory=dict)
     host_triggers: list[tuple[str, TriggerDef]] = field(default_factory=list)
+    trigger_actions: list[TriggerAction] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -106,6 +109,11 @@ def load_rules(paths: list[str]) -> RuleSet:
                 triggers.append(TriggerDef.model_validate(raw))
             except Exception as exc:
                 rs.errors.append(f"{f}: triggers[{i}]: {exc}")
+        for i, raw in enumerate(doc.get("trigger_actions") or []):
+            try:
+                rs.trigger_actions.append(TriggerAction.model_validate(raw))
+            except Exception as exc:
+                rs.errors.append(f"{f}: trigger_actions[{i}]: {exc}")
         if doc.get("template"):
             name = str(doc["template"])
             rs.templates[name] = Template(name, triggers, dict(doc.get("macros") or {}),

@@ -84,6 +84,10 @@ class RulesService:
         assert stage.store is not None
         return await asyncio.to_thread(stage.store.history, alarm_id, limit)
 
+    def evaluations(self) -> int:
+        """Threshold evaluations the engine made since it started (for /metrics)."""
+        return self._stage.engine.evaluations
+
     # -- triggers ------------------------------------------------------------------
     def triggers(self, host: str | None = None, status: str | None = None,
                  min_severity: str | None = None) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from telemetry.rules.event_alarms import doc_time
 from telemetry.rules.loader import RuleSet, load_rules
 from telemetry.rules.models import Alarm, AlarmChange
 from telemetry.rules.store import RulesStore, persist
+from telemetry.rules.triggers.actions import targets_for
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
@@ -151,20 +152,21 @@ class RulesStage(BusStage):
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         arrived = time.monotonic()
-        self.ingest([r for _, r in records])
+        self.ingest([(d.topic, r) for d, r in records])
         await self.flush()
         LATENCY.observe(time.monotonic() - arrived)
 
-    def ingest(self, records: list[Record]) -> None:
-        """Feed records to the engines (synchronous, no I/O).
+    def ingest(self, records: Sequence[Record | tuple[str, Any]]) -> None:
+        """Feed records (or ``(topic, record)`` pairs as they came off the bus) to the engines; no I/O.
 
         A record the engine cannot handle is counted and skipped, never retried
         forever: redelivering the batch would fail the same way.
         """
         now = time.time()
-        for r in records:
+        for item in records:
+            topic, r = item if isinstance(item, tuple) else (item.topic, item)
             try:
-                self._ingest_one(r, now)
+                self._ingest_one(topic, r, now)
             except Exception as exc:  # bad input must not stop the good records beside it
                 RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
                 log.warning("%s: could not evaluate a %s record: %s", self.name, type(r).__name__, exc)
@@ -180,6 +182,10 @@ class RulesStage(BusStage):
         bad: list[tuple[Delivery, str]] = []
         fast = 0
         for d in deliveries:
+            if d.record is not None:  # in this process: the publisher's own object
+                g, b = super()._decode([d])
+                good += g
+                continue
             doc = fast_sample_doc(d.value) if d.topic == METERED_SAMPLES else None
             if doc is not None:
                 fast += 1
@@ -195,17 +201,18 @@ class RulesStage(BusStage):
             RECORDS_IN.labels(stage=self.name).inc(fast)
         return good, bad
 
-    def _ingest_one(self, r: Any, now: float) -> None:
+    def _ingest_one(self, topic: str, r: Any, now: float) -> None:
         engine = self.engine
-        if isinstance(r, dict):
+        if topic == EVENTS:
+            # An event's contract dict (in this process) or an Event (from a broker). A notification
+            # stored as an event keeps its message_id: seen once, counted once.
+            d = r if isinstance(r, dict) else r.to_dict()
+            if self._fresh(str(d.get("message_id") or d.get("id") or "")):
+                engine.on_event(d, doc_time(d, now))
+        elif isinstance(r, dict):  # a sample's fast-decoded doc
             self._ingest_sample(r)
         elif isinstance(r, Sample):
             self._ingest_sample(sample_doc(r))
-        elif isinstance(r, Event):
-            # A notification stored as an event keeps its message_id: seen once, counted once.
-            if self._fresh(str((r.model_extra or {}).get("message_id") or r.id)):
-                d = r.to_dict()
-                engine.on_event(d, doc_time(d, now))
         elif isinstance(r, Notification):
             if self._fresh(r.message_id):
                 engine.on_event(notification_document(r), r.timestamp.timestamp())
@@ -293,11 +300,14 @@ class RulesStage(BusStage):
             previous=state[previous], current=state[current], reason=reason,
             reason_data={"type": "trigger", "expression": tr.expression, "status": current,
                          "severity": tr.severity, "host": tr.host},
-            timestamp=datetime.fromtimestamp(now, timezone.utc), actions=[], repeat_actions=False,
+            timestamp=datetime.fromtimestamp(now, timezone.utc), repeat_actions=False,
+            actions=targets_for(tr, current, self.ruleset.trigger_actions),
             transition_id=derived_id("transition", tr.trigger_id, tr.last_change, current),
             alarm_type="trigger", labels={"host": tr.host, "trigger": tr.name, "template": tr.template,
                                           "severity": tr.severity, **tr.definition.tags},
             evaluated_at=datetime.fromtimestamp(now, timezone.utc).isoformat(),
+            # Triggers come from the operator's rules files and templates: their targets are trusted.
+            origin="file", rule_file=tr.template or "rules",
         )
 
     @staticmethod

@@ -40,6 +40,7 @@ class TriggerDef(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="Trigger names (same host) or host:name")
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    actions: list[str] = Field(default_factory=list, description="Targets told of this trigger's transitions")
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -93,8 +94,18 @@ class Trigger:
             "last_change": (datetime.fromtimestamp(self.last_change, timezone.utc).isoformat()
                             if self.last_change else None),
             "age_seconds": round(now - self.last_change, 1) if self.last_change else None,
-            "tags": self.definition.tags,
+            "tags": self.definition.tags, "info": self.info,
         }
+
+    @property
+    def info(self) -> str:
+        """Zabbix's Info column: why the status may not tell the whole story."""
+        notes = []
+        if self.suppressed:
+            notes.append(f"depends on {', '.join(self.depends_on)} (in problem): not evaluated")
+        if self.unknown:
+            notes.append(f"cannot evaluate: {self.unknown}")
+        return "; ".join(notes)
 
 
 class TriggerEngine:

@@ -1,0 +1,44 @@
+"""The client half of the protocol: one request, one answer, each bounded in time and size."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from telemetry.collect.zabbix.protocol import NOTSUPPORTED, encode, parse_json, read_frame
+from telemetry.config.base import split_hostport
+
+__all__ = ["exchange", "get_value", "request_json"]
+
+
+async def exchange(address: str, payload: bytes | str | dict[str, Any], timeout: float,
+                   max_bytes: int = 16 << 20) -> bytes:
+    """Send one frame to ``host:port`` and return the answer's payload."""
+    host, port = split_hostport(address)
+
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(encode(payload))
+            await writer.drain()
+            return (await read_frame(reader, max_bytes)).payload
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+
+    return await asyncio.wait_for(go(), timeout)
+
+
+async def get_value(address: str, key: str, timeout: float) -> tuple[str | None, str | None]:
+    """A passive check as ``zabbix_get`` makes it: ``(value, None)`` or ``(None, reason)``."""
+    text = (await exchange(address, key, timeout)).decode("utf-8", errors="replace")
+    if text == NOTSUPPORTED or text.startswith(NOTSUPPORTED + "\0"):
+        return None, text[len(NOTSUPPORTED) + 1:] or "Not supported by Zabbix Agent"
+    return text.split("\0", 1)[0], None
+
+
+async def request_json(address: str, doc: dict[str, Any], timeout: float) -> dict[str, Any]:
+    return parse_json(await exchange(address, doc, timeout))
