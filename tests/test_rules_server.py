@@ -240,7 +240,8 @@ async def test_group_by_resource_and_default_rules_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize("token", ["s3cret"])
 async def test_mutations_need_the_token_when_configured(tmp_path: Path, token: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", api={"port": 0, "tokens": [token]},
-                        rules={"paths": [str(tmp_path / "none")]})
+                        rules={"paths": [str(tmp_path / "none")]},
+                        actions={"allowed_targets": ["127.0.0.0/8"]})  # with tokens, this host is not open by default
     d = Daemon(settings, mode="server")
     rt = await d.start()
     try:

@@ -24,7 +24,7 @@ from telemetry.actions.log import LogNotifier
 from telemetry.actions.models import Job, SendOutcome
 from telemetry.actions.outbox import Outbox, item_id
 from telemetry.actions.pager import PagerNotifier
-from telemetry.actions.security import AllowList, redact, redact_text
+from telemetry.actions.security import AllowList, allowlist_for, redact, redact_text
 from telemetry.actions.silences import NoiseControl
 from telemetry.actions.webhook import WebhookNotifier
 from telemetry.bus import Delivery
@@ -55,7 +55,9 @@ class ActionDispatcher(BusStage):
         super().__init__(runtime)
         self.config = runtime.settings.actions
         self.outbox = Outbox(runtime.data_dir / "actions" / "outbox.sqlite")
-        self.allowlist = AllowList(self.config.allowed_targets + self.outbox.get_setting(ALLOWLIST_KEY, []))
+        api = runtime.settings.api
+        self.allowlist = allowlist_for(api.host, len(api.tokens), self.config.allowed_targets
+                                       + self.outbox.get_setting(ALLOWLIST_KEY, []), self.config.heat.endpoints)
         self.noise = NoiseControl(self.outbox, self.config)
         self.http: Http | None = None
         self.notifiers: dict[str, Notifier] = {}
