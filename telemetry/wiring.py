@@ -17,6 +17,7 @@ routes to exists, and goes first on the way down.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from telemetry.config import Settings
 from telemetry.runtime import Runtime
 
 if TYPE_CHECKING:
+    from telemetry.cluster.membership import Membership
     from telemetry.meter.pipeline import SamplePipeline
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ def server_components(rt: Runtime) -> list[Component]:
 
     s = rt.settings
     comps: list[Component] = []
+    membership = cluster_membership(rt)
+    if membership is not None:
+        comps.append(membership)
     rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
     comps.append(SampleStoreComponent(s.store, rt.sample_store))
     set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
@@ -80,7 +85,7 @@ def server_components(rt: Runtime) -> list[Component]:
         rt.actions = ActionsService(dispatcher)
         comps.append(dispatcher)
     if s.rules.enabled:
-        rules = RulesStage(rt)
+        rules = RulesStage(rt, membership, s.cluster.url if membership is not None else None)
         rt.rules = RulesService(rules)
         comps.append(rules)
     # Outputs read what the stages above publish; the alarm gauges start from the engine's states.
@@ -97,6 +102,17 @@ def server_components(rt: Runtime) -> list[Component]:
 
     comps += server_zabbix_components(rt)  # the Zabbix trapper and the poller of Zabbix agents
     return comps
+
+
+def cluster_membership(rt: Runtime) -> Membership | None:
+    """This server's registration among the servers sharing rules and actions state (``cluster``)."""
+    cfg = rt.settings.cluster
+    if not cfg.enabled:
+        return None
+    from telemetry.cluster.membership import Membership
+
+    rt.cluster = Membership(cfg, cfg.member or rt.settings.host, {"pid": os.getpid()})
+    return rt.cluster
 
 
 def load_sample_pipeline(rt: Runtime) -> SamplePipeline | None:
