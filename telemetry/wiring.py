@@ -26,6 +26,7 @@ from telemetry.config import Settings
 from telemetry.runtime import Runtime
 
 if TYPE_CHECKING:
+    from telemetry.actions.dispatch import ActionDispatcher
     from telemetry.cluster.membership import Membership
     from telemetry.meter.pipeline import SamplePipeline
 
@@ -81,7 +82,7 @@ def server_components(rt: Runtime) -> list[Component]:
     if s.parse.enabled:
         comps.append(ParseStage(rt))
     if s.actions.enabled:
-        dispatcher = ActionDispatcher(rt)
+        dispatcher = shared_dispatcher(rt) if membership is not None else ActionDispatcher(rt)
         rt.actions = ActionsService(dispatcher)
         comps.append(dispatcher)
     if s.rules.enabled:
@@ -113,6 +114,16 @@ def cluster_membership(rt: Runtime) -> Membership | None:
 
     rt.cluster = Membership(cfg, cfg.member or rt.settings.host, {"pid": os.getpid()})
     return rt.cluster
+
+
+def shared_dispatcher(rt: Runtime) -> ActionDispatcher:
+    """The actions stage on the cluster's shared outbox, its claims lasting ``cluster.delivery_lease``."""
+    from telemetry.actions.dispatch import ActionDispatcher
+    from telemetry.actions.outbox_pg import PostgresOutbox
+
+    cfg = rt.settings.cluster
+    assert cfg.url is not None
+    return ActionDispatcher(rt, PostgresOutbox(cfg.url), cfg.delivery_lease)
 
 
 def load_sample_pipeline(rt: Runtime) -> SamplePipeline | None:

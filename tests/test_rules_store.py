@@ -132,7 +132,7 @@ def test_changes_report_what_others_wrote(opener) -> None:
     assert [s.value.alarm_id for s in b.load_alarms()] == [x.alarm_id]
 
 
-def test_changes_see_a_transaction_that_commits_after_a_later_one(pg_database) -> None:  # noqa: F811
+def test_changes_see_a_transaction_that_commits_after_a_later_one(pg_database) -> None:
     """A writer slower than another (its transaction began first, commits last) is still seen."""
     url = pg_schema_url(pg_database)
     reader, writer = PostgresRulesStore(url), PostgresRulesStore(url)

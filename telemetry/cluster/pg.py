@@ -35,6 +35,7 @@ class Pg:
         self.name = name
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._depth = 0  # transactions this thread has open (an outer one and those joining it)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -59,15 +60,29 @@ class Pg:
 
     @contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
-        """A transaction on this thread's hold of the connection; commits on exit, rolls back on error."""
+        """A transaction on this thread's hold of the connection; commits on exit, rolls back on error.
+
+        Inside another ``tx`` of the same thread it joins that one (no savepoint): the outer one decides.
+        """
         with self._lock:
+            if self._depth:
+                assert self._conn is not None
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             conn = self._connection()
+            self._depth = 1
             try:
                 with conn.transaction():
                     yield conn
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self._broken()
                 raise
+            finally:
+                self._depth = 0
 
     def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement (empty for statements that return none)."""
