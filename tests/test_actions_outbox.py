@@ -72,7 +72,7 @@ def test_a_group_is_claimed_whole_and_released_rows_are_due_at_once(opener) -> N
 
 
 @pytest.fixture
-def two_servers(pg_database: str) -> Iterator[tuple[Outbox, Outbox]]:  # noqa: F811
+def two_servers(pg_database: str) -> Iterator[tuple[Outbox, Outbox]]:
     """Two servers' handles on one shared outbox (an SQLite file has one server only)."""
     url = pg_schema_url(pg_database)
     a, b = PostgresOutbox(url), PostgresOutbox(url)
