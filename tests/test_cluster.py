@@ -162,3 +162,77 @@ async def test_two_servers_share_alarms_and_survive_a_kill(kind: str, request: p
         await hook.stop()
         a.kill()
         b.kill()
+
+
+def shared_event_store() -> bool:
+    """Whether ``store.events.url`` may name PostgreSQL (the backend of branch ``throughput``)."""
+    from telemetry.component import StartupError
+    from telemetry.config import Settings
+    from telemetry.wiring import event_store_root
+
+    try:
+        event_store_root(Settings(store={"events": {"url": "postgresql://x@127.0.0.1/x"}}))
+    except StartupError:
+        return False
+    return True
+
+
+LINE = ("{ts} 31007 INFO nova.compute.manager [req-{req} 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a "
+        "9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default] cluster line seq={i}\n")
+
+
+def count_seen(url: str) -> set[int]:
+    """The seq numbers of the lines a server's search returns (each must appear once)."""
+    r = httpx.get(url + "/v1/events", params={"q": "host:cl-agent", "limit": 10000}, timeout=30)
+    r.raise_for_status()
+    seqs = [int(e["message"].rsplit("seq=", 1)[1]) for e in r.json()]
+    assert len(seqs) == len(set(seqs)), "a line stored twice"
+    return set(seqs)
+
+
+@pytest.mark.skipif(not shared_event_store(), reason="needs the event store's PostgreSQL backend (branch throughput)")
+@pytest.mark.parametrize("kind", ["kafka", "amqp"])
+async def test_a_search_on_either_server_returns_every_line_once(kind: str, request: pytest.FixtureRequest,
+                                                                 daemon_factory, pg_database: str,
+                                                                 tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    url = request.getfixturevalue("amqp_url") if kind == "amqp" else request.getfixturevalue("kafka").url
+    prefix = f"ev{uuid.uuid4().hex[:6]}."
+    bus_section = {"url": url, "topic_prefix": prefix, "kafka": KAFKA_FAST, "publish_timeout": "20s"}
+    pg = pg_schema(pg_database)
+    (tmp_path / "rules").mkdir()
+    servers = []
+    for m in ("a", "b"):
+        cfg = server_config(bus_section, pg, m, tmp_path / "rules")
+        cfg["store"]["events"] = {"url": pg}
+        servers.append(daemon_factory("server", cfg, env=ENV, sub=m).start())
+    a, b = servers
+    log = tmp_path / "logs" / "nova.log"
+    log.parent.mkdir()
+    log.touch()
+    agent = daemon_factory("agent", {
+        "host": "cl-agent", "bus": bus_section,
+        "sources": {"host_metrics": {"enabled": False}, "ceilometer": {"enabled": False},
+                    "files": [{"paths": [str(log)], "fields": {"type": "openstack", "component": "nova"}}]},
+    }, env=ENV, sub="agent").start()
+    n = 3000
+    try:
+        await wait_for(lambda: members(a.url) == ["a", "b"] == members(b.url), 30, "both servers to see each other")
+        with log.open("a") as f:
+            for i in range(n):
+                ts = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                f.write(LINE.format(ts=ts, req=uuid.uuid4(), i=i))
+                if i == n // 2:
+                    f.flush()
+                    await asyncio.sleep(1.0)
+                    a.stop(signal.SIGKILL)  # mid-stream: what it had not acked goes to b
+        await wait_for(lambda: len(count_seen(b.url)) >= n, 90, "every line searchable on the survivor")
+        assert count_seen(b.url) == set(range(n))
+        a.start()
+        await wait_for(lambda: members(b.url) == ["a", "b"], 30, "a to come back")
+        assert count_seen(a.url) == set(range(n))  # the same answer on either server
+    finally:
+        agent.kill()
+        a.kill()
+        b.kill()
