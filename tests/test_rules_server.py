@@ -260,13 +260,13 @@ async def test_a_failed_publish_is_retried_not_lost(tmp_path: Path) -> None:
         real = s.rt.bus.publish
         failures = []
 
-        async def flaky(topic: str, messages: Any) -> None:
+        async def flaky(topic: str, messages: Any) -> Any:
             if topic == "alarm_transitions" and not failures:
                 failures.append(topic)
                 from telemetry.bus import BusError
 
                 raise BusError("broker went away")
-            await real(topic, messages)
+            return await real(topic, messages)
 
         s.rt.bus.publish = flaky  # type: ignore[method-assign]
         await s.send(cpu(99))
