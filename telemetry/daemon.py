@@ -15,17 +15,23 @@ import time
 from collections.abc import Callable
 
 from telemetry import wiring
-from telemetry.bus import open_bus
+from telemetry.bus import Bus, BusError, open_bus
 from telemetry.component import StartupError
 from telemetry.config import Settings
 from telemetry.runtime import Mode, Runtime
 from telemetry.systemd import notify, watchdog_interval
 
-__all__ = ["Daemon", "Mode", "Runtime", "StartupError"]
+__all__ = ["Daemon", "Mode", "Runtime", "StartupError", "StopRequested"]
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 4.0  # the whole stop must fit in 5 s (systemd and the contract)
+#: Longest wait between two attempts to reach the bus at start.
+BUS_RETRY_MAX = 30.0
+
+
+class StopRequested(Exception):
+    """SIGTERM or Ctrl-C arrived before the daemon had started: nothing to stop, exit quietly."""
 
 
 class Daemon:
@@ -39,7 +45,7 @@ class Daemon:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         bus = open_bus(self.settings.bus)
-        await bus.start()
+        await self._reach_bus(bus)
         rt = Runtime(settings=self.settings, mode=self.mode, bus=bus, data_dir=data_dir)
         self.runtime = rt
         try:
@@ -59,6 +65,45 @@ class Daemon:
                     await self.stop()
                     raise StartupError(f"{c.name} could not start: {exc}") from exc
         return rt
+
+    async def _reach_bus(self, bus: Bus) -> None:
+        """Connect to the bus; a bus that is down is not a reason to crash.
+
+        The agent starts anyway: its shipper finds the bus down, spools to
+        disk and ships when the bus returns. A server has nothing to do
+        without the bus, so it retries with one line per attempt until the
+        bus answers or SIGTERM arrives, which is honoured at once.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            started = asyncio.ensure_future(bus.start())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({started, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not started.done():  # SIGTERM during an attempt: do not wait for the attempt
+                started.cancel()
+                raise StopRequested()
+            exc = started.exception()
+            if exc is None:
+                if attempt > 1:
+                    log.info("bus %s reached (attempt %d)", bus.describe(), attempt)
+                return
+            if not isinstance(exc, (BusError, OSError)):
+                raise exc
+            reason = " ".join(str(exc).split())  # one line, whatever the client library wrote
+            if self.mode == "agent":
+                log.warning("bus %s is down (%s): the agent starts anyway, spools to %s and ships when it returns",
+                            bus.describe(), reason, self.settings.data_dir / "spool")
+                return
+            delay = min(2.0 ** (attempt - 1), BUS_RETRY_MAX)
+            log.warning("bus %s is down (%s); attempt %d, retrying in %gs (SIGTERM stops)",
+                        bus.describe(), reason, attempt, delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            except TimeoutError:
+                continue
+            raise StopRequested()
 
     async def stop(self) -> None:
         rt = self.runtime
@@ -87,7 +132,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        rt = await self.start()
+        try:
+            rt = await self.start()
+        except StopRequested:
+            log.info("stopped before the start completed")
+            return
         if on_started:
             on_started(rt)
         ping = watchdog_interval()

@@ -20,6 +20,7 @@ from telemetry.config import Settings
 
 if TYPE_CHECKING:  # the services' modules import heavy dependencies; only their types are needed here
     from telemetry.actions.service import ActionsService
+    from telemetry.cluster.membership import Membership
     from telemetry.collect.agent import AgentPipeline
     from telemetry.collect.ceilometer import CeilometerHttpInput
     from telemetry.deadletters.service import DeadLetterService
@@ -52,5 +53,7 @@ class Runtime:
     agent: AgentPipeline | None = None
     ceilometer_http: CeilometerHttpInput | None = None
     dead_letters: DeadLetterService | None = None
+    #: This server's membership of a cluster (the ``cluster`` section), else None.
+    cluster: Membership | None = None
     #: ``http://host:port`` once the API listens (the port may have been picked by the kernel).
     api_address: str | None = None

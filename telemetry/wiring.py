@@ -17,6 +17,7 @@ routes to exists, and goes first on the way down.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from telemetry.config import Settings
 from telemetry.runtime import Runtime
 
 if TYPE_CHECKING:
+    from telemetry.actions.dispatch import ActionDispatcher
+    from telemetry.cluster.membership import Membership
     from telemetry.meter.pipeline import SamplePipeline
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ def server_components(rt: Runtime) -> list[Component]:
 
     s = rt.settings
     comps: list[Component] = []
+    membership = cluster_membership(rt)
+    if membership is not None:
+        comps.append(membership)
     rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
     comps.append(SampleStoreComponent(s.store, rt.sample_store))
     set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
@@ -76,11 +82,11 @@ def server_components(rt: Runtime) -> list[Component]:
     if s.parse.enabled:
         comps.append(ParseStage(rt))
     if s.actions.enabled:
-        dispatcher = ActionDispatcher(rt)
+        dispatcher = shared_dispatcher(rt) if membership is not None else ActionDispatcher(rt)
         rt.actions = ActionsService(dispatcher)
         comps.append(dispatcher)
     if s.rules.enabled:
-        rules = RulesStage(rt)
+        rules = RulesStage(rt, membership, s.cluster.url if membership is not None else None)
         rt.rules = RulesService(rules)
         comps.append(rules)
     # Outputs read what the stages above publish; the alarm gauges start from the engine's states.
@@ -97,6 +103,27 @@ def server_components(rt: Runtime) -> list[Component]:
 
     comps += server_zabbix_components(rt)  # the Zabbix trapper and the poller of Zabbix agents
     return comps
+
+
+def cluster_membership(rt: Runtime) -> Membership | None:
+    """This server's registration among the servers sharing rules and actions state (``cluster``)."""
+    cfg = rt.settings.cluster
+    if not cfg.enabled:
+        return None
+    from telemetry.cluster.membership import Membership
+
+    rt.cluster = Membership(cfg, cfg.member or rt.settings.host, {"pid": os.getpid()})
+    return rt.cluster
+
+
+def shared_dispatcher(rt: Runtime) -> ActionDispatcher:
+    """The actions stage on the cluster's shared outbox, its claims lasting ``cluster.delivery_lease``."""
+    from telemetry.actions.dispatch import ActionDispatcher
+    from telemetry.actions.outbox_pg import PostgresOutbox
+
+    cfg = rt.settings.cluster
+    assert cfg.url is not None
+    return ActionDispatcher(rt, PostgresOutbox(cfg.url), cfg.delivery_lease)
 
 
 def load_sample_pipeline(rt: Runtime) -> SamplePipeline | None:
@@ -120,7 +147,7 @@ def agent_components(rt: Runtime) -> list[Component]:
     """The node's sources and the shipper they share."""
     s, sources = rt.settings, rt.settings.sources
     comps: list[Component] = []
-    journald = sources.journald if sources.journald and sources.journald.enabled else None
+    journald = sources.journald if sources.journald.enabled else None
     if sources.files or sources.syslog.enabled or journald:
         from telemetry.collect.agent import AgentPipeline
 

@@ -124,8 +124,9 @@ TEST_ACTIONS = {"allowed_targets": ["127.0.0.0/8"], "backoff_initial": 0.05, "ba
 class Harness:
     """The dispatcher on a memory bus with its own data folder; stop/start keeps the folder (a restart)."""
 
-    def __init__(self, data_dir: Path, bus: MemoryBus | None = None, **actions: Any) -> None:
-        self.settings = Settings(data_dir=data_dir, actions={**TEST_ACTIONS, **actions})
+    def __init__(self, data_dir: Path, bus: MemoryBus | None = None, api: dict[str, Any] | None = None,
+                 **actions: Any) -> None:
+        self.settings = Settings(data_dir=data_dir, actions={**TEST_ACTIONS, **actions}, api=api or {})
         self.bus = bus or MemoryBus()
         self.runtime = Runtime(settings=self.settings, mode="server", bus=self.bus, data_dir=data_dir)
         self.d: ActionDispatcher | None = None

@@ -45,6 +45,8 @@ def settings(tmp: Path, files: list[dict] | None = None, **agent: Any) -> Settin
                 {"paths": [str(tmp / "logs" / "*.log*")], "fields": {"type": "openstack", "component": "nova"},
                  "multiline": "none"}],
             "host_metrics": {"enabled": False},
+            # The agent's Zabbix listeners on ports of the kernel's choosing: other tests run beside these.
+            "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"},
             "agent": {"batch_wait": 0.05, "poll_interval": 0.02, "scan_interval": 0.05,
                       "release_after": 0.2, "multiline_flush": 0.3, **agent},
         },

@@ -117,7 +117,8 @@ async def test_redelivered_transition_is_sent_once(tmp_path):
 
 async def test_unknown_scheme_and_blocked_targets_are_logged_not_sent(tmp_path):
     rx = await Receiver().start()
-    h = await Harness(tmp_path, allowed_targets=[]).start()
+    # A server with tokens: this host's addresses are not reachable by API alarms unless listed.
+    h = await Harness(tmp_path, api={"tokens": ["t"]}, allowed_targets=[]).start()
     try:
         await h.publish(transition(actions=["gopher://x", rx.url, "http://169.254.169.254/latest/meta-data"]))
         await h.settle()

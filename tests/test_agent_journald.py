@@ -113,5 +113,5 @@ def test_config_errors_name_the_problem() -> None:
         validate({"sources": {"journald": {"directory": "/var/log/journal", "files": ["/tmp/x.journal"]}}})
     with pytest.raises(ConfigError, match="FIELD=value"):
         validate({"sources": {"journald": {"matches": ["nova-compute"]}}})
-    assert validate({"sources": {"journald": {}}}).sources.journald.enabled  # type: ignore[union-attr]
-    assert validate({}).sources.journald is None
+    assert validate({"sources": {"journald": {}}}).sources.journald.enabled  # written: on
+    assert not validate({}).sources.journald.enabled

@@ -270,10 +270,13 @@ def test_shipped_meters_load_and_paths_agree_with_jsonpath_rw_ext(samples_dir) -
             assert compile_path(text).find(doc) == [m.value for m in theirs.find(doc)], (text, doc["payload"])
             checked += 1
     assert checked > 100
-    for unsupported in ("$.payload..id", "$.payload.a * 100", "$.payload.`split(#, 0, 1)`", "payload.a",
-                        "$.payload.a | $.payload.b"):
+    for beyond_the_subset in ("$.payload..id", "$.payload.a * 100", "$.payload.`split(#, 0, 1)`", "payload.a",
+                              "$.payload.a | $.payload.b"):  # Ceilometer's dialect, through jsonpath-rw-ext
+        doc = {"payload": {"a": 3, "b": 4, "c": {"id": "x.y"}, "id": "a.b"}}
+        assert compile_path(beyond_the_subset).find(doc) == [m.value for m in ext.parse(beyond_the_subset).find(doc)]
+    for neither in ("$.payload.[", "$.payload.a +", "$$$"):
         with pytest.raises(JsonPathError):
-            compile_path(unsupported)
+            compile_path(neither)
     broken = MeterMapping.from_data({"metric": [{"name": "x", "type": "bogus", "event_type": "a", "unit": "u",
                                                  "volume": 1, "resource_id": "$.a"}, {"name": "y"}]})
     assert not broken.definitions and len(broken.errors) == 2 and "type must be" in broken.errors[0]

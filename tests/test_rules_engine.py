@@ -271,19 +271,3 @@ def test_repeat_actions_repeat_once_per_period_on_the_tick() -> None:
         e.tick()
     repeats = e.take()[0]
     assert [(t.previous, t.current) for t in repeats] == [("alarm", "alarm")]
-
-
-def test_history_has_its_own_retention(tmp_path) -> None:
-    from datetime import timedelta
-
-    from telemetry.rules.models import AlarmChange
-    from telemetry.rules.store import RulesStore
-    from telemetry.timeutil import utcnow
-
-    store = RulesStore(tmp_path)
-    old = AlarmChange(alarm_id="a", type="state transition", detail="{}", timestamp=utcnow() - timedelta(days=40))
-    new = AlarmChange(alarm_id="a", type="state transition", detail="{}")
-    store.add_changes([old, new, new])  # a replayed batch does not duplicate history
-    assert len(store.history("a")) == 2
-    assert store.expire_history(30 * 86400) == 1
-    assert [c.event_id for c in store.history("a")] == [new.event_id]

@@ -240,7 +240,8 @@ async def test_group_by_resource_and_default_rules_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize("token", ["s3cret"])
 async def test_mutations_need_the_token_when_configured(tmp_path: Path, token: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", api={"port": 0, "tokens": [token]},
-                        rules={"paths": [str(tmp_path / "none")]})
+                        rules={"paths": [str(tmp_path / "none")]},
+                        actions={"allowed_targets": ["127.0.0.0/8"]})  # with tokens, this host is not open by default
     d = Daemon(settings, mode="server")
     rt = await d.start()
     try:
@@ -259,13 +260,13 @@ async def test_a_failed_publish_is_retried_not_lost(tmp_path: Path) -> None:
         real = s.rt.bus.publish
         failures = []
 
-        async def flaky(topic: str, messages: Any) -> None:
+        async def flaky(topic: str, messages: Any) -> Any:
             if topic == "alarm_transitions" and not failures:
                 failures.append(topic)
                 from telemetry.bus import BusError
 
                 raise BusError("broker went away")
-            await real(topic, messages)
+            return await real(topic, messages)
 
         s.rt.bus.publish = flaky  # type: ignore[method-assign]
         await s.send(cpu(99))

@@ -115,11 +115,18 @@ async def test_read_frame_from_a_stream() -> None:
 
 # -- malformed frames against live listeners ------------------------------------------
 class _NullBus:
+    """Keeps what is published, as a broker would: bytes, durable at once."""
+
+    in_process = False
+
     def __init__(self) -> None:
         self.messages: list[object] = []
 
-    async def publish(self, topic: str, msgs: list[object]) -> None:
+    async def publish(self, topic: str, msgs: list[object]) -> object:
+        from telemetry.bus import DURABLE
+
         self.messages += msgs
+        return DURABLE
 
 
 def _cfg(**over: object) -> ZabbixSource:

@@ -2,17 +2,22 @@
 
 ``handle`` decides, for every (transition x action), whether to send
 (silences, inhibition, repeats, cooldown, allow-list) and writes what is to
-be sent into the outbox in one SQLite transaction; only then does BusStage
+be sent into the outbox in one transaction; only then does BusStage
 acknowledge the batch. Delivery workers drain the outbox independently, so a
 slow or dead receiver never holds up the bus, and a restart resumes exactly
-the items not yet delivered.
+the items not yet delivered. Workers claim the rows they send for
+``lease`` seconds (``Outbox.claim``): with a shared outbox (a cluster) no
+two servers send the same notification, and the rows of a server that died
+mid-delivery go out from another once its claim ran out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+import uuid
 from typing import Any, ClassVar
 
 from telemetry.actions.base import Context, Notifier
@@ -22,9 +27,9 @@ from telemetry.actions.email import EmailNotifier
 from telemetry.actions.heat import HeatNotifier
 from telemetry.actions.log import LogNotifier
 from telemetry.actions.models import Job, SendOutcome
-from telemetry.actions.outbox import Outbox, item_id
+from telemetry.actions.outbox import Outbox, SqliteOutbox, item_id
 from telemetry.actions.pager import PagerNotifier
-from telemetry.actions.security import AllowList, redact, redact_text
+from telemetry.actions.security import AllowList, allowlist_for, redact, redact_text
 from telemetry.actions.silences import NoiseControl
 from telemetry.actions.webhook import WebhookNotifier
 from telemetry.bus import Delivery
@@ -51,11 +56,20 @@ class ActionDispatcher(BusStage):
     fetch_timeout = 0.2
     topics: ClassVar[dict[str, type[Record]]] = {AlarmTransition.topic: AlarmTransition}
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, outbox: Outbox | None = None, lease: float = 60.0) -> None:
+        """``outbox``: a shared one (a cluster's PostgreSQL); by default SQLite under ``data_dir``.
+
+        ``lease``: how long a claimed row stays this server's to send (longer than a delivery's timeout).
+        """
         super().__init__(runtime)
         self.config = runtime.settings.actions
-        self.outbox = Outbox(runtime.data_dir / "actions" / "outbox.sqlite")
-        self.allowlist = AllowList(self.config.allowed_targets + self.outbox.get_setting(ALLOWLIST_KEY, []))
+        self.outbox = outbox or SqliteOutbox(runtime.data_dir / "actions" / "outbox.sqlite")
+        self.lease = max(lease, 2 * self.config.timeout + 1)
+        #: Who claims rows: unique per process, so a restarted server never takes a dead run's claims for its own.
+        self.owner = f"{runtime.settings.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        api = runtime.settings.api
+        self.allowlist = allowlist_for(api.host, len(api.tokens), self.config.allowed_targets
+                                       + self.outbox.get_setting(ALLOWLIST_KEY, []), self.config.heat.endpoints)
         self.noise = NoiseControl(self.outbox, self.config)
         self.http: Http | None = None
         self.notifiers: dict[str, Notifier] = {}
@@ -96,11 +110,13 @@ class ActionDispatcher(BusStage):
         await super().start()
         self.spawn(self._deliver_loop, "deliver")
         self.spawn(self._housekeeping, "housekeeping")
+        if not isinstance(self.outbox, SqliteOutbox):
+            self.spawn(self._shared_settings, "settings")
 
     async def stop(self) -> None:
         self.closing = True
         for t in list(self._delivering):
-            t.cancel()  # the rows stay pending in the outbox and go out after the restart
+            t.cancel()  # the rows stay pending in the outbox, their claims given back (see _deliver)
         if self._delivering:
             await asyncio.wait(self._delivering, timeout=2)
         await super().stop()
@@ -167,7 +183,7 @@ class ActionDispatcher(BusStage):
         sem = asyncio.Semaphore(self.config.concurrency)
         while not self.closing:
             self.wake.clear()
-            jobs = self.outbox.due(time.time(), self.config.concurrency * 4, self.inflight)
+            jobs = self.outbox.claim(time.time(), self.config.concurrency * 4, self.owner, self.lease)
             if not jobs:
                 nxt = self.outbox.next_due()
                 wait = 1.0 if nxt is None else min(1.0, max(0.02, nxt - time.time()))
@@ -185,16 +201,19 @@ class ActionDispatcher(BusStage):
                 self._delivering.add(task)
                 task.add_done_callback(self._delivering.discard)
 
-    def _units(self, jobs: list[Job]) -> list[list[Job]]:
-        """Due rows as delivery units: a grouped row brings every pending row of its group along."""
-        units, seen = [], set(self.inflight)
+    @staticmethod
+    def _units(jobs: list[Job]) -> list[list[Job]]:
+        """Claimed rows as delivery units: the rows of one group go out together (the claim took them all)."""
+        units: list[list[Job]] = []
+        groups: dict[str, list[Job]] = {}
         for j in jobs:
-            if j.id in seen:
-                continue
-            unit = [g for g in self.outbox.group(j.group_key) if g.id not in seen] if j.group_key else [j]
-            unit = unit or [j]
-            seen.update(g.id for g in unit)
-            units.append(unit)
+            if j.group_key is None:
+                units.append([j])
+            elif j.group_key in groups:
+                groups[j.group_key].append(j)
+            else:
+                groups[j.group_key] = [j]
+                units.append(groups[j.group_key])
         return units
 
     async def _deliver(self, unit: list[Job], sem: asyncio.Semaphore) -> None:
@@ -205,6 +224,10 @@ class ActionDispatcher(BusStage):
             try:
                 out = await n.send(head.target, [j.transition for j in unit], head.id)
             except asyncio.CancelledError:
+                try:  # due again at once, here after a restart or on another server
+                    self.outbox.release(unit, self.owner)
+                except Exception as exc:  # the claim runs out instead
+                    log.warning("actions: could not give back %d claimed rows: %s", len(unit), exc)
                 raise
             except Exception as exc:  # a notifier bug must not lose the item: retry it
                 log.exception("notifier %s failed", n.kind)
@@ -238,12 +261,26 @@ class ActionDispatcher(BusStage):
                         unit[0].transition.get("alarm_name"), attempt, error)
         DELIVERIES.labels(notifier=n.kind, outcome=status if status != "pending" else "retry").inc(len(unit))
         with self.outbox.tx():
-            self.outbox.finish(unit, status, attempt, out.status, error, next_at)
+            if self.outbox.finish(unit, status, attempt, out.status, error, next_at, self.owner) < len(unit):
+                log.warning("action %s for alarm %s: our claim had run out (a send slower than the lease of %.0fs);"
+                            " another server may send it again", shown, unit[0].transition.get("alarm_name"),
+                            self.lease)
             for j in unit:
                 self.outbox.log(item=j.id, transition=j.transition, notifier=n.kind, target=shown,
                                 status="retry" if status == "pending" else status, http_status=out.status,
                                 attempts=attempt, error=error)
             PENDING.set(self.outbox.pending())
+
+    async def _shared_settings(self) -> None:
+        """The allow-list other servers' APIs changed (a shared outbox keeps it)."""
+        while not self.closing:
+            await asyncio.sleep(5.0)
+            try:
+                entries = self.outbox.get_setting(ALLOWLIST_KEY, [])
+            except Exception as exc:  # the database is away: keep the list we have
+                log.warning("actions: could not read the shared allow-list: %s", exc)
+                continue
+            self.allowlist.set(self.config.allowed_targets + entries)
 
     async def _housekeeping(self) -> None:
         while not self.closing:
@@ -254,4 +291,4 @@ class ActionDispatcher(BusStage):
     def details(self) -> dict[str, Any]:
         pending = None if self.closed else self.outbox.pending()
         return super().details() | {"pending": pending, "delivered": self.delivered,
-                                    "outbox": str(self.outbox.path)}
+                                    "outbox": self.outbox.describe()}

@@ -69,14 +69,45 @@ def redact_text(text: str, targets: Iterable[str]) -> str:
     return text
 
 
+def _endpoint(url: str) -> str:
+    """``scheme://host:port`` of a URL, the port filled in: what a trusted endpoint is compared by."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def this_host_addresses() -> set[str]:
+    """Addresses of this host's interfaces: a webhook "on this host" may use any of them."""
+    import psutil
+
+    found: set[str] = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                found.add(str(ipaddress.ip_address(a.address.split("%", 1)[0])))
+    return found
+
+
 class AllowList:
     """Host names (exact or ``*.domain``) and networks (CIDR) that user-set targets may reach.
 
     With no entries only public (global) addresses are allowed, never
     loopback, private, link-local (169.254.169.254) or reserved ones.
+    ``local`` also allows this host's own addresses (the all-in-one on
+    loopback without tokens, where whoever creates alarms is on this host
+    anyway); ``trusted`` endpoints (Heat's from ``actions.heat``: scheme,
+    host and port) are allowed without being listed twice.
     """
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
+    def __init__(self, entries: Iterable[str] = (), *, local: bool = False, trusted: Iterable[str] = (),
+                 why_strict: str = "") -> None:
+        self.local = local
+        self.trusted = {_endpoint(t) for t in trusted if t}
+        self.why_strict = why_strict
+        self._own: set[str] | None = None
         self.set(entries)
 
     def set(self, entries: Iterable[str]) -> None:
@@ -108,6 +139,11 @@ class AllowList:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
         if any(ip in n for n in self.networks):
             return True
+        if self.local:
+            if self._own is None:
+                self._own = this_host_addresses()
+            if ip.is_loopback or str(ip) in self._own:
+                return True
         if self.entries:
             return False
         return ip.is_global
@@ -121,7 +157,7 @@ class AllowList:
         if not host:
             return f"no host in {redact(url)}"
         host = host.lower()
-        if any(fnmatch.fnmatchcase(host, n) for n in self.names):
+        if _endpoint(url) in self.trusted or any(fnmatch.fnmatchcase(host, n) for n in self.names):
             return None
         try:
             addrs = [str(ipaddress.ip_address(host))]
@@ -133,5 +169,36 @@ class AllowList:
             addrs = sorted({str(i[4][0]) for i in infos})
         bad = [a for a in addrs if not self._addr_ok(a)]
         if bad:
-            return f"{host} ({', '.join(bad)}) is not in the actions allow-list"
+            why = f" ({self.why_strict})" if self.why_strict and not all(ipaddress.ip_address(a).is_global for a in bad) else ""
+            return (f"{host} ({', '.join(bad)}) is not in the actions allow-list{why}: add it to actions.allowed_targets "
+                    "or PUT /v1/actions/allowlist")
         return None
+
+
+def allowlist_for(api_host: str, api_tokens: int, allowed: Iterable[str], heat_endpoints: Iterable[str]) -> AllowList:
+    """The allow-list a daemon applies to alarm actions set through its API, logged once at start.
+
+    The all-in-one default (API on loopback, no tokens) lets such alarms reach
+    webhooks on this host, so the README's ``aodh`` example and a local Heat
+    work out of the box: only someone on this host can create them. A server
+    that listens beyond loopback or requires tokens keeps the list strict.
+    """
+    import logging
+
+    try:
+        loopback = ipaddress.ip_address(api_host).is_loopback
+    except ValueError:
+        loopback = api_host == "localhost"
+    reasons = ([] if loopback else [f"the API listens on {api_host}"]) + (["api.tokens is set"] if api_tokens else [])
+    why = " and ".join(reasons)
+    al = AllowList(allowed, local=not reasons, trusted=heat_endpoints,
+                   why_strict=f"targets on this host are allowed only when the API is on loopback without tokens; "
+                              f"here {why}" if why else "")
+    log = logging.getLogger(__name__)
+    if reasons:
+        log.info("actions: alarms created through the API may reach public addresses, actions.allowed_targets "
+                 "and Heat's endpoints only (%s)", why)
+    else:
+        log.info("actions: alarms created through the API may also reach webhooks on this host "
+                 "(the API is on loopback without tokens)")
+    return al

@@ -47,6 +47,13 @@ class ActionsService:
         """Replace the API-managed part of the allow-list; ValueError names an entry that is not a host or CIDR."""
         return {"targets": self._d.set_allowlist(targets), "configured": self._d.config.allowed_targets}
 
+    async def refused_target(self, target: str) -> str | None:
+        """Why an action set through the API would never be called, or None when it would."""
+        n = self._d.notifier_for(target)
+        if n is None:
+            return f"no notifier handles {redact(target)} (http(s)://, mailto:, pagerduty://, slack+https://, ...)"
+        return await self._d.allowlist.check(n.url(target)) if n.http_target else None
+
     def silences(self, active_only: bool = False) -> list[Silence]:
         return self._d.outbox.silences(active_only=active_only)
 

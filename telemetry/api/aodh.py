@@ -10,9 +10,13 @@ the bearer token when ``api.tokens`` is set.
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import math
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -20,12 +24,15 @@ from pydantic import ValidationError
 
 from telemetry.api.auth import require_token
 from telemetry.api.query import simple_query
-from telemetry.api.services import rules_service
+from telemetry.api.schemas import json_body
+from telemetry.api.services import rules_service, runtime_of
+from telemetry.meter.query import SampleQuery
 from telemetry.errors import describe
 from telemetry.rules.models import STATES, Alarm
 from telemetry.rules.service import RulesService
 from telemetry.rules.terms import compile_terms
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["aodh"])
 FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
 
@@ -91,9 +98,69 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
         raise _bad(exc) from None
     if rules.name_taken(alarm.name, alarm.project_id):
         raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
+    await _refuse_dead_targets(request, alarm)
+    warnings = await _warnings(request, alarm)
     await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
     response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
-    return alarm.to_aodh()
+    return _with_warnings(response, alarm, warnings)
+
+
+ACTION_FIELDS = ("alarm_actions", "ok_actions", "insufficient_data_actions")
+
+
+async def _refuse_dead_targets(request: Request, alarm: Alarm) -> None:
+    """400 for an action that would never be called, instead of a silent block when the alarm fires."""
+    rt = runtime_of(request)
+    if rt.actions is None:
+        return
+    problems = []
+    for field in ACTION_FIELDS:
+        for i, target in enumerate(getattr(alarm, field)):
+            why = await rt.actions.refused_target(target)
+            if why:
+                problems.append(f"{field}[{i}]: {why}")
+    if problems:
+        raise HTTPException(400, "; ".join(problems))
+
+
+def arrival_interval(timestamps_ms: dict[int, list[int]]) -> float | None:
+    """Seconds between a series' samples (the median over every series), None without two samples in one."""
+    gaps = sorted(b - a for ts in timestamps_ms.values() for a, b in itertools.pairwise(sorted(set(ts))))
+    return gaps[len(gaps) // 2] / 1000 if gaps else None
+
+
+#: How far back the sampling interval is measured, and on how many samples at most.
+INTERVAL_WINDOW_MS = 6 * 3600 * 1000
+INTERVAL_SAMPLES = 500
+
+
+async def _warnings(request: Request, alarm: Alarm) -> list[str]:
+    """What makes this alarm unable to leave ``insufficient data``, measured on the data already stored."""
+    rule, store = alarm.threshold_rule, runtime_of(request).sample_store
+    if rule is None or store is None:
+        return []
+    q = SampleQuery(meter=rule.meter_name)
+    q.lo = int(time.time() * 1000) - INTERVAL_WINDOW_MS
+    series: dict[int, list[int]] = {}
+    for s, row in await store.run(store.samples_sync, q, INTERVAL_SAMPLES):
+        series.setdefault(s.id, []).append(row.ts)
+    interval = arrival_interval(series)
+    if interval is None or rule.period >= interval:
+        return []
+    text = (f"threshold_rule.period {rule.period}s is shorter than the interval {rule.meter_name} arrives at "
+            f"({interval:g}s): most periods hold no sample and the alarm stays 'insufficient data'; "
+            f"use a period of at least {math.ceil(interval)}s")
+    log.warning("alarm %s: %s", alarm.name, text)
+    return [text]
+
+
+def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dict[str, Any]:
+    """Aodh's body, plus ``warnings`` (shown by the aodh CLI's table) and RFC 7234 ``Warning`` headers."""
+    body = alarm.to_aodh()
+    if warnings:
+        body["warnings"] = warnings
+        response.headers["Warning"] = ", ".join('299 telemetry "' + w.replace('"', "'") + '"' for w in warnings)
+    return body
 
 
 @router.get("/v2/alarms/{alarm_id}", name="get_alarm")
@@ -121,6 +188,7 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
         raise _bad(exc) from None
     if alarm.name != old.name and rules.name_taken(alarm.name, alarm.project_id, other_than=alarm_id):
         raise HTTPException(409, f"Alarm with name={alarm.name} exists")
+    await _refuse_dead_targets(request, alarm)
     after = alarm.to_aodh()
     change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}
     await rules.save_alarm(alarm, "rule change", change, request.headers.get("x-user-id"),
@@ -136,12 +204,13 @@ async def delete_alarm(request: Request, alarm_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v2/alarms/{alarm_id}/state")
+@router.get("/v2/alarms/{alarm_id}/state", responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 def get_state(request: Request, alarm_id: str) -> JSONResponse:
     return JSONResponse(_alarm(_rules(request), alarm_id).state)
 
 
-@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)])
+@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)],
+            responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 async def put_state(request: Request, alarm_id: str) -> JSONResponse:
     rules = _rules(request)
     _alarm(rules, alarm_id)

@@ -44,8 +44,30 @@ def routers_for(runtime: Runtime) -> list[APIRouter]:
     return out
 
 
+#: Where /docs takes swagger-ui's files from: the swagger-ui-bundle package, so nothing comes from a CDN.
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs served from swagger-ui-bundle's copy of swagger-ui: it works on a host with no internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url=None, redoc_url=None)
+    _offline_docs(app)
     app.state.runtime = runtime
     app.state.tokens = [t.get_secret_value() for t in runtime.settings.api.tokens]
     for r in routers_for(runtime):

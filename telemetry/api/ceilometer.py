@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from telemetry.meter.statistics import Statistics
+from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_body
 from telemetry.api.auth import require_token
 from telemetry.api.query import simple_query
 from telemetry.api.services import sample_store
@@ -97,7 +99,7 @@ def new_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
     }
 
 
-@router.get("/meters")
+@router.get("/meters", responses=json_body(list[Meter]))
 async def list_meters(request: Request) -> JSONResponse:
     q = parse_query(request)
     series = await _store(request).run(_store(request).select, q)
@@ -114,7 +116,7 @@ async def list_meters(request: Request) -> JSONResponse:
     return JSONResponse(out[:limit] if limit else out)
 
 
-@router.get("/meters/{name}")
+@router.get("/meters/{name}", responses=json_body(list[OldSample]))
 async def list_meter_samples(name: str, request: Request) -> JSONResponse:
     store = _store(request)
     q = parse_query(request, meter=name)
@@ -125,7 +127,8 @@ async def list_meter_samples(name: str, request: Request) -> JSONResponse:
     return JSONResponse([old_sample(s, r) for s, r in rows])
 
 
-@router.post("/meters/{name}", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/meters/{name}", status_code=201, dependencies=[Depends(require_token)],
+             responses=json_body(list[OldSample], 201))
 async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> JSONResponse:
     now = utcnow()
     samples: list[Sample] = []
@@ -159,7 +162,7 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
     return JSONResponse(out, status_code=201)
 
 
-@router.get("/meters/{name}/statistics")
+@router.get("/meters/{name}/statistics", responses=json_body(list[Statistics]))
 async def meter_statistics(name: str, request: Request) -> JSONResponse:
     store = _store(request)
     q = parse_query(request, meter=name)
@@ -179,7 +182,7 @@ async def meter_statistics(name: str, request: Request) -> JSONResponse:
     return JSONResponse([r.model_dump(mode="json") for r in rows])
 
 
-@router.get("/samples")
+@router.get("/samples", responses=json_body(list[NewSample]))
 async def list_samples(request: Request) -> JSONResponse:
     store = _store(request)
     q = parse_query(request)
@@ -211,7 +214,7 @@ def _resources(request: Request, series: list[SeriesRow]) -> list[dict[str, Any]
     return out
 
 
-@router.get("/resources")
+@router.get("/resources", responses=json_body(list[Resource]))
 async def list_resources(request: Request) -> JSONResponse:
     store = _store(request)
     series = await store.run(store.select, parse_query(request))
@@ -220,7 +223,7 @@ async def list_resources(request: Request) -> JSONResponse:
     return JSONResponse(out[:limit] if limit else out)
 
 
-@router.get("/resources/{resource_id}")
+@router.get("/resources/{resource_id}", responses=json_body(Resource))
 async def get_resource(resource_id: str, request: Request) -> JSONResponse:
     store = _store(request)
     q = SampleQuery([QueryTerm(field="resource_id", value=resource_id)])

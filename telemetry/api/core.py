@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from telemetry import __version__
+from telemetry.api.schemas import Health, json_body
 from telemetry.metrics import exposition
 
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["core"])
+@router.get("/healthz", tags=["core"], responses={**json_body(Health), **json_body(Health, 503, "A component failed")})
 def healthz(request: Request) -> JSONResponse:
     """Every component with its state; 503 (``degraded``) when any failed or reports a problem."""
     rt = request.app.state.runtime
@@ -35,6 +36,8 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", tags=["core"])
+@router.get("/metrics", tags=["core"], response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition; every name starts with telemetry_"}})
 def metrics() -> Response:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

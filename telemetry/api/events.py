@@ -17,6 +17,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from telemetry.api import schemas
 from telemetry.api.auth import require_token
 from telemetry.api.services import event_store
 from telemetry.bounds import TooComplex, check_shape
@@ -80,7 +81,7 @@ def _histogram(store: EventStore, q: str | None, start: str | None, end: str | N
     return JSONResponse(_histogram_body(h, t0, t1))
 
 
-@router.get("/v1/events", summary="Search events, newest first")
+@router.get("/v1/events", summary="Search events, newest first", responses=schemas.json_body(list[schemas.Event]))
 def list_events(
     request: Request,
     q: QParam = None,
@@ -101,7 +102,8 @@ def list_events(
     return JSONResponse(content=rows)
 
 
-@router.get("/v1/events/histogram", summary="Count of matching events per time bucket")
+@router.get("/v1/events/histogram", summary="Count of matching events per time bucket",
+            responses=schemas.json_body(schemas.Histogram))
 def events_histogram(
     request: Request,
     q: QParam = None,

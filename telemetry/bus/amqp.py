@@ -164,8 +164,13 @@ class AmqpBus(Bus):
         return consumer
 
     async def start(self) -> None:
-        # Fail early (with the URL in the message) when the broker is wrong, but never block forever.
-        await self._publisher.run(self._publisher.ensure, time.monotonic() + self.config.publish_timeout)
+        """One attempt to reach the broker; BusError (URL masked, one line) when it fails.
+
+        The caller decides whether to retry (the server) or to go on with the
+        bus down (the agent, whose publishes then fail and spool): this
+        method never blocks for longer than one connection attempt.
+        """
+        await self._publisher.run(self._publisher.ensure, time.monotonic())
 
     async def close(self) -> None:
         await self._publisher.run(self._publisher.close)

@@ -80,7 +80,8 @@ class AmqpLink:
         while self.channel is None:
             try:
                 conn = self._connect()
-                conn.connect()
+                # One attempt: this loop has its own backoff (kombu's connect() sleeps 2 s and tries again).
+                conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
                 channel = conn.channel()
                 self.conn = conn
                 self.channel = channel

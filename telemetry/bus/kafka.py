@@ -56,6 +56,7 @@ class KafkaBus(Bus):
         self.config = config
         self.servers = bootstrap_servers(config.url)
         self._producer: AIOKafkaProducer | None = None
+        self._closed = False
 
     def describe(self) -> str:
         return f"kafka://{self.servers}"
@@ -98,11 +99,15 @@ class KafkaBus(Bus):
 
     async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
         if self._producer is None:
-            raise BusError("the Kafka bus is not started (or closed)")
+            if self._closed:
+                raise BusError("the Kafka bus is closed")
+            await self.start()  # an agent started while Kafka was down: reach it now, or BusError (spool)
+        producer = self._producer
+        assert producer is not None  # start() set it or raised
         name = self.topic(topic)
         try:
             futures = [
-                await self._producer.send(
+                await producer.send(
                     name, m.value, key=m.key, headers=[(k, v.encode()) for k, v in m.headers.items()]
                 )
                 for m in messages
@@ -118,6 +123,7 @@ class KafkaBus(Bus):
         return consumer
 
     async def close(self) -> None:
+        self._closed = True
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()

@@ -14,12 +14,13 @@ from typing import Any
 import click
 
 from telemetry.cli import main
-from telemetry.cli.client import ApiClient, api_options, format_option, print_json, print_table
-from telemetry.cli.common import fail, query_params
+from telemetry.cli.client import ApiClient, api_options
+from telemetry.cli.common import err, fail, query_option, query_params
+from telemetry.cli.output import Column, emit, output_options
 from telemetry.rules.models import Alarm, condition_text
 
-LIST_COLUMNS = ["Alarm ID", "Name", "State", "Enabled", "Continuous", "Alarm condition",
-                "Time constraints"]
+LIST_COLUMNS = [Column("Alarm ID", keep=True), Column("Name", keep=True), Column("State", keep=True),
+                Column("Enabled"), Column("Continuous"), Column("Alarm condition"), Column("Time constraints")]
 
 
 def _constraints(alarm: dict[str, Any]) -> str:
@@ -36,30 +37,24 @@ def _condition(alarm: dict[str, Any]) -> str:
 
 
 @main.command("alarm-list")
-@click.option("-q", "--query", default=None, help="Filters 'field=value;field2!=value2' (name, state, type, severity, enabled).")
+@query_option
 @api_options
-@format_option
-def alarm_list(url: str, token: str | None, fmt: str, query: str | None) -> None:
-    """List alarms with Ceilometer's columns."""
+@output_options
+def alarm_list(url: str, token: str | None, fmt: str, columns: tuple[str, ...], query: str | None) -> None:
+    """List alarms with Ceilometer's columns (-q filters on name, state, type, severity, enabled)."""
     alarms = ApiClient(url, token).request("GET", "/v2/alarms", params=query_params(query))
-    if fmt == "json":
-        print_json(alarms)
-        return
     rows = [(a["alarm_id"], a["name"], a["state"], a["enabled"], a["repeat_actions"], _condition(a),
              _constraints(a)) for a in alarms]
-    print_table(LIST_COLUMNS, rows)
+    emit(LIST_COLUMNS, rows, fmt, columns, alarms)
 
 
 @main.command("alarm-show")
 @click.argument("alarm_id")
 @api_options
-@format_option
-def alarm_show(alarm_id: str, url: str, token: str | None, fmt: str) -> None:
+@output_options
+def alarm_show(alarm_id: str, url: str, token: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """Show one alarm (Property / Value)."""
     alarm = ApiClient(url, token).request("GET", f"/v2/alarms/{alarm_id}")
-    if fmt == "json":
-        print_json(alarm)
-        return
     rows = []
     for k, v in alarm.items():
         if isinstance(v, dict) and k.endswith("_rule"):
@@ -67,7 +62,7 @@ def alarm_show(alarm_id: str, url: str, token: str | None, fmt: str) -> None:
                      for rk, rv in v.items()]
         else:
             rows.append((k, json.dumps(v) if isinstance(v, (list, dict)) else v))
-    print_table(["Property", "Value"], rows)
+    emit([Column("Property", keep=True), Column("Value")], rows, fmt, columns, alarm)
 
 
 @main.command("alarm-create")
@@ -83,6 +78,8 @@ def alarm_show(alarm_id: str, url: str, token: str | None, fmt: str) -> None:
 @click.option("--evaluation-periods", type=int, default=1, show_default=True)
 @click.option("-q", "--query", default=None,
               help="threshold/event: 'field=value;...'; log: a Kibana-style query such as 'level:ERROR AND component:nova'.")
+@click.option("--user-id", default=None, help="Owner of the alarm (default: none, as an all-in-one without Keystone).")
+@click.option("--project-id", default=None, help="Project of the alarm (default: none).")
 @click.option("--event-type", default="*", help="Event type pattern (event).")
 @click.option("--mode", default="count", type=click.Choice(["count", "rate", "seen"]), help="Log alarm mode.")
 @click.option("--composite-rule", default=None, help="JSON and/or tree (composite).")
@@ -93,10 +90,11 @@ def alarm_show(alarm_id: str, url: str, token: str | None, fmt: str) -> None:
 @click.option("--insufficient-data-action", multiple=True, help="URL called on transition to insufficient data.")
 @click.option("--repeat-actions/--no-repeat-actions", default=False)
 @api_options
-@format_option
-def alarm_create(url: str, token: str | None, fmt: str, **o: Any) -> None:
+@output_options
+def alarm_create(url: str, token: str | None, fmt: str, columns: tuple[str, ...], **o: Any) -> None:
     """Create an alarm through the Aodh API."""
     body: dict[str, Any] = {
+        **{k: o[k] for k in ("user_id", "project_id") if o[k]},
         "name": o["name"], "type": o["alarm_type"], "severity": o["severity"], "repeat_actions": o["repeat_actions"],
         "alarm_actions": list(o["alarm_action"]), "ok_actions": list(o["ok_action"]),
         "insufficient_data_actions": list(o["insufficient_data_action"])}
@@ -125,11 +123,10 @@ def alarm_create(url: str, token: str | None, fmt: str, **o: Any) -> None:
         except ValueError as exc:
             fail(f"--composite-rule is not JSON: {exc}")
     alarm = ApiClient(url, token).request("POST", "/v2/alarms", json=body)
-    if fmt == "json":
-        print_json(alarm)
-    else:
-        print_table(LIST_COLUMNS[:3] + ["Alarm condition"],
-                    [(alarm["alarm_id"], alarm["name"], alarm["state"], _condition(alarm))])
+    for w in alarm.get("warnings") or []:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    emit(LIST_COLUMNS[:3] + [LIST_COLUMNS[5]], [(alarm["alarm_id"], alarm["name"], alarm["state"], _condition(alarm))],
+         fmt, columns, alarm)
 
 
 @main.command("alarm-delete")
@@ -144,14 +141,12 @@ def alarm_delete(alarm_id: str, url: str, token: str | None) -> None:
 @main.command("alarm-history")
 @click.argument("alarm_id")
 @api_options
-@format_option
-def alarm_history(alarm_id: str, url: str, token: str | None, fmt: str) -> None:
+@output_options
+def alarm_history(alarm_id: str, url: str, token: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """An alarm's changes, newest first (Type, Timestamp, Detail)."""
     changes = ApiClient(url, token).get(f"/v2/alarms/{alarm_id}/history")
-    if fmt == "json":
-        print_json(changes)
-        return
-    print_table(["Type", "Timestamp", "Detail"], [(c["type"], c["timestamp"], _detail(c)) for c in changes])
+    emit([Column("Type", keep=True), Column("Timestamp", keep=True), Column("Detail")],
+         [(c["type"], c["timestamp"], _detail(c)) for c in changes], fmt, columns, changes)
 
 
 def _detail(change: dict[str, Any]) -> str:
@@ -178,22 +173,20 @@ def _age(seconds: float | None) -> str:
 @click.option("--min-severity", default=None,
               type=click.Choice(["not classified", "information", "warning", "average", "high", "disaster"]))
 @api_options
-@format_option
-def trigger_list(url: str, token: str | None, fmt: str, host: str | None, problems: bool,
+@output_options
+def trigger_list(url: str, token: str | None, fmt: str, columns: tuple[str, ...], host: str | None, problems: bool,
                  min_severity: str | None) -> None:
     """Zabbix's problem view: Severity, Status, Info, Last change, Age, Acknowledged, Host, Name."""
     triggers = ApiClient(url, token).get("/v1/triggers", host=host, status="PROBLEM" if problems else None,
                                          min_severity=min_severity)
-    if fmt == "json":
-        print_json(triggers)
-        return
     rows = []
     for t in triggers:
         last = datetime.fromisoformat(t["last_change"]).strftime("%Y-%m-%d %H:%M:%S") if t["last_change"] else ""
         rows.append((t["severity"].title(), t["status"], t.get("info", ""), last, _age(t["age_seconds"]),
                      "Yes" if t["acknowledged"] else "No", t["host"], t["name"]))
-    print_table(["Severity", "Status", "Info", "Last change", "Age", "Acknowledged", "Host", "Name"], rows,
-                title=f"{len(rows)} triggers at {time.strftime('%H:%M:%S')}")
+    emit([Column("Severity", keep=True), Column("Status"), Column("Info"), Column("Last change", keep=True),
+          Column("Age"), Column("Acknowledged"), Column("Host", keep=True), Column("Name")], rows, fmt, columns,
+         triggers, title=f"{len(rows)} triggers at {time.strftime('%H:%M:%S')}")
 
 
 @main.command("trigger-ack")

@@ -7,15 +7,13 @@ the local all-in-one and a remote server.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 import httpx
-from rich.table import Table
 
-from telemetry.cli.common import fail, out
+from telemetry.cli.common import fail
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8777"
@@ -28,11 +26,6 @@ def api_options(func: F) -> F:
     func = click.option("--url", envvar="TELEMETRY_URL", default=DEFAULT_URL, show_default=True,
                         help="Base URL of the telemetry API (env: TELEMETRY_URL).")(func)
     return func
-
-
-def format_option(func: F) -> F:
-    return click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                        show_default=True, help="Output format.")(func)
 
 
 class ApiClient:
@@ -61,17 +54,3 @@ class ApiClient:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
-
-
-def print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
-
-
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    """A table in the style of the OpenStack clients (one header row, one line per row)."""
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    out.print(table)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from telemetry.config import ConfigError, Settings, load_config
+from telemetry.config.loader import shown
+from telemetry.timeutil import parse_duration, parse_timestamp, utcnow
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -28,8 +35,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def report_config_error(exc: ConfigError) -> None:
     err.print(f"[bold red]invalid configuration[/] in {exc.source}:", highlight=False)
     for p in exc.problems:
-        err.print(f"  [yellow]{p.path or '(top level)'}[/]: {p.message}"
-                  + (f" [dim](got {p.value!r})[/]" if p.has_value else ""), highlight=False, markup=True)
+        where = p.path or "(top level)"
+        if p.variable:  # the value came from the environment: the variable is what to fix
+            where = f"{p.variable} ({where})"
+        err.print(f"  [yellow]{escape(where)}[/]: {escape(p.message)}"
+                  + (f" [dim](got {escape(shown(p.value))})[/]" if p.has_value else ""), highlight=False, markup=True)
 
 
 def load_or_exit(path: str | None) -> Settings:
@@ -41,6 +51,37 @@ def load_or_exit(path: str | None) -> Settings:
     except ConfigError as exc:
         report_config_error(exc)
         sys.exit(2)
+
+
+#: ``-q`` is ``--query`` in every query command (the daemon commands' ``--quiet`` has no short form).
+query_option = click.option("-q", "--query", default=None, help="field[op]value;... (op: = != < <= > >=).")
+
+
+def limit_option(default: int | None, text: str, most: int | None = None) -> Callable[[F], F]:
+    """``-l/--limit``: one short form for limits in every command."""
+    return click.option("-l", "--limit", type=click.IntRange(1, most), default=default, show_default=default is not None,
+                        help=text)
+
+
+def since_time(text: str | None, option: str = "--since") -> str | None:
+    """What people type for a time (``15m``, ``2h``, ``7d``, ``yesterday``, ``today``, ``now``, an ISO time)
+    as an ISO time the API takes; a clear error for anything else."""
+    if text is None or not text.strip():
+        return None
+    value = text.strip().lower()
+    now = utcnow()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    named = {"now": now, "today": midnight, "yesterday": midnight - timedelta(days=1)}
+    if value in named:
+        return named[value].isoformat()
+    try:
+        return (now - timedelta(seconds=parse_duration(value.removeprefix("-").removeprefix("now-")))).isoformat()
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text.strip()).isoformat()
+    except ValueError:
+        fail(f"{option} {text!r}: expected 15m, 2h, 7d, yesterday, today or an ISO time such as 2024-05-01T10:00")
 
 
 OPS = (("<=", "le"), (">=", "ge"), ("!=", "ne"), ("<", "lt"), (">", "gt"), ("=", "eq"))

@@ -63,7 +63,7 @@ def _print_config(settings: Settings) -> None:
 
 def _daemon_command(mode: Mode, summary: str, config_required: bool) -> None:
     @click.option("--print-config", is_flag=True, help="Print the effective configuration (secrets masked) and exit.")
-    @click.option("-q", "--quiet", is_flag=True, help="Do not print the start banner.")
+    @click.option("--quiet", is_flag=True, help="Do not print the start banner (-q means --query in the query commands).")
     @config_option
     def command(config_path: str | None, print_config: bool, quiet: bool) -> None:
         if config_required and not config_path:
@@ -89,11 +89,40 @@ _daemon_command("server", "Central server: parse, store, evaluate rules, serve t
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--print-config", is_flag=True, help="Also print the effective configuration (secrets masked).")
 def check_config(file: str, print_config: bool) -> None:
-    """Validate FILE; every error names its field path and the value found."""
+    """Validate FILE; every error names its field path and the value found.
+
+    A meters.yaml, pipeline.yaml or rules file is recognised and checked with
+    the loader the daemon uses for it. Values still holding the examples'
+    CHANGE_ME are flagged.
+    """
+    from pathlib import Path
+
+    from telemetry.cli.filekinds import detect
+    from telemetry.config.loader import placeholders, read_yaml
+
+    try:
+        data = read_yaml(Path(file))
+    except ConfigError as exc:
+        report_config_error(exc)
+        sys.exit(2)
+    kind = detect(data)
+    if kind is not None:
+        problems, summary = kind.check(Path(file))
+        err.print(f"{file} is a {kind.name}, not a daemon configuration ({kind.used_by}).", highlight=False)
+        for p in problems:
+            err.print(f"  [yellow]refused[/]: {p}", highlight=False)
+        if problems:
+            sys.exit(2)
+        err.print(f"[green]ok[/]: {summary}", highlight=False)
+        return
     try:
         settings = load_config(file)
     except ConfigError as exc:
         report_config_error(exc)
+        sys.exit(2)
+    left = placeholders(data)
+    if left:
+        report_config_error(ConfigError(file, left))
         sys.exit(2)
     err.print(f"[green]ok[/]: {file} is valid", highlight=False)
     if print_config:

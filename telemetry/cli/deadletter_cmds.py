@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 import click
 
 from telemetry.cli import main
-from telemetry.cli.client import ApiClient, api_options, format_option, print_json, print_table
-from telemetry.cli.common import out
+from telemetry.cli.client import ApiClient, api_options
+from telemetry.cli.common import limit_option, out
+from telemetry.cli.output import Column, emit, output_options
 
 
 def _when(epoch: float) -> str:
@@ -20,38 +21,33 @@ def _when(epoch: float) -> str:
 
 @main.command("dead-letter-list")
 @api_options
-@format_option
+@output_options
 @click.option("--stage", default=None, help="Only what this stage refused (stage.parse, stage.events, ...).")
 @click.option("--topic", default=None, help="Only records from this topic (raw_logs, events, samples, ...).")
 @click.option("--reason", default=None, help="Only this reason, or reasons starting with it (invalid:, failed:).")
-@click.option("--limit", default=50, show_default=True, help="Newest dead letters shown.")
-def dead_letter_list(url: str, token: str | None, fmt: str, stage: str | None, topic: str | None,
-                     reason: str | None, limit: int) -> None:
+@limit_option(50, "Newest dead letters shown.")
+def dead_letter_list(url: str, token: str | None, fmt: str, columns: tuple[str, ...], stage: str | None,
+                     topic: str | None, reason: str | None, limit: int) -> None:
     """Records a stage refused, newest first, with why (see dead-letter-show and dead-letter-replay)."""
     rows = ApiClient(url, token).get("/v1/dead-letters", limit=limit, stage=stage, topic=topic, reason=reason)
-    if fmt == "json":
-        print_json(rows)
-        return
-    print_table(["ID", "Time", "Stage", "Topic", "Reason", "Replays", "Content"],
-                ([r["id"], _when(r["time"]), r["stage"], r["topic"], r["reason"], r["replays"],
-                  r["preview"][:60]] for r in rows))
+    emit([Column("ID", keep=True), Column("Time", keep=True), Column("Stage"), Column("Topic"), Column("Reason"),
+          Column("Replays"), Column("Content", first_line=True)],
+         ([r["id"], _when(r["time"]), r["stage"], r["topic"], r["reason"], r["replays"], r["preview"][:60]]
+          for r in rows), fmt, columns, rows)
 
 
 @main.command("dead-letter-show")
 @click.argument("letter_id")
 @api_options
-@format_option
-def dead_letter_show(letter_id: str, url: str, token: str | None, fmt: str) -> None:
+@output_options
+def dead_letter_show(letter_id: str, url: str, token: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """One dead letter: why it was refused, and the record as it arrived."""
     d = ApiClient(url, token).get(f"/v1/dead-letters/{letter_id}")
-    if fmt == "json":
-        print_json(d)
-        return
-    print_table(["Field", "Value"], [
+    emit([Column("Field", keep=True), Column("Value")], [
         ("ID", d["id"]), ("Time", _when(d["time"])), ("Stage", d["stage"]), ("Topic", d["topic"]),
         ("Reason", d["reason"]), ("Error", d["error"]), ("Size", d["size"]), ("Replays", d["replays"]),
         (f"Content ({d['encoding']})", d["value"]),
-    ])
+    ], fmt, columns, d)
 
 
 @main.command("dead-letter-replay")

@@ -8,16 +8,18 @@ stderr, only for files big enough to wait for.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator
 from itertools import accumulate
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import click
 import orjson
 
 from telemetry.cli import main
+from telemetry.cli.client import ApiClient, api_options
 from telemetry.cli.common import err, fail
 from telemetry.collect.multiline import Entry, make_joiner
 from telemetry.parse import GrokError, Parser
@@ -87,9 +89,15 @@ def _entries(stream: BinaryIO, multiline: str, advance: Callable[[int], object] 
 @click.option("--component", default="", help="Component to set on every event (e.g. nova).")
 @click.option("--config", "-c", "config", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Take the parse section of this daemon config: patterns_dirs, timezone, steps, syslog_programs.")
+@click.option("--now", "redate", is_flag=True,
+              help="Move every event's time so the newest is now, keeping their spacing (to try sample logs).")
+@click.option("--send", is_flag=True, help="Post the events to the API at --url (stored and searchable) instead of "
+                                           "printing them.")
+@api_options
 @click.argument("source", default="-", metavar="[FILE|-]")
 def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, ...], multiline: str,
-              timeout: float, component: str, config: str | None, source: str) -> None:
+              timeout: float, component: str, config: str | None, redate: bool, send: bool, url: str,
+              token: str | None, source: str) -> None:
     """Parse log lines into events: one JSON object per event on stdout (steps applied, drops left out)."""
     if not type_ and not patterns:
         fail("give --type (a built-in pattern set) or at least one --pattern")
@@ -110,9 +118,12 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
     if type_ and not patterns and parser.library.typedef(type_) is None:
         fail(f"unknown type {type_!r}; known: {', '.join(parser.types)}")
     fields = {"component": component} if component else {}
-    out = sys.stdout.buffer
+    out: IO[bytes] = sys.stdout.buffer
+    if redate or send:
+        out = cast(IO[bytes], _Collected(redate, ApiClient(url, token) if send else None))
     if source == "-":
         _run(parser, _entries(sys.stdin.buffer, multiline), type_, fields, out)
+        _finish(out)
         return
     try:
         size = os.path.getsize(source)
@@ -123,6 +134,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         fields["path"] = os.path.abspath(source)
         if size < PROGRESS_BYTES:
             _run(parser, _entries(stream, multiline), type_, fields, out)
+            _finish(out)
             return
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -130,6 +142,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
                       TransferSpeedColumn(), console=err, transient=True) as bar:
             task = bar.add_task(os.path.basename(source), total=size)
             _run(parser, _entries(stream, multiline, lambda n: bar.advance(task, n)), type_, fields, out)
+        _finish(out)
 
 
 def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out: IO[bytes]) -> None:
@@ -140,3 +153,87 @@ def _run(parser: Parser, entries: Iterator[Entry], type_: str, fields: dict, out
                 continue
             out.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
+
+
+def _finish(out: IO[bytes]) -> None:
+    """Print or send what --now/--send collected; stdout itself stays open."""
+    if isinstance(out, _Collected):
+        out.close()
+
+
+#: Events per POST /v1/events request with --send.
+SEND_BATCH = 500
+
+
+class _Collected(io.RawIOBase):
+    """Where ``_run`` writes with --now or --send: the events are kept, re-dated, then printed or posted."""
+
+    def __init__(self, redate: bool, client: ApiClient | None) -> None:
+        super().__init__()
+        self.redate = redate
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.events.append(orjson.loads(bytes(b)))
+        return len(b)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        events = self.events
+        if self.redate:
+            _redate(events)
+        if self.client is None:
+            for ev in events:
+                sys.stdout.buffer.write(orjson.dumps(ev, option=orjson.OPT_APPEND_NEWLINE))
+            sys.stdout.buffer.flush()
+            return
+        import socket
+
+        for ev in events:  # stored events name their host; a file read here was this host's
+            ev["host"] = ev.get("host") or socket.gethostname()
+        for i in range(0, len(events), SEND_BATCH):
+            self.client.request("POST", "/v1/events", json=events[i:i + SEND_BATCH])
+        err.print(f"sent {len(events)} events to {self.client.url}", highlight=False)
+        _wait_stored(self.client, events)
+
+
+#: How long --send waits for the events it sent to be searchable (they are stored by the server's stage).
+SEND_WAIT = 10.0
+
+
+def _wait_stored(client: ApiClient, events: list[dict[str, Any]]) -> None:
+    """Return once the sent events can be found, so the next command (a search) sees them."""
+    import time
+
+    paths = sorted({str(ev["path"]) for ev in events if ev.get("path")})
+    times = sorted(str(ev["@timestamp"]) for ev in events if ev.get("@timestamp"))
+    if not times or len(paths) != 1:
+        return
+    q = f'path:"{paths[0]}"'
+    deadline = time.monotonic() + SEND_WAIT
+    while time.monotonic() < deadline:
+        found = client.get("/v1/events", q=q, start=times[0], limit=len(events))
+        if len(found) >= len(events):
+            return
+        time.sleep(0.2)
+    err.print(f"the events are not searchable yet after {SEND_WAIT:g}s (the server stores them from its bus)",
+              highlight=False)
+
+
+def _redate(events: list[dict[str, Any]]) -> None:
+    """Shift every ``@timestamp`` by one amount so the newest is now (ids follow, so a re-run is new data)."""
+    from telemetry.timeutil import parse_timestamp, utcnow
+
+    times = [parse_timestamp(ev["@timestamp"]) for ev in events if ev.get("@timestamp")]
+    if not times:
+        return
+    shift = utcnow() - max(times)
+    for ev in events:
+        if ev.get("@timestamp"):
+            ev["@timestamp"] = (parse_timestamp(ev["@timestamp"]) + shift).isoformat().replace("+00:00", "Z")

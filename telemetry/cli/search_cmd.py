@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from telemetry.cli import main
-from telemetry.cli.client import ApiClient, api_options, format_option
-from telemetry.cli.common import fail, out
+from telemetry.cli.client import ApiClient, api_options
+from telemetry.cli.common import err, fail, limit_option, since_time
+from telemetry.cli.output import Column, emit, output_options
 
 #: Colours by level, as operators know them from coloured log viewers.
 LEVEL_STYLES = {
@@ -29,34 +29,59 @@ FOLLOW_WINDOW = 120
 
 
 def _when(ev: dict[str, Any]) -> str:
-    return str(ev.get("@timestamp", "")).replace("T", " ").rstrip("Z")
+    """``2024-05-01 10:00:00.123``: milliseconds are what log lines carry; the table needs no more."""
+    text = str(ev.get("@timestamp", "")).replace("T", " ").rstrip("Z")
+    head, dot, frac = text.partition(".")
+    return head + (dot + frac[:3] if dot else "")
 
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _table(events: list[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(title=title, header_style="bold", show_lines=False)
-    for col in ("Time", "Host", "Component", "Level", "Message"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("Time", "Level"))
+COLUMNS = [Column("Time", keep=True), Column("Host", keep=True), Column("Component", keep=True),
+           Column("Level", keep=True), Column("Message", first_line=True)]
+
+
+def _rows(events: list[dict[str, Any]]) -> tuple[list[list[Any]], list[str]]:
+    """Table rows (the message's first line shows in a table; -f json has the whole event) and row styles."""
+    rows, styles = [], []
     for ev in events:
         level = str(ev.get("level") or "")
         style = LEVEL_STYLES.get(level.upper(), "")
-        message = ev.get("message") or ""
+        message = str(ev.get("message") or "").strip()
         if ev.get("type") == "notification" and ev.get("event_type") and message != ev["event_type"]:
             message = f"{ev['event_type']}: {message}"
-        table.add_row(_when(ev), ev.get("host") or "", ev.get("component") or "", Text(level, style=style),
-                      Text(str(message), style=style if level.upper() in ("ERROR", "CRITICAL", "FATAL") else ""))
-    return table
+        rows.append([_when(ev), ev.get("host") or "", ev.get("component") or "", Text(level, style=style),
+                     Text(message, style=style if level.upper() in ("ERROR", "CRITICAL", "FATAL") else "")])
+        styles.append("")
+    return rows, styles
 
 
-def _emit(events: list[dict[str, Any]], fmt: str, title: str | None = None) -> None:
-    if fmt == "json":
+def _emit(events: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = (), title: str | None = None) -> None:
+    if fmt == "json" and not columns:
         for ev in events:  # one object a line: easy to pipe into jq and to tail with --follow
             click.echo(json.dumps(ev, default=str))
-    elif events:
-        out.print(_table(events, title))
+        return
+    rows, styles = _rows(events)
+    emit(COLUMNS, rows, fmt, columns, events, title=title, styles=styles)
+
+
+def _nothing_found(client: ApiClient, fmt: str) -> None:
+    """``0 events`` on stderr (stdout stays empty for pipes), and why when old lines were dropped."""
+    if fmt != "table":
+        return
+    err.print("0 events", highlight=False)
+    try:
+        health = client.get("/healthz")
+    except SystemExit:  # the hint is a courtesy: no health, no hint
+        return
+    for c in (health or {}).get("components", {}).values():
+        if c.get("expired_on_arrival"):
+            by = c.get("expired_on_arrival_by_source") or {}
+            where = ", ".join(f"{n} from {src}" for src, n in list(by.items())[:5])
+            err.print(f"hint: {c['expired_on_arrival']} events were older than the retention when they arrived and "
+                      f"were not stored ({where}); raise store.ttl.events to keep them", highlight=False)
 
 
 #: Where each traced id can be: log captures, notification payload fields, and (free text) the message.
@@ -77,10 +102,9 @@ def trace_query(kind: str, value: str) -> str:
 
 @main.command("search")
 @click.argument("query", required=False, default="")
-@click.option("--since", default=None, help="Only events newer than this: 15m, 1h, 7d or an ISO time.")
+@click.option("--since", default=None, help="Only events newer than this: 15m, 2h, 7d, yesterday, today or an ISO time.")
 @click.option("--until", default=None, help="Only events older than this (same forms as --since).")
-@click.option("--limit", "-n", type=click.IntRange(1, REQUEST_LIMIT), default=50, show_default=True,
-              help="At most this many events (newest first).")
+@limit_option(50, "At most this many events (newest first).", REQUEST_LIMIT)
 @click.option("--request-id", default=None, metavar="REQ",
               help="Follow one request (req-..., its own or the global one) across services and hosts, oldest first.")
 @click.option("--instance", default=None, metavar="ID",
@@ -90,11 +114,11 @@ def trace_query(kind: str, value: str) -> str:
 @click.option("--follow", is_flag=True, help="Keep printing new matches as they arrive (Ctrl-C stops).")
 @click.option("--interval", default=1.0, type=float, show_default=True, hidden=True,
               help="Seconds between polls with --follow.")
-@format_option
+@output_options
 @api_options
 def search(query: str, since: str | None, until: str | None, limit: int, request_id: str | None,
-           instance: str | None, volume: str | None, follow: bool, interval: float, fmt: str, url: str,
-           token: str | None) -> None:
+           instance: str | None, volume: str | None, follow: bool, interval: float, fmt: str,
+           columns: tuple[str, ...], url: str, token: str | None) -> None:
     """Search stored events: QUERY as in Kibana, e.g. 'component:nova AND level:ERROR'.
 
     \b
@@ -102,29 +126,34 @@ def search(query: str, since: str | None, until: str | None, limit: int, request
     @timestamp:[now-1h TO now]  free words search the message text.
     """
     client = ApiClient(url, token)
-    start = since  # the API reads 1h, -1h, now-1h and ISO times alike
+    start, end = since_time(since), since_time(until, "--until")
     traced = [(k, v) for k, v in (("request", request_id), ("instance", instance), ("volume", volume)) if v]
     if len(traced) > 1:
         fail("give one of --request-id, --instance, --volume")
     if traced:
         kind, value = traced[0]
         q = f"({trace_query(kind, value)})" + (f" AND ({query})" if query else "")
-        events = client.get("/v1/events", q=q, start=start, end=until, limit=REQUEST_LIMIT, order="asc")
+        events = client.get("/v1/events", q=q, start=start, end=end, limit=REQUEST_LIMIT, order="asc")
         if not events:
+            _nothing_found(client, fmt)
             fail(f"no events for {kind} {value}", 1)
         hosts = sorted({e.get("host") or "?" for e in events})
         comps = sorted({e.get("component") or "?" for e in events})
         title = f"{value}: {len(events)} events, {', '.join(comps)} on {', '.join(hosts)}"
-        _emit(events, fmt, title)
+        _emit(events, fmt, columns, title)
         return
-    events = client.get("/v1/events", q=query or None, start=start, end=until, limit=limit)
+    events = client.get("/v1/events", q=query or None, start=start, end=end, limit=limit)
     events.reverse()  # the newest last, where the eye (and --follow) continue
-    _emit(events, fmt)
+    if events:
+        _emit(events, fmt, columns)
+    elif not follow:
+        _nothing_found(client, fmt)
     if follow:
-        _follow(client, query, events, fmt, interval)
+        _follow(client, query, events, fmt, columns, interval)
 
 
-def _follow(client: ApiClient, query: str, shown: list[dict[str, Any]], fmt: str, interval: float) -> None:
+def _follow(client: ApiClient, query: str, shown: list[dict[str, Any]], fmt: str, columns: tuple[str, ...],
+            interval: float) -> None:
     """Poll a trailing window and print matches not printed yet.
 
     The window (server-relative, so clocks need not agree) lets a line that
@@ -141,7 +170,7 @@ def _follow(client: ApiClient, query: str, shown: list[dict[str, Any]], fmt: str
             new = [e for e in batch if e["id"] not in seen and e["@timestamp"] >= floor]
             if not new:
                 continue
-            _emit(new, fmt)
+            _emit(new, fmt, columns)
             seen.update(dict.fromkeys(e["id"] for e in new))
             while len(seen) > 100_000:
                 seen.pop(next(iter(seen)))

@@ -11,9 +11,13 @@ per element, as for Magnum's metric lists; ``user_metadata`` copies the
 ``metering.*`` keys of a server's metadata, which Heat autoscaling groups
 query as ``metadata.user_metadata.<key>``.
 
-A definition that cannot work (missing field, bad type, a path outside the
-supported subset, a Ceilometer trait plugin) is refused when the file loads,
-with its name and the reason; the others still load, as in Ceilometer.
+Paths are Ceilometer's JSONPath dialect (``telemetry.collect.jsonpath``:
+arithmetic, ``+`` joins and backtick functions included), and the trait
+plugins meter definitions use (``timedelta``, ``split``) work as in
+Ceilometer, so Ceilometer's own ``meters.yaml`` loads unchanged. A definition
+that cannot work (missing field, bad type, an unknown plugin, a path neither
+evaluator understands) is refused when the file loads, with its name and the
+reason; the others still load, as in Ceilometer.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from telemetry.collect.jsonpath import JsonPath, JsonPathError, compile_path
+from telemetry.collect.jsonpath import ExtJsonPath, JsonPath, JsonPathError, compile_path
 from telemetry.models import CounterType, Sample, derived_id
 
 log = logging.getLogger(__name__)
@@ -44,15 +48,51 @@ class MeterDefinitionError(ValueError):
     """A definition that cannot be used, named in the message."""
 
 
+def _timedelta(values: list[Any]) -> list[Any]:
+    """Ceilometer's ``timedelta`` trait plugin: seconds between two timestamps (booting time)."""
+    from telemetry.timeutil import parse_timestamp
+
+    if len(values) != 2:
+        return []
+    try:
+        start, end = (parse_timestamp(str(v)) for v in values)
+    except ValueError:
+        return []
+    return [abs((end - start).total_seconds())]
+
+
+def _splitter(separator: str = ".", segment: int = 0, max_split: int | None = None) -> Callable[[list[Any]], list[Any]]:
+    """Ceilometer's ``split`` trait plugin: one segment of each value."""
+    def split(values: list[Any]) -> list[Any]:
+        out = []
+        for v in values:
+            parts = str(v).split(separator, -1 if max_split is None else max_split)
+            out.append(parts[segment] if -len(parts) <= segment < len(parts) else None)
+        return out
+
+    return split
+
+
+#: Ceilometer's trait plugins (``ceilometer.event.trait_plugin``) that meter definitions use.
+PLUGINS: dict[str, Callable[..., Callable[[list[Any]], list[Any]]]] = {
+    "timedelta": lambda: _timedelta,
+    "split": _splitter,
+}
+
+
 class _Value:
-    """A constant or a JSONPath, as Ceilometer's ``declarative.Definition``."""
+    """A constant, a JSONPath, or ``{fields, plugin}``, as Ceilometer's ``declarative.Definition``."""
 
     def __init__(self, spec: Any, what: str) -> None:
+        self.plugin: Callable[[list[Any]], list[Any]] | None = None
         if isinstance(spec, dict):
-            raise MeterDefinitionError(f"{what}: 'fields'/'plugin' (trait plugins) are not supported")
+            if "fields" not in spec:
+                raise MeterDefinitionError(f"{what}: 'fields' is required beside 'plugin'")
+            self.plugin = self._plugin(spec.get("plugin"), what)
+            spec = spec["fields"]
         if isinstance(spec, list):
-            spec = " | ".join(f"({s})" for s in spec)
-        self.path: JsonPath | None = None
+            spec = spec[0] if len(spec) == 1 else " | ".join(f"({s})" for s in spec)
+        self.path: JsonPath | ExtJsonPath | None = None
         self.const = spec
         if isinstance(spec, str) and spec.lstrip().startswith(("$", "(")):
             try:
@@ -60,11 +100,32 @@ class _Value:
             except JsonPathError as exc:
                 raise MeterDefinitionError(f"{what}: {exc}") from None
 
-    def first(self, doc: Mapping[str, Any]) -> Any:
-        return self.path.first(doc) if self.path is not None else self.const
+    @staticmethod
+    def _plugin(cfg: Any, what: str) -> Callable[[list[Any]], list[Any]] | None:
+        if cfg is None:
+            return None
+        name, params = (cfg, {}) if isinstance(cfg, str) else (cfg.get("name"), cfg.get("parameters") or {})
+        if name not in PLUGINS:
+            raise MeterDefinitionError(f"{what}: no plugin named {name!r} (known: {', '.join(PLUGINS)})")
+        try:
+            return PLUGINS[name](**params)
+        except TypeError as exc:
+            raise MeterDefinitionError(f"{what}: plugin {name}: {exc}") from None
 
     def all(self, doc: Mapping[str, Any]) -> list[Any]:
-        return self.path.find(doc) if self.path is not None else [self.const]
+        if self.path is None:
+            return [self.const]
+        values = self.path.find(doc)
+        if self.plugin is not None:
+            values = [v for v in self.plugin([v for v in values if v is not None]) if v is not None]
+        return values
+
+    def first(self, doc: Mapping[str, Any]) -> Any:
+        if self.path is None:
+            return self.const
+        if self.plugin is None:
+            return self.path.first(doc)
+        return next(iter(self.all(doc)), None)
 
 
 @dataclass

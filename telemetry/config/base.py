@@ -75,5 +75,6 @@ def check_scheme(url: str, schemes: tuple[str, ...], what: str) -> str:
     """``url`` unchanged if its scheme is one of ``schemes``; a message naming them otherwise."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in schemes:
-        raise ValueError(f"unsupported {what} URL {url!r}: the scheme must be one of {', '.join(schemes)}")
+        # the password is masked here too: this message is printed, logged and returned by the API
+        raise ValueError(f"unsupported {what} URL {redact_url(url)!r}: the scheme must be one of {', '.join(schemes)}")
     return url

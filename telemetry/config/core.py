@@ -14,7 +14,9 @@ BUS_SCHEMES = ("memory", "amqp", "amqps", "kafka")
 class BusTLS(Section):
     """TLS towards the broker: amqps:// always, Kafka when ``enabled``."""
 
-    enabled: bool = Field(False, description="Kafka: use SSL (or SASL_SSL); amqps:// URLs always use TLS")
+    enabled: bool = Field(
+        True, description="Kafka: use SSL (or SASL_SSL), on when the section is written; amqps:// URLs always use TLS"
+    )
     ca_file: str | None = Field(None, description="CA bundle that signed the broker's certificate")
     cert_file: str | None = Field(None, description="Client certificate (mutual TLS)")
     key_file: str | None = Field(None, description="Client private key (mutual TLS)")
@@ -55,7 +57,7 @@ class BusConfig(Section):
         30.0, gt=0, description="How long publish keeps retrying (reconnecting) before it reports the bus down"
     )
     reconnect_max_backoff: Duration = Field(10.0, gt=0, description="Longest wait between reconnection attempts")
-    tls: BusTLS = Field(default_factory=lambda: BusTLS(), description="TLS for amqps:// and Kafka SSL/SASL_SSL")
+    tls: BusTLS = Field(default_factory=lambda: BusTLS(enabled=False), description="TLS for amqps:// and Kafka SSL/SASL_SSL")
     sasl: BusSASL | None = Field(None, description="Kafka SASL credentials (PLAIN or SCRAM)")
     kafka: KafkaOptions = Field(default_factory=lambda: KafkaOptions(), description="Kafka producer/consumer tuning")
 

@@ -23,9 +23,13 @@ Generated from the pydantic models in `telemetry/config/` by `make docs`; do not
 
 The daemon reads one YAML file (`-c FILE`, or `$TELEMETRY_CONFIG`). Every key is optional
 unless marked *required*; unknown keys are errors. `telemetry check-config FILE` validates a
-file and names each bad field with its path. Any setting can be overridden by an environment
+file and names each bad field with its path. A section written in the file is on unless it says
+`enabled: false`; a section left out keeps the defaults below, where `sources.notifications`,
+`sources.syslog` and `bus.tls` are off (they reach a broker or open a port). Any setting can be overridden by an environment
 variable: `TELEMETRY_` + the path in capitals with `__` between levels, the value read as YAML,
 for example `TELEMETRY_API__PORT=9000` or `TELEMETRY_BUS__URL=amqp://guest:guest@127.0.0.1:5672/`.
+`TELEMETRY_CONFIG` names the file, and the query commands' `TELEMETRY_URL` and `TELEMETRY_TOKEN`
+are never read as settings; an error in a variable's value names the variable.
 Durations take `30`, `30s`, `5m`, `1h`, `7d`. Secrets (tokens, passwords, `telemetry_secret`)
 are masked in `--print-config` and never logged.
 """

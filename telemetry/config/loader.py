@@ -7,6 +7,7 @@ wants every problem in one run, each with its field path and the value found.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,16 @@ from telemetry.errors import format_loc
 from telemetry.config.model import Settings
 
 ENV_PREFIX = "TELEMETRY_"
-#: Variables with the prefix that are not settings.
-ENV_RESERVED = {"TELEMETRY_CONFIG"}
+#: Variables with the prefix that are not settings: the config file's own, and the query
+#: commands' client variables (README: ``TELEMETRY_URL``, ``TELEMETRY_TOKEN``). A daemon started
+#: from the same shell as the CLI must not read them as the settings ``url`` and ``token``.
+ENV_RESERVED = frozenset({"TELEMETRY_CONFIG", "TELEMETRY_URL", "TELEMETRY_TOKEN"})
 #: Key names whose values are never printed.
 SECRET_KEYS = ("token", "password", "secret", "api_key", "routing_key", "passwd")
+#: Values longer than this are cut in messages: a whole file read as a value is no help in a terminal.
+SHOWN_CHARS = 120
+#: Values an example config ships for the operator to replace.
+PLACEHOLDER = re.compile(r"CHANGE_?ME", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,22 @@ class ConfigProblem:
     message: str
     value: Any = None
     has_value: bool = False
+    #: The environment variable the value came from; empty for the file.
+    variable: str = ""
 
     def __str__(self) -> str:
         where = self.path or "(top level)"
+        if self.variable:
+            where = f"{self.variable} ({where})"
         if self.has_value:
-            return f"{where}: {self.message} (got {self.value!r})"
+            return f"{where}: {self.message} (got {shown(self.value)})"
         return f"{where}: {self.message}"
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a value, cut to :data:`SHOWN_CHARS`."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + " ..."
 
 
 class ConfigError(Exception):
@@ -67,9 +84,14 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """``TELEMETRY_API__PORT=9000`` -> ``{"api": {"port": 9000}}`` (values read as YAML)."""
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """``TELEMETRY_API__PORT=9000`` -> ``{"api": {"port": 9000}}`` (values read as YAML).
+
+    Also returns which variable set each path, so an error names the variable
+    the operator has to fix rather than the file that does not hold the value.
+    """
     tree: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
             continue
@@ -87,7 +109,17 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 break
         else:
             node[keys[-1]] = value
-    return tree
+            origins[tuple(keys)] = name
+    return tree, origins
+
+
+def _variable_of(loc: tuple[Any, ...], origins: Mapping[tuple[str, ...], str]) -> str:
+    """The variable whose path is ``loc`` or holds it (``TELEMETRY_API`` for ``api.port``)."""
+    parts = tuple(str(p) for p in loc)
+    for n in range(len(parts), 0, -1):
+        if parts[:n] in origins:
+            return origins[parts[:n]]
+    return ""
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,7 +152,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def validate(data: Mapping[str, Any], source: str = "<config>") -> Settings:
+def validate(data: Mapping[str, Any], source: str = "<config>",
+             origins: Mapping[tuple[str, ...], str] | None = None) -> Settings:
+    """Settings from plain data; ``origins`` names the variable behind each overridden path."""
     try:
         return Settings.model_validate(dict(data))
     except ValidationError as exc:
@@ -129,12 +163,15 @@ def validate(data: Mapping[str, Any], source: str = "<config>") -> Settings:
             loc = format_loc(err["loc"])
             value = err.get("input")
             secret = any(isinstance(p, str) and is_secret_key(p) for p in err["loc"])
-            shown = "**********" if secret else redact(value)
+            shown_value = "**********" if secret else redact(value)
             has_value = err["type"] != "missing"
             msg = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting (check the spelling against docs/configuration.md)"
-            problems.append(ConfigProblem(loc, msg, shown, has_value))
+            variable = _variable_of(tuple(err["loc"]), origins or {})
+            problems.append(ConfigProblem(loc, msg, shown_value, has_value, variable))
+        if problems and all(p.variable for p in problems):
+            source = "the environment"
         raise ConfigError(source, problems) from None
 
 
@@ -146,10 +183,25 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     if path is not None:
         data = read_yaml(Path(path))
         source = str(path)
-    overrides = _env_overrides(env)
+    overrides, origins = _env_overrides(env)
     if overrides:
         data = _merge(data, overrides)
-    return validate(data, source)
+    return validate(data, source, origins)
+
+
+def placeholders(data: Any, path: str = "") -> list[ConfigProblem]:
+    """Values still holding an example's ``CHANGE_ME``: the broker would refuse them, or worse, accept them."""
+    found: list[ConfigProblem] = []
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            found += placeholders(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            found += placeholders(v, f"{path}[{i}]")
+    elif isinstance(data, str) and PLACEHOLDER.search(data):
+        found.append(ConfigProblem(path, "still holds the example's placeholder CHANGE_ME: replace it with the real value",
+                                   redact(data, path.rsplit(".", 1)[-1]), True))
+    return found
 
 
 def printable(settings: Settings) -> dict[str, Any]:

@@ -6,9 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from telemetry.config.base import Section
+from telemetry.config.cluster import ClusterConfig
 from telemetry.config.core import ApiConfig, BusConfig, LoggingConfig
 from telemetry.config.pipeline import PipelineConfig
 from telemetry.config.parse import ParseConfig
@@ -45,8 +46,16 @@ class Settings(Section):
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    cluster: ClusterConfig = Field(default_factory=lambda: ClusterConfig(enabled=False))
 
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return Path(os.path.expandvars(str(v))).expanduser()
+
+    @model_validator(mode="after")
+    def _delivery_lease(self) -> Settings:
+        if self.cluster.enabled and self.cluster.delivery_lease <= 2 * self.actions.timeout:
+            raise ValueError(f"cluster.delivery_lease ({self.cluster.delivery_lease:g}s) must exceed twice "
+                             f"actions.timeout ({self.actions.timeout:g}s): a claim must outlive the send it covers")
+        return self

@@ -12,7 +12,8 @@ from telemetry.config.base import Duration, Section, as_written
 class RulesConfig(Section):
     paths: list[str] = Field(
         default_factory=lambda: ["rules/"],
-        description="Files or folders of alarm and trigger definitions; relative paths also look in the shipped rules/",
+        description="Files or folders of alarm and trigger definitions; a relative path names the shipped rules/ first, "
+        "then the current folder; list other paths without rules/ to replace the shipped rules",
     )
     enabled: bool = Field(True, description="Run the rule engine (alarms and triggers) in server and all-in-one modes")
     tick: Duration = Field(1.0, gt=0, le=60, description="Seconds between time-based evaluations (nodata, insufficient data)")
@@ -61,6 +62,11 @@ class HeatConfig(Section):
         description="At most one signal per scaling policy in this period, so a flapping alarm cannot thrash a group",
     )
     keystone: KeystoneConfig | None = Field(None, description="Credentials for signal_url actions; none for pre-signed alarm_url")
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="Heat's API and CFN API URLs (http://heat:8004, http://heat:8000): alarms created through the "
+        "API may signal them without listing them in allowed_targets",
+    )
 
 
 class InhibitConfig(Section):

@@ -94,7 +94,7 @@ class NotificationsSource(Section):
     notification to it, so OpenStack's own ``notifications.info`` consumers (Ceilometer) keep theirs.
     """
 
-    enabled: bool = Field(False, description="Listen for oslo.messaging notifications")
+    enabled: bool = Field(True, description="Listen for oslo.messaging notifications (off when the section is not written)")
     url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="The cloud's transport URL (amqp:// or amqps://)")
     exchanges: list[str] = Field(
         default_factory=lambda: ["nova", "cinder", "neutron", "glance", "heat", "openstack", "ceilometer"],
@@ -121,7 +121,7 @@ class NotificationsSource(Section):
         None, description="Meter definition files (Ceilometer meters.yaml form); default: the shipped "
         "collectors/meters.yaml; [] makes no samples but Ceilometer's own telemetry.polling/metering ones",
     )
-    tls: BusTLS = Field(default_factory=lambda: BusTLS(), description="TLS options for amqps:// URLs")
+    tls: BusTLS = Field(default_factory=lambda: BusTLS(enabled=False), description="TLS options for amqps:// URLs")
 
     @field_validator("url")
     @classmethod
@@ -130,7 +130,9 @@ class NotificationsSource(Section):
 
 
 class SyslogSource(Section):
-    enabled: bool = Field(False, description="Accept syslog from rsyslog or syslog-ng")
+    """Syslog over UDP and TCP, as rsyslog and syslog-ng forward it."""
+
+    enabled: bool = Field(True, description="Accept syslog from rsyslog or syslog-ng (off when the section is not written)")
     listen: HostPort = Field("127.0.0.1:5140", description="host:port for RFC 3164/5424 over UDP and TCP")
     udp: bool = Field(True, description="Listen on UDP")
     tcp: bool = Field(True, description="Listen on TCP (octet-counted and newline-framed)")
@@ -330,9 +332,12 @@ class SourcesConfig(Section):
     """What the node agent reads and listens to."""
 
     files: list[FileSource] = Field(default_factory=default_file_sources, description="Log files to tail")
-    notifications: NotificationsSource = Field(default_factory=NotificationsSource)
-    syslog: SyslogSource = Field(default_factory=SyslogSource)
-    journald: JournaldSource | None = Field(None, description="The systemd journal (off unless the section is written)")
+    # A section written in the file is on unless it says ``enabled: false``; these two listen on
+    # the network (a broker, a port), so the all-in-one leaves them off when they are not written;
+    # the journal too (a host's whole journal is not what an all-in-one should ship unasked).
+    notifications: NotificationsSource = Field(default_factory=lambda: NotificationsSource(enabled=False))
+    syslog: SyslogSource = Field(default_factory=lambda: SyslogSource(enabled=False))
+    journald: JournaldSource = Field(default_factory=lambda: JournaldSource(enabled=False))
     ceilometer: CeilometerSource = Field(default_factory=CeilometerSource)
     zabbix: ZabbixSource = Field(default_factory=ZabbixSource)
     zabbix_poller: ZabbixPoller = Field(default_factory=lambda: ZabbixPoller(enabled=False))

@@ -65,4 +65,7 @@ class EventStage(BusStage):
             await asyncio.to_thread(self.store.maintain)
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "stored": self.stored, "path": str(self.store.root)}
+        expired = self.store.expired_on_arrival
+        return {**super().details(), "stored": self.stored, "path": str(self.store.root),
+                "expired_on_arrival": sum(expired.values()),
+                **({"expired_on_arrival_by_source": dict(expired)} if expired else {})}

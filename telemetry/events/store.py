@@ -41,6 +41,8 @@ EVENTS_STORED = Counter("telemetry_events_stored", "Events written to the event 
                         registry=REGISTRY)
 EVENTS_DUPLICATE = Counter("telemetry_events_duplicates", "Redelivered events the store already held",
                            registry=REGISTRY)
+#: Sources whose expired-on-arrival count is kept apart (the rest add up under one name).
+EXPIRED_SOURCES_KEPT = 100
 EVENTS_EXPIRED_ON_ARRIVAL = Counter(
     "telemetry_events_expired_on_arrival", "Events older than their ttl when they arrived, not stored",
     registry=REGISTRY)
@@ -128,6 +130,8 @@ class EventStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl
+        #: Events dropped on arrival for being older than the ttl, per source ("nova on cn01").
+        self.expired_on_arrival: dict[str, int] = {}
         self.min_free_disk = min_free_disk
         self._disk_usage = disk_usage
         self._lock = threading.Lock()
@@ -209,6 +213,18 @@ class EventStore:
         return freed
 
     # -- writes ----------------------------------------------------------------------------------
+    def _count_expired(self, by_source: dict[str, int]) -> None:
+        """Old lines are dropped, never silently: counted, and logged once per source with the count."""
+        EVENTS_EXPIRED_ON_ARRIVAL.inc(sum(by_source.values()))
+        for source, n in by_source.items():
+            if source not in self.expired_on_arrival:
+                log.warning("event store: %d events from %s are older than the retention (%gs) and were not stored; "
+                            "raise store.ttl.events to keep such lines (logged once per source, counted in "
+                            "telemetry_events_expired_on_arrival_total and /healthz)", n, source, self.ttl)
+                if len(self.expired_on_arrival) >= EXPIRED_SOURCES_KEPT:
+                    source = "(other sources)"
+            self.expired_on_arrival[source] = self.expired_on_arrival.get(source, 0) + n
+
     def oldest_kept_us(self, now: datetime | None = None) -> int:
         """Events older than this are past their ttl."""
         return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
@@ -217,14 +233,15 @@ class EventStore:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
         floor = self.oldest_kept_us(now)
         by_day: dict[date, list[Row]] = defaultdict(list)
-        expired = 0
+        expired: dict[str, int] = {}
         for r in rows:
             if r[0] < floor:
-                expired += 1
+                source = f"{r[3] or r[4] or '?'} on {r[2] or '?'}"  # component (or type) on host
+                expired[source] = expired.get(source, 0) + 1
                 continue
             by_day[_day_of(r[0])].append(r)
         if expired:
-            EVENTS_EXPIRED_ON_ARRIVAL.inc(expired)
+            self._count_expired(expired)
         new = total = 0
         with self._lock:
             for day, batch in by_day.items():

@@ -59,6 +59,9 @@ class Engine:
         self.watchers: dict[str, set[str]] = defaultdict(set)  # alarm id or name -> composites reading it
         self.pending: list[Transition] = []
         self.dirty: set[str] = set()  # alarms whose state must be persisted
+        #: Alarms another server evaluates (telemetry.cluster): their windows are kept
+        #: up to date here, so taking one over needs no rebuild, but they never transition here.
+        self.standby: set[str] = set()
         self._since: dict[str, float] = {}  # alarm id -> when its windows started filling
         self._repeat_at: dict[tuple[str, tuple[Any, ...]], float] = {}
         self._tc_cache: dict[str, tuple[int, bool]] = {}
@@ -159,20 +162,34 @@ class Engine:
         finally:
             self._sample = None
 
+    def fold(self, sample: Mapping[str, Any], ts: float) -> None:
+        """Add a sample to the windows without evaluating anything (a backfill from the store)."""
+        meter = sample.get("counter_name", "")
+        now = self.clock()
+        for lst in (self.by_meter.get(meter), self.by_resource.get((meter, str(sample.get("resource_id"))))):
+            for u in lst or ():
+                u.add(sample, ts, now)
+
+    def watched_since(self, alarm_id: str, since: float) -> None:
+        """The alarm's windows hold what arrived since ``since`` (a backfill reached that far back)."""
+        if alarm_id in self._since:
+            self._since[alarm_id] = min(self._since[alarm_id], since)
+
     def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
         """A parsed log event or a notification (as the event store shapes it)."""
         now = self.clock()
+        standby = self.standby
         if doc.get("event_type"):
             for aid, eu in self.event_units.items():
                 alarm = self.alarms[aid]
-                if not self._active(alarm, now):
+                if aid in standby or not self._active(alarm, now):
                     continue
                 verdict = eu.check(doc)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now, force=alarm.repeat_actions)
         for aid, lu in self.log_units.items():
             alarm = self.alarms[aid]
-            if self._active(alarm, now) and lu.offer(doc, ts, now):
+            if self._active(alarm, now) and lu.offer(doc, ts, now) and aid not in standby:
                 verdict = lu.evaluate(now, alarm.state)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now)
@@ -198,16 +215,17 @@ class Engine:
                 self._period_seen[period] = cur
                 due.extend(units)
         due.extend(u for aid in self.repeaters for u in self.units.get(aid, ()))
+        standby = self.standby
         for i, u in enumerate(due, 1):
             alarm = self.alarms.get(u.owner)
-            if alarm is not None and self._active(alarm, now):
+            if alarm is not None and u.owner not in standby and self._active(alarm, now):
                 for group in list(u.windows) or ([()] if not u.group_by else []):
                     self._evaluate_unit(u, group, now, repeat=True)
             if size and i % size == 0:
                 yield
         for aid, lu in list(self.log_units.items()):
             alarm = self.alarms.get(aid)
-            if alarm is not None and self._active(alarm, now):
+            if alarm is not None and aid not in standby and self._active(alarm, now):
                 verdict = lu.evaluate(now, alarm.state)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now)
@@ -227,6 +245,8 @@ class Engine:
         return ok
 
     def _evaluate_unit(self, u: ThresholdUnit, group: tuple[Any, ...], now: float, repeat: bool = False) -> None:
+        if u.owner in self.standby:
+            return
         alarm = self.alarms[u.owner]
         if not self._active(alarm, now):
             return
@@ -304,7 +324,7 @@ class Engine:
 
     def _evaluate_composite(self, alarm: Alarm, now: float, depth: int = 0) -> None:
         rule = self.composites.get(alarm.alarm_id)
-        if rule is None or depth > 10 or not self._active(alarm, now):
+        if rule is None or depth > 10 or alarm.alarm_id in self.standby or not self._active(alarm, now):
             return
         leaves = {u.path: u.states.get((), UNKNOWN) for u in self.units.get(alarm.alarm_id, [])}
         value = self._tree(rule, "r", leaves)
@@ -340,6 +360,51 @@ class Engine:
         self.pending.append(t)
         self._apply(alarm, state, reason, now)
         return t
+
+    def apply_state(self, stored: Alarm) -> None:
+        """A state another server recorded: taken as it is, no transition here (that server sent it)."""
+        alarm = self.alarms.get(stored.alarm_id)
+        if alarm is None:
+            return
+        changed = alarm.state != stored.state
+        alarm.state, alarm.state_reason = stored.state, stored.state_reason
+        alarm.state_timestamp = stored.state_timestamp
+        group_states = (stored.model_extra or {}).get("group_states")
+        if group_states is not None:
+            extra = alarm.model_extra if alarm.model_extra is not None else {}
+            extra["group_states"] = dict(group_states)
+            alarm.__pydantic_extra__ = extra
+        for u in self.units.get(alarm.alarm_id, []):
+            if u.path:  # composite leaves are evaluated from data by the composite's owner
+                continue
+            if u.group_by:
+                u.states = {tuple(json.loads(k)): v for k, v in (group_states or {}).items()}
+            else:
+                u.states[()] = stored.state
+        if changed:
+            now = self.clock()
+            for ref in (alarm.alarm_id, alarm.name):
+                for cid in list(self.watchers.get(ref, ())):
+                    if cid in self.alarms:
+                        self._evaluate_composite(self.alarms[cid], now)
+
+    def take_over(self, alarm_ids: set[str]) -> None:
+        """Evaluate alarms this server just became the owner of, on the windows it kept for them."""
+        now = self.clock()
+        for aid in alarm_ids:
+            alarm = self.alarms.get(aid)
+            if alarm is None or not self._active(alarm, now):
+                continue
+            for u in self.units.get(aid, ()):
+                for group in list(u.windows) or ([()] if not u.group_by else []):
+                    self._evaluate_unit(u, group, now)
+            lu = self.log_units.get(aid)
+            if lu is not None:
+                verdict = lu.evaluate(now, alarm.state)
+                if verdict is not None:
+                    self._set(alarm, (), *verdict, now=now)
+            if aid in self.composites:
+                self._evaluate_composite(alarm, now)
 
     def take(self) -> tuple[list[Transition], list[Alarm]]:
         """Transitions to publish and alarms to persist since the last call."""

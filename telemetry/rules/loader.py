@@ -54,15 +54,22 @@ class RuleSet:
     errors: list[str] = field(default_factory=list)
 
 
-def rule_files(paths: list[str], base: Path | None = None) -> list[Path]:
-    """YAML files under the configured paths; relative paths also look in the shipped rules/."""
+def rule_files(paths: list[str]) -> list[Path]:
+    """YAML files under the configured paths.
+
+    A relative path names the shipped content first (``rules/`` is the shipped
+    rules folder, ``alarms/`` one inside it), and the current folder only when
+    the shipped content has no such path: a ``./rules`` folder where the
+    daemon happens to start must not hide the shipped rules. An operator
+    replaces them by listing other paths instead of ``rules/``.
+    """
+    shipped = content_path("rules")
     out: list[Path] = []
     for p in paths:
-        candidates = [Path(p).expanduser()]
-        if not candidates[0].is_absolute():
-            shipped = content_path("rules")
-            rel = Path(p)
-            candidates.append(shipped.parent / rel if rel.parts and rel.parts[0] == "rules" else shipped / rel)
+        rel = Path(p).expanduser()
+        candidates = [rel]
+        if not rel.is_absolute():
+            candidates = [shipped.parent / rel if rel.parts and rel.parts[0] == "rules" else shipped / rel, rel]
         for c in candidates:
             if c.is_file():
                 out.append(c)
@@ -70,6 +77,9 @@ def rule_files(paths: list[str], base: Path | None = None) -> list[Path]:
             if c.is_dir():
                 out.extend(sorted(x for x in c.rglob("*.y*ml") if x.is_file()))
                 break
+        else:
+            log.warning("rules: %s matches no file (relative paths look in the shipped rules/, then in %s)", p,
+                        Path.cwd())
     return list(dict.fromkeys(x.resolve() for x in out))
 
 

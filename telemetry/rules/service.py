@@ -14,7 +14,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from telemetry.rules.models import Alarm, AlarmChange
-from telemetry.rules.store import persist
 from telemetry.rules.triggers.engine import SEVERITIES, Trigger
 
 if TYPE_CHECKING:
@@ -60,8 +59,16 @@ class RulesService:
         entry = AlarmChange(alarm_id=alarm.alarm_id, type=change, detail=json.dumps(detail, default=str),
                             user_id=user_id, project_id=project_id, on_behalf_of=alarm.project_id,
                             severity=alarm.severity)
-        await asyncio.to_thread(persist, stage.store, [entry], [alarm.model_copy(deep=True)], {})
-        stage.add_alarm(alarm)
+        store = stage.store
+
+        def save() -> int:
+            version = store.put_alarm(alarm.model_copy(deep=True))
+            store.add_changes([entry])
+            return version
+
+        async with stage._flush_lock:  # the version read back is the one the engine commits against
+            stage.versions[alarm.alarm_id] = await asyncio.to_thread(save)
+            stage.add_alarm(alarm)
         return alarm
 
     async def delete_alarm(self, alarm: Alarm, user_id: str | None = None, project_id: str | None = None) -> None:

@@ -5,9 +5,16 @@ breaching sample becomes an ``alarm_transitions`` record within the same
 batch. A plain asyncio loop ticks once a second for time-based conditions:
 one coroutine on the daemon's own loop needs no locking against the
 consumer, where apscheduler would add a thread pool and a dependency for a
-single fixed-interval job. Transitions are published and written to history
-(SQLite, off the event loop) before the batch is acknowledged, so a crash
-replays the batch instead of losing a page.
+single fixed-interval job.
+
+A flush first commits the new states, their history and the transitions
+(one transaction, off the event loop, refused when another server moved an
+alarm's version on), then publishes the transitions and only then lets the
+batch be acknowledged; a transition committed but not yet published when
+the process dies stays in the store's journal and is published again
+(``_journal_loop``), so no page is lost and none is decided twice. With a
+``cluster`` section the servers share the store and divide the alarms
+(``telemetry.rules.sharing``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry.bus import Delivery
 from telemetry.bus.records import publish_records
+from telemetry.cluster.membership import Membership
 from telemetry.bus.topics import EVENTS, METERED_SAMPLES, NOTIFICATIONS
 from telemetry.events.documents import notification_document
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, REGISTRY
@@ -34,8 +42,10 @@ from telemetry.models import (
 from telemetry.rules.evaluator import Engine, Transition
 from telemetry.rules.event_alarms import doc_time
 from telemetry.rules.loader import RuleSet, load_rules
+from telemetry.rules.backfill import backfill
 from telemetry.rules.models import Alarm, AlarmChange
-from telemetry.rules.store import RulesStore, persist
+from telemetry.rules.sharing import Sharing
+from telemetry.rules.store import Commit, RulesStore, open_rules_store
 from telemetry.rules.triggers.actions import targets_for
 from telemetry.rules.triggers.engine import AODH_SEVERITY, Trigger, TriggerEngine
 from telemetry.runtime import Runtime
@@ -50,6 +60,9 @@ TRIGGERS = Gauge("telemetry_rules_triggers", "Triggers bound to hosts", registry
 LATENCY = Histogram("telemetry_rules_transition_latency_seconds",
                     "From a batch's arrival to its transitions being published", registry=REGISTRY,
                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+REFUSED = Counter("telemetry_rules_refused_commits", "Alarm or trigger states not written because another "
+                  "server had moved their version on (a brief overlap of owners); their transitions were dropped",
+                  registry=REGISTRY)
 DEDUP_WINDOW = 200_000  # recent record ids remembered, so a redelivered sample never counts twice
 
 
@@ -58,40 +71,79 @@ class RulesStage(BusStage):
     group = "rules"
     topics: ClassVar[dict[str, type[Record]]] = {METERED_SAMPLES: Sample, EVENTS: Event, NOTIFICATIONS: Notification}
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, membership: Membership | None = None, store_url: str | None = None) -> None:
+        """``membership`` and ``store_url`` (the cluster's PostgreSQL) make this one server of several."""
         super().__init__(runtime)
         self.cfg = runtime.settings.rules
         self.engine = Engine()
         self.triggers = TriggerEngine()
         self.store: RulesStore | None = None
+        self.store_url = store_url
         self.ruleset = RuleSet()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        #: Ids of samples folded in from the store at start: the bus may bring them again.
+        self._backfilled: set[str] = set()
+        self._backfilled_until = 0.0
         self._flush_lock = asyncio.Lock()
+        #: Transitions committed whose publication failed: the next flush tries them first.
+        self._unpublished: list[AlarmTransition] = []
         self.bound_hosts: set[str] = set()
+        #: Version of each alarm's (and ``trigger:<id>``'s) state as this server last read or wrote it.
+        self.versions: dict[str, int] = {}
+        self.sharing = Sharing(self, membership) if membership is not None else None
+        if membership is not None:
+            # Every server reads every sample: with Kafka's partitions keyed by resource a shared group
+            # would show each server a slice, and an alarm over a meter needs all of it (docs/deployment.md).
+            self.group = f"rules-{membership.member}"
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
-        self.store = await asyncio.to_thread(RulesStore, self.runtime.data_dir / "rules")
-        stored = {a.alarm_id: a for a in await asyncio.to_thread(self.store.load_alarms)}
+        self.store = store = await asyncio.to_thread(open_rules_store, self.store_url, self.runtime.data_dir / "rules")
+        cursor = await asyncio.to_thread(store.cursor)  # before loading: what changes after is seen again
+        stored = {s.value.alarm_id: s for s in await asyncio.to_thread(store.load_alarms)}
+        alarms = {aid: s.value for aid, s in stored.items()}
+        self.versions = {aid: s.version for aid, s in stored.items()}
         self.ruleset = await asyncio.to_thread(load_rules, self.cfg.paths)
         for a in self.ruleset.alarms:  # file alarms: the file's definition, the stored state
-            old = stored.get(a.alarm_id)
+            old = alarms.get(a.alarm_id)
             if old is not None:
                 a.state, a.state_timestamp, a.state_reason = old.state, old.state_timestamp, old.state_reason
                 group_states = (old.model_extra or {}).get("group_states")
                 if group_states:
                     a.group_states = group_states  # type: ignore[attr-defined]  # an extra field of grouped alarms
-            stored[a.alarm_id] = a
-        await asyncio.to_thread(self.store.put_alarms, list(stored.values()))
-        for a in stored.values():
-            self.engine.add(a)
+            alarms[a.alarm_id] = a
+        await asyncio.to_thread(store.put_alarms, self.ruleset.alarms)
+        for a in alarms.values():
+            self.engine.add(a)  # before sharing starts: it puts the others' alarms on standby at once
         self._bind_configured_hosts()
-        for tid, state in (await asyncio.to_thread(self.store.load_kv, "trigger:")).items():
-            self.triggers.restore(tid.partition(":")[2], state)
+        for key, kept in (await asyncio.to_thread(store.load_kv, "trigger:")).items():
+            self.triggers.restore(key.partition(":")[2], kept.value)
+            self.versions[key] = kept.version
+        if self.sharing is not None:
+            self.sharing.start(cursor)
+        await self._backfill()
         ALARMS.set(len(self.engine.alarms))
         gc.freeze()  # thousands of long-lived definitions: keep them out of every GC pass
         await super().start()
         self.spawn(self._tick_loop, "tick")
+        self.spawn(self._journal_loop, "journal")
+        if self.sharing is not None:
+            self.spawn(self.sharing.refresh_loop, "refresh")
+
+    async def _backfill(self) -> None:
+        """Windows from the sample store, so a start does not wait a whole window to judge (nor misjudge)."""
+        store = self.runtime.sample_store
+        if store is None:
+            return
+        now = time.time()
+        try:
+            ids, span = await backfill(self.engine, store, now)
+        except Exception as exc:  # a store that cannot answer must not keep the engine from starting
+            log.warning("%s: could not fill the windows from the sample store (%s); they fill as samples "
+                        "arrive", self.name, exc)
+            return
+        self._backfilled = ids
+        self._backfilled_until = now + span
 
     async def stop(self) -> None:
         await super().stop()
@@ -99,6 +151,20 @@ class RulesStage(BusStage):
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
+
+    async def _journal_loop(self) -> None:
+        """Publish transitions committed but left unpublished (a crash between the two, a bus outage)."""
+        while True:
+            await asyncio.sleep(2.0)
+            if self.store is None:
+                continue
+            due = await asyncio.to_thread(self.store.journal_due)
+            if not due:
+                continue
+            records = [AlarmTransition.from_json(body) for _, body in due]
+            await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format, durable=True)
+            await asyncio.to_thread(self.store.journal_done, [i for i, _ in due])
+            log.info("%s: published %d transitions left in the journal", self.name, len(due))
 
     def _bind_configured_hosts(self) -> None:
         roles = {h: list(r) for h, r in self.cfg.hosts.items()}
@@ -112,10 +178,13 @@ class RulesStage(BusStage):
 
     def add_alarm(self, alarm: Alarm) -> None:
         self.engine.add(alarm)
+        if self.sharing is not None:
+            self.sharing.placed(alarm.alarm_id)
         ALARMS.set(len(self.engine.alarms))
 
     def remove_alarm(self, alarm_id: str) -> None:
         self.engine.remove(alarm_id)
+        self.engine.standby.discard(alarm_id)
         ALARMS.set(len(self.engine.alarms))
 
     def bind_host(self, host: str, roles: list[str]) -> int:
@@ -137,6 +206,8 @@ class RulesStage(BusStage):
         if t.trigger_id in self.triggers.triggers:
             return 0
         self.triggers.add(t)
+        if self.sharing is not None:
+            self.sharing.placed_trigger(t.trigger_id)
         return 1
 
     # -- input -----------------------------------------------------------------
@@ -220,6 +291,11 @@ class RulesStage(BusStage):
     def _ingest_sample(self, doc: dict[str, Any]) -> None:
         if not self._fresh(doc["message_id"]):
             return
+        if self._backfilled:
+            if doc["message_id"] in self._backfilled:
+                return  # already folded in from the store
+            if time.time() > self._backfilled_until:
+                self._backfilled = set()
         ts = doc["ts"]
         self.engine.on_sample(doc, ts)
         meta = doc["resource_metadata"]
@@ -248,35 +324,59 @@ class RulesStage(BusStage):
 
     # -- output ----------------------------------------------------------------
     async def flush(self) -> None:
-        """Publish pending transitions, then make them and the new states durable."""
+        """Commit pending transitions and states, then publish the transitions the store accepted."""
         async with self._flush_lock:
             transitions, dirty = self.engine.take()
             fired, dirty_triggers = self.triggers.take()
-            if not (transitions or dirty or fired or dirty_triggers):
+            if not (transitions or dirty or fired or dirty_triggers or self._unpublished):
                 return
             try:
-                await self._deliver(transitions, dirty, fired, dirty_triggers)
+                records = await self._commit(transitions, dirty, fired, dirty_triggers)
             except BaseException:
-                # Not published or not durable: keep them for the next flush, since the
-                # engine's state already moved on and a redelivered batch would not redo it.
+                # Not durable: keep them for the next flush, since the engine's state
+                # already moved on and a redelivered batch would not redo it.
                 self.engine.pending[:0] = transitions
                 self.engine.dirty.update(a.alarm_id for a in dirty)
                 self.triggers.pending[:0] = fired
                 self.triggers.dirty.update(t.trigger_id for t in dirty_triggers)
                 raise
+            records = self._unpublished + records
+            if records:  # committed: published again by the next flush (or from the journal) until the bus has them
+                self._unpublished = records
+                await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format, durable=True)
+                self._unpublished = []
+                for rec in records:
+                    TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()
+                if self.store is not None:
+                    await asyncio.to_thread(self.store.journal_done, [r.transition_id for r in records])
 
-    async def _deliver(self, transitions: list[Transition], dirty: list[Alarm],
-                       fired: list[tuple[Trigger, str, str, str]], dirty_triggers: list[Trigger]) -> None:
-        records = [self._record(t) for t in transitions] + [self._trigger_record(*f) for f in fired]
-        changes = [self._change(t) for t in transitions if t.previous != t.current]
-        if records:
-            await publish_records(self.runtime.bus, records, self.runtime.settings.bus.format, durable=True)
-        for rec in records:
-            TRANSITIONS.labels(kind=rec.alarm_type, current=rec.current).inc()
-        if self.store is not None:
-            kv = {f"trigger:{t.trigger_id}": t.state() for t in dirty_triggers}
-            snapshot = [a.model_copy(deep=True) for a in dirty]  # the loop keeps mutating the live ones
-            await asyncio.to_thread(persist, self.store, changes, snapshot, kv)
+    async def _commit(self, transitions: list[Transition], dirty: list[Alarm],
+                      fired: list[tuple[Trigger, str, str, str]], dirty_triggers: list[Trigger]) -> list[AlarmTransition]:
+        """Write states, history and transitions; returns the transitions to publish (the refused ones dropped)."""
+        if not (transitions or dirty or fired or dirty_triggers):
+            return []
+        keyed = [(t.alarm.alarm_id, self._record(t)) for t in transitions]
+        keyed += [(f"trigger:{f[0].trigger_id}", self._trigger_record(*f)) for f in fired]
+        if self.store is None:
+            return [r for _, r in keyed]
+        versions = self.versions
+        c = Commit(
+            alarms=[(a.model_copy(deep=True), versions.get(a.alarm_id, 0)) for a in dirty],  # the loop mutates the live ones
+            kv=[(k, t.state(), versions.get(k, 0)) for t in dirty_triggers for k in (f"trigger:{t.trigger_id}",)],
+            changes=[self._change(t) for t in transitions if t.previous != t.current],
+            records=[(key, r.transition_id, r.to_json()) for key, r in keyed],
+        )
+        refused = await asyncio.to_thread(self.store.commit, c)
+        for key in [a.alarm_id for a, _ in c.alarms] + [k for k, _, _ in c.kv]:
+            if key not in refused:
+                versions[key] = versions.get(key, 0) + 1
+        if refused:
+            REFUSED.inc(len(refused))
+            log.info("%s: %d states were moved on by another server meanwhile; their transitions are dropped "
+                     "and the stored states read again", self.name, len(refused))
+            if self.sharing is not None:
+                self.sharing.refresh_soon()
+        return [r for key, r in keyed if key not in refused]
 
     def _record(self, t: Transition) -> AlarmTransition:
         a = t.alarm
@@ -322,5 +422,8 @@ class RulesStage(BusStage):
                            timestamp=datetime.fromtimestamp(t.evaluated_at, timezone.utc), severity=a.severity)
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "alarms": len(self.engine.alarms), "triggers": len(self.triggers.triggers),
-                "evaluations": self.engine.evaluations}
+        out = {**super().details(), "alarms": len(self.engine.alarms), "triggers": len(self.triggers.triggers),
+               "evaluations": self.engine.evaluations}
+        if self.sharing is not None:
+            out.update(self.sharing.details())
+        return out

@@ -124,17 +124,48 @@ def pack(s: Sealing) -> None:
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+#: Seconds between a worker's checks that the daemon that started it is still there.
+PARENT_CHECK = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the daemon dies, even by SIGKILL.
+
+    A worker blocked on its call queue would otherwise stay forever with
+    parent PID 1, and keep multiprocessing's resource tracker alive with it.
+    A thread polling the parent PID works everywhere (PR_SET_PDEATHSIG fires
+    when the spawning *thread* ends, which here is any short-lived caller).
+    """
+    import os
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_pool() -> ProcessPoolExecutor:
+    """The one sealing worker process, started on first use."""
+    import os
+
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
+        return _pool
 
 
 def pack_elsewhere(s: Sealing) -> None:
     """``pack`` in a worker process: threads would share one GIL with the write loop, a process has a
     core of its own. Falls back to this process if the worker cannot run."""
     global _pool
+    pool = None
     try:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            pool = _pool
+        pool = worker_pool()
         s.sql, s.sealed = pool.submit(pack_rows, s.before, s.work).result()
     except (BrokenProcessPool, OSError, RuntimeError) as e:
         log.warning("sealing worker unavailable (%s); packing in the daemon's process", e)

@@ -118,6 +118,8 @@ class TriggerEngine:
         self.by_name: dict[tuple[str, str], Trigger] = {}
         self.pending: list[tuple[Trigger, str, str, str]] = []  # trigger, previous, current, reason
         self.dirty: set[str] = set()
+        #: Triggers another server evaluates (telemetry.cluster): their item history is kept here too.
+        self.standby: set[str] = set()
 
     def add(self, t: Trigger) -> None:
         self.triggers[t.trigger_id] = t
@@ -157,6 +159,8 @@ class TriggerEngine:
         return False
 
     def _evaluate(self, t: Trigger, now: float) -> None:
+        if t.trigger_id in self.standby:
+            return
         if self._dependency_problem(t):
             t.suppressed = True
             return
