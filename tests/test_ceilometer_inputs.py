@@ -235,5 +235,18 @@ async def test_poison_datagrams_are_refused_and_the_next_sample_arrives_within_2
 
     async with httpx.AsyncClient(base_url=rt.api_address) as client:
         r = await client.post(HTTP_PATH, json=[poison, c_samples(1, name="memory")[0].as_dict()])
-    assert r.status_code == 200, r.text  # not 503: a publisher must not resend a poison sample
-    assert r.json() == {"accepted": 1, "rejected": 1}
+        assert r.status_code == 200, r.text  # not 503: a publisher must not resend a poison sample
+        assert r.json() == {"accepted": 1, "rejected": 1}
+        # every poison is listed among the dead letters with its reason; none can be replayed past its input
+        want = {("refused:source.ceilometer_udp", "too_complex"), ("refused:source.ceilometer_udp", "malformed"),
+                ("refused:source.ceilometer_http", "too_complex")}
+        letters: list = []
+        for _ in range(100):
+            letters = (await client.get("/v1/dead-letters")).json()
+            if want <= {(d["topic"], d["reason"]) for d in letters}:
+                break
+            await asyncio.sleep(0.05)
+        assert want <= {(d["topic"], d["reason"]) for d in letters}, letters
+        assert all("nested deeper" in d["error"] for d in letters if d["reason"] == "too_complex")
+        replay = await client.post(f"/v1/dead-letters/{letters[0]['id']}/replay")
+        assert replay.status_code == 409 and "refused at its input" in replay.text

@@ -158,6 +158,8 @@ def test_a_written_section_is_enabled() -> None:
             node = node.setdefault(part, {})
         if path == ("bus", "tls"):
             data["bus"]["url"] = "kafka://127.0.0.1:9092"
+        if path == ("cluster",):  # a cluster needs its database named
+            data["cluster"]["url"] = "postgresql://telemetry@127.0.0.1/test"
         section = validate(data)
         for part in path:
             section = getattr(section, part)

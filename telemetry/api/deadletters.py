@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from telemetry.api.auth import require_token
 from telemetry.api.services import dead_letter_service
+from telemetry.deadletters.service import NotReplayable
 
 router = APIRouter(tags=["dead letters"])
 
@@ -34,7 +35,10 @@ async def show_dead_letter(request: Request, letter_id: str) -> dict[str, Any]:
 @router.post("/v1/dead-letters/{letter_id}/replay", dependencies=[Depends(require_token)], status_code=202,
              summary="Publish the record again on the topic it came from")
 async def replay_dead_letter(request: Request, letter_id: str) -> dict[str, Any]:
-    found = await dead_letter_service(request).replay(letter_id)
+    try:
+        found = await dead_letter_service(request).replay(letter_id)
+    except NotReplayable as exc:
+        raise HTTPException(409, str(exc)) from None
     if found is None:
         raise HTTPException(404, f"no dead letter {letter_id}")
     return found

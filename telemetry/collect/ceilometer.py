@@ -42,6 +42,7 @@ from telemetry.config.base import split_hostport
 from telemetry.errors import describe
 from telemetry.meter.signature import verify_signature
 from telemetry.metrics import RECORDS_IN, RECORDS_OUT, RECORDS_REJECTED
+from telemetry.deadletters.refusals import Refusals
 from telemetry.models import Sample
 from telemetry.netstats import DropWatch
 from telemetry.runtime import Runtime
@@ -126,21 +127,30 @@ def reject(stage: str, reason: str, message: str, what: str = "") -> None:
     log.warning("%s: rejected %s: %s (%s)", stage, what or "a message", message, reason)
 
 
-def accept_messages(raws: Iterable[Any], secret: str | None, stage: str, trusted: bool = False) -> tuple[list[Sample], int]:
-    """Verified samples from raw messages, plus the count refused (each counted and logged)."""
+def accept_messages(raws: Iterable[Any], secret: str | None, stage: str, trusted: bool = False
+                    ) -> tuple[list[Sample], list[tuple[str, str, Any]]]:
+    """Verified samples from raw messages, and (reason, message, the message) of each refused (counted, logged)."""
     good: list[Sample] = []
-    refused = 0
+    refused: list[tuple[str, str, Any]] = []
     for raw in raws:
         RECORDS_IN.labels(stage=stage).inc()
         try:
             good.append(sample_from_message(raw, secret, trusted))
         except Rejected as exc:
-            refused += 1
+            refused.append((exc.reason, str(exc), raw))
             reject(stage, exc.reason, str(exc), _describe(raw))
         except Exception as exc:  # nothing a publisher sends may stop the input
-            refused += 1
-            reject(stage, "malformed", f"{type(exc).__name__}: {str(exc)[:200]}", _describe(raw))
+            refused.append(("malformed", f"{type(exc).__name__}: {str(exc)[:200]}", raw))
+            reject(stage, "malformed", refused[-1][1], _describe(raw))
     return good, refused
+
+
+def _as_bytes(item: Any) -> bytes:
+    """A refused message's JSON for its dead letter; what JSON cannot carry is described instead."""
+    try:
+        return orjson.dumps(item, default=str)
+    except (TypeError, ValueError):
+        return f"(not encodable as JSON: {type(item).__name__})".encode()
 
 
 @dataclass
@@ -187,7 +197,7 @@ def samples_from_notification(message: Any, secret: str | None) -> NotificationS
         reject(STAGE_NOTIFIER, "malformed", f"{event_type} payload holds no list of samples")
         return NotificationSamples(matched=True, rejected=1)
     good, refused = accept_messages(items, secret, STAGE_NOTIFIER)
-    return NotificationSamples(matched=True, samples=good, rejected=refused)
+    return NotificationSamples(matched=True, samples=good, rejected=len(refused))
 
 
 def secret_of(settings: Settings) -> str | None:
@@ -234,6 +244,7 @@ class CeilometerUdpSource(Component):
         self.accepted = 0
         self.refused = 0
         self.drops: DropWatch | None = None
+        self.refusals = Refusals(runtime.bus, self.name)
         #: When datagrams were last lost (kernel buffer or our queue full): /healthz reports it for a minute.
         self.lost_at: float | None = None
 
@@ -249,6 +260,7 @@ class CeilometerUdpSource(Component):
         self.port = self.transport.get_extra_info("sockname")[1]
         self.spawn(self._forward, "publish")
         self.spawn(self._watch_drops, "kernel-drops")
+        self.spawn(self.refusals.run, "refusals")
         log.info("listening for Ceilometer's udp:// publisher on %s:%d%s", self.host, self.port,
                  " (signatures required)" if self.secret else "")
 
@@ -260,9 +272,12 @@ class CeilometerUdpSource(Component):
             self.refused += 1
             RECORDS_IN.labels(stage=self.name).inc()
             reject(self.name, "malformed", f"not msgpack ({type(exc).__name__}) from {addr[0]}")
+            self.refusals.refuse("malformed", f"not msgpack ({type(exc).__name__}) from {addr[0]}", data)
             return
         good, refused = accept_messages([raw], self.secret, self.name)
-        self.refused += refused
+        self.refused += len(refused)
+        for reason, message, _ in refused:
+            self.refusals.refuse(reason, f"{message} (from {addr[0]})", data)
         for s in good:
             try:
                 self.queue.put_nowait(s)
@@ -321,6 +336,7 @@ class CeilometerHttpInput:
         self.bus = runtime.bus
         self.fmt = runtime.settings.bus.format
         self.secret = secret_of(runtime.settings)
+        self.refusals = Refusals(runtime.bus, STAGE_HTTP)
 
     async def receive(self, body: bytes, trusted: bool) -> tuple[int, int]:
         """(accepted, rejected) of one POST body; ValueError when it is not JSON, BusUnavailable when
@@ -332,6 +348,7 @@ class CeilometerHttpInput:
             raise ValueError(f"the body is not JSON: {exc}") from None
         items = data if isinstance(data, list) else [data]
         good, refused = accept_messages(items, self.secret, STAGE_HTTP, trusted)
+        await self.refusals.keep([(reason, message, _as_bytes(item)) for reason, message, item in refused])
         if good:
             try:
                 await publish_records(self.bus, good, self.fmt, durable=True)
@@ -339,4 +356,4 @@ class CeilometerHttpInput:
                 log.error("%s: bus refused %d samples: %s", STAGE_HTTP, len(good), exc)
                 raise BusUnavailable(str(exc)) from None
             RECORDS_OUT.labels(stage=STAGE_HTTP).inc(len(good))
-        return len(good), refused
+        return len(good), len(refused)

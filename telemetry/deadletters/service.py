@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from telemetry.bus import Bus, OutMessage, all_durable
+from telemetry.deadletters.refusals import REFUSED_TOPIC_PREFIX
 from telemetry.deadletters.store import DeadLetter, DeadLetterStore
 
 #: Characters of a dead letter's content shown in a listing.
@@ -41,6 +42,10 @@ def summary(d: DeadLetter) -> dict[str, Any]:
             "preview": text[:PREVIEW] if kind != "base64" else f"({d.size} bytes, not text)"}
 
 
+class NotReplayable(ValueError):
+    """A dead letter an input refused at the door: there is no topic to send it back to."""
+
+
 class DeadLetterService:
     def __init__(self, store: DeadLetterStore, bus: Bus) -> None:
         self.store = store
@@ -64,6 +69,9 @@ class DeadLetterService:
         d = await asyncio.to_thread(self.store.get, letter)
         if d is None:
             return None
+        if d.topic.startswith(REFUSED_TOPIC_PREFIX):
+            raise NotReplayable(f"{letter} was refused at its input ({d.topic[len(REFUSED_TOPIC_PREFIX):]}) before "
+                                "reaching the bus: nothing reads it again (resend it from its source once fixed)")
         receipt = await self.bus.publish(d.topic, [OutMessage(value=d.value, key=d.key, headers={"replayed": d.id})])
         await all_durable([receipt])
         await asyncio.to_thread(self.store.mark_replayed, letter)
