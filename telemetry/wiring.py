@@ -8,7 +8,7 @@ routes to exists, and goes first on the way down.
 
     server:  sample store, events stage (its store), dead letters, pipeline,
              meter, parse, actions, rules, exporters, sinks, Ceilometer UDP input
-    agent:   shipper, files, syslog, notifications, host figures
+    agent:   shipper, files, journal, syslog, notifications, host figures
     all:     the API (/healthz and /metrics on an agent; everything on a server)
 
 ``run`` is server then agent in one process over the in-memory bus.
@@ -145,17 +145,24 @@ def load_sample_pipeline(rt: Runtime) -> SamplePipeline | None:
 
 def agent_components(rt: Runtime) -> list[Component]:
     """The node's sources and the shipper they share."""
-    sources = rt.settings.sources
+    s, sources = rt.settings, rt.settings.sources
     comps: list[Component] = []
-    if sources.files or sources.syslog.enabled:
+    journald = sources.journald if sources.journald.enabled else None
+    if sources.files or sources.syslog.enabled or journald:
         from telemetry.collect.agent import AgentPipeline
 
-        rt.agent = AgentPipeline(rt)
+        rt.agent = AgentPipeline(sources.agent, rt.data_dir, rt.bus, s.bus.format)
         comps.append(rt.agent)
         if sources.files:
             from telemetry.collect.files import FilesSource
 
-            comps.append(FilesSource(rt, rt.agent.batcher, rt.agent.checkpoints, rt.agent.spooled))
+            comps.append(FilesSource(list(sources.files), sources.agent, s.host, rt.agent.batcher,
+                                     rt.agent.checkpoints, rt.agent.spooled))
+        if journald:
+            from telemetry.collect.journald import JournalReader
+
+            comps.append(JournalReader(journald, sources.agent, s.host, rt.agent.batcher, rt.agent.checkpoints,
+                                       rt.agent.spooled))
         if sources.syslog.enabled:
             from telemetry.collect.syslog import SyslogServer
 

@@ -12,6 +12,7 @@ import orjson
 from telemetry.bus import BusError, MemoryBus
 from telemetry.bus.records import decode_delivery
 from telemetry.wiring import agent_components
+from telemetry.collect.files import FilesSource
 from telemetry.config import Settings
 from telemetry.runtime import Runtime
 from telemetry.models import RawLog
@@ -62,6 +63,11 @@ class InProcessAgent:
         self.consumer = None
         self.got: list[RawLog] = []
 
+    @property
+    def files(self) -> FilesSource:
+        """The file source among the agent's components."""
+        return next(c for c in self.comps if isinstance(c, FilesSource))
+
     async def __aenter__(self) -> InProcessAgent:
         self.consumer = await self.bus.subscribe(["raw_logs"], "test")
         for c in self.comps:
@@ -103,3 +109,34 @@ def read_jsonl(path: Path) -> list[dict]:
 
 async def settle(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+JOURNAL_REMOTE = next((p for p in ("/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote")
+                       if Path(p).exists()), None)
+
+
+def journal_export(fields: dict[str, str]) -> bytes:
+    """One entry in systemd's journal export format (a field with a newline in the binary form)."""
+    out = b""
+    for key, value in fields.items():
+        data = value.encode()
+        if b"\n" in data:
+            out += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return out + b"\n"
+
+
+def journal_append(folder: Path, entries: list[dict[str, str]], boot: str = "0123456789abcdef0123456789abcdef") -> None:
+    """Append entries to ``folder/test.journal``, a real journal file written by systemd-journal-remote.
+
+    Each entry gets the fields journald itself adds (boot id, both timestamps) unless given."""
+    import subprocess
+
+    assert JOURNAL_REMOTE, "systemd-journal-remote is not installed (scripts/setup.sh test installs it)"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time_ns() // 1000
+    data = b"".join(journal_export({"__REALTIME_TIMESTAMP": str(now + i), "__MONOTONIC_TIMESTAMP": str(now + i),
+                                    "_BOOT_ID": boot, **e}) for i, e in enumerate(entries))
+    subprocess.run([JOURNAL_REMOTE, f"--output={folder / 'test.journal'}", "-"], input=data, check=True,
+                   capture_output=True, timeout=60)

@@ -101,14 +101,14 @@ async def test_deleted_file_is_released_and_symlink_followed(tmp_path: Path) -> 
     assert sorted(texts(agent.got)) == ["bye", "via link"]
 
 
-async def test_python_multiline_and_flush_timeout(tmp_path: Path, samples_dir: Path) -> None:
+async def test_python_multiline_and_the_last_entry(tmp_path: Path, samples_dir: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     shutil.copyfile(samples_dir / "logs" / "nova-compute.log", logs / "nova-compute.log")
     files = [{"paths": [str(logs / "*.log")], "fields": {"type": "openstack", "component": "nova"},
               "multiline": "python", "tags": ["compute"]}]
     async with InProcessAgent(settings(tmp_path, files=files), MemoryBus()) as agent:
-        # 8 entries: the last one is only shipped after the flush timeout (no next line comes)
+        # 8 entries: the last one ships at the end of the file, complete, without waiting for a next line
         got = await agent.collect(lambda got: len(got) == 8, timeout=5)
     tb = [r for r in got if any("Traceback" in line for line in r.lines)]
     assert len(tb) == 1 and len(tb[0].lines) > 3
@@ -130,19 +130,28 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
     assert texts(got) == ["a3"]
 
 
-def test_record_id_is_the_model_id(tmp_path: Path) -> None:
+def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path) -> None:
+    """Same host, inode, fingerprint and offset: the same id (a re-read is a repeat); any of them
+    different: another id."""
     from telemetry.collect.files import FileReader
     from telemetry.collect.tail import Tail
     from telemetry.config.sources import AgentConfig, FileSource
-    from telemetry.models import derived_id
 
     (tmp_path / "a.log").write_text("first\n")
-    tail = Tail.open(str(tmp_path / "a.log"), 1000)
-    assert tail is not None
-    reader = FileReader(tail, FileSource(paths=[str(tmp_path / "*.log")]), 1 << 40, AgentConfig(), "node1")
-    for offset in (0, 123456789):
-        assert reader.record_id(offset) == derived_id("rawlog", "node1", 1 << 40, offset, tail.fp)
-    tail.close()
+    (tmp_path / "b.log").write_text("other first line\n")
+    group = FileSource(paths=[str(tmp_path / "*.log")])
+
+    def ids(name: str, inode: int, host: str) -> list[str]:
+        tail = Tail.open(str(tmp_path / name), 1000)
+        assert tail is not None
+        reader = FileReader(tail, group, inode, AgentConfig(), host)
+        tail.close()
+        return [reader.record_id(offset) for offset in (0, 6, 123456789)]
+
+    a = ids("a.log", 1 << 40, "node1")
+    assert a == ids("a.log", 1 << 40, "node1") and len(set(a)) == 3
+    for other in (ids("b.log", 1 << 40, "node1"), ids("a.log", 7, "node1"), ids("a.log", 1 << 40, "node2")):
+        assert not set(other) & set(a)
 
 
 def test_checkpoints_written_every_save_flushed_on_a_timer(tmp_path: Path, monkeypatch) -> None:
@@ -186,3 +195,106 @@ def test_rewrite_past_the_read_position_is_not_read_as_the_old_file(tmp_path: Pa
     assert len(tail.read_lines().texts) == 0
     assert tail.pos == pos and tail.truncated()
     tail.close()
+
+
+async def test_records_are_encoded_as_the_model_encodes_them(tmp_path: Path) -> None:
+    """The agent writes each record's JSON itself (once, on its hot path): byte for byte what the
+    validated RawLog gives, extra fields, tags and repaired lines included."""
+    import orjson
+
+    from telemetry.models import RawLog
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (logs / "a.log").open("wb") as f:
+        f.write(b"plain\ncaf\xe9\nwith\0nul\n")
+    files = [{"paths": [str(logs / "*.log")], "fields": {"type": "openstack", "component": "nova", "region": "r1"},
+              "tags": ["compute"], "multiline": "none"}]
+    bus = MemoryBus()
+    consumer = await bus.subscribe(["raw_logs"], "bytes")
+    async with InProcessAgent(settings(tmp_path, files=files), bus) as agent:
+        await agent.collect(lambda got: len(got) == 3)
+    values = [d.value for d in await consumer.fetch(10, timeout=1)]
+    assert len(values) == 3
+    for v in values:
+        assert RawLog.model_validate(orjson.loads(v)).to_json() == v
+    assert [orjson.loads(v)["tags"] for v in values] == [["compute"], ["compute", "invalid_utf8"],
+                                                         ["compute", "nul_bytes"]]
+    assert all(orjson.loads(v)["region"] == "r1" for v in values)
+
+
+def test_checkpoint_files_survive_a_torn_write(tmp_path: Path) -> None:
+    """The file last flushed is not written again until the other one is flushed; a torn write
+    (power loss) fails its checksum and the other file is read; an older agent's file is read."""
+    import orjson
+
+    from telemetry.collect import checkpoints as cpmod
+
+    (tmp_path / "checkpoints.json").write_bytes(orjson.dumps({"version": 1, "files": [
+        {"fp": "old", "offset": 5, "inode": 1, "dev": 1, "path": "/a.log", "updated": 4e9}]}))
+    cps = cpmod.Checkpoints(tmp_path)
+    assert cps.get("old").offset == 5 and cps.get("old").done  # an older agent's file, read once
+    cps.advance("fp1", 10, 7, 1, "/a.log")
+    cps.save(force_sync=True)
+    stable = [p for p in cpmod.SLOTS if (tmp_path / p).exists()]
+    assert len(stable) == 1
+    flushed = (tmp_path / stable[0]).read_bytes()
+    for offset in (20, 30):
+        cps.advance("fp1", offset, 7, 1, "/a.log")
+        cps.save()
+    assert (tmp_path / stable[0]).read_bytes() == flushed  # untouched until the other is flushed
+    assert cpmod.Checkpoints(tmp_path).get("fp1").offset == 30
+    scratch = next(p for p in cpmod.SLOTS if p != stable[0])
+    data = (tmp_path / scratch).read_bytes()
+    (tmp_path / scratch).write_bytes(data[: len(data) // 2])  # torn by a power loss
+    assert cpmod.Checkpoints(tmp_path).get("fp1").offset == 10
+    cps.close()
+
+
+def test_messages_are_the_bus_messages_their_constructor_builds() -> None:
+    from telemetry.bus import OutMessage
+    from telemetry.collect.ship import messages
+
+    built = messages([b'{"a":1}', b'{"b":2}'], [b"node1", b"node2"])
+    assert built == [OutMessage(b'{"a":1}', b"node1"), OutMessage(b'{"b":2}', b"node2")]
+    assert all(type(m) is OutMessage and m.headers == {} for m in built)
+
+
+async def test_a_msgpack_bus_gets_the_records_msgpack_encodes() -> None:
+    """The agent encodes JSON once; on a bus configured for msgpack each record is re-packed, as
+    ``RawLog.to_msgpack`` would pack it."""
+    from telemetry.collect.batcher import Batch
+    from telemetry.collect.ship import BusTarget
+    from telemetry.models import RawLog, decode
+
+    rec = RawLog(id="abc-1", host="node1", path="/var/log/nova/nova-compute.log", component="nova",
+                 type="openstack", offset=0, inode=7, lines=["one", "two"], tags=["compute"])
+    bus = MemoryBus()
+    consumer = await bus.subscribe(["raw_logs"], "packed")
+    await BusTarget(bus, "msgpack").ship(Batch(values=[rec.to_json()], keys=[b"node1"]))
+    [delivery] = await consumer.fetch(10, timeout=1)
+    assert delivery.value == rec.to_msgpack() and delivery.key == b"node1"
+    assert decode(RawLog, delivery.value) == rec
+
+
+async def test_checkpoints_wait_until_the_batch_is_durable_downstream(tmp_path: Path) -> None:
+    """In the all-in-one the memory bus holds a batch only in memory: the file's checkpoint moves
+    once the stage downstream acknowledged it (after its own durable write), not when published."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", "one", "two")
+    bus = MemoryBus()
+    stage = await bus.subscribe(["raw_logs"], "parse", writes_durably=True)
+    async with InProcessAgent(settings(tmp_path), bus) as agent:
+        await agent.collect(lambda got: len(got) == 2)  # an observer saw them
+        cps = agent.rt.agent.checkpoints
+        await asyncio.sleep(0.3)
+        assert [cp.offset for cp in cps.items.values()] == [0]  # published, not yet written downstream
+        ds = await stage.fetch(10, timeout=1)
+        assert len(ds) == 2
+        await stage.ack(ds)
+        for _ in range(50):
+            if [cp.offset for cp in cps.items.values()] == [8]:
+                break
+            await asyncio.sleep(0.05)
+        assert [cp.offset for cp in cps.items.values()] == [8]

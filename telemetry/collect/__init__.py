@@ -1,1 +1,1 @@
-"""Agent sources: host figures, log files, syslog, notifications, Ceilometer publishers."""
+"""Agent sources: host figures, log files, the journal, syslog, notifications, Ceilometer publishers."""

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from telemetry.bus import Bus
 from telemetry.collect.batcher import Batcher, Mark
 from telemetry.collect.checkpoints import SYNC_EVERY, Checkpoints
 from telemetry.collect.ship import BusTarget, FileTarget, Shipper, Target
 from telemetry.collect.spool import Spool
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig
-from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +31,22 @@ DRAIN_ON_STOP = 2.0  # seconds the last batches get on shutdown (the whole stop 
 class AgentPipeline(Component):
     name = "agent.shipper"
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, cfg: AgentConfig, data_dir: Path, bus: Bus, fmt: str = "json") -> None:
         super().__init__()
-        cfg: AgentConfig = runtime.settings.sources.agent
         self.cfg = cfg
-        state = runtime.data_dir / "agent"
-        self.checkpoints = Checkpoints(state, cfg.checkpoint_ttl)
-        self.spool = Spool(runtime.data_dir / "spool", cfg.spool.max_bytes, cfg.spool.compression)
-        #: What the spool holds per file, so readers resume after it on restart.
+        self.checkpoints = Checkpoints(data_dir / "agent", cfg.checkpoint_ttl)
+        self.spool = Spool(data_dir / "spool", cfg.spool.max_bytes, cfg.spool.compression)
+        #: What the spool holds per source, so readers resume after it on restart.
         self.spooled: dict[str, Mark] = self.spool.positions()
         self.batcher = Batcher(cfg.batch_records, cfg.batch_bytes, cfg.batch_wait)
-        target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(
-            runtime.bus, runtime.settings.bus.format
-        )
-        self.target_name = cfg.output_file or runtime.bus.describe()
+        target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(bus, fmt)
+        self.target_name = cfg.output_file or bus.describe()
         self.shipper = Shipper(target, self.batcher, self.spool, self.checkpoints, cfg.publish_timeout)
 
     async def start(self) -> None:
         # Collector tuning is the daemon's decision for its whole process (telemetry.gctune).
         self.spawn(self.shipper.run, "ship")
+        self.spawn(self.shipper.settle, "settle")
         self.spawn(self.batcher.run_timer, "batch-timer")
         self.spawn(self._sync_checkpoints, "checkpoint-sync")
 
@@ -65,10 +63,12 @@ class AgentPipeline(Component):
     async def stop(self) -> None:
         await self.batcher.flush()
         deadline = time.monotonic() + DRAIN_ON_STOP
-        while (not self.batcher.out.empty()) and not self.shipper.down and time.monotonic() < deadline:
+        while (not self.batcher.out.empty() or self.shipper.inflight) and not self.shipper.down \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.cancel_tasks()
         self.checkpoints.save(force_sync=True)
+        self.checkpoints.close()
 
     def details(self) -> dict[str, Any]:
         return {

@@ -39,3 +39,13 @@ SYSLOG_DROPPED = Counter(
     "telemetry_agent_syslog_dropped", "UDP syslog messages dropped because the agent was overloaded",
     registry=REGISTRY,
 )
+DATA_LOST = Counter(
+    "telemetry_agent_data_lost",
+    "Files whose unread rest could not be read any more: truncated with no copy found, or gone before a restart",
+    ["reason"], registry=REGISTRY,
+)
+JOURNALD_ERRORS = Counter(
+    "telemetry_agent_journald_errors",
+    "Journal input problems: bad_entry (not JSON, no cursor), too_large (skipped), journalctl_exit (restarted)",
+    ["reason"], registry=REGISTRY,
+)

@@ -8,7 +8,8 @@ lines wait in their files (backpressure) rather than being dropped.
 
 The checkpoints of spooled lines do not advance until the bus takes them;
 instead, on restart the readers start after what the spool already holds
-(``positions``), so a line is neither lost nor spooled twice.
+(``positions``), so a line is neither lost nor spooled twice; a journal
+resumes after the cursor the spool holds.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ class Spool:
         return self.bytes >= self.max_bytes
 
     def positions(self) -> dict[str, Mark]:
-        """Per file fingerprint, the furthest mark a spooled batch holds."""
+        """Per source (file fingerprint, journal), the mark of the last spooled batch holding it.
+
+        Batches are spooled in order and a source's marks only move forward, so the last is the furthest.
+        """
         out: dict[str, Mark] = {}
         for path in self.files:
             try:
@@ -55,9 +59,7 @@ class Spool:
             except Exception as exc:  # a corrupt spool file is reported, never fatal
                 log.error("spool file %s unreadable: %s", path, exc)
                 continue
-            for fp, mark in batch.marks.items():
-                if fp not in out or out[fp].end < mark.end:
-                    out[fp] = mark
+            out.update(batch.marks)
         return out
 
     async def append(self, batch: Batch) -> None:

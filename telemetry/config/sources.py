@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -141,6 +142,45 @@ class SyslogSource(Section):
     )
 
 
+class JournaldSource(Section):
+    """The systemd journal, followed with journalctl; a section written is enabled."""
+
+    enabled: bool = Field(True, description="Read the journal (written sections are enabled unless false)")
+    directory: str | None = Field(
+        None, description="Journal folder to read (journalctl --directory), e.g. one systemd-journal-remote "
+        "writes; default: this host's system journal",
+    )
+    files: list[str] = Field(
+        default_factory=list, description="Journal files or globs to read (journalctl --file), instead of a folder"
+    )
+    matches: list[str] = Field(
+        default_factory=list, description="journalctl matches, FIELD=value (e.g. _SYSTEMD_UNIT=nova-compute.service); "
+        "entries matching any of them; '+' between groups as in journalctl",
+    )
+    since: Literal["head", "now"] = Field(
+        "head", description="With no cursor saved yet: read the journal from its start, or only new entries"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"type": "journald"},
+        description="Added to each record: type, component (default: from the unit or SYSLOG_IDENTIFIER), ...",
+    )
+    tags: list[str] = Field(default_factory=list, description="Free tags added to each record")
+    journalctl: str = Field("journalctl", description="The journalctl program (Debian's systemd package)")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> JournaldSource:
+        if self.directory and self.files:
+            raise ValueError("give directory or files, not both")
+        for match in self.matches:
+            if match != "+" and not _JOURNAL_MATCH.match(match):
+                raise ValueError(f"journal match {match!r} must be FIELD=value (FIELD in capitals) or '+'")
+        return self
+
+
+#: A journalctl match: a field name (capitals, digits, underscores) and a value.
+_JOURNAL_MATCH = re.compile(r"^[A-Z0-9_]+=.*$", re.S)
+
+
 class AgentSpool(Section):
     """The on-disk buffer used while the bus is unreachable (``<data_dir>/spool``)."""
 
@@ -157,7 +197,8 @@ class AgentConfig(Section):
     max_event_bytes: int = Field(4 << 20, ge=64, description="A multi-line event stops growing at this size")
     max_event_lines: int = Field(1000, ge=1, description="A multi-line event stops growing at this many lines")
     multiline_flush: Duration = Field(
-        2.0, gt=0, description="Ship the last pending multi-line event after this long without a new line"
+        2.0, gt=0, description="A traceback still open at the end of a file ships after this long without a new "
+        "line (complete entries ship at once)"
     )
     batch_records: int = Field(500, ge=1, description="Records per batch")
     batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per batch (sum of line lengths)")
@@ -292,9 +333,11 @@ class SourcesConfig(Section):
 
     files: list[FileSource] = Field(default_factory=default_file_sources, description="Log files to tail")
     # A section written in the file is on unless it says ``enabled: false``; these two listen on
-    # the network (a broker, a port), so the all-in-one leaves them off when they are not written.
+    # the network (a broker, a port), so the all-in-one leaves them off when they are not written;
+    # the journal too (a host's whole journal is not what an all-in-one should ship unasked).
     notifications: NotificationsSource = Field(default_factory=lambda: NotificationsSource(enabled=False))
     syslog: SyslogSource = Field(default_factory=lambda: SyslogSource(enabled=False))
+    journald: JournaldSource = Field(default_factory=lambda: JournaldSource(enabled=False))
     ceilometer: CeilometerSource = Field(default_factory=CeilometerSource)
     zabbix: ZabbixSource = Field(default_factory=ZabbixSource)
     zabbix_poller: ZabbixPoller = Field(default_factory=lambda: ZabbixPoller(enabled=False))
