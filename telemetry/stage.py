@@ -38,7 +38,7 @@ from telemetry.metrics import (
     BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
     STAGE_FAILURES,
 )
-from telemetry.models import Record, decode
+from telemetry.models import Record, decode, fast_decode
 from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,8 @@ class BusStage(Component, abc.ABC):
             try:
                 if cls is None:
                     raise ValueError(f"no record type for topic {d.topic!r}")
-                good.append((d, decode(cls, d.value)))
+                value = d.value
+                good.append((d, fast_decode(cls, value) or decode(cls, value)))
             except Exception as exc:  # bad input is counted and set aside, never fatal
                 bad.append((d, reject_reason(exc)))
         for topic, n in consumed.items():

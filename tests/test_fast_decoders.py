@@ -75,3 +75,33 @@ def test_it_declines_what_the_model_refuses() -> None:
         raw = orjson.dumps({**base, **bad})
         assert fast_sample_doc(raw) is None, bad
     assert fast_sample_doc(orjson.dumps(base)) == _model_doc(orjson.dumps(base))
+
+
+RAWLOGS = st.fixed_dictionaries(
+    {"host": _field(TEXT), "path": _field(TEXT), "lines": _field(st.lists(TEXT, max_size=3))},
+    optional={
+        "id": _field(TEXT), "component": _field(TEXT), "type": _field(TEXT),
+        "offset": _field(st.integers(0, 1 << 40)), "inode": _field(st.integers(0, 1 << 40)),
+        "read_at": _field(st.sampled_from(["2026-03-02T10:00:00Z", "2026-03-02 10:00:00.5+02:00", "bad",
+                                           1772445600.5])),
+        "tags": _field(st.lists(TEXT, max_size=2)), "peer": ODD,
+    },
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(RAWLOGS, st.sampled_from(["json", "msgpack"]))
+def test_fast_rawlog_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
+    from telemetry.models import RawLog, fast_rawlog
+
+    if "read_at" not in data:
+        data["read_at"] = "2026-03-02T10:00:00Z"  # the default is "now": the two would differ by microseconds
+    try:
+        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
+    except (TypeError, OverflowError, orjson.JSONEncodeError):
+        return  # not encodable on this wire
+    fast = fast_rawlog(raw)
+    if fast is None:
+        return
+    model = decode(RawLog, raw)
+    assert fast.to_dict() == model.to_dict() and fast.model_extra == model.model_extra, data
