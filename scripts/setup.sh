@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 # Real peers the tests run against (see DEVELOPERS guide: real over mock).
-DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote)
+DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote faketime)
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 

@@ -251,7 +251,8 @@ class EventStore:
                     cur = conn.executemany(_INSERT, batch)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # a failed COMMIT (a full disk) rolled back already
+                        conn.execute("ROLLBACK")
                     raise
                 new += max(cur.rowcount, 0)  # rows actually inserted; ignored duplicates count 0
                 total += len(batch)

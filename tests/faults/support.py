@@ -47,7 +47,8 @@ class SeqWriter(threading.Thread):
     the file (``reopen``).
     """
 
-    def __init__(self, path: Path, rate: float = 2000.0, pid: int = 4242, traceback_every: int = 97) -> None:
+    def __init__(self, path: Path, rate: float = 2000.0, pid: int = 4242, traceback_every: int = 97,
+                 start: datetime | None = None) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.rate, self.pid = rate, pid
@@ -56,7 +57,8 @@ class SeqWriter(threading.Thread):
         self.rotations = 0
         self.fd = self._open()
         self.error: BaseException | None = None
-        self._ts = datetime(2026, 3, 2, 9, 0, 0)
+        #: Timestamps of the records: a fixed day by default; a store test starts near now (within the ttl).
+        self._ts = start or datetime(2026, 3, 2, 9, 0, 0)
         self._todo: queue.Queue[tuple[Action, threading.Event]] = queue.Queue()
         self._stopping = threading.Event()
 
@@ -191,6 +193,8 @@ class Tally:
     lost: list[int] = field(default_factory=list)
     duplicated: list[int] = field(default_factory=list)  # present under more than one record id
     redelivered: int = 0  # records received again under the same id (deduplicated downstream)
+    #: Seconds from the end of the fault until every line written was downstream (None: not measured).
+    recovery: float | None = None
 
     @property
     def exact(self) -> bool:
@@ -243,8 +247,10 @@ def kill9(agent: Any) -> None:
 
 
 def format_table(rows: Iterable[Tally]) -> str:
-    out = [f"{'fault':48} {'written':>8} {'shipped':>8} {'lost':>6} {'duplicated':>10} {'redelivered':>11}"]
+    out = [f"{'fault':52} {'written':>8} {'stored':>8} {'lost':>6} {'duplicated':>10} {'redelivered':>11} "
+           f"{'recovery s':>10}"]
     for t in rows:
-        out.append(f"{t.fault:48} {t.written:8d} {t.shipped:8d} {len(t.lost):6d} {len(t.duplicated):10d} "
-                   f"{t.redelivered:11d}")
+        rec = f"{t.recovery:10.1f}" if t.recovery is not None else f"{'-':>10}"
+        out.append(f"{t.fault:52} {t.written:8d} {t.shipped:8d} {len(t.lost):6d} {len(t.duplicated):10d} "
+                   f"{t.redelivered:11d} {rec}")
     return "\n".join(out)
