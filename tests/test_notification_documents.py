@@ -77,7 +77,8 @@ def fired(tmp_path: Path, n: Notification) -> set[str]:
     """Queries whose log alarm (or event alarm, keyed ``event:...``) fired on ``n`` in the rule stage."""
     rt = Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=MemoryBus(), data_dir=tmp_path)
     stage = RulesStage(rt)
-    alarms = {q: Alarm(name=f"log {i}", type="log", log_rule={"query": q, "mode": "seen", "period": 600})
+    # a window wider than the run: the notifications are timed when the module loads, maybe minutes ago
+    alarms = {q: Alarm(name=f"log {i}", type="log", log_rule={"query": q, "mode": "seen", "period": 86400})
               for i, q in enumerate(QUERIES)}
     for i, (etype, field, value) in enumerate(TRAIT_QUERIES):
         alarms[f"event:{field}={value}"] = Alarm(name=f"event {i}", type="event", event_rule={
