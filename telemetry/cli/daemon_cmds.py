@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 from rich.table import Table
@@ -49,12 +54,62 @@ def _serve(settings: Settings, mode: Mode, quiet: bool) -> None:
     setup_logging(settings.logging.level, settings.logging.format)
     daemon = Daemon(settings, mode)
     try:
-        asyncio.run(daemon.serve_forever(started))
+        _run_until_stopped(daemon.serve_forever(started))
     except KeyboardInterrupt:
         pass
     except (OSError, StartupError) as exc:  # port taken, data folder unwritable, ...
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
+    _exit_now(0)
+
+
+#: Seconds the stop gives worker threads still busy (a check waiting on DNS, say) before leaving without them.
+THREADS_GRACE = 0.5
+
+
+def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` without its unbounded wait for the default executor's threads.
+
+    Every component has stopped (stores closed, checkpoints written) when
+    ``main`` returns; a blocking call still running in a worker thread (a
+    check resolving a host) must not hold the process past the 5 s a stop may
+    take, so the threads get ``THREADS_GRACE`` and the process then leaves
+    without them (``_exit_now``).
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            # Not loop.shutdown_default_executor(): on 3.11 it joins the executor's threads in this
+            # thread even when the wait for it times out. The threads get a grace period, then are left.
+            executor = getattr(loop, "_default_executor", None)
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                deadline = loop.time() + THREADS_GRACE
+                while loop.time() < deadline and any(t.is_alive() for t in getattr(executor, "_threads", ())):
+                    loop.run_until_complete(asyncio.sleep(0.05))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _exit_now(code: int) -> None:
+    """Leave, flushing our output first, without joining worker threads still busy (they hold nothing)."""
+    busy = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if busy:
+        logging.getLogger(__name__).info("leaving %d worker threads still busy (%s)", len(busy), ", ".join(busy[:5]))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _print_config(settings: Settings) -> None:
