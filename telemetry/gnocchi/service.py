@@ -91,12 +91,15 @@ class GnocchiService(Objects):
         unknown_res, unknown_metrics = [], []
         plan: list[tuple[Resource, str, Any]] = []
         for rid, metrics in body.items():
-            r = self.cat.resources.get(self.resolve(rid, creator))
-            if r is None:
-                unknown_res.append({"resource_id": self.resolve(rid, creator), "original_resource_id": rid})
-                continue
             if not isinstance(metrics, dict):
                 raise GnocchiError(400, f"Invalid input: metrics of resource {rid} must be an object")
+            r = self.cat.resources.get(self.resolve(rid, creator))
+            if r is None:  # Gnocchi: a missing resource is "unknown" only when metrics may be created
+                if create_metrics:
+                    unknown_res.append({"resource_id": self.resolve(rid, creator), "original_resource_id": rid})
+                else:
+                    unknown_metrics += [f"{self.resolve(rid, creator)}/{name}" for name in metrics]
+                continue
             for name, spec in metrics.items():
                 if name not in r.metrics and not create_metrics:
                     unknown_metrics.append(f"{r.id}/{name}")
@@ -104,7 +107,7 @@ class GnocchiService(Objects):
         if unknown_res:
             raise GnocchiError(400, {"cause": "Unknown resources", "detail": unknown_res})
         if unknown_metrics:
-            raise GnocchiError(400, {"cause": "Unknown metrics", "detail": sorted(unknown_metrics)})
+            raise GnocchiError(400, f"Unknown metrics: {', '.join(sorted(unknown_metrics))}")
         samples: list[Sample] = []
         with self.cat.lock:
             for r, name, spec in plan:
@@ -126,7 +129,7 @@ class GnocchiService(Objects):
             raise GnocchiError(400, "Invalid input: expected an object of metric id -> measures")
         unknown = [mid for mid in body if mid not in self.cat.metrics]
         if unknown:
-            raise GnocchiError(400, {"cause": "Unknown metrics", "detail": sorted(unknown)})
+            raise GnocchiError(400, f"Unknown metrics: {', '.join(sorted(unknown))}")
         samples: list[Sample] = []
         for mid, spec in body.items():
             samples += self.samples_for(self.cat.metrics[mid], spec.get("measures") if isinstance(spec, dict) else spec)
