@@ -154,8 +154,8 @@ class Evaluator:
         for pts in sets.values():
             for t, v in pts.items():
                 by_ts.setdefault(t, []).append(v)
-        if method.startswith("rate:"):
-            merged = {t: _reduce(vs, "sum") for t, vs in sorted(by_ts.items())}
+        if method.startswith("rate:"):  # the method across the series, then the rate of that
+            merged = {t: _reduce(vs, method[5:]) for t, vs in sorted(by_ts.items())}
             ts = sorted(merged)
             return {("aggregated",): {t: merged[t] - merged[p] for p, t in zip(ts, ts[1:])}}
         return {("aggregated",): {t: _reduce([v for v in vs if not math.isnan(v)] or [math.nan], method)

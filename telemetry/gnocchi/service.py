@@ -135,6 +135,15 @@ class GnocchiService(Objects):
             samples += self.samples_for(self.cat.metrics[mid], spec.get("measures") if isinstance(spec, dict) else spec)
         return samples
 
+    def metric_series(self, ids: list[Any]) -> list[tuple[str, str]]:
+        """(meter, resource_id) of each metric as its samples carry them: what an alarm on metric ids watches."""
+        out = []
+        for mid in ids:
+            m = self.metric(str(mid))
+            r = self.cat.resources.get(m.resource_id or "")
+            out.append((m.meter, r.original_resource_id if r is not None else m.id))
+        return out
+
     # -- reads -------------------------------------------------------------------------------------
     def _selection(self, metrics: list[Metric]) -> dict[int, int]:
         """Series id -> index in ``metrics``, for the store's grouped reads."""
