@@ -37,7 +37,9 @@ def client(endpoint: str, basic: bool = False) -> Any:
 
 
 class RealGnocchi:
-    def __init__(self, tmp: Path, port: int) -> None:
+    def __init__(self, tmp: Path, port: int, workers: int = 1) -> None:
+        """``workers``: metricd processes and gunicorn workers (the benchmark gives it every core)."""
+        self.workers = workers
         self.tmp = tmp
         self.port = port
         self.db = f"gnocchi_{uuid.uuid4().hex[:12]}"
@@ -63,7 +65,7 @@ url = {PG}/{self.db}
 driver = file
 file_basepath = {storage}
 [metricd]
-workers = 1
+workers = {self.workers}
 metric_processing_delay = 1
 """)
         env = {**os.environ, "GNOCCHI_CONFIG": str(self.conf)}
@@ -71,7 +73,7 @@ metric_processing_delay = 1
                        check=True, capture_output=True, env=env, timeout=180)
         log = open(self.tmp / "gnocchi.log", "wb")
         self.procs.append(subprocess.Popen(
-            [str(GNOCCHI_VENV / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
+            [str(GNOCCHI_VENV / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(max(2, self.workers)),
              "--pythonpath", str(ROOT / "tests"), "gnocchi_wsgi:application"],
             stdout=log, stderr=subprocess.STDOUT, env=env))
         self.procs.append(subprocess.Popen(
