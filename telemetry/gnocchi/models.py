@@ -85,6 +85,12 @@ def to_timestamp(value: Any, what: str = "timestamp") -> datetime:
     """Gnocchi's timestamps: ISO 8601, epoch seconds (number or text), ``now`` or a ``-1 hour`` offset from now."""
     if isinstance(value, str):
         text = value.strip()
+        if len(text) >= 19 and text[4] == "-" and text[10] in "T ":  # the common case: ISO 8601
+            try:
+                ts = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+                return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+            except ValueError:
+                pass
         if text == "now":
             return datetime.now(timezone.utc)
         if text.startswith("-") and not text[1:].replace(".", "", 1).isdigit():

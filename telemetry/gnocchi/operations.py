@@ -86,6 +86,8 @@ def references(tree: Any) -> list[MetricRef]:
         args = tree[1:]
         if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
             pairs = [args]
+        elif len(args) == 1 and isinstance(args[0], list) and all(isinstance(p, list) for p in args[0]):
+            pairs = args[0]  # the pairs as one list: (metric ((a mean) (b mean)))
         else:
             pairs = args
         out = []
