@@ -21,7 +21,7 @@ from telemetry.gnocchi.operations import Evaluator, overlap_filter, parse, refer
 from tests.gnocchi_support import client
 
 sys.path.insert(0, str(Path(__file__).parent))
-from store_support import pg_database  # noqa: E402,F401
+from store_support import pg_database  # noqa: F401
 
 
 def test_builtin_resource_types_are_ceilometers() -> None:

@@ -13,6 +13,7 @@ batch again changes nothing. Reads go to the sample store (``measures.py``).
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
 from datetime import datetime, timezone
 from typing import Any
 
@@ -261,17 +262,23 @@ class GnocchiService(Objects):
                                                     fill)}
                         for key, rs in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]])]
             return self._evaluate(tree, refs, self._by_name(resources, refs), gran, start, stop, overlap, fill)
-        targets: dict[MetricRef, list[tuple[tuple[str, ...], Metric]]] = {}
-        for ref in refs:
-            targets[ref] = [((ref[0], ref[1]), self.metric(ref[0]))]
+        missing = sorted({ref[0] for ref in refs if ref[0] not in self.cat.metrics})
+        if missing:
+            raise GnocchiError(404, {"cause": "Unknown metrics", "reason": "Provided metrics don't exists",
+                                     "detail": missing})
+        targets = {ref: [((ref[0], ref[1]), self.cat.metrics[ref[0]])] for ref in refs}
         return self._evaluate(tree, refs, targets, gran, start, stop, overlap, fill)
 
     def _by_name(self, resources: list[Resource], refs: list[MetricRef]
                  ) -> dict[MetricRef, list[tuple[tuple[str, ...], Metric]]]:
+        """Each reference's metrics over the resources; names are shell wildcards, as in Gnocchi."""
         out: dict[MetricRef, list[tuple[tuple[str, ...], Metric]]] = {}
-        for name, method in refs:
-            out[(name, method)] = [((r.id, name, method), self.cat.metrics[r.metrics[name]])
-                                   for r in resources if name in r.metrics and r.metrics[name] in self.cat.metrics]
+        for pattern, method in refs:
+            out[(pattern, method)] = [((r.id, name, method), self.cat.metrics[mid]) for r in resources
+                                      for name, mid in r.metrics.items()
+                                      if mid in self.cat.metrics and fnmatchcase(name, pattern)]
+        if not any(out.values()):
+            raise GnocchiError(404, f"Metric {sorted({p for p, _ in refs})} does not exist")
         return out
 
     def _evaluate(self, tree: Any, refs: list[MetricRef],
