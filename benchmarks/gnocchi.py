@@ -136,8 +136,11 @@ def main() -> None:
         finally:
             ours.stop()
             real.stop()
-    same = [round(v, 6) for _, _, v in a["values"]] == [round(v, 6) for _, _, v in b["values"]]
-    print(f"aggregate values equal on both: {same}")
+    mine = [(t.isoformat(), round(v, 6)) for t, _, v in a["values"]]
+    theirs = [(t.isoformat(), round(v, 6)) for t, _, v in b["values"]]
+    print(f"aggregate values equal on both: {mine == theirs}")
+    if mine != theirs:
+        print(f"  ours:    {mine}\n  gnocchi: {theirs}")
     print(f"ratio write rate ours/gnocchi {a['rate'] / b['rate']:.1f}x   one resource gnocchi/ours "
           f"{b['read'] / a['read']:.1f}x   aggregate gnocchi/ours {b['agg'] / a['agg']:.1f}x")
 
