@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.actions_support import Receiver
 from tests.gnocchi_support import client
+from tests.support import aodh
 
-BIN = Path(sys.executable).parent
-
-
-def aodh(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(BIN / "aodh"), "--os-auth-type", "aodh-noauth", "--user-id", "u1", "--project-id", "p1",
-           "--aodh-endpoint", url, *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def _create(url: str, *args: str) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_catalogue_survives_a_restart_and_refusals_are_gnocchis(backend: str, da
     host = c.resource.create("host", {"id": "compute-7", "host_name": "compute-7"})
     assert host["original_resource_id"] == "compute-7" and host["id"] != "compute-7"  # Gnocchi's UUID5
     m = c.metric.create({"name": "disk.usage", "resource_id": "compute-7"})  # policy from the rule
-    assert m["archive_policy_name"] == "p5"
+    assert m["archive_policy"]["name"] == "p5"
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
     c.metric.add_measures(m["id"], [{"timestamp": (t0 + timedelta(seconds=i)).timestamp(), "value": i}
                                     for i in range(10)])

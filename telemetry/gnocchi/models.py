@@ -228,7 +228,7 @@ class Attribute(_Doc):
     def _shape(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("type") not in ATTRIBUTE_KEYS:
             raise GnocchiError(400, f"Invalid input: attribute type must be one of {', '.join(ATTRIBUTE_KEYS)}")
-        data = {k: v for k, v in data.items() if k != "options"}
+        data = {k: v for k, v in data.items() if k != "options" and v is not None}  # None: not set (as stored)
         bad = set(data) - {"type", "required"} - ATTRIBUTE_KEYS[data["type"]]
         if bad:
             raise GnocchiError(400, f"Invalid input: extra keys not allowed @ data['{sorted(bad)[0]}']")

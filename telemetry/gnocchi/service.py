@@ -266,7 +266,8 @@ class GnocchiService(Objects):
         if missing:
             raise GnocchiError(404, {"cause": "Unknown metrics", "reason": "Provided metrics don't exists",
                                      "detail": missing})
-        targets = {ref: [((ref[0], ref[1]), self.cat.metrics[ref[0]])] for ref in refs}
+        targets: dict[MetricRef, list[tuple[tuple[str, ...], Metric]]] = {
+            ref: [((ref[0], ref[1]), self.cat.metrics[ref[0]])] for ref in refs}
         return self._evaluate(tree, refs, targets, gran, start, stop, overlap, fill)
 
     def _by_name(self, resources: list[Resource], refs: list[MetricRef]

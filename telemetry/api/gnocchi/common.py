@@ -91,3 +91,20 @@ def measure_params(request: Request) -> tuple[str, float | None, float | None, f
     start = to_timestamp(p["start"], "start").timestamp() if p.get("start") else None
     stop = to_timestamp(p["stop"], "stop").timestamp() if p.get("stop") else None
     return p.get("aggregation", "mean"), granularity, start, stop
+
+
+def page(request: Request, items: list[T], key: Callable[[T], str]) -> tuple[list[T], dict[str, str] | None]:
+    """Gnocchi's ``marker`` and ``limit``: the items after the marker, and a ``Link: rel=next`` when cut."""
+    p = request.query_params
+    marker, limit = p.get("marker"), p.get("limit")
+    if marker:
+        ids = [key(i) for i in items]
+        if marker not in ids:
+            raise GnocchiError(400, f"Invalid marker: `{marker}`")
+        items = items[ids.index(marker) + 1:]
+    if limit is not None and (not limit.isdigit() or int(limit) <= 0):
+        raise GnocchiError(400, f"Invalid input: limit must be a positive integer, got {limit!r}")
+    if limit and len(items) > int(limit):
+        items = items[:int(limit)]
+        return items, {"Link": f'<{request.url.include_query_params(marker=key(items[-1]))}>; rel="next"'}
+    return items, None

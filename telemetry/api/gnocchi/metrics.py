@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from telemetry.api.gnocchi.common import body_of, call, creator, flag, may_write, measure_params, reply, service
-from telemetry.gnocchi.models import BASIC_METHODS, GnocchiError
+from telemetry.api.gnocchi.common import (
+    body_of, call, creator, flag, may_write, measure_params, page, reply, service,
+)
+from telemetry.gnocchi.models import BASIC_METHODS
 
 router = APIRouter()
 
@@ -21,16 +23,7 @@ def list_metrics(request: Request) -> Response:
     for key in ("name", "unit", "archive_policy_name", "resource_id", "creator"):
         if key in p:
             found = [m for m in found if str(getattr(m, key) or "") == p[key]]
-    marker, limit = p.get("marker"), p.get("limit")
-    if marker:
-        ids = [m.id for m in found]
-        if marker not in ids:
-            raise GnocchiError(400, f"Invalid marker: `{marker}`")
-        found = found[ids.index(marker) + 1:]
-    headers = None
-    if limit and limit.isdigit() and len(found) > int(limit):
-        found = found[:int(limit)]
-        headers = {"Link": f'<{request.url.include_query_params(marker=found[-1].id)}>; rel="next"'}
+    found, headers = page(request, found, lambda m: m.id)
     return reply([m.render() for m in found], headers=headers)
 
 

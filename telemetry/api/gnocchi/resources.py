@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from telemetry.api.gnocchi.common import body_of, call, creator, may_write, measure_params, reply, service
+from telemetry.api.gnocchi.common import body_of, call, creator, may_write, measure_params, page, reply, service
 from telemetry.gnocchi.filters import parse_text
 from telemetry.gnocchi.models import GnocchiError, Resource
 from telemetry.gnocchi.service import GnocchiService
@@ -54,21 +54,7 @@ def _page(request: Request, found: list[Resource]) -> Response:
         key, _, direction = spec.partition(":")
         found.sort(key=lambda r, k=key: (r.field(k) is None, str(r.field(k) or "")),  # type: ignore[misc]
                    reverse=direction.startswith("desc"))
-    marker = p.get("marker")
-    if marker:
-        ids = [r.id for r in found]
-        if marker not in ids:
-            raise GnocchiError(400, f"Invalid marker: `{marker}`")
-        found = found[ids.index(marker) + 1:]
-    headers = None
-    limit = p.get("limit")
-    if limit:
-        if not limit.isdigit() or int(limit) <= 0:
-            raise GnocchiError(400, f"Invalid input: limit must be a positive integer, got {limit!r}")
-        if len(found) > int(limit):
-            found = found[:int(limit)]
-            nxt = request.url.include_query_params(marker=found[-1].id)
-            headers = {"Link": f'<{nxt}>; rel="next"'}
+    found, headers = page(request, found, lambda r: r.id)
     return reply([r.render() for r in found], headers=headers)
 
 
