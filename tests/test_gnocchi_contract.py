@@ -29,7 +29,8 @@ from tests.gnocchi_support import RealGnocchi, client
 from tests.support import wait_until
 
 BIN = Path(sys.executable).parent
-POLICY = {"name": "contract", "back_window": 0, "aggregation_methods": ["mean", "max", "min", "sum", "count", "last"],
+POLICY = {"name": "contract", "back_window": 0,
+          "aggregation_methods": ["mean", "max", "min", "sum", "count", "last", "std", "rate:mean"],
           "definition": [{"granularity": "1 minute", "timespan": "1 day"},
                          {"granularity": "1 hour", "timespan": "7 days"}]}
 
@@ -172,9 +173,16 @@ def test_gnocchiclient_contract(side: Side) -> None:
     assert _rows(per["measures"][ids[2]]["cpu"]["sum"]) == [[t0.isoformat(), 3600.0,
                                                             pytest.approx(sum(v for _, v in sent[ids[2]]))]]
 
+    # the sample standard deviation, and the rate (mean of consecutive differences) per minute
+    std = c.metric.get_measures("cpu", resource_id=ids[0], granularity=60, aggregation="std")
+    assert _rows(std) == [[t, g, pytest.approx(v)] for t, g, v in _buckets(sent[ids[0]], 60, statistics.stdev)]
+    diffs = [(t, v - pv) for (_, pv), (t, v) in zip(sent[ids[0]], sent[ids[0]][1:])]
+    rate = c.metric.get_measures("cpu", resource_id=ids[0], granularity=60, aggregation="rate:mean")
+    assert _rows(rate) == [[t, g, pytest.approx(v)] for t, g, v in _buckets(diffs, 60, statistics.fmean)]
+
     # an aggregation the policy lacks is a 404, an unknown metric too
     with pytest.raises(gexc.NotFound):
-        c.metric.get_measures("cpu", resource_id=ids[0], aggregation="std")
+        c.metric.get_measures("cpu", resource_id=ids[0], aggregation="median")
     with pytest.raises(gexc.MetricNotFound):
         c.metric.get(str(uuid.uuid4()))
     c.resource.delete(ids[2])
