@@ -79,7 +79,7 @@ metric_processing_delay = 1
         self.procs.append(subprocess.Popen(
             [str(GNOCCHI_VENV / "bin" / "gnocchi-metricd"), "--config-file", str(self.conf)],
             stdout=log, stderr=subprocess.STDOUT, env=env))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # loading the app takes seconds, more on a busy machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/v1/archive_policy", auth=("admin", ""), timeout=2).status_code == 200:

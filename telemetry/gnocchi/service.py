@@ -164,13 +164,15 @@ class GnocchiService(Objects):
         return out
 
     # -- reads -------------------------------------------------------------------------------------
-    def _selection(self, metrics: list[Metric]) -> dict[int, int]:
-        """Series id -> index in ``metrics``, for the store's grouped reads."""
+    def _selection(self, metrics: list[Metric]) -> tuple[dict[int, int], dict[int, int]]:
+        """Series id -> index in ``metrics``, for the store's grouped reads; and per index the newest
+        sample time the catalogue of series knows (ms; it may lag, never lead)."""
         wanted: dict[tuple[str, str], int] = {}
         for i, m in enumerate(metrics):
             r = self.cat.resources.get(m.resource_id or "")
             wanted[(m.meter, r.original_resource_id if r is not None else m.id)] = i
         sel: dict[int, int] = {}
+        newest: dict[int, int] = {}
         for meter in {k[0] for k in wanted}:
             q = SampleQuery([QueryTerm(field="source", value=SOURCE)], meter=meter)
             if len(wanted) == 1:
@@ -179,7 +181,8 @@ class GnocchiService(Objects):
                 gid = wanted.get((s.meter, s.resource_id))
                 if gid is not None:
                     sel[s.id] = gid
-        return sel
+                    newest[gid] = max(newest.get(gid, 0), s.last_ts)
+        return sel, newest
 
     def granularities(self, m: Metric) -> list[float]:
         return [d.granularity for d in self.policy(m.archive_policy_name).definition]
@@ -198,14 +201,16 @@ class GnocchiService(Objects):
         """Each metric's points at one granularity, within its archive's retained window."""
         for m in metrics:
             self._check_method(m, method, granularity)
-        sel = self._selection(metrics)
+        sel, newest = self._selection(metrics)
+        points = [next(d.points for d in self.policy(m.archive_policy_name).definition
+                       if d.granularity == granularity) for m in metrics]
+        if sel and len(newest) == len(metrics) and all(newest.values()):
+            # Nothing before the archives' windows can be returned: do not read it (a year of minute
+            # roll-ups for a day's archive). ``newest`` may lag, which only widens the read.
+            earliest = min(newest[i] / 1000 - granularity * points[i] for i in range(len(metrics)))
+            start = earliest if start is None else max(start, earliest)
         got = read_series(self.store, sel, method, Window.of(granularity, start, stop)) if sel else {}
-        out = []
-        for i, m in enumerate(metrics):
-            points = next(d.points for d in self.policy(m.archive_policy_name).definition
-                          if d.granularity == granularity)
-            out.append(keep_last(got.get(i, {}), granularity, points))
-        return out
+        return [keep_last(got.get(i, {}), granularity, n) for i, n in enumerate(points)]
 
     def measures(self, m: Metric, method: str, granularity: float | None, start: float | None,
                  stop: float | None) -> list[list[Any]]:
