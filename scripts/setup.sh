@@ -58,8 +58,21 @@ services() {
   fi
 }
 
+gnocchi_env() {
+  # The real Gnocchi server (tests/test_gnocchi_*.py, benchmarks/gnocchi.py) pins library versions that
+  # clash with ours (oslo, sqlalchemy, werkzeug), so it lives in a virtualenv of its own.
+  local venv=.venv-gnocchi want="gnocchi[postgresql]==4.7.1 gunicorn"
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
+    log "installing the real Gnocchi server into $venv"
+    # shellcheck disable=SC2086  # $want is a list of requirements
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $want
+    echo "$want" > "$venv/.installed"
+  fi
+}
+
 case "${1:-run}" in
   run) python_env run ;;
-  test) python_env test; debian_peers; services ;;
+  test) python_env test; gnocchi_env; debian_peers; services ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the services' modules import heavy dependencies; only their
     from telemetry.collect.ceilometer import CeilometerHttpInput
     from telemetry.deadletters.service import DeadLetterService
     from telemetry.events.store import EventStore
+    from telemetry.gnocchi.service import GnocchiService
     from telemetry.meter.pipeline import SamplePipeline
     from telemetry.meter.store.base import SampleStore
     from telemetry.rules.service import RulesService
@@ -53,6 +54,8 @@ class Runtime:
     agent: AgentPipeline | None = None
     ceilometer_http: CeilometerHttpInput | None = None
     dead_letters: DeadLetterService | None = None
+    #: The Gnocchi API's catalogue and measures, over the sample store (servers only).
+    gnocchi: GnocchiService | None = None
     #: This server's membership of a cluster (the ``cluster`` section), else None.
     cluster: Membership | None = None
     #: ``http://host:port`` once the API listens (the port may have been picked by the kernel).

@@ -53,6 +53,7 @@ def server_components(rt: Runtime) -> list[Component]:
     from telemetry.deadletters.store import DeadLetterStore
     from telemetry.events.query import set_default_operator
     from telemetry.events.stage import EventStage
+    from telemetry.gnocchi.component import GnocchiCatalogComponent, open_gnocchi
     from telemetry.events.store import EventStore
     from telemetry.meter.pipeline_stage import PipelineStage
     from telemetry.meter.stage import MeterStage
@@ -69,6 +70,8 @@ def server_components(rt: Runtime) -> list[Component]:
         comps.append(membership)
     rt.sample_store = open_store(s.store.samples.url, rt.data_dir, s.store)
     comps.append(SampleStoreComponent(s.store, rt.sample_store))
+    rt.gnocchi = open_gnocchi(rt, rt.sample_store)
+    comps.append(GnocchiCatalogComponent(rt.gnocchi.cat))
     set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
     rt.event_store = EventStore(event_store_root(s), ttl=s.store.ttl.events or s.store.ttl.default,
                                 min_free_disk=s.store.min_free_disk)

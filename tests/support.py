@@ -9,7 +9,11 @@ change instead of a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -66,3 +70,11 @@ def ceilometer_conf(secret: str | None) -> Any:
     conf([], project="ceilometer-test", default_config_files=[], default_config_dirs=[])
     conf.set_override("telemetry_secret", secret or "", group="publisher")
     return conf
+
+
+def aodh(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``aodh`` CLI in its noauth mode against ``url`` (our Aodh v2 API)."""
+    cmd = [str(Path(sys.executable).parent / "aodh"), "--os-auth-type", "aodh-noauth", "--user-id", "u1",
+           "--project-id", "p1", "--aodh-endpoint", url, *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)

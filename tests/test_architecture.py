@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "telemetry"
 #: Packages that make up the domain: none of them may import telemetry.api.
-DOMAINS = ("actions", "bus", "collect", "config", "events", "meter", "parse", "rules", "sinks")
+DOMAINS = ("actions", "bus", "collect", "config", "events", "gnocchi", "meter", "parse", "rules", "sinks")
 
 
 def _unit(module: str) -> str:

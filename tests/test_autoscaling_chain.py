@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,16 +22,8 @@ from ceilometer import sample as c_sample
 from ceilometer.publisher import udp as c_udp
 
 from tests.actions_support import Receiver
-from tests.support import ceilometer_conf, wait_for
+from tests.support import aodh, ceilometer_conf, wait_for
 
-BIN = Path(sys.executable).parent
-
-
-def aodh(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(BIN / "aodh"), "--os-auth-type", "aodh-noauth", "--user-id", "u1", "--project-id", "p1",
-           "--aodh-endpoint", url, *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def cpu(volume_ns: float, at: datetime.datetime) -> c_sample.Sample:

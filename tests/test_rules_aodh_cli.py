@@ -15,16 +15,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.support import wait_until as wait
+from tests.support import aodh, wait_until as wait
 
-BIN = Path(sys.executable).parent
-
-
-def aodh(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(BIN / "aodh"), "--os-auth-type", "aodh-noauth", "--user-id", "u1", "--project-id", "p1",
-           "--aodh-endpoint", url, *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def telemetry(url: str, *args: str) -> subprocess.CompletedProcess[str]:

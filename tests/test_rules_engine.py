@@ -143,6 +143,40 @@ def test_gnocchi_aggregation_by_resources_maps_onto_samples() -> None:
     assert a.to_aodh()["gnocchi_aggregation_by_resources_threshold_rule"]["metric"] == "cpu_util"
 
 
+def test_gnocchi_rate_methods_take_the_statistic_of_consecutive_differences() -> None:
+    """``rate:mean`` on a cumulative ``cpu`` (ns), per resource: the first sample only starts the rate."""
+    a = Alarm.model_validate({
+        "name": "cpu-rate", "type": "gnocchi_resources_threshold",
+        "gnocchi_resources_threshold_rule": {
+            "metric": "cpu", "resource_id": "vm1", "resource_type": "instance", "aggregation_method": "rate:mean",
+            "granularity": 60, "threshold": 25e9, "comparison_operator": "gt"}})
+    assert (a.threshold_rule.rate, a.threshold_rule.statistic) == (True, "avg")
+    clock = Clock()
+    e = Engine(clock)
+    e.add(a)
+    cpu = {"counter_name": "cpu", "resource_id": "vm1", "resource_metadata": {}}
+    for ns, state in [(100e9, "insufficient data"), (120e9, "ok"), (160e9, "alarm")]:
+        e.on_sample({**cpu, "counter_volume": ns}, clock.now)
+        assert a.state == state, ns
+        clock.now += 10
+    assert a.state_reason.endswith("most recent: 30000000000.0")  # (20 + 40) / 2 s of CPU in the minute
+
+
+def test_gnocchi_rules_need_aodhs_fields() -> None:
+    with pytest.raises(ValueError, match="resource_id, resource_type must be set"):
+        Alarm.model_validate({"name": "x", "type": "gnocchi_resources_threshold", "gnocchi_resources_threshold_rule": {
+            "metric": "cpu", "aggregation_method": "mean", "threshold": 1}})
+    with pytest.raises(ValueError, match="must exist in this server's Gnocchi API"):
+        Alarm.model_validate({"name": "x", "type": "gnocchi_aggregation_by_metrics_threshold",
+                              "gnocchi_aggregation_by_metrics_threshold_rule": {
+                                  "metrics": ["m1"], "aggregation_method": "mean", "threshold": 1}})
+    with pytest.raises(ValueError, match="aggregation_method 'std' is not supported"):
+        Alarm.model_validate({"name": "x", "type": "gnocchi_aggregation_by_resources_threshold",
+                              "gnocchi_aggregation_by_resources_threshold_rule": {
+                                  "metric": "cpu", "query": "{}", "resource_type": "instance",
+                                  "aggregation_method": "std", "threshold": 1}})
+
+
 def test_composite_and_or_over_rules_and_other_alarms() -> None:
     clock = Clock()
     e = Engine(clock)

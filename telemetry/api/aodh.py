@@ -28,6 +28,7 @@ from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
 from telemetry.errors import describe
+from telemetry.gnocchi.models import GnocchiError
 from telemetry.rules.models import STATES, Alarm
 from telemetry.rules.service import RulesService
 from telemetry.rules.terms import compile_terms
@@ -92,6 +93,7 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
     data.setdefault("user_id", user)
     data.setdefault("project_id", project)
     data["origin"] = "api"
+    _resolve_metrics(request, data)
     try:
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:
@@ -106,6 +108,25 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
 
 
 ACTION_FIELDS = ("alarm_actions", "ok_actions", "insufficient_data_actions")
+BY_METRICS = "gnocchi_aggregation_by_metrics_threshold"
+
+
+def _resolve_metrics(request: Request, data: dict[str, Any]) -> None:
+    """A by-metrics rule names Gnocchi metric ids: the rule engine watches their (meter, resource) series."""
+    if data.get("type") != BY_METRICS:
+        return
+    key = f"{BY_METRICS}_rule" if f"{BY_METRICS}_rule" in data else "rule"
+    rule = data.get(key)
+    if not isinstance(rule, dict) or not isinstance(rule.get("metrics"), list):
+        return  # the model's validation names what is missing
+    gnocchi = runtime_of(request).gnocchi
+    if gnocchi is None:
+        raise HTTPException(400, f"{BY_METRICS} alarms read this server's Gnocchi API, which is not running here")
+    try:
+        series = gnocchi.metric_series(rule["metrics"])
+    except GnocchiError as exc:
+        raise HTTPException(400, f"{key}.metrics: {exc}") from None
+    data[key] = {**rule, "series": [list(s) for s in series]}
 
 
 async def _refuse_dead_targets(request: Request, alarm: Alarm) -> None:
@@ -182,6 +203,9 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
     if data["state_timestamp"] is None:
         data.pop("state_timestamp")
     data.pop("timestamp", None)
+    if data.get("type") == BY_METRICS and f"{BY_METRICS}_rule" not in data and "rule" not in data:
+        data[f"{BY_METRICS}_rule"] = before.get(f"{BY_METRICS}_rule")
+    _resolve_metrics(request, data)
     try:
         alarm = Alarm.model_validate(data)
     except (ValidationError, ValueError) as exc:

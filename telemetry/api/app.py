@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from telemetry import __version__
 from telemetry.api.core import router as core_router
 from telemetry.component import Component
+from telemetry.api.gnocchi.common import PREFIX as GNOCCHI_PREFIX, error_response as gnocchi_error
 from telemetry.errors import problems
+from telemetry.gnocchi.models import GnocchiError
 from telemetry.rules.service import RulesUnavailable
 from telemetry.runtime import Runtime
 
@@ -26,13 +28,15 @@ log = logging.getLogger(__name__)
 
 def routers_for(runtime: Runtime) -> list[APIRouter]:
     """The routes of the services this daemon runs: an agent serves /healthz and /metrics only."""
-    from telemetry.api import actions, aodh, ceilometer, deadletters, events, publishers, triggers
+    from telemetry.api import actions, aodh, ceilometer, deadletters, events, gnocchi, publishers, triggers
 
     out = [core_router]
     if runtime.event_store is not None:
         out.append(events.router)
     if runtime.sample_store is not None:
         out.append(ceilometer.router)
+    if runtime.gnocchi is not None:
+        out.append(gnocchi.router)
     if runtime.ceilometer_http is not None:
         out.append(publishers.router)
     if runtime.rules is not None:
@@ -77,16 +81,24 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
         return JSONResponse({"error_message": {"faultstring": str(exc)}}, status_code=503)
 
+    @app.exception_handler(GnocchiError)
+    async def _gnocchi_error(_: Request, exc: GnocchiError) -> JSONResponse:
+        return gnocchi_error(exc.code, exc.description)
+
     @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Ceilometer and Aodh clients expect 400 with an error_message, not 422.
         errors = [{"field": path, "message": msg} for path, msg in problems(exc, skip=("body",))]
         text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        if request.url.path.startswith(GNOCCHI_PREFIX):
+            return gnocchi_error(400, f"Invalid input: {text}")
         return JSONResponse({"error_message": {"faultstring": text, "errors": errors}}, status_code=400)
 
     @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if request.url.path.startswith(GNOCCHI_PREFIX):  # gnocchiclient reads Gnocchi's error form only
+            return gnocchi_error(exc.status_code, detail, exc.headers)
         return JSONResponse(
             {"error_message": {"faultstring": detail}}, status_code=exc.status_code, headers=exc.headers
         )
@@ -121,6 +133,9 @@ class ApiComponent(Component):
         family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Inherited by every accepted connection: uvicorn writes a response's head and body apart, and with
+        # Nagle on, a keep-alive client (gnocchiclient, aodhclient) waited out its 40 ms delayed ACK per request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((cfg.host, cfg.port))
         sock.listen(512)
         sock.setblocking(False)

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 class MeterStage(BusStage):
     name = "stage.meter"
     group = "meter"
+    #: One store transaction (one commit and its fsync) per batch: a burst such as a Gnocchi batch of
+    #: 6,000 measures costs one commit rather than twelve. Fetching never waits for a batch to fill.
+    batch_size = 5000
     topics: ClassVar[dict[str, type[Record]]] = {METERED_SAMPLES: Sample}
 
     def __init__(self, runtime: Runtime, store: SampleStore) -> None:

@@ -93,9 +93,12 @@ class Engine:
             self._index(leaves, alarm.alarm_id)
 
     @staticmethod
-    def _slot(u: ThresholdUnit) -> tuple[str, str] | None:
+    def _slots(u: ThresholdUnit) -> list[tuple[str, str]]:
+        """The (meter, resource) slots a unit is reached through; none: it is indexed by meter."""
+        if u.rule.series:
+            return [(m, r) for m, r in u.rule.series]
         pinned = [q for q in u.rule.query if q.field == "resource_id" and q.op == "eq"]
-        return (u.rule.meter_name, str(pinned[0].value)) if pinned else None
+        return [(u.rule.meter_name, str(pinned[0].value))] if pinned else []
 
     def _index(self, units: list[ThresholdUnit], alarm_id: str) -> None:
         self.units[alarm_id] = units
@@ -103,10 +106,10 @@ class Engine:
             self.repeaters.add(alarm_id)
         for u in units:
             self.by_period[u.period].append(u)
-            slot = self._slot(u)
-            if slot is None:
+            slots = self._slots(u)
+            if not slots:
                 self.by_meter[u.rule.meter_name].append(u)
-            else:
+            for slot in slots:
                 self.by_resource[slot].append(u)
 
     def _walk(self, node: dict[str, Any], owner: str, path: str, leaves: list[ThresholdUnit]) -> None:
@@ -127,14 +130,15 @@ class Engine:
             same = self.by_period.get(u.period)
             if same is not None:
                 same[:] = [x for x in same if x is not u]
-            slot = self._slot(u)
-            index: dict[Any, list[ThresholdUnit]] = self.by_meter if slot is None else self.by_resource
-            key: Any = u.rule.meter_name if slot is None else slot
-            lst = index.get(key)
-            if lst is not None:
-                lst[:] = [x for x in lst if x.owner != alarm_id]
-                if not lst:
-                    del index[key]
+            slots = self._slots(u)
+            index: dict[Any, list[ThresholdUnit]] = self.by_resource if slots else self.by_meter
+            keys: list[Any] = list(slots) or [u.rule.meter_name]
+            for key in keys:
+                lst = index.get(key)
+                if lst is not None:
+                    lst[:] = [x for x in lst if x.owner != alarm_id]
+                    if not lst:
+                        del index[key]
         self.event_units.pop(alarm_id, None)
         self.log_units.pop(alarm_id, None)
         self.composites.pop(alarm_id, None)

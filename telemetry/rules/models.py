@@ -23,11 +23,9 @@ SEVERITIES = ("low", "moderate", "critical")
 OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
 OP_SYMBOL = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "ge": ">=", "gt": ">"}
 STATISTICS = ("max", "min", "avg", "sum", "count")
-#: Gnocchi aggregation methods onto sample statistics.
-GNOCCHI_AGG = {"mean": "avg", "avg": "avg", "max": "max", "min": "min", "sum": "sum", "count": "count",
-               "last": "avg", "rate:mean": "avg", "rate:max": "max"}
-#: Aodh types whose rule becomes a threshold rule on samples.
-THRESHOLD_TYPES = ("threshold", "gnocchi_aggregation_by_resources_threshold", "gnocchi_resources_threshold")
+#: Aodh types whose rule becomes a threshold rule on samples (the Gnocchi ones: telemetry.rules.gnocchi_rules).
+THRESHOLD_TYPES = ("threshold", "gnocchi_resources_threshold", "gnocchi_aggregation_by_metrics_threshold",
+                   "gnocchi_aggregation_by_resources_threshold")
 ALARM_TYPES = (*THRESHOLD_TYPES, "event", "composite", "log")
 
 
@@ -98,6 +96,10 @@ class ThresholdRule(_Model):
     evaluation_periods: int = Field(1, ge=1)
     exclude_outliers: bool = False
     group_by: list[str] = Field(default_factory=list)
+    #: Gnocchi's ``rate:`` methods: the statistic is over the differences of each series' consecutive samples.
+    rate: bool = False
+    #: (meter, resource_id) of each metric a ``gnocchi_aggregation_by_metrics_threshold`` alarm reads.
+    series: list[tuple[str, str]] = Field(default_factory=list)
 
 
 class EventRule(_Model):
@@ -127,51 +129,6 @@ class LogRule(_Model):
 
         compile_query(v)
         return v
-
-
-def gnocchi_to_threshold(kind: str, rule: dict[str, Any]) -> ThresholdRule:
-    """Heat's Gnocchi rules onto samples: metric = meter, granularity = period.
-
-    ``query`` is Gnocchi's JSON filter (``{"=": {"server_group": "x"}}``);
-    Heat puts the server group in the instance's ``metering.server_group``
-    metadata, which Ceilometer publishes as ``user_metadata.server_group``,
-    so an equality on a bare attribute matches that too.
-    """
-    items: list[dict[str, Any]] = []
-    if kind == "gnocchi_resources_threshold" and rule.get("resource_id"):
-        items.append({"field": "resource_id", "op": "eq", "value": rule["resource_id"]})
-    raw = rule.get("query")
-    if isinstance(raw, str) and raw.strip():
-        raw = json.loads(raw)
-    if isinstance(raw, dict):
-        items.extend(_gnocchi_filter(raw))
-    method = str(rule.get("aggregation_method", "mean"))
-    return ThresholdRule(
-        meter_name=rule.get("metric") or rule.get("meter_name") or "",
-        query=[QueryItem(**i) for i in items],
-        period=int(rule.get("granularity", 300)),
-        comparison_operator=rule.get("comparison_operator", "eq"),
-        threshold=float(rule["threshold"]),
-        statistic=GNOCCHI_AGG.get(method, "avg"),
-        evaluation_periods=int(rule.get("evaluation_periods", 1)),
-    )
-
-
-def _gnocchi_filter(q: dict[str, Any]) -> list[dict[str, Any]]:
-    ops = {"=": "eq", "==": "eq", "eq": "eq", "!=": "ne", "ne": "ne", "<": "lt", "lt": "lt",
-           "<=": "le", "le": "le", ">": "gt", "gt": "gt", ">=": "ge", "ge": "ge"}
-    out: list[dict[str, Any]] = []
-    for op, body in q.items():
-        if op in ("and", "∧") and isinstance(body, list):
-            for sub in body:
-                out.extend(_gnocchi_filter(sub))
-        elif op in ops and isinstance(body, dict):
-            for field, value in body.items():
-                name = field if field in ("resource_id", "project_id", "user_id") else f"metadata.{field}"
-                out.append({"field": name, "op": ops[op], "value": value})
-        else:
-            raise ValueError(f"unsupported Gnocchi query operator {op!r} (use =, !=, <, <=, >, >=, and)")
-    return out
 
 
 class Alarm(_Model):
@@ -220,9 +177,12 @@ class Alarm(_Model):
         if kind and generic is not None and not data.get(f"{kind}_rule"):
             data[f"{kind}_rule"] = generic
         if kind in THRESHOLD_TYPES and kind != "threshold":
+            from telemetry.rules.gnocchi_rules import gnocchi_to_threshold
+
             raw = data.pop(f"{kind}_rule", None)
             if raw is not None and not data.get("threshold_rule"):
                 data["threshold_rule"] = gnocchi_to_threshold(kind, raw) if isinstance(raw, dict) else raw
+                raw = {k: v for k, v in raw.items() if k != "series"} if isinstance(raw, dict) else raw
                 data["source_rule"] = raw
         for key in ("description", "state_reason"):
             if data.get(key) is None:
@@ -289,7 +249,11 @@ def validate_composite(node: Any, depth: int = 0) -> None:
 def leaf_rule(node: dict[str, Any]) -> ThresholdRule:
     body = {k: v for k, v in node.items() if k != "type"}
     kind = node.get("type", "threshold")
-    return ThresholdRule(**body) if kind == "threshold" else gnocchi_to_threshold(kind, body)
+    if kind == "threshold":
+        return ThresholdRule(**body)
+    from telemetry.rules.gnocchi_rules import gnocchi_to_threshold
+
+    return gnocchi_to_threshold(kind, body)
 
 
 def default_description(alarm: Alarm) -> str:

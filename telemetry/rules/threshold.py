@@ -92,7 +92,7 @@ class ThresholdUnit:
     """One threshold rule's windows and states, keyed by group (``()`` when not grouped)."""
 
     __slots__ = ("rule", "owner", "match", "windows", "states", "compare", "path", "period", "n", "stat",
-                 "threshold", "group_by", "checked")
+                 "threshold", "group_by", "checked", "previous")
 
     def __init__(self, rule: ThresholdRule, owner: str, path: str = "") -> None:
         self.rule = rule
@@ -103,7 +103,10 @@ class ThresholdUnit:
         self.path = path  # composite leaf path, "" for a plain threshold alarm
         # A query that only pins the resource is already satisfied by the engine's index.
         pinned_only = len(rule.query) == 1 and rule.query[0].field == "resource_id" and rule.query[0].op == "eq"
-        self.match = None if pinned_only else compile_sample_query(rule.query)
+        # Series-pinned units (Gnocchi's by-metrics rule) are reached only by their series' samples.
+        self.match = None if pinned_only or rule.series else compile_sample_query(rule.query)
+        #: ``rate:`` methods: each series' last (time, value), to difference the next sample against.
+        self.previous: dict[tuple[Any, ...], tuple[float, float]] | None = {} if rule.rate else None
         self.windows: dict[tuple[Any, ...], Window] = {}
         self.states: dict[tuple[Any, ...], str] = {}
         #: The period index each group was last evaluated in: without new data, a
@@ -130,9 +133,19 @@ class ThresholdUnit:
         cur = int(now // period)
         idx = min(int(ts // period), cur)  # a clock running ahead lands in the current period
         oldest = cur - self.n
+        value = float(sample.get("counter_volume", 0.0))
+        if self.previous is not None:
+            key = (sample.get("counter_name"), sample.get("resource_id"))
+            before = self.previous.get(key)
+            if before is not None and ts <= before[0]:
+                return None  # a redelivered or late sample: its difference was taken already
+            self.previous[key] = (ts, value)
+            if before is None:
+                return None  # the first sample of a series only starts its rate
+            value -= before[1]
         if idx < oldest:
             return None  # too old to matter to any window we evaluate
-        w.add(idx, float(sample.get("counter_volume", 0.0)))
+        w.add(idx, value)
         if ts > w.last:
             w.last = ts
         if len(w.buckets) > self.n + 2:

@@ -302,6 +302,28 @@ class SampleStore(abc.ABC):
             partials = self._aggregate(kind, sel, origin or 0, period_ms, q.lo, q.hi, q.sample_terms, whole_meter)
         return build_statistics(partials, groups, origin, period_ms, aggregates or [], q.start, q.end)
 
+    def bucket_partials(self, sel: dict[int, int], origin: int, period_ms: int, lo: int | None,
+                        hi: int | None) -> dict[tuple[int, int], Partial]:
+        """Partials per (bucket index, group id) of series ``sel`` (series id -> group id), buckets of
+        ``period_ms`` from ``origin``, over ``[lo, hi)``: from the coarsest roll-up that is exact, else raw rows.
+
+        The Gnocchi API reads a metric's measures at a granularity through this."""
+        if not sel:
+            return {}
+        kind: Kind = "raw"
+        for k in ("h1", "m1"):
+            g = GRANULARITY[k]
+            if all(v is None or v % g == 0 for v in (period_ms, origin, lo, hi)):
+                kind = k
+                break
+        with self.lock:
+            return self._aggregate(kind, sel, origin, period_ms, lo, hi, [])
+
+    def raw_rows(self, sids: list[int], lo: int | None, hi: int | None) -> list[SampleRow]:
+        """Every raw sample of these series in ``[lo, hi)``, newest first (methods no partial answers)."""
+        with self.lock:
+            return self._fetch(sids, lo, hi, [], None)
+
     def samples_sync(self, q: SampleQuery, limit: int | None = None) -> list[tuple[SeriesRow, SampleRow]]:
         series = {s.id: s for s in self.select(q)}
         if not series:
