@@ -121,7 +121,7 @@ const Console = (() => {
   /* Time helpers shared by the pages. */
   const RANGES = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 604800 };
   const iso = (d) => new Date(d).toISOString();
-  const shortTime = (s) => String(s || "").replace("T", " ").replace(/(\.\d{3})\d*/, "$1").replace("Z", "");
+  const shortTime = (s) => String(s || "").replace("T", " ").replace(/(\.\d{3})\d*/, "$1").replace(/(Z|\+00:00)$/, "");
   function niceInterval(seconds, buckets = 80) {
     const steps = [1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
     const want = seconds / buckets;
@@ -130,7 +130,9 @@ const Console = (() => {
   /* A uPlot chart that follows its container's width. */
   function chart(container, opts, data) {
     const width = Math.max(300, container.clientWidth - 4);
-    const u = new uPlot(Object.assign({ width, height: 180 }, opts), data, container);
+    // Every time on the console is UTC, as in the logs: the axes too, whatever the browser's zone.
+    const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+    const u = new uPlot(Object.assign({ width, height: 180, tzDate }, opts), data, container);
     const ro = new ResizeObserver(() => u.setSize({ width: Math.max(300, container.clientWidth - 4), height: u.height }));
     ro.observe(container);
     return u;

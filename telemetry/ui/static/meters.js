@@ -13,7 +13,7 @@
         <button type="submit">Show</button>
       </form>
       <div class="panel"><div id="mtitle" class="muted">Pick a meter.</div><div id="mchart" class="chart"></div></div>
-      <div class="panel scroll"><table id="stats"><thead><tr><th>Period start</th><th>Avg</th><th>Min</th><th>Max</th><th>Sum</th><th>Count</th></tr></thead><tbody></tbody></table></div></section>`));
+      <div class="panel scroll"><table id="stats"><thead><tr><th>Period start</th><th class="num">Avg</th><th class="num">Min</th><th class="num">Max</th><th class="num">Sum</th><th class="num">Count</th></tr></thead><tbody></tbody></table></div></section>`));
     const $ = (id) => main.querySelector("#" + id);
     const meters = await api("/v2/meters").catch((e) => { $("mtitle").innerHTML = `<span class="error">${esc(e.message)}</span>`; return []; });
     const names = [...new Set(meters.map((m) => m.name))].sort();

@@ -6,12 +6,12 @@
 
   Console.page("pipeline", async (main) => {
     main.appendChild(el(`<section aria-label="Pipeline"><div class="grid2">
-      <div class="panel"><h2>Components</h2><table id="components"><thead><tr><th>Component</th><th>State</th><th>Details</th></tr></thead><tbody></tbody></table></div>
+      <div class="panel scroll" style="max-height:700px"><h2>Components</h2><table id="components"><thead><tr><th>Component</th><th>State</th><th>Details</th></tr></thead><tbody></tbody></table></div>
       <div class="panel"><h2>Stages <span class="muted">(records per second, refreshed every 3 s)</span></h2>
         <table id="stages"><thead><tr><th>Stage</th><th>In/s</th><th>Out/s</th><th>Rejected/s</th><th>Rejected total</th></tr></thead><tbody></tbody></table>
         <h3>Bus</h3><table id="topics"><thead><tr><th>Topic</th><th>Published/s</th><th>Consumed/s</th><th>Redelivered/s</th></tr></thead><tbody></tbody></table>
-        <div id="spool" class="muted"></div></div></div>
-      <div class="panel"><h2>Records in per stage</h2><div id="pchart" class="chart"></div></div></section>`));
+        <div id="spool" class="muted"></div>
+        <h3>Records in per stage, per second</h3><div id="pchart" class="chart"></div></div></div></section>`));
     const $ = (id) => main.querySelector("#" + id);
     let prev = null, plot = null;
     const history = { t: [], stages: {} };
