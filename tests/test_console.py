@@ -137,8 +137,31 @@ def test_search_shows_the_matching_lines_and_histogram(daemon: DaemonProcess, pa
     shot(page, "logs")
 
 
+def test_dragging_over_the_histogram_zooms_and_live_tail_adds_new_lines(daemon: DaemonProcess, page: Any) -> None:
+    page.goto(daemon.url + "/ui#/logs?range=1h")
+    page.wait_for_selector("#hist .uplot canvas")
+    before = page.locator("#rows tr.ev").count()
+    box = page.locator("#hist .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.9, y)  # the last tenth of the hour: the request's four lines
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.995, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("location.hash.includes('range=custom')")
+    assert page.input_value("#range") == "custom" and page.input_value("#start")
+    page.wait_for_function(f"document.querySelectorAll('#rows tr.ev').length < {before}")
+    assert page.locator("#rows tr.ev").count() >= 4
+    # Live tail: a line stored while the page is open appears at the top within a couple of polls.
+    page.goto(daemon.url + "/ui#/logs?range=15m&q=component:cinder&tail=1")
+    page.wait_for_function("document.getElementById('count').textContent.includes('0 events match')")
+    assert page.is_checked("#tail")
+    ev = {"@timestamp": _when(0), "host": "st01", "component": "cinder", "type": "openstack", "level": "WARNING",
+          "message": "Volume attach retried", "id": str(uuid.uuid4())}
+    assert httpx.post(daemon.url + "/v1/events", json=[ev], timeout=10).status_code == 202
+    page.wait_for_selector("#rows tr.ev >> text=Volume attach retried", timeout=15000)
+
+
 def test_a_request_id_traces_its_lines_across_services_in_time_order(daemon: DaemonProcess, page: Any) -> None:
-    page.goto(daemon.url + f'/ui#/logs?range=1h&q={REQ}')
     page.goto(daemon.url + "/ui#/logs?range=1h&q=" + "request_id:%22" + REQ + "%22")
     page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 4")
     page.locator("#rows tr.ev").first.get_by_role("link", name=REQ).click()
