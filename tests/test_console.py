@@ -131,6 +131,11 @@ def test_search_shows_the_matching_lines_and_histogram(daemon: DaemonProcess, pa
     page.locator(".facet", has_text="level").get_by_role("button", name=re.compile("INFO")).click()
     page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 1")
     assert page.input_value("#q") == "(component:nova) AND level:INFO"
+    # A query that does not parse says where, on the page, instead of showing nothing.
+    page.fill("#q", "component:(nova")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#count .error")
+    assert "position" in page.text_content("#count .error")
     page.fill("#q", "")
     page.press("#q", "Enter")
     page.wait_for_function("document.querySelectorAll('#rows tr.ev').length >= 5")
