@@ -105,6 +105,12 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, errors  # no script error, nothing fetched from outside the daemon
 
 
+def results(page: Any, state: str = "ok") -> int:
+    """Rows shown once the Logs page finished its search (its count line says so), not while it renders."""
+    page.wait_for_selector(f"#count[data-done={state}]")
+    return int(page.locator("#rows tr.ev").count())
+
+
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -112,9 +118,11 @@ def shot(page: Any, name: str) -> None:
 
 def test_search_shows_the_matching_lines_and_histogram(daemon: DaemonProcess, page: Any) -> None:
     page.goto(daemon.url + "/ui#/logs?range=1h")
+    results(page)
     page.fill("#q", "component:nova")
     page.press("#q", "Enter")
-    page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 2")
+    page.wait_for_function("location.hash.includes('component')")
+    assert results(page) == 2
     assert "2 events match" in page.text_content("#count")
     rows = page.locator("#rows tr.ev")
     times = [rows.nth(i).locator("td.t").text_content() for i in range(2)]
@@ -129,23 +137,25 @@ def test_search_shows_the_matching_lines_and_histogram(daemon: DaemonProcess, pa
     assert "PortBindingFailed" in details.locator("pre").text_content()
     # A facet adds a filter to the query.
     page.locator(".facet", has_text="level").get_by_role("button", name=re.compile("INFO")).click()
-    page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 1")
+    page.wait_for_function("location.hash.includes('INFO')")
+    assert results(page) == 1
     assert page.input_value("#q") == "(component:nova) AND level:INFO"
     # A query that does not parse says where, on the page, instead of showing nothing.
     page.fill("#q", "component:(nova")
     page.press("#q", "Enter")
-    page.wait_for_selector("#count .error")
+    results(page, "error")
     assert "position" in page.text_content("#count .error")
     page.fill("#q", "")
     page.press("#q", "Enter")
-    page.wait_for_function("document.querySelectorAll('#rows tr.ev').length >= 5")
+    page.wait_for_function("!location.hash.includes('q=')")
+    assert results(page) >= 5
     shot(page, "logs")
 
 
 def test_dragging_over_the_histogram_zooms_and_live_tail_adds_new_lines(daemon: DaemonProcess, page: Any) -> None:
     page.goto(daemon.url + "/ui#/logs?range=1h")
+    before = results(page)
     page.wait_for_selector("#hist .uplot canvas")
-    before = page.locator("#rows tr.ev").count()
     box = page.locator("#hist .u-over").bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.9, y)  # the last tenth of the hour: the request's four lines
@@ -154,12 +164,10 @@ def test_dragging_over_the_histogram_zooms_and_live_tail_adds_new_lines(daemon: 
     page.mouse.up()
     page.wait_for_function("location.hash.includes('range=custom')")
     assert page.input_value("#range") == "custom" and page.input_value("#start")
-    page.wait_for_function(f"document.querySelectorAll('#rows tr.ev').length < {before}")
-    assert page.locator("#rows tr.ev").count() >= 4
+    assert 4 <= results(page) < before
     # Live tail: a line stored while the page is open appears at the top within a couple of polls.
     page.goto(daemon.url + "/ui#/logs?range=15m&q=component:cinder&tail=1")
-    page.wait_for_function("document.getElementById('count').textContent.includes('0 events match')")
-    assert page.is_checked("#tail")
+    assert results(page) == 0 and page.is_checked("#tail")
     ev = {"@timestamp": _when(0), "host": "st01", "component": "cinder", "type": "openstack", "level": "WARNING",
           "message": "Volume attach retried", "id": str(uuid.uuid4())}
     assert httpx.post(daemon.url + "/v1/events", json=[ev], timeout=10).status_code == 202
@@ -168,7 +176,7 @@ def test_dragging_over_the_histogram_zooms_and_live_tail_adds_new_lines(daemon: 
 
 def test_a_request_id_traces_its_lines_across_services_in_time_order(daemon: DaemonProcess, page: Any) -> None:
     page.goto(daemon.url + "/ui#/logs?range=1h&q=" + "request_id:%22" + REQ + "%22")
-    page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 4")
+    assert results(page) == 4
     page.locator("#rows tr.ev").first.get_by_role("link", name=REQ).click()
     page.wait_for_function("document.querySelectorAll('#trace-rows tr').length === 4")
     services = page.locator("#trace-rows td.svc").all_text_contents()
@@ -262,7 +270,7 @@ def test_pipeline_shows_components_and_live_rates(daemon: DaemonProcess, page: A
 
 def test_the_pages_work_from_the_keyboard(daemon: DaemonProcess, page: Any) -> None:
     page.goto(daemon.url + "/ui#/logs?range=1h")
-    page.wait_for_selector("#rows tr.ev")
+    results(page)
     names = []
     for _ in range(4):  # skip link, then the navigation in order
         page.keyboard.press("Tab")
@@ -273,11 +281,12 @@ def test_the_pages_work_from_the_keyboard(daemon: DaemonProcess, page: Any) -> N
     page.wait_for_selector("#meter-form")
     assert page.url.endswith("#/meters")
     page.goto(daemon.url + "/ui#/logs?range=1h")
-    page.wait_for_selector("#rows tr.ev")
+    results(page)
     page.focus("#q")
     page.keyboard.type("level:ERROR")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('#rows tr.ev').length === 2")
+    page.wait_for_function("location.hash.includes('ERROR')")
+    assert results(page) == 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # nothing spills sideways at 1280x800
 
 

@@ -64,7 +64,11 @@ const Console = (() => {
     return { name: name || "logs", params: Object.fromEntries(new URLSearchParams(query || "")) };
   }
 
-  function go(name, params = {}) { location.hash = "#/" + name + qs(params); }
+  function go(name, params = {}) {
+    const hash = "#/" + name + qs(params);
+    if (location.hash === hash) route();  // the same search again: no hashchange, so run it here
+    else location.hash = hash;
+  }
 
   function route() {
     timers.forEach(clearInterval); timers = [];

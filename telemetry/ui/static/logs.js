@@ -96,6 +96,7 @@
     $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); submit(); });
 
     function submit(extra = {}) {
+      $("count").removeAttribute("data-done");  // what is shown is no longer the answer to the query typed
       const range = extra.range || $("range").value;
       const params = { q: $("q").value.trim(), range, tail: $("tail").checked ? "1" : "" };
       if (range === "custom") {
@@ -125,6 +126,7 @@
       ]);
     } catch (e) {
       $("count").innerHTML = `<span class="error">${esc(e.message)}</span>`;
+      $("count").dataset.done = "error";  // tests and scripts wait on this rather than on timing
       status("query refused", true);
       return;
     }
@@ -132,6 +134,7 @@
     $("count").textContent = `${hist.total} events match; showing the newest ${events.length}`;
     $("rows").innerHTML = events.map(row).join("");
     facets($("facets"), events, addFilter);
+    $("count").dataset.done = "ok";
 
     const xs = hist.buckets.map((b) => Date.parse(b.start) / 1000);
     const ys = hist.buckets.map((b) => b.count);
