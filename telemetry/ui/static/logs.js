@@ -148,8 +148,12 @@
                      paths: uPlot.paths.bars({ size: [0.9, 60] }), points: { show: false } }],
       hooks: { setSelect: [(u) => {
         if (u.select.width < 3) return;
-        const a = u.posToVal(u.select.left, "x"), b = u.posToVal(u.select.left + u.select.width, "x");
-        submit({ range: "custom", start: iso(a * 1000), end: iso(b * 1000) });
+        // Each bar is drawn centred on its bucket's start: the zoom covers every bucket the drag touched,
+        // whole, so the lines counted under a bar are all in the zoomed range.
+        const x0 = xs[0] || 0;
+        const first = Math.round((u.posToVal(u.select.left, "x") - x0) / interval);
+        const last = Math.round((u.posToVal(u.select.left + u.select.width, "x") - x0) / interval);
+        submit({ range: "custom", start: iso((x0 + first * interval) * 1000), end: iso((x0 + (last + 1) * interval) * 1000) });
       }] },
     }, [xs, ys]);
 

@@ -9,7 +9,7 @@
         <select id="meter" aria-label="Meter"></select>
         <select id="resource" aria-label="Resource"><option value="">all resources</option></select>
         <select id="mrange" aria-label="Time range"><option value="1h">Last hour</option><option value="24h">Last 24 hours</option><option value="7d">Last 7 days</option></select>
-        <input id="period" type="number" min="1" aria-label="Period (s, empty: automatic)" placeholder="period s" style="width:9em">
+        <input id="period" type="number" min="1" aria-label="Period (s, empty: automatic)" placeholder="period s" class="narrow">
         <button type="submit">Show</button>
       </form>
       <div class="panel"><div id="mtitle" class="muted">Pick a meter.</div><div id="mchart" class="chart"></div></div>

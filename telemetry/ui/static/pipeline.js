@@ -6,7 +6,7 @@
 
   Console.page("pipeline", async (main) => {
     main.appendChild(el(`<section aria-label="Pipeline"><div class="grid2">
-      <div class="panel scroll" style="max-height:700px"><h2>Components</h2><table id="components"><thead><tr><th>Component</th><th>State</th><th>Details</th></tr></thead><tbody></tbody></table></div>
+      <div class="panel scroll tall"><h2>Components</h2><table id="components"><thead><tr><th>Component</th><th>State</th><th>Details</th></tr></thead><tbody></tbody></table></div>
       <div class="panel"><h2>Stages <span class="muted">(records per second, refreshed every 3 s)</span></h2>
         <table id="stages"><thead><tr><th>Stage</th><th>In/s</th><th>Out/s</th><th>Rejected/s</th><th>Rejected total</th></tr></thead><tbody></tbody></table>
         <h3>Bus</h3><table id="topics"><thead><tr><th>Topic</th><th>Published/s</th><th>Consumed/s</th><th>Redelivered/s</th></tr></thead><tbody></tbody></table>
@@ -24,7 +24,7 @@
       try { snap = await api("/v1/pipeline"); } catch (e) { status(e.message, true); return; }
       $("components").querySelector("tbody").innerHTML = Object.entries(snap.components).map(([n, h]) =>
         `<tr><td>${esc(n)}</td><td><span class="state state-${esc(h.state)}">${esc(h.state)}</span>${h.problem ? `<div class="error">${esc(h.problem)}</div>` : ""}</td>
-         <td class="mono" style="font-size:11.5px">${details(h)}</td></tr>`).join("");
+         <td class="mono small">${details(h)}</td></tr>`).join("");
       if (prev) {
         const dt = Math.max(0.001, snap.time - prev.time);
         const rate = (now, then, k) => ((now[k] - ((then || {})[k] || 0)) / dt);
