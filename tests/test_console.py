@@ -267,6 +267,14 @@ def test_a_meter_chart_shows_its_statistics(daemon: DaemonProcess, page: Any) ->
     assert stats.count() >= 6
     assert page.locator("#mchart .u-legend").text_content().count("max") == 1
     shot(page, "meters")
+    # The statistics' own query fields narrow it, written as `telemetry statistics -q` takes them.
+    page.fill("#mq", "project_id=someone-else")
+    page.press("#mq", "Enter")
+    page.wait_for_selector("#mtitle:has-text('0 periods')")
+    assert page.locator("#stats tbody tr").count() == 0
+    page.fill("#mq", "resource_id")
+    page.press("#mq", "Enter")
+    page.wait_for_selector("#mtitle .error:has-text('bad query term')")
 
 
 def test_pipeline_shows_components_and_live_rates(daemon: DaemonProcess, page: Any) -> None:

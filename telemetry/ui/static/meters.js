@@ -2,6 +2,8 @@
 "use strict";
 (() => {
   const { api, esc, el, go, status, RANGES, iso, shortTime, niceInterval, chart } = Console;
+  // As `telemetry statistics -q` reads them (the two-character operators first).
+  const OPS = [["<=", "le"], [">=", "ge"], ["!=", "ne"], ["<", "lt"], [">", "gt"], ["=", "eq"]];
 
   Console.page("meters", async (main, p) => {
     main.appendChild(el(`<section aria-label="Meters">
@@ -9,6 +11,7 @@
         <select id="meter" aria-label="Meter"></select>
         <select id="resource" aria-label="Resource"><option value="">all resources</option></select>
         <select id="mrange" aria-label="Time range"><option value="1h">Last hour</option><option value="24h">Last 24 hours</option><option value="7d">Last 7 days</option></select>
+        <input id="mq" class="mono" aria-label="Query (field op value; as telemetry statistics -q)" placeholder="project_id=…;metadata.flavor=m1.small">
         <input id="period" type="number" min="1" aria-label="Period (s, empty: automatic)" placeholder="period s" class="narrow">
         <button type="submit">Show</button>
       </form>
@@ -29,16 +32,23 @@
     $("resource").value = p.resource || "";
     $("mrange").value = p.range || "1h";
     $("period").value = p.period || "";
+    $("mq").value = p.q || "";
     $("meter").addEventListener("change", fillResources);
     $("meter-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      go("meters", { meter: $("meter").value, resource: $("resource").value, range: $("mrange").value, period: $("period").value });
+      go("meters", { meter: $("meter").value, resource: $("resource").value, range: $("mrange").value, period: $("period").value, q: $("mq").value.trim() });
     });
 
     const secs = RANGES[$("mrange").value] || 3600;
     const period = Number(p.period) || Math.max(60, niceInterval(secs, 60));
     const fields = ["timestamp"], ops = ["ge"], values = [iso(Date.now() - secs * 1000)];
     if (p.resource) { fields.push("resource_id"); ops.push("eq"); values.push(p.resource); }
+    for (const part of (p.q || "").split(";").map((x) => x.trim()).filter(Boolean)) {
+      const op = OPS.find(([sym]) => part.indexOf(sym) > 0);
+      if (!op) { $("mtitle").innerHTML = `<span class="error">bad query term ${esc(part)}: expected field&lt;op&gt;value with op one of = != &lt; &lt;= &gt; &gt;=</span>`; return; }
+      const at = part.indexOf(op[0]);
+      fields.push(part.slice(0, at).trim()); ops.push(op[1]); values.push(part.slice(at + op[0].length).trim());
+    }
     let stats;
     try {
       stats = await api(`/v2/meters/${encodeURIComponent(meter)}/statistics`, { "q.field": fields, "q.op": ops, "q.value": values, period });
