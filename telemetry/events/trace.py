@@ -6,10 +6,6 @@ and the console's trace view (``/v1/events/trace``) find the same events.
 
 from __future__ import annotations
 
-from typing import Literal
-
-TraceKind = Literal["request", "instance", "volume"]
-
 #: Where each traced id can be: log captures, notification payload fields, and (free text) the message.
 TRACE_FIELDS: dict[str, tuple[str, ...]] = {
     "request": ("request_id", "global_request_id", "_context_global_request_id"),
