@@ -10,6 +10,11 @@ requests in parallel: ``/v1/events?q="PHRASE"&start=-24h&limit=200`` and
 for a rare phrase (one line in 10,000) and a common one (one in 7). Target:
 under 1 s for both, wall clock from the browser's side.
 
+Then, in-process, the first page alone by both plans (events/paging.py: the
+newest rows of the range walked first; and the SQLite planner's own plan,
+which fetches and sorts every full-text match), for queries from rare to
+common.
+
 The peer, in the same run, is what an operator without the console does:
 ``grep -F PHRASE`` over the same lines as one text file, its output through
 ``tail -n 200`` (the newest page; no histogram). The ratio is grep's time
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -125,6 +131,33 @@ def main() -> None:
                   f"   {'under 1 s' if max(ms) < 1000 else 'OVER 1 s'}")
     finally:
         d.stop()
+    page_by_plan(events_dir, args.runs)
+
+
+def page_by_plan(events_dir: Path, runs: int) -> None:
+    """The first page alone, in-process: through events/paging (the newest rows first) and the planner's plan alone."""
+    import telemetry.events.store as store_module
+
+    store = EventStore(events_dir, ttl=30 * 86400.0, min_free_disk=0)
+    start, end = utcnow() - timedelta(hours=24), utcnow()
+    queries = [f'"{PHRASE}"', f'"{COMMON}"', f'component:nova AND "{COMMON}"', f'level:ERROR AND "{COMMON}"', "GET"]
+    print(f"\nfirst page of {PAGE} alone, in-process, best of {runs}:")
+    print(f"{'query':44} {'paging ms':>10} {'planner ms':>11} {'ratio':>7}")
+    paging = store_module.recent_page
+    for q in queries:
+        figures = []
+        for plan in (paging, lambda *a: None):
+            store_module.recent_page = plan  # type: ignore[assignment]
+            store.search(q, start, end, limit=PAGE)
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                store.search(q, start, end, limit=PAGE)
+                times.append((time.perf_counter() - t) * 1000)
+            figures.append(min(times))
+        store_module.recent_page = paging
+        print(f"{q:44} {figures[0]:10.1f} {figures[1]:11.1f} {figures[1] / figures[0]:7.2f}")
+    store.close()
 
 
 if __name__ == "__main__":
