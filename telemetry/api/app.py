@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def routers_for(runtime: Runtime) -> list[APIRouter]:
     """The routes of the services this daemon runs: an agent serves /healthz and /metrics only."""
-    from telemetry.api import actions, aodh, ceilometer, deadletters, events, publishers, triggers, ui
+    from telemetry.api import actions, aodh, ceilometer, deadletters, events, publishers, triggers
 
     out = [core_router]
     if runtime.event_store is not None:
@@ -42,6 +42,8 @@ def routers_for(runtime: Runtime) -> list[APIRouter]:
     if runtime.dead_letters is not None:
         out.append(deadletters.router)
     if runtime.event_store is not None or runtime.sample_store is not None or runtime.rules is not None:
+        from telemetry.api import ui
+
         out.append(ui.router)  # the console reads those stores; an agent has none to show
     return out
 
