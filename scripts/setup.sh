@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 # Real peers the tests run against (see DEVELOPERS guide: real over mock).
-DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote faketime)
+# chromium + chromium-driver: the browser the web console's tests drive (Playwright's own browsers are never downloaded).
+DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote faketime chromium chromium-driver)
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 

@@ -6,6 +6,9 @@ contract), including the process figures, which are re-namespaced.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
 
 from telemetry import __version__
@@ -77,3 +80,46 @@ BUS_UNCLAIMED_DROPPED = Counter(
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+#: Sample name -> (section, key) of ``pipeline_snapshot``: the figures the console's pipeline page plots.
+_STAGE_COUNTERS = {
+    "telemetry_stage_records_in_total": "records_in",
+    "telemetry_stage_records_out_total": "records_out",
+    "telemetry_stage_records_rejected_total": "rejected",
+    "telemetry_stage_records_dead_lettered_total": "dead_lettered",
+}
+_TOPIC_COUNTERS = {
+    "telemetry_bus_published_records_total": "published",
+    "telemetry_bus_consumed_records_total": "consumed",
+    "telemetry_bus_redelivered_records_total": "redelivered",
+}
+_BUS_GAUGES = {"telemetry_bus_queue_depth": "queue_depth", "telemetry_bus_consumer_lag": "consumer_lag"}
+_SPOOL_GAUGES = {"telemetry_agent_spool_bytes": "bytes", "telemetry_agent_spool_batches": "batches"}
+
+
+def pipeline_snapshot() -> dict[str, Any]:
+    """The pipeline's cumulative counters and current gauges, read from this registry.
+
+    Counters, not rates: the server keeps no history for its readers, and two
+    readers polling at different paces each get exact rates from their own
+    two snapshots (as Prometheus's rate() does).
+    """
+    stages: dict[str, dict[str, float]] = {}
+    topics: dict[str, dict[str, float]] = {}
+    bus: dict[str, float] = {}
+    spool = dict.fromkeys(_SPOOL_GAUGES.values(), 0.0)
+    for family in REGISTRY.collect():
+        for s in family.samples:
+            if s.name in _STAGE_COUNTERS:
+                row = stages.setdefault(s.labels["stage"], dict.fromkeys(_STAGE_COUNTERS.values(), 0.0))
+                row[_STAGE_COUNTERS[s.name]] += s.value
+            elif s.name in _TOPIC_COUNTERS:
+                t = topics.setdefault(s.labels["topic"], dict.fromkeys(_TOPIC_COUNTERS.values(), 0.0))
+                t[_TOPIC_COUNTERS[s.name]] += s.value
+            elif s.name in _BUS_GAUGES:
+                key = f"{_BUS_GAUGES[s.name]}:{s.labels.get('topic', '')}"
+                bus[key] = bus.get(key, 0.0) + s.value
+            elif s.name in _SPOOL_GAUGES:
+                spool[_SPOOL_GAUGES[s.name]] = s.value
+    return {"time": time.time(), "stages": stages, "topics": topics, "spool": spool, "bus": bus}

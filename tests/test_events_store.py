@@ -168,3 +168,44 @@ def test_free_space_guard_sheds_oldest_partitions_but_keeps_the_newest(tmp_path:
     assert s.maintain() == 3
     assert [d for d, _ in s.partitions()] == [newest]
     assert len(s.search("", limit=100)) == 10
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+@pytest.mark.parametrize("query", ['"common words"', '"rare words"', "common", "rare OR level:ERROR", "none-such"])
+def test_the_first_page_of_a_text_search_is_the_same_by_either_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  query: str, newest_first: bool) -> None:
+    """The page walked from the newest rows (events.paging) equals the planner's own answer, window or not."""
+    from telemetry.events import paging, store as store_module
+
+    store = EventStore(tmp_path, ttl=86400 * 30)
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    base = datetime(yesterday.year, yesterday.month, yesterday.day, 3, tzinfo=timezone.utc)  # one partition
+    rows = []
+    for i in range(600):
+        message = "rare words here" if i % 97 == 5 else "common words here" if i % 3 else "other text"
+        level = "ERROR" if i % 131 == 7 else "INFO"
+        # Four rows share each second: the window's edge falls inside a tie.
+        rows.append(record_row(Event.model_validate({"@timestamp": (base + timedelta(seconds=i // 4)).isoformat(),
+                                                     "host": "h", "component": "nova", "level": level,
+                                                     "message": message, "id": f"ev-{i}"})))
+    store.insert(rows)
+    start, end = base + timedelta(seconds=10), base + timedelta(seconds=140)
+    answered: list[bool] = []
+
+    def counted(*args: object) -> object:
+        got = paging.recent_page(*args)  # type: ignore[arg-type]
+        answered.append(got is not None)
+        return got
+
+    for window in (10, 50, 100_000):
+        with monkeypatch.context() as m:
+            m.setattr(paging, "WINDOW", window)
+            m.setattr(store_module, "recent_page", counted)
+            got = store.search(query, start, end, limit=25, newest_first=newest_first)
+        with monkeypatch.context() as m:
+            m.setattr(store_module, "recent_page", lambda *a: None)  # the planner's own plan alone
+            expect = store.search(query, start, end, limit=25, newest_first=newest_first)
+        assert [e["id"] for e in got] == [e["id"] for e in expect], (query, window)
+    # 10 rows hold too few matches (the planner answers); 50 hold 25 common ones; the whole range fits in 100,000.
+    assert answered == ([False, True, True] if "common" in query else [False, False, True])
+    store.close()

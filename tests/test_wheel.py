@@ -29,10 +29,10 @@ def test_wheel_installs_and_finds_content(tmp_path: Path) -> None:
                           check=True, capture_output=True, text=True).stdout.strip()
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     probe = (
-        "import telemetry, telemetry.content as c, json;"
+        "import telemetry, telemetry.content as c, telemetry.ui as ui, json;"
         "print(json.dumps({'pkg': telemetry.__file__, "
         "'dirs': {n: [p.name for p in c.content_path(n).iterdir()] for n in c.CONTENT_DIRS}, "
-        "'where': str(c.content_path('parsers'))}))"
+        "'where': str(c.content_path('parsers')), 'ui': sorted(ui.asset_names()), 'ui_dir': str(ui.STATIC)}))"
     )
     out = subprocess.run([str(py), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path)
     import json
@@ -42,5 +42,9 @@ def test_wheel_installs_and_finds_content(tmp_path: Path) -> None:
     assert info["where"].startswith(site), info
     for name, files in info["dirs"].items():
         assert files, f"{name}/ shipped empty"
+    # The web console works offline from the wheel: its pages and the vendored uPlot are inside it.
+    assert info["ui_dir"].startswith(site), info
+    assert {"index.html", "core.js", "logs.js", "trace.js", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"} \
+        <= set(info["ui"]), info["ui"]
     r = subprocess.run([str(venv / "bin" / "telemetry"), "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "telemetry" in r.stdout

@@ -45,6 +45,10 @@ def routers_for(runtime: Runtime) -> list[APIRouter]:
         out.append(actions.router)
     if runtime.dead_letters is not None:
         out.append(deadletters.router)
+    if runtime.event_store is not None or runtime.sample_store is not None or runtime.rules is not None:
+        from telemetry.api import ui
+
+        out.append(ui.router)  # the console reads those stores; an agent has none to show
     return out
 
 

@@ -13,19 +13,24 @@ def _matches(presented: str, tokens: list[str]) -> bool:
     return bool(presented) and any(hmac.compare_digest(presented.encode(), t.encode()) for t in tokens)
 
 
+def token_presented(request: Request) -> bool:
+    """True when the request carries a configured token (Bearer or X-Auth-Token), or no tokens are configured."""
+    tokens = request.app.state.tokens
+    if not tokens:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer":
+        presented = request.headers.get("x-auth-token", "")
+    return _matches(presented, tokens)
+
+
 def require_token(request: Request) -> None:
     """FastAPI dependency: 401 unless a configured token is presented.
 
     With no tokens configured the API is open, as on a loopback-only all-in-one.
     """
-    tokens = request.app.state.tokens
-    if not tokens:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer":
-        presented = request.headers.get("x-auth-token", "")
-    if _matches(presented, tokens):
+    if token_presented(request):
         return
     raise HTTPException(status_code=401, detail="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from telemetry import __version__
-from telemetry.api.schemas import Health, json_body
-from telemetry.metrics import exposition
+from telemetry.api.schemas import Health, PipelineSnapshot, json_body
+from telemetry.metrics import exposition, pipeline_snapshot
 
 router = APIRouter()
 
@@ -41,3 +41,15 @@ def healthz(request: Request) -> JSONResponse:
                              "description": "Prometheus text exposition; every name starts with telemetry_"}})
 def metrics() -> Response:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/pipeline", tags=["core"], summary="The pipeline's counters now, for rates between two readings",
+            responses=json_body(PipelineSnapshot))
+def pipeline(request: Request) -> JSONResponse:
+    """Records in and out per stage, rejected, per-topic bus figures, spool and lag, and each component's state.
+
+    Read-only and cheap (one pass over the registry), so the console polls it every few seconds.
+    """
+    body = pipeline_snapshot()
+    body["components"] = {c.name: c.health() for c in request.app.state.runtime.components}
+    return JSONResponse(body)

@@ -26,6 +26,7 @@ from telemetry.bus.records import publish_records
 from telemetry.events.query import QueryError
 from telemetry.events.store import EventStore, Histogram
 from telemetry.events.times import parse_time_bound
+from telemetry.events.trace import trace_query
 from telemetry.models import Event, Notification, Record
 from telemetry.timeutil import parse_duration
 
@@ -112,6 +113,38 @@ def events_histogram(
     interval: Annotated[str, Query(description="Bucket width: 30s, 1m, 1h, ...")] = "1m",
 ) -> Any:
     return _histogram(_store(request), q, start, end, interval)
+
+
+TRACE_LIMIT = 5_000
+
+
+@router.get("/v1/events/trace", summary="Every line and notification naming one request, instance or volume",
+            responses=schemas.json_body(schemas.Trace))
+def trace(
+    request: Request,
+    request_id: Annotated[str | None, Query(description="req-... (its own or the global request id)")] = None,
+    instance: Annotated[str | None, Query(description="An instance id")] = None,
+    volume: Annotated[str | None, Query(description="A volume id")] = None,
+    start: TimeParam = None,
+    end: TimeParam = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = TRACE_LIMIT,
+) -> Any:
+    """Oldest first, across services and hosts, with the services in the order the trace reached them.
+
+    The same query as ``telemetry search --request-id/--instance/--volume``.
+    """
+    given = [(k, v) for k, v in (("request", request_id), ("instance", instance), ("volume", volume)) if v]
+    if len(given) != 1:
+        raise HTTPException(status_code=400, detail="give exactly one of request_id, instance, volume")
+    kind, value = given[0]
+    t0, t1 = _time("start", start), _time("end", end)
+    rows = _store(request).search(trace_query(kind, value), t0, t1, limit=limit + 1, newest_first=False)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    services = list(dict.fromkeys(str(e.get("component") or e.get("publisher_id") or "?") for e in rows))
+    hosts = list(dict.fromkeys(str(e.get("host") or "?") for e in rows))
+    return JSONResponse({"kind": kind, "id": value, "services": services, "hosts": hosts, "truncated": truncated,
+                         "events": rows})
 
 
 def _record(item: Any, index: int) -> Record:

@@ -118,6 +118,35 @@ class Histogram(BaseModel):
     buckets: list[Bucket]
 
 
+class Trace(BaseModel):
+    """Every event naming one request or resource, oldest first, with the services and hosts it crossed."""
+
+    kind: str = Field(description="request, instance or volume")
+    id: str
+    services: list[str] = Field(description="Components in the order the trace first reached them")
+    hosts: list[str]
+    truncated: bool = Field(description="True when more events matched than the limit returned")
+    events: list[Event]
+
+
+class StageRates(BaseModel):
+    records_in: float
+    records_out: float
+    rejected: float
+    dead_lettered: float
+
+
+class PipelineSnapshot(BaseModel):
+    """Cumulative counters at ``time``: a client takes two snapshots and divides the difference by the time between."""
+
+    time: float = Field(description="Server clock, epoch seconds")
+    stages: dict[str, StageRates]
+    topics: dict[str, dict[str, float]] = Field(description="Per bus topic: published, consumed, redelivered")
+    spool: dict[str, float] = Field(description="The agent's disk spool: bytes, batches")
+    bus: dict[str, float] = Field(description="Queue depth (AMQP) and consumer lag (Kafka), summed per topic")
+    components: dict[str, ComponentHealth]
+
+
 def json_body(model: Any, code: int = 200, description: str = "Successful Response") -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route returning ``model`` (a model or ``list[model]``) as JSON."""
     return {code: {"model": model, "description": description}}

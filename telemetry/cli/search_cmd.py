@@ -17,6 +17,7 @@ from telemetry.cli import main
 from telemetry.cli.client import ApiClient, api_options
 from telemetry.cli.common import err, fail, limit_option, since_time
 from telemetry.cli.output import Column, emit, output_options
+from telemetry.events.trace import trace_query
 
 #: Colours by level, as operators know them from coloured log viewers.
 LEVEL_STYLES = {
@@ -33,10 +34,6 @@ def _when(ev: dict[str, Any]) -> str:
     text = str(ev.get("@timestamp", "")).replace("T", " ").rstrip("Z")
     head, dot, frac = text.partition(".")
     return head + (dot + frac[:3] if dot else "")
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 COLUMNS = [Column("Time", keep=True), Column("Host", keep=True), Column("Component", keep=True),
@@ -82,22 +79,6 @@ def _nothing_found(client: ApiClient, fmt: str) -> None:
             where = ", ".join(f"{n} from {src}" for src, n in list(by.items())[:5])
             err.print(f"hint: {c['expired_on_arrival']} events were older than the retention when they arrived and "
                       f"were not stored ({where}); raise store.ttl.events to keep them", highlight=False)
-
-
-#: Where each traced id can be: log captures, notification payload fields, and (free text) the message.
-TRACE_FIELDS = {
-    "request": ("request_id", "global_request_id", "_context_global_request_id"),
-    "instance": ("instance_id", "instance_uuid", "resource_id", "nova_object.data.uuid"),
-    "volume": ("volume_id", "resource_id", "cinder_object.data.id"),
-}
-
-
-def trace_query(kind: str, value: str) -> str:
-    """One resource's history: any field that names it, or (instances, volumes) its id in the message."""
-    terms = [f"{f}:{_quote(value)}" for f in TRACE_FIELDS[kind]]
-    if kind != "request":
-        terms.append(_quote(value))  # "device_id=ID", "Attaching volume ID": lines that name it in passing
-    return " OR ".join(terms)
 
 
 @main.command("search")

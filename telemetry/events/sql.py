@@ -31,12 +31,21 @@ _NUMERIC = (
 )
 
 
+#: The full-text condition: a list of matching rows the query planner likes to drive from.
+FTS_MATCH = "e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
+
+
 class Compiled:
     """A WHERE clause and its parameters, in order."""
 
     def __init__(self, where: str, params: list[Any]) -> None:
         self.where = where
         self.params = params
+
+    @property
+    def full_text(self) -> bool:
+        """True when the clause searches the message index (see ``telemetry.events.paging`` for why it matters)."""
+        return FTS_MATCH in self.where
 
 
 def compile_query(text: str | None) -> Compiled:
@@ -90,7 +99,7 @@ def _fts_phrase(value: str) -> str:
 
 def _text_match(t: Term, p: list[Any]) -> str:
     """Free text over ``message``: FTS5 for words, phrases and trailing ``*``; LIKE for the rest."""
-    fts_sub = "e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
+    fts_sub = FTS_MATCH
     if not t.wildcard:
         p.append(_fts_phrase(t.value))
         return fts_sub

@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from telemetry.events.paging import recent_page
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
 from telemetry.events.times import from_micros, to_micros
@@ -294,9 +295,12 @@ class EventStore:
             for conn, cond, params in parts:
                 if len(out) >= limit:
                     break
-                sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
-                       f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
-                rows = _fetch(conn, sql, [*params, *compiled.params, limit - len(out)])
+                want = limit - len(out)
+                rows = recent_page(conn, cond, params, compiled, want, newest_first) if compiled.full_text else None
+                if rows is None:
+                    sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
+                           f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
+                    rows = _fetch(conn, sql, [*params, *compiled.params, want])
                 out.extend(row_dict(r) for r in rows)
         return out
 
