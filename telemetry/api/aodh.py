@@ -4,8 +4,8 @@ Paths and JSON follow Aodh (``aodh/api/controllers/v2/alarms.py``): the
 alarm body carries its rule under ``<type>_rule``; history entries are
 ``AlarmChange`` objects with a JSON ``detail``; ``PUT .../state`` takes and
 returns a bare JSON string. Caller identity comes from ``X-User-Id`` /
-``X-Project-Id``, as Aodh's noauth mode sends them. Mutating endpoints take
-the bearer token when ``api.tokens`` is set.
+``X-Project-Id``, as Aodh's noauth mode sends them. With ``api.tokens`` set,
+reads need a token and changes a ``write`` one (telemetry/api/auth.py).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from telemetry.api.auth import require_token
+from telemetry.actions.security import redact_actions, restore_redacted
 from telemetry.api.query import simple_query
 from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
 from telemetry.errors import describe
-from telemetry.rules.models import STATES, Alarm
+from telemetry.rules.models import ACTION_FIELDS, STATES, Alarm
 from telemetry.rules.service import RulesService
 from telemetry.rules.terms import compile_terms
 
@@ -81,10 +81,10 @@ def list_alarms(request: Request, limit: int | None = None, marker: str | None =
         alarms = alarms[ids.index(marker) + 1:]
     if limit is not None:
         alarms = alarms[:limit]
-    return [a.to_aodh() for a in alarms]
+    return [_shown(a) for a in alarms]
 
 
-@router.post("/v2/alarms", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/v2/alarms", status_code=201)
 async def create_alarm(request: Request, response: Response, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
     user, project = request.headers.get("x-user-id"), request.headers.get("x-project-id")
@@ -100,12 +100,9 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
         raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
     await _refuse_dead_targets(request, alarm)
     warnings = await _warnings(request, alarm)
-    await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
+    await rules.save_alarm(alarm, "creation", _shown(alarm), user, project)
     response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
     return _with_warnings(response, alarm, warnings)
-
-
-ACTION_FIELDS = ("alarm_actions", "ok_actions", "insufficient_data_actions")
 
 
 async def _refuse_dead_targets(request: Request, alarm: Alarm) -> None:
@@ -156,7 +153,7 @@ async def _warnings(request: Request, alarm: Alarm) -> list[str]:
 
 def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dict[str, Any]:
     """Aodh's body, plus ``warnings`` (shown by the aodh CLI's table) and RFC 7234 ``Warning`` headers."""
-    body = alarm.to_aodh()
+    body = _shown(alarm)
     if warnings:
         body["warnings"] = warnings
         response.headers["Warning"] = ", ".join('299 telemetry "' + w.replace('"', "'") + '"' for w in warnings)
@@ -165,16 +162,20 @@ def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dic
 
 @router.get("/v2/alarms/{alarm_id}", name="get_alarm")
 def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
-    return _alarm(_rules(request), alarm_id).to_aodh()
+    return _shown(_alarm(_rules(request), alarm_id))
 
 
-@router.put("/v2/alarms/{alarm_id}", dependencies=[Depends(require_token)])
+@router.put("/v2/alarms/{alarm_id}")
 async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
     old = _alarm(rules, alarm_id)
     before = old.to_aodh()
     data = {k: v for k, v in body.items() if v is not None}
-    data.update(alarm_id=alarm_id, origin=old.origin)
+    for field in ACTION_FIELDS:  # a client writing back what it read sends the redacted forms
+        if isinstance(data.get(field), list) and all(isinstance(t, str) for t in data[field]):
+            data[field] = restore_redacted(data[field], getattr(old, field))
+    # Edited through the API, it is the API's alarm: a rule file's trust (any target) must not carry over.
+    data.update(alarm_id=alarm_id, origin="api")
     data.setdefault("user_id", old.user_id)
     data.setdefault("project_id", old.project_id)
     new_state = data.get("state", old.state)
@@ -191,12 +192,12 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
     await _refuse_dead_targets(request, alarm)
     after = alarm.to_aodh()
     change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}
-    await rules.save_alarm(alarm, "rule change", change, request.headers.get("x-user-id"),
+    await rules.save_alarm(alarm, "rule change", redact_actions(change, ACTION_FIELDS), request.headers.get("x-user-id"),
                            request.headers.get("x-project-id"))
-    return after
+    return redact_actions(after, ACTION_FIELDS)
 
 
-@router.delete("/v2/alarms/{alarm_id}", status_code=204, dependencies=[Depends(require_token)])
+@router.delete("/v2/alarms/{alarm_id}", status_code=204)
 async def delete_alarm(request: Request, alarm_id: str) -> Response:
     rules = _rules(request)
     await rules.delete_alarm(_alarm(rules, alarm_id), request.headers.get("x-user-id"),
@@ -209,7 +210,7 @@ def get_state(request: Request, alarm_id: str) -> JSONResponse:
     return JSONResponse(_alarm(_rules(request), alarm_id).state)
 
 
-@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)],
+@router.put("/v2/alarms/{alarm_id}/state",
             responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 async def put_state(request: Request, alarm_id: str) -> JSONResponse:
     rules = _rules(request)
@@ -229,7 +230,23 @@ async def put_state(request: Request, alarm_id: str) -> JSONResponse:
 async def history(request: Request, alarm_id: str, limit: int = 1000) -> list[dict[str, Any]]:
     """Kept after deletion, as Aodh keeps it (the history has its own retention)."""
     changes = await _rules(request).history(alarm_id, limit)
-    return [c.model_dump(mode="json") for c in changes]
+    return [_redacted_change(c.model_dump(mode="json")) for c in changes]
+
+
+def _shown(alarm: Alarm) -> dict[str, Any]:
+    """An alarm as every read returns it: action targets redacted (telemetry/actions/security.py)."""
+    return redact_actions(alarm.to_aodh(), ACTION_FIELDS)
+
+
+def _redacted_change(change: dict[str, Any]) -> dict[str, Any]:
+    """A history entry with the targets in its JSON ``detail`` redacted (entries stored before redaction too)."""
+    try:
+        detail = json.loads(change.get("detail") or "null")
+    except ValueError:
+        return change
+    if isinstance(detail, dict):
+        change["detail"] = json.dumps(redact_actions(detail, ACTION_FIELDS))
+    return change
 
 
 @router.get("/v2/capabilities")

@@ -12,9 +12,11 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from telemetry import __version__
+from telemetry.api.auth import GuardMiddleware
 from telemetry.api.core import router as core_router
 from telemetry.component import Component
 from telemetry.errors import problems
@@ -69,9 +71,20 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url=None, redoc_url=None)
     _offline_docs(app)
     app.state.runtime = runtime
-    app.state.tokens = [t.get_secret_value() for t in runtime.settings.api.tokens]
     for r in routers_for(runtime):
         app.include_router(r)
+    cfg = runtime.settings.api
+    app.add_middleware(GuardMiddleware, config=cfg)
+    if cfg.cors_origins:  # added last, so outermost: preflights are answered without a token, as browsers send none
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "X-Auth-Token", "Content-Type"])
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the log, never to the caller: it names files, settings and sometimes values.
+        log.error("API %s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return JSONResponse({"error_message": {"faultstring": f"internal error ({type(exc).__name__}); "
+                                                              "the daemon's log has the details"}}, status_code=500)
 
     @app.exception_handler(RulesUnavailable)
     async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
