@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -27,6 +27,7 @@ from telemetry.api.query import simple_query
 from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
 from telemetry.rules.models import ACTION_FIELDS, STATES, Alarm
 from telemetry.rules.service import RulesService
@@ -34,6 +35,8 @@ from telemetry.rules.terms import compile_terms
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["aodh"])
+#: Most alarms or history entries one read returns.
+MAX_LIMIT = 10_000
 FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
 
 
@@ -46,6 +49,14 @@ def _alarm(rules: RulesService, alarm_id: str) -> Alarm:
     if alarm is None:
         raise HTTPException(404, f"Alarm {alarm_id} not found")
     return alarm
+
+
+def _check_body(body: dict[str, Any]) -> None:
+    """400 naming the field for what no store takes (NaN, 26-digit integers, lone surrogates) or nests too deep."""
+    try:
+        check_shape(body)
+    except TooComplex as exc:
+        raise HTTPException(400, f"alarm: {exc}") from None
 
 
 def _bad(exc: ValidationError | ValueError) -> HTTPException:
@@ -64,8 +75,8 @@ def _query_filter(request: Request) -> Callable[[Alarm], bool]:
 
 
 @router.get("/v2/alarms")
-def list_alarms(request: Request, limit: int | None = None, marker: str | None = None,
-                sort: list[str] | None = None) -> list[dict[str, Any]]:
+def list_alarms(request: Request, limit: int | None = Query(None, ge=1, le=MAX_LIMIT), marker: str | None = None,
+                sort: list[str] | None = Query(None)) -> list[dict[str, Any]]:
     rules = _rules(request)
     wanted = _query_filter(request)
     alarms = [a for a in rules.alarms() if wanted(a)]
@@ -88,6 +99,7 @@ def list_alarms(request: Request, limit: int | None = None, marker: str | None =
 async def create_alarm(request: Request, response: Response, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
     user, project = request.headers.get("x-user-id"), request.headers.get("x-project-id")
+    _check_body(body)
     data = {k: v for k, v in body.items() if v is not None and k not in ("alarm_id", "timestamp", "state_timestamp")}
     data.setdefault("user_id", user)
     data.setdefault("project_id", project)
@@ -170,6 +182,7 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
     rules = _rules(request)
     old = _alarm(rules, alarm_id)
     before = old.to_aodh()
+    _check_body(body)
     data = {k: v for k, v in body.items() if v is not None}
     for field in ACTION_FIELDS:  # a client writing back what it read sends the redacted forms
         if isinstance(data.get(field), list) and all(isinstance(t, str) for t in data[field]):
@@ -227,7 +240,7 @@ async def put_state(request: Request, alarm_id: str) -> JSONResponse:
 
 
 @router.get("/v2/alarms/{alarm_id}/history")
-async def history(request: Request, alarm_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+async def history(request: Request, alarm_id: str, limit: int = Query(1000, ge=1, le=MAX_LIMIT)) -> list[dict[str, Any]]:
     """Kept after deletion, as Aodh keeps it (the history has its own retention)."""
     changes = await _rules(request).history(alarm_id, limit)
     return [_redacted_change(c.model_dump(mode="json")) for c in changes]

@@ -10,10 +10,11 @@ import socket
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetry import __version__
 from telemetry.api.auth import GuardMiddleware
@@ -97,8 +98,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"error_message": {"faultstring": text, "errors": errors}}, status_code=400)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # also routing's 404/405 and FastAPI's body parsing errors
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse(
             {"error_message": {"faultstring": detail}}, status_code=exc.status_code, headers=exc.headers

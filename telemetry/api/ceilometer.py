@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, BaseModel, ConfigDict, ValidationError
 
 from telemetry.meter.statistics import Statistics
 from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_body
@@ -42,7 +42,7 @@ class OldSampleIn(BaseModel):
     counter_name: str | None = None
     counter_type: str
     counter_unit: str = ""
-    counter_volume: float
+    counter_volume: float = Field(allow_inf_nan=False)
     resource_id: str
     project_id: str | None = None
     user_id: str | None = None
@@ -74,7 +74,7 @@ def _limit(request: Request) -> int | None:
     raw = request.query_params.get("limit")
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) <= 0:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:  # "²" is a digit to isdigit, not to int
         raise HTTPException(400, f"limit must be a positive integer, got {raw!r}")
     return int(raw)
 
