@@ -56,6 +56,12 @@ REJECTED = Counter(
 )
 
 
+CONNECTIONS = Counter(
+    "telemetry_agent_syslog_connections", "Syslog TCP connections, by what became of them (accepted; over_cap: "
+    "closed at once, sources.syslog.max_connections were open; idle_timeout: closed after idle_timeout without "
+    "a complete message)", ["result"], registry=REGISTRY,
+)
+
 _TAG_REASONS = {"_syslogparsefailure": "no_header", "invalid_utf8": "invalid_utf8"}
 
 
@@ -193,6 +199,7 @@ class SyslogServer(Component):
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self.address = ""
+        self.open = 0
 
     async def start(self) -> None:
         host, port = split_hostport(self.cfg.listen)
@@ -236,14 +243,31 @@ class SyslogServer(Component):
             await self.batcher.add(self.record(data, peer))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One sender's frames; bounded in number of connections and in silence, so idle sockets cannot
+        take every file descriptor the process has (the API then stops answering)."""
         peer = (writer.get_extra_info("peername") or ("?",))[0]
+        if self.open >= self.cfg.max_connections:
+            CONNECTIONS.labels(result="over_cap").inc()
+            writer.close()
+            return
+        self.open += 1
+        CONNECTIONS.labels(result="accepted").inc()
+        it = frames(reader, self.cfg.max_message_bytes).__aiter__()
         try:
-            async for frame, cut in frames(reader, self.cfg.max_message_bytes):
+            while True:
+                try:
+                    async with asyncio.timeout(self.cfg.idle_timeout):  # waits for the sender only
+                        frame, cut = await anext(it)
+                except StopAsyncIteration:
+                    break
                 if frame:
                     await self.batcher.add(self.record(frame, peer, cut=cut))  # waits under backpressure
+        except TimeoutError:
+            CONNECTIONS.labels(result="idle_timeout").inc()
         except ConnectionError as exc:
             log.warning("syslog client %s: %s", peer, exc)
         finally:
+            self.open -= 1
             writer.close()
 
     async def stop(self) -> None:
@@ -254,4 +278,4 @@ class SyslogServer(Component):
         await self.cancel_tasks()
 
     def details(self) -> dict[str, Any]:
-        return {"listen": self.address, "received": self.received}
+        return {"listen": self.address, "received": self.received, "open_connections": self.open}

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from telemetry.config.base import Duration, HostPort, Section, check_scheme
+from telemetry.config.base import Duration, HostPort, Section, as_written, check_scheme
 from telemetry.config.core import BusTLS
 
 #: Where OpenStack and its neighbours log on a stock install. The all-in-one
@@ -137,6 +137,14 @@ class SyslogSource(Section):
     udp: bool = Field(True, description="Listen on UDP")
     tcp: bool = Field(True, description="Listen on TCP (octet-counted and newline-framed)")
     max_message_bytes: int = Field(65536, ge=512, description="Longer messages are truncated and tagged")
+    max_connections: int = Field(
+        256, ge=1, description="TCP connections open at once; more are closed at once and counted (each holds a "
+        "file descriptor: keep it well under LimitNOFILE)"
+    )
+    idle_timeout: Duration = Field(
+        as_written("5m"), gt=0, description="A TCP connection that sends no complete message for this long is "
+        "closed (rsyslog and syslog-ng reconnect when they have something to send)"
+    )
     fields: dict[str, str] = Field(
         default_factory=lambda: {"type": "syslog"}, description="Added to each record: type, component, ..."
     )
