@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from telemetry.actions.security import redact_actions, restore_redacted
-from telemetry.api.query import simple_query
+from telemetry.api.query import SimpleTerm, Terms
 from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
@@ -63,9 +63,8 @@ def _bad(exc: ValidationError | ValueError) -> HTTPException:
     return HTTPException(400, describe(exc, root="alarm") if isinstance(exc, ValidationError) else str(exc))
 
 
-def _query_filter(request: Request) -> Callable[[Alarm], bool]:
+def _query_filter(terms: list[SimpleTerm]) -> Callable[[Alarm], bool]:
     """The alarms matching the request's q.field/q.op/q.value terms (eq and ne on definition fields)."""
-    terms = simple_query(request)
     for t in terms:
         if t.field not in FILTERABLE:
             raise HTTPException(400, f"unknown alarm field {t.field!r} in query (known: {', '.join(FILTERABLE)})")
@@ -75,10 +74,10 @@ def _query_filter(request: Request) -> Callable[[Alarm], bool]:
 
 
 @router.get("/v2/alarms")
-def list_alarms(request: Request, limit: int | None = Query(None, ge=1, le=MAX_LIMIT), marker: str | None = None,
-                sort: list[str] | None = Query(None)) -> list[dict[str, Any]]:
+def list_alarms(request: Request, terms: Terms, limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
+                marker: str | None = None, sort: list[str] | None = Query(None)) -> list[dict[str, Any]]:
     rules = _rules(request)
-    wanted = _query_filter(request)
+    wanted = _query_filter(terms)
     alarms = [a for a in rules.alarms() if wanted(a)]
     for spec in reversed(sort or ["timestamp:desc"]):
         key, _, direction = spec.partition(":")

@@ -12,15 +12,15 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, BaseModel, ConfigDict, ValidationError
 
 from telemetry.meter.statistics import Statistics
 from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_body
-from telemetry.api.query import simple_query
+from telemetry.api.query import SimpleTerm, Terms
 from telemetry.api.services import sample_store
 from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
@@ -56,10 +56,10 @@ def _store(request: Request) -> SampleStore:
     return sample_store(request)
 
 
-def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
+def parse_query(simple: list[SimpleTerm], meter: str | None = None) -> SampleQuery:
     """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it."""
     terms = []
-    for t in simple_query(request):
+    for t in simple:
         try:
             terms.append(QueryTerm(field=t.field, op=t.op, value=t.value, type=t.type))
         except ValidationError as exc:
@@ -70,8 +70,11 @@ def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
         raise HTTPException(400, str(exc)) from None
 
 
-def _limit(request: Request) -> int | None:
-    raw = request.query_params.get("limit")
+#: Ceilometer's ``limit``: read as text, so ``²`` or ``-1`` get Ceilometer's message rather than pydantic's.
+Limit = Annotated[str | None, Query(description="Most rows returned (a positive integer)")]
+
+
+def _limit(raw: str | None) -> int | None:
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:  # "²" is a digit to isdigit, not to int
@@ -99,8 +102,8 @@ def new_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
 
 
 @router.get("/meters", responses=json_body(list[Meter]))
-async def list_meters(request: Request) -> JSONResponse:
-    q = parse_query(request)
+async def list_meters(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
+    q = parse_query(terms)
     series = await _store(request).run(_store(request).select, q)
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for s in sorted(series, key=lambda s: (s.meter, s.resource_id, -s.last_ts)):
@@ -111,16 +114,16 @@ async def list_meters(request: Request) -> JSONResponse:
             "project_id": s.project_id, "user_id": s.user_id, "source": s.source,
         })
     out = list(seen.values())
-    limit = _limit(request)
-    return JSONResponse(out[:limit] if limit else out)
+    most = _limit(limit)
+    return JSONResponse(out[:most] if most else out)
 
 
 @router.get("/meters/{name}", responses=json_body(list[OldSample]))
-async def list_meter_samples(name: str, request: Request) -> JSONResponse:
+async def list_meter_samples(name: str, request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request, meter=name)
+    q = parse_query(terms, meter=name)
     try:
-        rows = await store.run(store.samples_sync, q, _limit(request))
+        rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([old_sample(s, r) for s, r in rows])
@@ -162,31 +165,34 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
 
 
 @router.get("/meters/{name}/statistics", responses=json_body(list[Statistics]))
-async def meter_statistics(name: str, request: Request) -> JSONResponse:
+async def meter_statistics(
+    name: str, request: Request, terms: Terms,
+    period: Annotated[str | None, Query(description="Seconds per statistics bucket; one bucket when absent")] = None,
+    groupby: Annotated[list[str] | None, Query(description="Fields to group by (resource_id, project_id, ...)")] = None,
+    aggregate: Annotated[list[str] | None, Query(alias="aggregate.func",
+                                                 description=f"Aggregates to compute: {', '.join(AGGREGATES)}")] = None,
+) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request, meter=name)
-    params = request.query_params
-    period = params.get("period")
-    if period is not None and (not period.isdigit() or int(period) <= 0):
+    q = parse_query(terms, meter=name)
+    if period is not None and (not (period.isascii() and period.isdigit()) or int(period) <= 0):
         raise HTTPException(400, f"period must be a positive number of seconds, got {period!r}")
-    funcs = params.getlist("aggregate.func")
+    funcs = aggregate or []
     for f in funcs:
         if f not in AGGREGATES:
             raise HTTPException(400, f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
     try:
-        rows = await store.run(store.statistics_sync, q, int(period) if period else None,
-                               params.getlist("groupby"), funcs)
+        rows = await store.run(store.statistics_sync, q, int(period) if period else None, groupby or [], funcs)
     except (SampleQueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([r.model_dump(mode="json") for r in rows])
 
 
 @router.get("/samples", responses=json_body(list[NewSample]))
-async def list_samples(request: Request) -> JSONResponse:
+async def list_samples(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request)
+    q = parse_query(terms)
     try:
-        rows = await store.run(store.samples_sync, q, _limit(request))
+        rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([new_sample(s, r) for s, r in rows])
@@ -214,12 +220,12 @@ def _resources(request: Request, series: list[SeriesRow]) -> list[dict[str, Any]
 
 
 @router.get("/resources", responses=json_body(list[Resource]))
-async def list_resources(request: Request) -> JSONResponse:
+async def list_resources(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    series = await store.run(store.select, parse_query(request))
+    series = await store.run(store.select, parse_query(terms))
     out = _resources(request, series)
-    limit = _limit(request)
-    return JSONResponse(out[:limit] if limit else out)
+    most = _limit(limit)
+    return JSONResponse(out[:most] if most else out)
 
 
 @router.get("/resources/{resource_id}", responses=json_body(Resource))
