@@ -55,11 +55,7 @@ class HeatNotifier(Notifier):
         ks = self.ctx.config.heat.keystone
         if ks is None:
             return SendOutcome.permanent("a signal_url needs actions.heat.keystone credentials")
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": ks.username, "domain": {"name": ks.user_domain_name},
-                "password": ks.password.get_secret_value()}}},
-            "scope": {"project": {"name": ks.project_name, "domain": {"name": ks.project_domain_name}}}}}
+        body = ks.password_auth()
         # Keystone is the operator's own endpoint (actions.heat.keystone), not the alarm's target: not vetted.
         reset = UNTRUSTED.set(False)
         try:

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from telemetry.actions.security import redact_actions, restore_redacted
+from telemetry.api.principal import principal, project_scope
 from telemetry.api.query import SimpleTerm, Terms
 from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
@@ -44,9 +45,11 @@ def _rules(request: Request) -> RulesService:
     return rules_service(request)
 
 
-def _alarm(rules: RulesService, alarm_id: str) -> Alarm:
+def _alarm(request: Request, rules: RulesService, alarm_id: str) -> Alarm:
+    """The alarm, or 404, also for another project's alarm when the caller is scoped to one (as Aodh)."""
     alarm = rules.alarm(alarm_id)
-    if alarm is None:
+    project = project_scope(request)
+    if alarm is None or (project is not None and alarm.project_id != project):
         raise HTTPException(404, f"Alarm {alarm_id} not found")
     return alarm
 
@@ -78,7 +81,8 @@ def list_alarms(request: Request, terms: Terms, limit: int | None = Query(None, 
                 marker: str | None = None, sort: list[str] | None = Query(None)) -> list[dict[str, Any]]:
     rules = _rules(request)
     wanted = _query_filter(terms)
-    alarms = [a for a in rules.alarms() if wanted(a)]
+    project = project_scope(request)
+    alarms = [a for a in rules.alarms() if wanted(a) and (project is None or a.project_id == project)]
     for spec in reversed(sort or ["timestamp:desc"]):
         key, _, direction = spec.partition(":")
         if key not in Alarm.model_fields:
@@ -100,6 +104,11 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
     user, project = request.headers.get("x-user-id"), request.headers.get("x-project-id")
     _check_body(body)
     data = {k: v for k, v in body.items() if v is not None and k not in ("alarm_id", "timestamp", "state_timestamp")}
+    scope = project_scope(request)
+    if scope is not None:  # a Keystone token's own project and user, not what the body or headers claim
+        who = principal(request)
+        user, project = (who.user_id if who else None), scope
+        data.update(user_id=user, project_id=project)
     data.setdefault("user_id", user)
     data.setdefault("project_id", project)
     data["origin"] = "api"
@@ -173,13 +182,13 @@ def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dic
 
 @router.get("/v2/alarms/{alarm_id}", name="get_alarm")
 def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
-    return _shown(_alarm(_rules(request), alarm_id))
+    return _shown(_alarm(request, _rules(request), alarm_id))
 
 
 @router.put("/v2/alarms/{alarm_id}")
 async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
-    old = _alarm(rules, alarm_id)
+    old = _alarm(request, rules, alarm_id)
     before = old.to_aodh()
     _check_body(body)
     data = {k: v for k, v in body.items() if v is not None}
@@ -190,6 +199,8 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
     data.update(alarm_id=alarm_id, origin="api")
     data.setdefault("user_id", old.user_id)
     data.setdefault("project_id", old.project_id)
+    if project_scope(request) is not None:
+        data["project_id"] = old.project_id  # a scoped caller cannot move an alarm to another project
     new_state = data.get("state", old.state)
     data["state_timestamp"] = old.state_timestamp if new_state == old.state else None
     if data["state_timestamp"] is None:
@@ -212,21 +223,21 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
 @router.delete("/v2/alarms/{alarm_id}", status_code=204)
 async def delete_alarm(request: Request, alarm_id: str) -> Response:
     rules = _rules(request)
-    await rules.delete_alarm(_alarm(rules, alarm_id), request.headers.get("x-user-id"),
+    await rules.delete_alarm(_alarm(request, rules, alarm_id), request.headers.get("x-user-id"),
                              request.headers.get("x-project-id"))
     return Response(status_code=204)
 
 
 @router.get("/v2/alarms/{alarm_id}/state", responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 def get_state(request: Request, alarm_id: str) -> JSONResponse:
-    return JSONResponse(_alarm(_rules(request), alarm_id).state)
+    return JSONResponse(_alarm(request, _rules(request), alarm_id).state)
 
 
 @router.put("/v2/alarms/{alarm_id}/state",
             responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 async def put_state(request: Request, alarm_id: str) -> JSONResponse:
     rules = _rules(request)
-    _alarm(rules, alarm_id)
+    _alarm(request, rules, alarm_id)
     raw = (await request.body()).decode().strip()
     try:
         state = json.loads(raw) if raw.startswith('"') else raw
@@ -240,7 +251,12 @@ async def put_state(request: Request, alarm_id: str) -> JSONResponse:
 
 @router.get("/v2/alarms/{alarm_id}/history")
 async def history(request: Request, alarm_id: str, limit: int = Query(1000, ge=1, le=MAX_LIMIT)) -> list[dict[str, Any]]:
-    """Kept after deletion, as Aodh keeps it (the history has its own retention)."""
+    """Kept after deletion, as Aodh keeps it (the history has its own retention).
+
+    A project-scoped caller sees the history of its project's existing alarms only.
+    """
+    if project_scope(request) is not None:
+        _alarm(request, _rules(request), alarm_id)
     changes = await _rules(request).history(alarm_id, limit)
     return [_redacted_change(c.model_dump(mode="json")) for c in changes]
 

@@ -1,5 +1,9 @@
 """Who may call the API, checked before any route runs or any body is read.
 
+Static tokens (``api.tokens``) and, with ``api.keystone``, Keystone tokens
+(telemetry/api/keystone.py) are both accepted; the caller is left in the
+request's scope (telemetry/api/principal.py) for routes that scope by project.
+
 An ASGI middleware rather than a FastAPI dependency: a dependency runs after
 FastAPI has read and parsed the body, so an anonymous 100 MB POST used to be
 buffered and decoded before its 401 (the daemon grew 200 MB per request). Here
@@ -21,14 +25,15 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import HTTPException, Request
 from prometheus_client import Counter
 
-from telemetry.config.core import SCOPES, ApiConfig
+from telemetry.api.keystone import KeystoneUnavailable, KeystoneValidator
+from telemetry.api.principal import PRINCIPAL_KEY, Principal, principal
+from telemetry.config.core import ApiConfig
 from telemetry.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -48,22 +53,10 @@ API_REFUSED = Counter(
 
 #: Paths whose changes need the admin scope: what gets sent, and what the daemon gave up on.
 ADMIN_PREFIXES = ("/v1/actions/allowlist", "/v1/actions/dead-letters", "/v1/dead-letters", "/v1/silences")
+#: Paths a project-scoped Keystone token may not use at all without an admin role: they span every project.
+OPERATOR_PREFIXES = (*ADMIN_PREFIXES, "/v1/actions", "/v1/triggers", "/v1/ceilometer")
+OPERATOR_POSTS = frozenset({("/v1/events", "POST")})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Where the middleware leaves the caller for routes (``principal``).
-PRINCIPAL_KEY = "telemetry.principal"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller: the token's name and scope (never the token)."""
-
-    name: str
-    scope: str
-
-    def may(self, needed: str) -> bool:
-        return SCOPES.index(self.scope) >= SCOPES.index(needed)
-
-
 def needed_scope(method: str, path: str) -> str:
     """The scope a request needs: reads ``read``, changes ``write``, changes under ADMIN_PREFIXES ``admin``."""
     if method.upper() in READ_METHODS:
@@ -125,6 +118,7 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, config: ApiConfig) -> None:
         self.app = app
         self.tokens = TokenTable(config)
+        self.keystone = KeystoneValidator(config.keystone) if config.keystone else None
         self.open_paths = frozenset(config.open_paths)
         self.max_body = config.max_body_bytes
 
@@ -134,8 +128,16 @@ class GuardMiddleware:
             return
         headers = dict(scope.get("headers") or ())
         path = scope.get("path", "")
-        if self.tokens and path not in self.open_paths:
-            who = self.tokens.find(presented_token(headers))
+        if (self.tokens or self.keystone) and path not in self.open_paths:
+            presented = presented_token(headers)
+            who = self.tokens.find(presented)
+            if who is None and self.keystone is not None and presented:
+                try:
+                    who = await self.keystone.validate(presented)
+                except KeystoneUnavailable as exc:
+                    log.warning("API: cannot validate a token: %s", exc)
+                    await _answer(send, 503, "the token cannot be validated now: Keystone is unreachable")
+                    return
             if who is None:
                 API_REFUSED.labels("unauthorized").inc()
                 await _answer(send, 401, "a valid API token is required (Authorization: Bearer, X-Auth-Token, "
@@ -143,6 +145,8 @@ class GuardMiddleware:
                               [(b"www-authenticate", b'Bearer, Basic realm="telemetry"')])
                 return
             needed = needed_scope(scope.get("method", "GET"), path)
+            if who.scoped and (path.startswith(OPERATOR_PREFIXES) or (path, scope.get("method")) in OPERATOR_POSTS):
+                needed = "admin"  # the operator's side: every project's deliveries, triggers, ingestion doors
             if not who.may(needed):
                 API_REFUSED.labels("forbidden").inc()
                 await _answer(send, 403, f"this token's scope is {who.scope}; {scope.get('method')} {path} "
@@ -181,12 +185,6 @@ class GuardMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def principal(request: Request) -> Principal | None:
-    """The caller the middleware authenticated; None when the API has no tokens."""
-    found: Principal | None = request.scope.get(PRINCIPAL_KEY)
-    return found
 
 
 def publisher_trusted(request: Request) -> bool:

@@ -21,6 +21,7 @@ from pydantic import Field, BaseModel, ConfigDict, ValidationError
 from telemetry.meter.statistics import Statistics
 from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_body
 from telemetry.api.query import SimpleTerm, Terms
+from telemetry.api.principal import principal, project_scope
 from telemetry.api.services import sample_store
 from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
@@ -56,9 +57,13 @@ def _store(request: Request) -> SampleStore:
     return sample_store(request)
 
 
-def parse_query(simple: list[SimpleTerm], meter: str | None = None) -> SampleQuery:
-    """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it."""
-    terms = []
+def parse_query(request: Request, simple: list[SimpleTerm], meter: str | None = None) -> SampleQuery:
+    """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it.
+
+    A project-scoped Keystone caller's query is limited to its project, whatever it asked for.
+    """
+    project = project_scope(request)
+    terms = [] if project is None else [QueryTerm(field="project_id", value=project)]
     for t in simple:
         try:
             terms.append(QueryTerm(field=t.field, op=t.op, value=t.value, type=t.type))
@@ -103,7 +108,7 @@ def new_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
 
 @router.get("/meters", responses=json_body(list[Meter]))
 async def list_meters(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
-    q = parse_query(terms)
+    q = parse_query(request, terms)
     series = await _store(request).run(_store(request).select, q)
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for s in sorted(series, key=lambda s: (s.meter, s.resource_id, -s.last_ts)):
@@ -121,7 +126,7 @@ async def list_meters(request: Request, terms: Terms, limit: Limit = None) -> JS
 @router.get("/meters/{name}", responses=json_body(list[OldSample]))
 async def list_meter_samples(name: str, request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(terms, meter=name)
+    q = parse_query(request, terms, meter=name)
     try:
         rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
@@ -133,6 +138,7 @@ async def list_meter_samples(name: str, request: Request, terms: Terms, limit: L
              responses=json_body(list[OldSample], 201))
 async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> JSONResponse:
     now = utcnow()
+    project, who = project_scope(request), principal(request)  # a scoped caller posts to its own project only
     samples: list[Sample] = []
     for i, s in enumerate(body):
         try:
@@ -146,8 +152,8 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
             samples.append(Sample(
                 counter_name=name, counter_type=s.counter_type, counter_unit=s.counter_unit,
                 counter_volume=s.counter_volume, resource_id=s.resource_id,
-                project_id=s.project_id or request.headers.get("x-project-id"),
-                user_id=s.user_id or request.headers.get("x-user-id"),
+                project_id=project or s.project_id or request.headers.get("x-project-id"),
+                user_id=(who.user_id if who and project else None) or s.user_id or request.headers.get("x-user-id"),
                 source=s.source or "openstack", timestamp=s.timestamp or now,
                 resource_metadata=s.resource_metadata or {}, message_id=s.message_id or str(uuid.uuid1()),
             ))
@@ -173,7 +179,7 @@ async def meter_statistics(
                                                  description=f"Aggregates to compute: {', '.join(AGGREGATES)}")] = None,
 ) -> JSONResponse:
     store = _store(request)
-    q = parse_query(terms, meter=name)
+    q = parse_query(request, terms, meter=name)
     if period is not None and (not (period.isascii() and period.isdigit()) or int(period) <= 0):
         raise HTTPException(400, f"period must be a positive number of seconds, got {period!r}")
     funcs = aggregate or []
@@ -190,7 +196,7 @@ async def meter_statistics(
 @router.get("/samples", responses=json_body(list[NewSample]))
 async def list_samples(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(terms)
+    q = parse_query(request, terms)
     try:
         rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
@@ -222,7 +228,7 @@ def _resources(request: Request, series: list[SeriesRow]) -> list[dict[str, Any]
 @router.get("/resources", responses=json_body(list[Resource]))
 async def list_resources(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    series = await store.run(store.select, parse_query(terms))
+    series = await store.run(store.select, parse_query(request, terms))
     out = _resources(request, series)
     most = _limit(limit)
     return JSONResponse(out[:most] if most else out)
@@ -231,7 +237,7 @@ async def list_resources(request: Request, terms: Terms, limit: Limit = None) ->
 @router.get("/resources/{resource_id}", responses=json_body(Resource))
 async def get_resource(resource_id: str, request: Request) -> JSONResponse:
     store = _store(request)
-    q = SampleQuery([QueryTerm(field="resource_id", value=resource_id)])
+    q = parse_query(request, [SimpleTerm(field="resource_id", op="eq", value=resource_id)])
     out = _resources(request, await store.run(store.select, q))
     if not out:
         raise HTTPException(404, f"resource {resource_id} not found")

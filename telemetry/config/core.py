@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from telemetry.config.base import Duration, Section, check_scheme
+from telemetry.config.rules import KeystoneConfig
 
 BUS_SCHEMES = ("memory", "amqp", "amqps", "kafka")
 
@@ -117,6 +118,19 @@ class ApiToken(Section):
         return hashlib.sha256(self.token.get_secret_value().encode()).digest()
 
 
+class KeystoneAuthConfig(KeystoneConfig):
+    """Keystone validation of callers' ``X-Auth-Token`` (keystonemiddleware's contract), with this service's user."""
+
+    admin_roles: list[str] = Field(default_factory=lambda: ["admin"],
+                                   description="Roles that see and change every project's data (scope admin)")
+    reader_roles: list[str] = Field(default_factory=lambda: ["reader"],
+                                    description="A token with only these roles may read its project's data only")
+    cache_ttl: Duration = Field(300.0, gt=0, description="How long a validated token is trusted without asking "
+                                                        "Keystone again (never past its expiry)")
+    timeout: Duration = Field(5.0, gt=0, description="Timeout of one call to Keystone")
+    ca_file: str | None = Field(None, description="CA bundle of Keystone's certificate (system CAs if unset)")
+
+
 class ApiConfig(Section):
     """The HTTP API: Ceilometer v2, Aodh v2, events, /metrics, /healthz."""
 
@@ -134,6 +148,10 @@ class ApiConfig(Section):
     )
     max_body_bytes: int = Field(
         10 << 20, ge=1024, description="Bigger request bodies are answered 413 before they are read"
+    )
+    keystone: KeystoneAuthConfig | None = Field(
+        None, description="Validate X-Auth-Token against Keystone (as Aodh and Ceilometer do): tokens see their "
+                          "project's alarms, meters, resources and events; admin_roles see all"
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins browsers may call the API from (CORS); empty: none (off)"
