@@ -166,3 +166,47 @@ def test_a_100mb_anonymous_post_is_refused_unread_and_the_daemon_keeps_answering
     assert _rss(d.proc.pid) - start_rss < 100 << 20
     r = httpx.post(d.url + "/v2/alarms", content=b"x" * (11 << 20), headers=_bearer(WRITE))
     assert r.status_code == 413
+
+
+def test_the_api_serves_https_and_can_require_client_certificates(daemon_factory, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_file = tmp_path / "api.pem", tmp_path / "api.key", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # httpx (here and in DaemonProcess) trusts our CA
+    d = daemon_factory(config={"api": {"tokens": [_sha(READ)], "open_paths": ["/healthz"],
+                                       "tls": {"cert_file": str(cert), "key_file": str(key)}}}).start()
+    assert d.url.startswith("https://127.0.0.1:")
+    verified = ssl.create_default_context(cafile=str(ca_file))
+    assert httpx.get(d.url + "/v2/alarms", headers=_bearer(READ), verify=verified).status_code == 200
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(d.url.replace("https://", "http://") + "/healthz", timeout=5)
+    stranger = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    trustme.CA().configure_trust(stranger)
+    with pytest.raises(httpx.ConnectError):  # a client trusting another CA refuses the certificate
+        httpx.get(d.url + "/healthz", verify=stranger, timeout=5)
+    d.stop()
+
+    client_cert = ca.issue_cert("telemetry-client")
+    mutual = daemon_factory(config={"api": {"tls": {"cert_file": str(cert), "key_file": str(key),
+                                                    "client_ca_file": str(ca_file)}}})
+    mutual.start(wait=False)
+    with_cert = ssl.create_default_context(cafile=str(ca_file))
+    client_cert.configure_cert(with_cert)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert httpx.get(mutual.url + "/healthz", verify=with_cert, timeout=2).status_code in (200, 503)
+            break
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(mutual.url + "/healthz", verify=verified, timeout=5)

@@ -139,10 +139,19 @@ class ApiComponent(Component):
         sock.listen(512)
         sock.setblocking(False)
         port = sock.getsockname()[1]
-        self.address = f"http://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
+        scheme = "https" if cfg.tls else "http"
+        self.address = f"{scheme}://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
         self.runtime.api_address = self.address
         app = create_app(self.runtime)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
+        tls: dict[str, Any] = {}
+        if cfg.tls:
+            import ssl
+
+            tls = {"ssl_certfile": cfg.tls.cert_file, "ssl_keyfile": cfg.tls.key_file}
+            if cfg.tls.client_ca_file:
+                tls |= {"ssl_ca_certs": cfg.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2,
+                                **tls)
         self.server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api:uvicorn")
         for _ in range(200):  # wait until it accepts, so "started" means reachable

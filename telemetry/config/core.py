@@ -131,6 +131,26 @@ class KeystoneAuthConfig(KeystoneConfig):
     ca_file: str | None = Field(None, description="CA bundle of Keystone's certificate (system CAs if unset)")
 
 
+class ApiTLS(Section):
+    """HTTPS for the API: the certificate and key it serves, and optionally the CA whose client certificates it
+    requires."""
+
+    cert_file: str = Field(description="PEM certificate (chain) the API serves")
+    key_file: str = Field(description="PEM private key of the certificate")
+    client_ca_file: str | None = Field(
+        None, description="Require client certificates signed by this CA (mutual TLS); tokens still apply")
+
+    @model_validator(mode="after")
+    def _readable(self) -> ApiTLS:
+        import os
+
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{name} {path!r} cannot be read")
+        return self
+
+
 class ApiConfig(Section):
     """The HTTP API: Ceilometer v2, Aodh v2, events, /metrics, /healthz."""
 
@@ -149,6 +169,7 @@ class ApiConfig(Section):
     max_body_bytes: int = Field(
         10 << 20, ge=1024, description="Bigger request bodies are answered 413 before they are read"
     )
+    tls: ApiTLS | None = Field(None, description="Serve HTTPS with this certificate and key (off: plain HTTP)")
     keystone: KeystoneAuthConfig | None = Field(
         None, description="Validate X-Auth-Token against Keystone (as Aodh and Ceilometer do): tokens see their "
                           "project's alarms, meters, resources and events; admin_roles see all"
