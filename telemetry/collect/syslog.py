@@ -27,7 +27,7 @@ from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batcher
 from telemetry.component import Component
 from telemetry.config.base import split_hostport
-from telemetry.config.sources import SyslogSource
+from telemetry.config.sources import SyslogSource, SyslogTLS
 from telemetry.metrics import REGISTRY
 from telemetry.models import RawLog, derived_id
 from telemetry.runtime import Runtime
@@ -198,7 +198,9 @@ class SyslogServer(Component):
         self._seq = itertools.count()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
         self.address = ""
+        self.tls_address = ""
         self.open = 0
 
     async def start(self) -> None:
@@ -211,7 +213,24 @@ class SyslogServer(Component):
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
             port = self._udp.get_extra_info("sockname")[1]
         self.address = f"{host}:{port}"
+        if self.cfg.tls:
+            self._tls = await self._start_tls(self.cfg.tls)
         self.spawn(self._drain_udp, "udp")
+
+    async def _start_tls(self, cfg: SyslogTLS) -> asyncio.Server:
+        """The RFC 5425 listener: the same framing and bounds as plain TCP, inside TLS."""
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        if cfg.client_ca_file:
+            ctx.load_verify_locations(cfg.client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        host, port = split_hostport(cfg.listen)
+        server = await asyncio.start_server(self._client, host, port, ssl=ctx, limit=self.cfg.max_message_bytes + 64,
+                                            ssl_handshake_timeout=min(30.0, self.cfg.idle_timeout))
+        self.tls_address = f"{host}:{server.sockets[0].getsockname()[1]}"
+        return server
 
     def record(self, frame: bytes, peer: str, cut: bool = False) -> RawLog:
         tags: list[str] = ["truncated"] if cut else []
@@ -271,11 +290,13 @@ class SyslogServer(Component):
             writer.close()
 
     async def stop(self) -> None:
-        if self._tcp:
-            self._tcp.close()
+        for server in (self._tcp, self._tls):
+            if server:
+                server.close()
         if self._udp:
             self._udp.close()
         await self.cancel_tasks()
 
     def details(self) -> dict[str, Any]:
-        return {"listen": self.address, "received": self.received, "open_connections": self.open}
+        tls = {"tls_listen": self.tls_address} if self.tls_address else {}
+        return {"listen": self.address, **tls, "received": self.received, "open_connections": self.open}

@@ -129,6 +129,16 @@ class NotificationsSource(Section):
         return check_scheme(v, ("amqp", "amqps"), "notifications")
 
 
+class SyslogTLS(Section):
+    """Syslog over TLS (RFC 5425), as rsyslog's gtls/ossl driver and syslog-ng's tls() send it."""
+
+    listen: HostPort = Field("127.0.0.1:6514", description="host:port of the TLS listener")
+    cert_file: str = Field(description="PEM certificate (chain) the listener serves")
+    key_file: str = Field(description="PEM private key of the certificate")
+    client_ca_file: str | None = Field(
+        None, description="Require client certificates signed by this CA (rsyslog's x509/certvalid mode)")
+
+
 class SyslogSource(Section):
     """Syslog over UDP and TCP, as rsyslog and syslog-ng forward it."""
 
@@ -145,6 +155,7 @@ class SyslogSource(Section):
         as_written("5m"), gt=0, description="A TCP connection that sends no complete message for this long is "
         "closed (rsyslog and syslog-ng reconnect when they have something to send)"
     )
+    tls: SyslogTLS | None = Field(None, description="Also listen for syslog over TLS (RFC 5425)")
     fields: dict[str, str] = Field(
         default_factory=lambda: {"type": "syslog"}, description="Added to each record: type, component, ..."
     )
