@@ -94,3 +94,30 @@ def check_shape(value: Any, max_depth: int = MAX_DEPTH, max_values: int = MAX_VA
 def _named(value: Any, bad: Any, why: str) -> str:
     where = _where(value, bad)
     return f"{where} {why}" if where else why
+
+
+class PeerRateLimit:
+    """A token bucket per sending address: ``rate`` messages a second, bursts of ``burst``.
+
+    One chatty or hostile sender then cannot take the whole input (and the
+    bus, and the store) from the others: its excess is dropped and counted
+    by the input, the others go on. Senders are forgotten oldest first past
+    ``max_peers``, so spoofed UDP sources cannot grow the table without end.
+    """
+
+    def __init__(self, rate: float, burst: float, max_peers: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.max_peers = max_peers
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, peer: str, now: float) -> bool:
+        tokens, last = self._buckets.pop(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self._buckets) >= self.max_peers:
+            del self._buckets[next(iter(self._buckets))]
+        self._buckets[peer] = (tokens, now)  # re-inserted: the dict's order is least recently seen first
+        return allowed

@@ -93,3 +93,45 @@ def test_idle_connections_and_nested_datagrams_leave_the_daemon_answering(daemon
     assert 'telemetry_agent_syslog_connections_total{result="over_cap"}' in metrics
     assert 'telemetry_agent_syslog_connections_total{result="idle_timeout"}' in metrics
     assert len(d.output()) - log_before < 1 << 20, "the log grew by a megabyte or more"
+
+
+def test_peer_rate_limit_holds_each_sender_to_its_rate() -> None:
+    from telemetry.bounds import PeerRateLimit
+
+    limit = PeerRateLimit(rate=10, burst=20, max_peers=3)
+    assert sum(limit.allow("a", 0.0) for _ in range(100)) == 20  # the burst, then nothing
+    assert limit.allow("b", 0.0)  # another sender is not held back by a
+    assert sum(limit.allow("a", 1.0) for _ in range(100)) == 10  # one second refills ten
+    for peer in ("c", "d", "e"):
+        limit.allow(peer, 1.0)
+    assert len(limit._buckets) == 3  # the oldest senders were forgotten
+
+
+async def test_syslog_senders_over_their_rate_are_dropped_and_counted(tmp_path) -> None:
+    import asyncio
+
+    from agent_support import InProcessAgent
+    from telemetry.bus import MemoryBus
+    from telemetry.collect.syslog import REJECTED
+    from test_agent_syslog import syslog_settings
+
+    s = syslog_settings(tmp_path)
+    s = s.model_copy(update={"sources": s.sources.model_copy(update={"syslog": s.sources.syslog.model_copy(
+        update={"rate_per_peer": 5.0})})})
+    before = REJECTED.labels(reason="rate_limited")._value.get()
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        srv = next(c for c in agent.comps if c.name == "source.syslog")
+        host, port = srv.address.rsplit(":", 1)
+        t0 = time.monotonic()
+        r, w = await asyncio.open_connection(host, int(port))
+        w.write(b"".join(b"<14>Mar  2 09:00:02 node1 nova: flood %d\n" % i for i in range(500)))
+        await w.drain()
+
+        def dropped() -> float:
+            return REJECTED.labels(reason="rate_limited")._value.get() - before
+        got = await agent.collect(lambda got: len(got) + dropped() >= 500)
+        elapsed = time.monotonic() - t0
+        w.close()
+    # The burst (ten times the rate) and what refilled meanwhile; the rest dropped and counted.
+    assert 50 <= len(got) <= 50 + 5 * elapsed + 1, (len(got), elapsed)
+    assert len(got) + dropped() == 500

@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from telemetry.collect import agent_metrics as m
+from telemetry.bounds import PeerRateLimit
 from telemetry.collect.batcher import Batcher
 from telemetry.component import Component
 from telemetry.config.base import split_hostport
@@ -51,7 +52,8 @@ MAX_COUNT_DIGITS = 10
 REJECTED = Counter(
     "telemetry_agent_syslog_rejected", "Syslog frames or messages refused or repaired, by reason "
     "(bad_octet_count: read as a line instead; truncated: cut at max_message_bytes; incomplete: the "
-    "connection closed mid-frame; no_header: shipped whole, tagged _syslogparsefailure; invalid_utf8)",
+    "connection closed mid-frame; rate_limited: over sources.syslog.rate_per_peer; "
+    "no_header: shipped whole, tagged _syslogparsefailure; invalid_utf8)",
     ["reason"], registry=REGISTRY,
 )
 
@@ -179,6 +181,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.server.within_rate(addr[0]):
+            return
         try:
             self.server.queue.put_nowait((data, addr[0]))
         except asyncio.QueueFull:  # UDP has no backpressure: count what the overload cost
@@ -201,6 +205,8 @@ class SyslogServer(Component):
         self._tls: asyncio.Server | None = None
         self.address = ""
         self.tls_address = ""
+        rate = self.cfg.rate_per_peer
+        self.rate = PeerRateLimit(rate, 10 * rate) if rate else None
         self.open = 0
 
     async def start(self) -> None:
@@ -231,6 +237,13 @@ class SyslogServer(Component):
                                             ssl_handshake_timeout=min(30.0, self.cfg.idle_timeout))
         self.tls_address = f"{host}:{server.sockets[0].getsockname()[1]}"
         return server
+
+    def within_rate(self, peer: str) -> bool:
+        """False (and counted) for a message over ``rate_per_peer`` from this sender."""
+        if self.rate is None or self.rate.allow(peer, time.monotonic()):
+            return True
+        REJECTED.labels(reason="rate_limited").inc()
+        return False
 
     def record(self, frame: bytes, peer: str, cut: bool = False) -> RawLog:
         tags: list[str] = ["truncated"] if cut else []
@@ -279,7 +292,7 @@ class SyslogServer(Component):
                         frame, cut = await anext(it)
                 except StopAsyncIteration:
                     break
-                if frame:
+                if frame and self.within_rate(peer):
                     await self.batcher.add(self.record(frame, peer, cut=cut))  # waits under backpressure
         except TimeoutError:
             CONNECTIONS.labels(result="idle_timeout").inc()

@@ -156,6 +156,10 @@ class SyslogSource(Section):
         "closed (rsyslog and syslog-ng reconnect when they have something to send)"
     )
     tls: SyslogTLS | None = Field(None, description="Also listen for syslog over TLS (RFC 5425)")
+    rate_per_peer: float | None = Field(
+        None, gt=0, description="Messages a second accepted from one sending address (bursts of ten times as many); "
+        "the excess is dropped and counted (reason rate_limited). Unset: no limit"
+    )
     fields: dict[str, str] = Field(
         default_factory=lambda: {"type": "syslog"}, description="Added to each record: type, component, ..."
     )
@@ -241,6 +245,10 @@ class CeilometerSource(Section):
     udp: HostPort = Field("127.0.0.1:4952", description="host:port for msgpack datagrams")
     http: bool = Field(True, description="Accept Ceilometer's http:// publisher at POST /v1/ceilometer/samples on the API")
     telemetry_secret: SecretStr | None = Field(None, description="Verify message_signature with this secret")
+    rate_per_peer: float | None = Field(
+        None, gt=0, description="UDP datagrams a second accepted from one sending address (bursts of ten times as "
+        "many); the excess is refused and counted (reason rate_limited). Unset: no limit"
+    )
 
 
 def _written_is_enabled(data: Any) -> Any:
