@@ -135,3 +135,31 @@ async def test_syslog_senders_over_their_rate_are_dropped_and_counted(tmp_path) 
     # The burst (ten times the rate) and what refilled meanwhile; the rest dropped and counted.
     assert 50 <= len(got) <= 50 + 5 * elapsed + 1, (len(got), elapsed)
     assert len(got) + dropped() == 500
+
+
+def test_idle_api_connections_are_capped_and_closed_after_the_header_timeout(daemon_factory, low_limit_popen) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < CONNECTIONS + 200:
+        pytest.skip(f"this test process may open only {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, CONNECTIONS + 200), hard))
+    d = daemon_factory(config={"api": {"max_connections": 500, "header_timeout": "2s"},
+                               "sources": {"files": [], "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"}}})
+    d.start()
+    host, port = split_hostport(d.url.split("//")[1])
+    socks = []
+    try:
+        for _ in range(CONNECTIONS):
+            try:
+                s = socket.create_connection((host, port), timeout=5)
+                s.sendall(b"GET /healthz HTTP/1.1\r\n")  # a request head that never ends
+                socks.append(s)
+            except OSError:
+                break
+        time.sleep(3.5)  # past header_timeout: every held connection was closed
+        assert _answers_fast(d.url) < 1.0
+    finally:
+        for s in socks:
+            s.close()
+    metrics = httpx.get(d.url + "/metrics", timeout=5).text
+    assert 'telemetry_api_requests_refused_total{reason="over_cap"}' in metrics
+    assert 'telemetry_api_requests_refused_total{reason="header_timeout"}' in metrics

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from telemetry import __version__
 from telemetry.api.auth import GuardMiddleware
 from telemetry.api.core import router as core_router
+from telemetry.api.listener import bounded_protocol
 from telemetry.component import Component
 from telemetry.errors import problems
 from telemetry.rules.service import RulesUnavailable
@@ -151,7 +152,7 @@ class ApiComponent(Component):
             if cfg.tls.client_ca_file:
                 tls |= {"ssl_ca_certs": cfg.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2,
-                                **tls)
+                                http=bounded_protocol(cfg.max_connections, cfg.header_timeout), **tls)
         self.server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api:uvicorn")
         for _ in range(200):  # wait until it accepts, so "started" means reachable

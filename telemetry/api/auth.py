@@ -47,7 +47,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 API_REFUSED = Counter(
     "telemetry_api_requests_refused",
     "API requests refused before a route ran: unauthorized (no or unknown token), forbidden (scope too low), "
-    "too_large (body over api.max_body_bytes)",
+    "too_large (body over api.max_body_bytes); connections closed: over_cap (api.max_connections were open), "
+    "header_timeout (no request head within api.header_timeout)",
     ["reason"], registry=REGISTRY,
 )
 

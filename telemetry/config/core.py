@@ -166,6 +166,12 @@ class ApiConfig(Section):
         default_factory=lambda: ["/healthz", "/metrics"],
         description="Paths served without a token even when tokens are set (health checks, Prometheus)",
     )
+    max_connections: int = Field(
+        1000, ge=1, description="Connections open at once; more are closed at once (keep it under LimitNOFILE)"
+    )
+    header_timeout: Duration = Field(
+        10.0, gt=0, description="A connection whose request line and headers have not arrived by then is closed"
+    )
     max_body_bytes: int = Field(
         10 << 20, ge=1024, description="Bigger request bodies are answered 413 before they are read"
     )
