@@ -111,6 +111,16 @@ async def test_no_stack_trace_and_no_cors_by_default(client) -> None:
     assert "access-control-allow-origin" not in r.headers
 
 
+async def test_open_paths_with_a_trailing_slash_open_what_is_under_them(tmp_path: Path) -> None:
+    app = _app(tmp_path, tokens=[_sha(ADMIN)], open_paths=["/healthz", "/docs", "/docs/", "/openapi.json"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/docs")).status_code == 200
+        assert (await c.get("/docs/assets/swagger-ui.css")).status_code == 200
+        assert (await c.get("/openapi.json")).status_code == 200
+        assert (await c.get("/metrics")).status_code == 401  # no longer listed
+        assert (await c.get("/docsx")).status_code == 401
+
+
 async def test_cors_only_for_the_configured_origins(tmp_path: Path) -> None:
     app = _app(tmp_path, cors_origins=["https://console.example"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -120,7 +120,8 @@ class GuardMiddleware:
         self.app = app
         self.tokens = TokenTable(config)
         self.keystone = KeystoneValidator(config.keystone) if config.keystone else None
-        self.open_paths = frozenset(config.open_paths)
+        self.open_paths = frozenset(p for p in config.open_paths if not p.endswith("/"))
+        self.open_prefixes = tuple(p for p in config.open_paths if p.endswith("/"))
         self.max_body = config.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,7 +130,7 @@ class GuardMiddleware:
             return
         headers = dict(scope.get("headers") or ())
         path = scope.get("path", "")
-        if (self.tokens or self.keystone) and path not in self.open_paths:
+        if (self.tokens or self.keystone) and path not in self.open_paths and not path.startswith(self.open_prefixes):
             presented = presented_token(headers)
             who = self.tokens.find(presented)
             if who is None and self.keystone is not None and presented:

@@ -164,7 +164,8 @@ class ApiConfig(Section):
     )
     open_paths: list[str] = Field(
         default_factory=lambda: ["/healthz", "/metrics"],
-        description="Paths served without a token even when tokens are set (health checks, Prometheus)",
+        description="Paths served without a token even when tokens are set (health checks, Prometheus); an entry "
+                    "ending in / opens everything under it (add /docs, /docs/ and /openapi.json for the browsable docs)",
     )
     max_connections: int = Field(
         1000, ge=1, description="Connections open at once; more are closed at once (keep it under LimitNOFILE)"
