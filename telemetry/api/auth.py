@@ -58,6 +58,8 @@ ADMIN_PREFIXES = ("/v1/actions/allowlist", "/v1/actions/dead-letters", "/v1/dead
 OPERATOR_PREFIXES = (*ADMIN_PREFIXES, "/v1/actions", "/v1/triggers", "/v1/ceilometer")
 OPERATOR_POSTS = frozenset({("/v1/events", "POST")})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def needed_scope(method: str, path: str) -> str:
     """The scope a request needs: reads ``read``, changes ``write``, changes under ADMIN_PREFIXES ``admin``."""
     if method.upper() in READ_METHODS:
