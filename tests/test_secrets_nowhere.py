@@ -25,7 +25,8 @@ import pytest
 
 TOKEN = "tok-SECRET-api-0001"
 CONFIG_SECRETS = {"telemetry": "SECRET-telemetry-0002", "smtp": "SECRET-smtp-0003",
-                  "keystone": "SECRET-keystone-0004", "signing": "SECRET-signing-0005"}
+                  "keystone": "SECRET-keystone-0004", "signing": "SECRET-signing-0005",
+                  "api-keystone": "SECRET-api-keystone-0013"}
 ACTION_SECRETS = ["SECRET-basic-0006", "SECRET-slack-0007", "SECRET-pd-0008", "SECRETAKID0009", "SECRET-sig-0010",
                   "SECRET-trust-0011", "SECRET-query-0012"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,7 +69,9 @@ def _targets(port: int) -> list[str]:
 def test_no_secret_anywhere(daemon_factory, receiver) -> None:
     port, received = receiver
     d = daemon_factory(config={
-        "api": {"tokens": [TOKEN]},
+        "api": {"tokens": [TOKEN], "keystone": {"auth_url": "http://keystone.example.org:5000/v3", "username": "svc",
+                                                "password": CONFIG_SECRETS["api-keystone"], "project_name": "service",
+                                                "timeout": "2s"}},
         "sources": {"ceilometer": {"enabled": False, "telemetry_secret": CONFIG_SECRETS["telemetry"]},
                     "files": [], "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"}},
         "actions": {"max_attempts": 1, "timeout": "3s", "signing_secret": CONFIG_SECRETS["signing"],
