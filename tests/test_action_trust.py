@@ -131,3 +131,31 @@ async def test_an_alarm_from_a_rules_file_edited_through_the_api_becomes_an_api_
             assert edited is not None and edited.origin == "api"
     finally:
         await d.stop()
+
+
+async def test_webhooks_verify_certificates_by_default(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    hits = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hits
+        hits += 1
+        writer.close()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        http = Http(5.0, allowlist=AllowList(["127.0.0.0/8"]))
+        for untrusted in (False, True):  # the plain client and the guarded one alike
+            UNTRUSTED.set(untrusted)
+            out = await http.send("POST", f"https://127.0.0.1:{port}/hook", content=b"{}")
+            assert not out.ok and "CERTIFICATE_VERIFY_FAILED" in out.error, out.error
+        await http.close()
+    finally:
+        server.close()
+    assert hits == 0  # no request ever reached the handler
