@@ -30,6 +30,26 @@ STOP_TIMEOUT = 4.0  # the whole stop must fit in 5 s (systemd and the contract)
 BUS_RETRY_MAX = 30.0
 
 
+def raise_fd_limit() -> int:
+    """Lift the soft file-descriptor limit to the hard one, as nginx and systemd's own services do.
+
+    The soft default (1,024) is what an idle-connection flood exhausted: the
+    API could no longer accept. Listeners cap their own connections; this
+    leaves the rest of the process room. The units set LimitNOFILE; outside
+    systemd the hard limit is what the administrator allows.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft
+
+
 class StopRequested(Exception):
     """SIGTERM or Ctrl-C arrived before the daemon had started: nothing to stop, exit quietly."""
 
@@ -42,6 +62,7 @@ class Daemon:
         self._stopping = asyncio.Event()
 
     async def start(self) -> Runtime:
+        raise_fd_limit()
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         bus = open_bus(self.settings.bus)

@@ -7,8 +7,23 @@ import sys
 
 import orjson
 
+from telemetry.actions.security import redact_urls
 
-class JsonFormatter(logging.Formatter):
+
+class RedactingFormatter(logging.Formatter):
+    """Every URL in a line (message and traceback) redacted.
+
+    httpx logs each request's URL at INFO, and exceptions quote URLs too:
+    Heat's pre-signed URLs (``Signature=``, ``AWSAccessKeyId``), hook paths
+    and ``user:password@`` would land in the journal. Redacting the finished
+    line catches what any library writes, not only our own calls.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+
+class JsonFormatter(RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         body = {
             "@timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
@@ -18,7 +33,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(body).decode()
+        return redact_urls(orjson.dumps(body).decode())
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -26,7 +41,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.formatter.converter = __import__("time").gmtime  # type: ignore[union-attr]
     root = logging.getLogger()
     root.handlers[:] = [handler]

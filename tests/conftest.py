@@ -35,7 +35,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 #: The start banner's API line (telemetry.cli.daemon_cmds): the port the kernel picked.
-_API_LINE = re.compile(r"API: (http://[\w.\-\[\]]+:(\d+))")
+_API_LINE = re.compile(r"API: (https?://[\w.\-\[\]]+:(\d+))")
 
 
 class DaemonProcess:

@@ -13,6 +13,7 @@ from agent_support import InProcessAgent, settings
 from telemetry.bus import MemoryBus
 from telemetry.collect.syslog import parse_syslog
 from telemetry.config import Settings
+from telemetry.config.sources import SyslogTLS
 
 
 def syslog_settings(tmp: Path) -> Settings:
@@ -102,3 +103,40 @@ if $msg contains "tcplf" then action(type="omfwd" target="127.0.0.1" port="{port
     assert by["cinder"].lines == ["tcplf volume attached"]
     assert all(r.severity == 4 and r.facility == 16 for r in got)  # type: ignore[attr-defined]
     assert all(r.host for r in got)
+
+
+async def test_syslog_over_tls_with_client_certificates(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "s.pem", tmp_path / "s.key", tmp_path / "ca.pem"
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    s = syslog_settings(tmp_path)
+    s = s.model_copy(update={"sources": s.sources.model_copy(update={"syslog": s.sources.syslog.model_copy(update={
+        "tls": SyslogTLS(listen="127.0.0.1:0", cert_file=str(cert), key_file=str(key), client_ca_file=str(ca_file))})})})
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        srv = next(c for c in agent.comps if c.name == "source.syslog")
+        host, port = srv.tls_address.rsplit(":", 1)
+        anonymous = ssl.create_default_context(cafile=str(ca_file))
+        r, w = await asyncio.open_connection(host, int(port), ssl=anonymous)
+        w.write(b"<13>Mar  2 09:00:00 node1 nova-api[7]: without a client certificate\n")
+        try:
+            await w.drain()
+            assert await r.read() == b""  # the server closes: no certificate, no message
+        except (ssl.SSLError, ConnectionError):
+            pass
+        w.close()
+        client = ssl.create_default_context(cafile=str(ca_file))
+        ca.issue_cert("node1").configure_cert(client)
+        r, w = await asyncio.open_connection(host, int(port), ssl=client)
+        frame = b"<14>1 2026-03-02T09:00:01Z node1 cinder 9 - - over tls"
+        w.write(str(len(frame)).encode() + b" " + frame)
+        await w.drain()
+        got = await agent.collect(lambda got: len(got) >= 1)
+        w.close()
+    assert [r.lines[0] for r in got] == ["over tls"] and got[0].component == "cinder"

@@ -48,3 +48,17 @@ def test_every_operation_declares_its_response_schema(tmp_path: Path) -> None:
                     undeclared.append(f"{method.upper()} {path} {code}")
     assert not undeclared, undeclared
     assert len(spec["paths"]) >= 25
+
+
+def test_every_query_parameter_a_route_reads_is_in_the_document(tmp_path: Path) -> None:
+    """Issue 20: q.* and limit were read from the raw query string, so clients and fuzzers could not find them."""
+    spec = _app(tmp_path).get("/openapi.json").json()
+
+    def params(path: str) -> set[str]:
+        return {p["name"] for p in spec["paths"][path]["get"].get("parameters", []) if p["in"] == "query"}
+    simple = {"q.field", "q.op", "q.value", "q.type"}
+    for path in ("/v2/meters", "/v2/samples", "/v2/resources", "/v2/meters/{name}"):
+        assert simple | {"limit"} <= params(path), path
+    assert simple | {"period", "groupby", "aggregate.func"} <= params("/v2/meters/{name}/statistics")
+    assert simple | {"limit", "marker", "sort"} <= params("/v2/alarms")
+    assert {"limit"} <= params("/v2/alarms/{alarm_id}/history")

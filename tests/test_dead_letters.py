@@ -20,10 +20,11 @@ from telemetry.models import Event, encode
 from tests.support import wait_for
 
 TOKEN = "dl-s3cret"
+READER = "dl-reader"
 
 
 async def test_a_refused_record_is_kept_listed_shown_replayed_and_deleted(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api={"port": 0, "tokens": [TOKEN]},
+    settings = Settings(data_dir=tmp_path, api={"port": 0, "tokens": [TOKEN, {"token": READER, "scope": "read"}]},
                         sources={"files": [], "host_metrics": {"enabled": False}, "ceilometer": {"enabled": False}})
     daemon = Daemon(settings, mode="run")
     rt = await daemon.start()
@@ -33,7 +34,7 @@ async def test_a_refused_record_is_kept_listed_shown_replayed_and_deleted(tmp_pa
         good = Event(**{"@timestamp": datetime.now(timezone.utc)}, host="cn01", component="nova", message="fine")
         await rt.bus.publish("events", [OutMessage(b'{"@timestamp": "not a time", "host": 5}'),
                                         OutMessage(encode(good))])
-        async with httpx.AsyncClient(base_url=rt.api_address) as api:
+        async with httpx.AsyncClient(base_url=rt.api_address, headers={"X-Auth-Token": READER}) as api:
             letters: list = []
 
             async def poll() -> None:
@@ -53,11 +54,11 @@ async def test_a_refused_record_is_kept_listed_shown_replayed_and_deleted(tmp_pa
 
             cli = await asyncio.to_thread(
                 subprocess.run, [sys.executable, "-m", "telemetry", "dead-letter-list", "--url", rt.api_address,
-                                 "-f", "json"], capture_output=True, text=True, timeout=60)
+                                 "--token", READER, "-f", "json"], capture_output=True, text=True, timeout=60)
             assert cli.returncode == 0 and json.loads(cli.stdout)[0]["id"] == letter["id"], cli.stderr
             cli = await asyncio.to_thread(
                 subprocess.run, [sys.executable, "-m", "telemetry", "dead-letter-show", letter["id"], "--url",
-                                 rt.api_address], capture_output=True, text=True, timeout=60,
+                                 rt.api_address, "--token", READER], capture_output=True, text=True, timeout=60,
                 env={**os.environ, "COLUMNS": "200"})
             assert cli.returncode == 0 and "invalid:" in cli.stdout and "not a time" in cli.stdout, cli.stderr
             shown = (await api.get(f"/v1/dead-letters/{letter['id']}")).json()
@@ -65,7 +66,9 @@ async def test_a_refused_record_is_kept_listed_shown_replayed_and_deleted(tmp_pa
             assert (await api.get("/v1/dead-letters", params={"reason": "invalid:"})).json()
             assert not (await api.get("/v1/dead-letters", params={"stage": "stage.parse"})).json()
 
-            assert (await api.post(f"/v1/dead-letters/{letter['id']}/replay")).status_code == 401
+            assert (await api.post(f"/v1/dead-letters/{letter['id']}/replay")).status_code == 403  # a read token
+            assert (await api.post(f"/v1/dead-letters/{letter['id']}/replay",
+                                   headers={"X-Auth-Token": "wrong"})).status_code == 401
             r = await api.post(f"/v1/dead-letters/{letter['id']}/replay", headers=auth)
             assert r.status_code == 202 and r.json()["topic"] == "events"
             # still bad: refused again, kept once, its replay counted

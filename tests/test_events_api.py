@@ -20,6 +20,8 @@ from tests.support import wait_until
 from telemetry.cli import main
 
 TOKEN = "events-s3cret"
+READER = "events-reader"
+READ = {"X-Auth-Token": READER}
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 REQ = "req-7d1e2a40-5b3c-4f0e-9a55-0c2d6b3e8f11"
 
@@ -69,7 +71,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Itera
     global NOW
     NOW = datetime.now(timezone.utc).replace(microsecond=0)
     EVENTS[:] = build_events()
-    d = DaemonProcess(tmp_path_factory.mktemp("events-api"), "run", {"api": {"tokens": [TOKEN]}})
+    d = DaemonProcess(tmp_path_factory.mktemp("events-api"), "run",
+                      {"api": {"tokens": [TOKEN, {"token": READER, "scope": "read"}]}})
     d.start()
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -79,7 +82,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Itera
         assert r.status_code == 202 and r.json() == {"accepted": 6}, r.text
         total = len(EVENTS) + 6
         deadline = time.monotonic() + 10
-        while len(httpx.get(d.url + "/v1/events", params={"limit": 1000}).json()) < total:
+        while len(httpx.get(d.url + "/v1/events", params={"limit": 1000}, headers=READ).json()) < total:
             assert time.monotonic() < deadline, d.output()
             time.sleep(0.05)
         yield d
@@ -88,11 +91,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Itera
 
 
 def api(d: DaemonProcess, **params: object) -> httpx.Response:
-    return httpx.get(d.url + "/v1/events", params=params)
+    return httpx.get(d.url + "/v1/events", params=params, headers=READ)
 
 
 def cli(d: DaemonProcess, *args: str) -> str:
-    result = CliRunner().invoke(main, ["search", *args, "--url", d.url], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["search", *args, "--url", d.url, "--token", READER], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -141,13 +144,13 @@ def test_bad_query_is_a_400_naming_the_position(daemon: DaemonProcess) -> None:
     assert r.status_code == 400
     assert "at position 17" in r.json()["error_message"]["faultstring"]
     assert api(daemon, start="yesterday").status_code == 400
-    result = CliRunner().invoke(main, ["search", "status:[500 599]", "--url", daemon.url])
+    result = CliRunner().invoke(main, ["search", "status:[500 599]", "--url", daemon.url, "--token", READER])
     assert result.exit_code == 1 and "position 13" in result.output
 
 
 def test_histogram(daemon: DaemonProcess) -> None:
     r = httpx.get(daemon.url + "/v1/events/histogram",
-                  params={"q": "component:glance", "interval": "1m", "start": "-15m", "end": "now"})
+                  params={"q": "component:glance", "interval": "1m", "start": "-15m", "end": "now"}, headers=READ)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["interval"] == 60 and body["total"] == 2
@@ -180,7 +183,7 @@ def test_posting_needs_the_token_and_valid_records(daemon: DaemonProcess) -> Non
 def test_follow_prints_new_matches(daemon: DaemonProcess) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "telemetry", "search", "component:keystone", "--follow", "--interval", "0.2",
-         "-f", "json", "--url", daemon.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "-f", "json", "--url", daemon.url, "--token", READER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
         fresh = {**line(0, "ERROR", "Authorization failed for token", component="keystone", host="cc01"),

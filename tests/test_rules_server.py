@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import asyncio
 import time
 from pathlib import Path
@@ -237,9 +239,12 @@ async def test_group_by_resource_and_default_rules_load(tmp_path: Path) -> None:
         assert {(t.labels["resource_id"], t.current) for t in ts} == {("vm1", "alarm"), ("vm2", "ok")}
 
 
-@pytest.mark.parametrize("token", ["s3cret"])
-async def test_mutations_need_the_token_when_configured(tmp_path: Path, token: str) -> None:
-    settings = Settings(data_dir=tmp_path / "d", api={"port": 0, "tokens": [token]},
+@pytest.mark.parametrize("written", ["plain", "sha256"])
+async def test_tokens_guard_reads_and_writes_and_a_read_token_cannot_create(tmp_path: Path, written: str) -> None:
+    token, reader = "s3cret", "r3ader"
+    entry = token if written == "plain" else "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    settings = Settings(data_dir=tmp_path / "d", api={"port": 0, "tokens": [
+                            entry, {"sha256": hashlib.sha256(reader.encode()).hexdigest(), "scope": "read"}]},
                         rules={"paths": [str(tmp_path / "none")]},
                         actions={"allowed_targets": ["127.0.0.0/8"]})  # with tokens, this host is not open by default
     d = Daemon(settings, mode="server")
@@ -247,9 +252,13 @@ async def test_mutations_need_the_token_when_configured(tmp_path: Path, token: s
     try:
         async with httpx.AsyncClient(base_url=rt.api_address) as c:
             assert (await c.post("/v2/alarms", json=CPU_ALARM)).status_code == 401
+            refused = await c.post("/v2/alarms", json=CPU_ALARM, headers={"X-Auth-Token": reader})
+            assert refused.status_code == 403 and "needs write" in refused.text
             ok = await c.post("/v2/alarms", json=CPU_ALARM, headers={"Authorization": f"Bearer {token}"})
             assert ok.status_code == 201
-            assert (await c.get("/v2/alarms")).status_code == 200
+            assert (await c.get("/v2/alarms")).status_code == 401
+            listed = await c.get("/v2/alarms", headers={"X-Auth-Token": reader})
+            assert listed.status_code == 200 and [a["alarm_id"] for a in listed.json()] == [ok.json()["alarm_id"]]
     finally:
         await d.stop()
 

@@ -45,7 +45,7 @@ class Recorder:
 @pytest.fixture
 async def api(make_store, tmp_path: Path):
     store = make_store()
-    settings = Settings(data_dir=tmp_path, api={"tokens": ["s3cret"]})
+    settings = Settings(data_dir=tmp_path, api={"tokens": ["s3cret", {"token": "r3ad", "scope": "read"}]})
     rt = Runtime(settings=settings, mode="server", bus=MemoryBus(), data_dir=tmp_path)
     rt.sample_store = store
     rt.sample_pipeline = Recorder()  # type: ignore[assignment]
@@ -54,7 +54,8 @@ async def api(make_store, tmp_path: Path):
     await pipeline.start()
     await stage.start()
     app = create_app(rt)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers={"X-Auth-Token": "r3ad"}) as client:
         yield client, rt, stage, store
     await stage.stop()
     await pipeline.stop()
@@ -106,7 +107,8 @@ async def test_post_needs_a_token_and_counts_once(api) -> None:
     body = [{"counter_name": "custom", "counter_type": "gauge", "counter_unit": "req", "counter_volume": 4,
              "resource_id": "app-1", "message_id": "5d3c2b1a-0000-4000-8000-00000000abcd",
              "timestamp": (hour_start() - timedelta(minutes=5)).isoformat()}]
-    assert (await client.post("/v2/meters/custom", json=body)).status_code == 401
+    assert (await client.post("/v2/meters/custom", json=body, headers={"X-Auth-Token": "no"})).status_code == 401
+    assert (await client.post("/v2/meters/custom", json=body)).status_code == 403  # the read token
     auth = {"Authorization": "Bearer s3cret"}
     for _ in range(2):  # the client retries: stored once
         r = await client.post("/v2/meters/custom", json=body, headers=auth)

@@ -212,6 +212,16 @@ def test_expression_evaluation_is_bounded_and_ceilometer_compatible():
     assert Expression("max(volume, 10) + abs(-2)").evaluate({"volume": 3}) == 12
 
 
+@pytest.mark.parametrize("expr,why", [("'a' * 10**9", "longer than"), ("[0] * 10**8", "longer than"),
+                                      ("str(volume) * 20000", "longer than"), (" * ".join(["9**256"] * 6), "too large"),
+                                      ("'ab' * 4000 + 'c' * 4000", "longer than")])
+def test_expressions_cannot_build_huge_values(expr: str, why: str):
+    """Issue 20: a pipeline scale of 'a'*10**9 built a gigabyte; products and sums are checked before they are built."""
+    with pytest.raises(TransformExpressionError, match=why):
+        Expression(expr).evaluate({"volume": 3})
+    assert Expression("'ab' * 100 + 'c'").evaluate({}) == "ab" * 100 + "c"
+
+
 def test_bad_pipeline_files_name_the_problem(tmp_path):
     def sink(**kw):
         return {"sources": [{"name": "s", "meters": ["*"], "sinks": ["k"]}],

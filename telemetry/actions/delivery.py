@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry import __version__
 from telemetry.actions.models import SendOutcome
-from telemetry.actions.security import redact, redact_text, sign
+from telemetry.actions.security import REFUSED, UNTRUSTED, AllowList, redact, redact_text, sign
 from telemetry.metrics import REGISTRY
 from telemetry.timeutil import utcnow
 
@@ -76,9 +76,11 @@ class Http:
     """The shared httpx client: timeouts, no redirects (a redirect could leave the allow-list), optional signing."""
 
     def __init__(self, timeout: float, signing_secret: str | None = None,
-                 signature_header: str = "X-Telemetry-Signature") -> None:
+                 signature_header: str = "X-Telemetry-Signature", allowlist: AllowList | None = None) -> None:
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
+        self._guarded: httpx.AsyncClient | None = None
+        self.allowlist = allowlist
         self.secret = signing_secret
         self.signature_header = signature_header
 
@@ -92,9 +94,23 @@ class Http:
                                              headers={"User-Agent": USER_AGENT})
         return self._client
 
+    @property
+    def guarded(self) -> httpx.AsyncClient:
+        """The client for actions of API-made alarms: each connection re-checked against the allow-list."""
+        if self._guarded is None:
+            import httpx
+
+            from telemetry.actions.pinning import guarded_client
+
+            assert self.allowlist is not None, "an Http sending untrusted targets needs the allow-list"
+            self._guarded = guarded_client(self.allowlist, timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                           headers={"User-Agent": USER_AGENT})
+        return self._guarded
+
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for c in (self._client, self._guarded):
+            if c is not None:
+                await c.aclose()
 
     async def post_json(self, url: str, body: Any, *, delivery_id: str = "", headers: dict[str, str] | None = None,
                         signed: bool = True) -> SendOutcome:
@@ -112,10 +128,14 @@ class Http:
     async def send(self, method: str, url: str, **kwargs: Any) -> SendOutcome:
         import httpx
 
+        client = self.guarded if UNTRUSTED.get() and self.allowlist is not None else self.client
         try:
-            resp = await self.client.request(method, url, **kwargs)
+            resp = await client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            return SendOutcome.transient(redact_text(f"{type(exc).__name__}: {exc}", [url]) or type(exc).__name__)
+            text = redact_text(f"{type(exc).__name__}: {exc}", [url]) or type(exc).__name__
+            if str(exc).startswith(REFUSED):  # the name now resolves outside the allow-list: retrying will not help
+                return SendOutcome.permanent(text)
+            return SendOutcome.transient(text)
         out = classify(resp)
         out.extra["response"] = resp
         return out

@@ -29,7 +29,7 @@ from telemetry.actions.log import LogNotifier
 from telemetry.actions.models import Job, SendOutcome
 from telemetry.actions.outbox import Outbox, SqliteOutbox, item_id
 from telemetry.actions.pager import PagerNotifier
-from telemetry.actions.security import AllowList, allowlist_for, redact, redact_text
+from telemetry.actions.security import UNTRUSTED, AllowList, allowlist_for, redact, redact_text
 from telemetry.actions.silences import NoiseControl
 from telemetry.actions.webhook import WebhookNotifier
 from telemetry.bus import Delivery
@@ -104,7 +104,7 @@ class ActionDispatcher(BusStage):
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         secret = self.config.signing_secret.get_secret_value() if self.config.signing_secret else None
-        self.http = Http(self.config.timeout, secret, self.config.signature_header)
+        self.http = Http(self.config.timeout, secret, self.config.signature_header, self.allowlist)
         ctx = Context(config=self.config, http=self.http, link=self.link)
         self.notifiers = {cls.kind: cls(ctx) for cls in NOTIFIERS}
         await super().start()
@@ -220,6 +220,8 @@ class ActionDispatcher(BusStage):
         head = unit[0]
         n = self.notifiers[head.notifier]
         attempt = max(j.attempts for j in unit) + 1
+        # This task's own context: API-made alarms send through the client that re-checks each connection.
+        UNTRUSTED.set(n.http_target and head.transition.get("origin") not in TRUSTED_ORIGINS)
         try:
             try:
                 out = await n.send(head.target, [j.transition for j in unit], head.id)

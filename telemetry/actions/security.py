@@ -12,6 +12,7 @@ delivery log goes through ``redact`` first.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import hashlib
 import hmac
@@ -19,10 +20,15 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SECRET_PARAMS = re.compile(r"(?i)^(signature|awsaccesskeyid|token|x-auth-token|key|api_key|apikey|secret|password|"
                            r"routing_key|sig|access_token|auth)$")
+#: True while a delivery of an untrusted (API-made) alarm runs: Http.send then uses the guarded client.
+UNTRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("telemetry_untrusted_target", default=False)
+#: How a refusal at connect time starts its message, so the sender can tell it from a network error.
+REFUSED = "refused at connect time: "
 # Slack/Mattermost/Rocket.Chat put the credential in the path after /hooks/.
 HOOK_PATH = re.compile(r"(?i)(/(?:hooks|services)/)(.+)$")
 
@@ -54,9 +60,48 @@ def redact(target: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
-    query = urlencode([(k, "***" if SECRET_PARAMS.match(k) else v) for k, v in parse_qsl(parts.query, True)], safe="*")
+    query = parts.query
+    pairs = parse_qsl(query, True)
+    if any(SECRET_PARAMS.match(k) for k, _ in pairs):  # otherwise as written: a log line should match the request
+        query = urlencode([(k, "***" if SECRET_PARAMS.match(k) else v) for k, v in pairs], safe="*")
     path = HOOK_PATH.sub(lambda m: m.group(1) + "***", parts.path)
     return urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
+
+
+#: A URL inside free text (a log line, an exception's message), up to the first blank or quote.
+URL_IN_TEXT = re.compile(r"""(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>]+""")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in ``text`` redacted: for log lines written by code that knows nothing of secrets (httpx, aiohttp)."""
+    if "://" not in text:
+        return text
+    return URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+
+
+def redact_actions(alarm: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """An alarm (or a history detail) as the API returns it: every action target in ``fields`` redacted.
+
+    The targets hold Heat's signed URLs, hook paths, routing keys and trust
+    passwords; whoever may read alarms need not be able to call them.
+    """
+    out = dict(alarm)
+    for field in fields:
+        if isinstance(out.get(field), list):
+            out[field] = [redact(t) if isinstance(t, str) else t for t in out[field]]
+    return out
+
+
+def restore_redacted(targets: list[str], previous: Iterable[str]) -> list[str]:
+    """Targets of an edit with each redacted form an alarm's read returned put back to its secret original.
+
+    ``aodh alarm update`` reads the alarm and writes it back whole: without
+    this, every update would overwrite the real targets with their ``***``
+    forms. Only a target equal to the redaction of one the alarm already has
+    is restored, so an edit cannot borrow another alarm's secret.
+    """
+    by_shown = {redact(p): p for p in previous if redact(p) != p}
+    return [by_shown.get(t, t) for t in targets]
 
 
 def redact_text(text: str, targets: Iterable[str]) -> str:
@@ -148,6 +193,37 @@ class AllowList:
             return False
         return ip.is_global
 
+    def named(self, host: str, port: int | None = None) -> bool:
+        """True when the operator allowed this host by name (``*.domain``) or as a trusted endpoint."""
+        host = host.lower()
+        if port is not None and any(t.endswith(f"://{host}:{port}") for t in self.trusted):
+            return True
+        return any(fnmatch.fnmatchcase(host, n) for n in self.names)
+
+    async def vetted(self, host: str) -> list[str]:
+        """Every address ``host`` resolves to, once each is checked; TargetRefused naming the ones that are not.
+
+        Both the check when an alarm is created and the connection made when
+        its action is sent use this: the sender connects to these addresses
+        and no other, so a name that resolves elsewhere the second time
+        (DNS rebinding) cannot reach what the first answer hid.
+        """
+        host = host.lower()
+        try:
+            addrs = [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+            addrs = sorted({str(i[4][0]) for i in infos})
+        bad = [a for a in addrs if not self._addr_ok(a)]
+        if bad:
+            why = f" ({self.why_strict})" if self.why_strict and not all(ipaddress.ip_address(a).is_global for a in bad) else ""
+            raise TargetRefused(f"{host} ({', '.join(bad)}) is not in the actions allow-list{why}: add it to "
+                                "actions.allowed_targets or PUT /v1/actions/allowlist")
+        return addrs
+
     async def check(self, url: str) -> str | None:
         """None when ``url`` may be requested, else the reason it may not."""
         try:
@@ -156,23 +232,17 @@ class AllowList:
             return f"not a URL: {redact(url)}"
         if not host:
             return f"no host in {redact(url)}"
-        host = host.lower()
-        if _endpoint(url) in self.trusted or any(fnmatch.fnmatchcase(host, n) for n in self.names):
+        if _endpoint(url) in self.trusted or self.named(host):
             return None
         try:
-            addrs = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                return f"cannot resolve {host}: {exc}"
-            addrs = sorted({str(i[4][0]) for i in infos})
-        bad = [a for a in addrs if not self._addr_ok(a)]
-        if bad:
-            why = f" ({self.why_strict})" if self.why_strict and not all(ipaddress.ip_address(a).is_global for a in bad) else ""
-            return (f"{host} ({', '.join(bad)}) is not in the actions allow-list{why}: add it to actions.allowed_targets "
-                    "or PUT /v1/actions/allowlist")
+            await self.vetted(host)
+        except TargetRefused as exc:
+            return str(exc)
         return None
+
+
+class TargetRefused(ValueError):
+    """A target's host resolves to an address the allow-list does not allow (or does not resolve)."""
 
 
 def allowlist_for(api_host: str, api_tokens: int, allowed: Iterable[str], heat_endpoints: Iterable[str]) -> AllowList:

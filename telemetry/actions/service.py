@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from telemetry.actions.models import DeliveryRow, Silence, SilenceIn
-from telemetry.actions.security import redact
+from telemetry.actions.security import redact, redact_actions
 
 if TYPE_CHECKING:
     from telemetry.actions.dispatch import ActionDispatcher
@@ -29,6 +29,8 @@ class ActionsService:
         rows = self._d.outbox.dead_letters(limit)
         for r in rows:
             r["target"] = redact(r["target"])
+            if isinstance(r.get("transition"), dict):  # it lists every action of the alarm
+                r["transition"] = redact_actions(r["transition"], ("actions",))
         return rows
 
     def retry(self, item: str) -> bool:

@@ -4,8 +4,8 @@ Paths and JSON follow Aodh (``aodh/api/controllers/v2/alarms.py``): the
 alarm body carries its rule under ``<type>_rule``; history entries are
 ``AlarmChange`` objects with a JSON ``detail``; ``PUT .../state`` takes and
 returns a bare JSON string. Caller identity comes from ``X-User-Id`` /
-``X-Project-Id``, as Aodh's noauth mode sends them. Mutating endpoints take
-the bearer token when ``api.tokens`` is set.
+``X-Project-Id``, as Aodh's noauth mode sends them. With ``api.tokens`` set,
+reads need a token and changes a ``write`` one (telemetry/api/auth.py).
 """
 
 from __future__ import annotations
@@ -18,23 +18,27 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from telemetry.api.auth import require_token
-from telemetry.api.query import simple_query
+from telemetry.actions.security import redact_actions, restore_redacted
+from telemetry.api.principal import principal, project_scope
+from telemetry.api.query import SimpleTerm, Terms
 from telemetry.api.schemas import json_body
 from telemetry.api.services import rules_service, runtime_of
 from telemetry.meter.query import SampleQuery
+from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
 from telemetry.gnocchi.models import GnocchiError
-from telemetry.rules.models import STATES, Alarm
+from telemetry.rules.models import ACTION_FIELDS, STATES, Alarm
 from telemetry.rules.service import RulesService
 from telemetry.rules.terms import compile_terms
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["aodh"])
+#: Most alarms or history entries one read returns.
+MAX_LIMIT = 10_000
 FILTERABLE = ("alarm_id", "name", "type", "state", "severity", "enabled", "project_id", "user_id", "origin")
 
 
@@ -42,20 +46,29 @@ def _rules(request: Request) -> RulesService:
     return rules_service(request)
 
 
-def _alarm(rules: RulesService, alarm_id: str) -> Alarm:
+def _alarm(request: Request, rules: RulesService, alarm_id: str) -> Alarm:
+    """The alarm, or 404, also for another project's alarm when the caller is scoped to one (as Aodh)."""
     alarm = rules.alarm(alarm_id)
-    if alarm is None:
+    project = project_scope(request)
+    if alarm is None or (project is not None and alarm.project_id != project):
         raise HTTPException(404, f"Alarm {alarm_id} not found")
     return alarm
+
+
+def _check_body(body: dict[str, Any]) -> None:
+    """400 naming the field for what no store takes (NaN, 26-digit integers, lone surrogates) or nests too deep."""
+    try:
+        check_shape(body)
+    except TooComplex as exc:
+        raise HTTPException(400, f"alarm: {exc}") from None
 
 
 def _bad(exc: ValidationError | ValueError) -> HTTPException:
     return HTTPException(400, describe(exc, root="alarm") if isinstance(exc, ValidationError) else str(exc))
 
 
-def _query_filter(request: Request) -> Callable[[Alarm], bool]:
+def _query_filter(terms: list[SimpleTerm]) -> Callable[[Alarm], bool]:
     """The alarms matching the request's q.field/q.op/q.value terms (eq and ne on definition fields)."""
-    terms = simple_query(request)
     for t in terms:
         if t.field not in FILTERABLE:
             raise HTTPException(400, f"unknown alarm field {t.field!r} in query (known: {', '.join(FILTERABLE)})")
@@ -65,11 +78,12 @@ def _query_filter(request: Request) -> Callable[[Alarm], bool]:
 
 
 @router.get("/v2/alarms")
-def list_alarms(request: Request, limit: int | None = None, marker: str | None = None,
-                sort: list[str] | None = None) -> list[dict[str, Any]]:
+def list_alarms(request: Request, terms: Terms, limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
+                marker: str | None = None, sort: list[str] | None = Query(None)) -> list[dict[str, Any]]:
     rules = _rules(request)
-    wanted = _query_filter(request)
-    alarms = [a for a in rules.alarms() if wanted(a)]
+    wanted = _query_filter(terms)
+    project = project_scope(request)
+    alarms = [a for a in rules.alarms() if wanted(a) and (project is None or a.project_id == project)]
     for spec in reversed(sort or ["timestamp:desc"]):
         key, _, direction = spec.partition(":")
         if key not in Alarm.model_fields:
@@ -82,14 +96,20 @@ def list_alarms(request: Request, limit: int | None = None, marker: str | None =
         alarms = alarms[ids.index(marker) + 1:]
     if limit is not None:
         alarms = alarms[:limit]
-    return [a.to_aodh() for a in alarms]
+    return [_shown(a) for a in alarms]
 
 
-@router.post("/v2/alarms", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/v2/alarms", status_code=201)
 async def create_alarm(request: Request, response: Response, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
     user, project = request.headers.get("x-user-id"), request.headers.get("x-project-id")
+    _check_body(body)
     data = {k: v for k, v in body.items() if v is not None and k not in ("alarm_id", "timestamp", "state_timestamp")}
+    scope = project_scope(request)
+    if scope is not None:  # a Keystone token's own project and user, not what the body or headers claim
+        who = principal(request)
+        user, project = (who.user_id if who else None), scope
+        data.update(user_id=user, project_id=project)
     data.setdefault("user_id", user)
     data.setdefault("project_id", project)
     data["origin"] = "api"
@@ -102,12 +122,11 @@ async def create_alarm(request: Request, response: Response, body: dict[str, Any
         raise HTTPException(409, f"Alarm with name='{alarm.name}' exists")
     await _refuse_dead_targets(request, alarm)
     warnings = await _warnings(request, alarm)
-    await rules.save_alarm(alarm, "creation", alarm.to_aodh(), user, project)
+    await rules.save_alarm(alarm, "creation", _shown(alarm), user, project)
     response.headers["Location"] = str(request.url_for("get_alarm", alarm_id=alarm.alarm_id))
     return _with_warnings(response, alarm, warnings)
 
 
-ACTION_FIELDS = ("alarm_actions", "ok_actions", "insufficient_data_actions")
 BY_METRICS = "gnocchi_aggregation_by_metrics_threshold"
 
 
@@ -177,7 +196,7 @@ async def _warnings(request: Request, alarm: Alarm) -> list[str]:
 
 def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dict[str, Any]:
     """Aodh's body, plus ``warnings`` (shown by the aodh CLI's table) and RFC 7234 ``Warning`` headers."""
-    body = alarm.to_aodh()
+    body = _shown(alarm)
     if warnings:
         body["warnings"] = warnings
         response.headers["Warning"] = ", ".join('299 telemetry "' + w.replace('"', "'") + '"' for w in warnings)
@@ -186,18 +205,25 @@ def _with_warnings(response: Response, alarm: Alarm, warnings: list[str]) -> dic
 
 @router.get("/v2/alarms/{alarm_id}", name="get_alarm")
 def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
-    return _alarm(_rules(request), alarm_id).to_aodh()
+    return _shown(_alarm(request, _rules(request), alarm_id))
 
 
-@router.put("/v2/alarms/{alarm_id}", dependencies=[Depends(require_token)])
+@router.put("/v2/alarms/{alarm_id}")
 async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     rules = _rules(request)
-    old = _alarm(rules, alarm_id)
+    old = _alarm(request, rules, alarm_id)
     before = old.to_aodh()
+    _check_body(body)
     data = {k: v for k, v in body.items() if v is not None}
-    data.update(alarm_id=alarm_id, origin=old.origin)
+    for field in ACTION_FIELDS:  # a client writing back what it read sends the redacted forms
+        if isinstance(data.get(field), list) and all(isinstance(t, str) for t in data[field]):
+            data[field] = restore_redacted(data[field], getattr(old, field))
+    # Edited through the API, it is the API's alarm: a rule file's trust (any target) must not carry over.
+    data.update(alarm_id=alarm_id, origin="api")
     data.setdefault("user_id", old.user_id)
     data.setdefault("project_id", old.project_id)
+    if project_scope(request) is not None:
+        data["project_id"] = old.project_id  # a scoped caller cannot move an alarm to another project
     new_state = data.get("state", old.state)
     data["state_timestamp"] = old.state_timestamp if new_state == old.state else None
     if data["state_timestamp"] is None:
@@ -215,29 +241,29 @@ async def update_alarm(request: Request, alarm_id: str, body: dict[str, Any] = B
     await _refuse_dead_targets(request, alarm)
     after = alarm.to_aodh()
     change = {k: v for k, v in after.items() if before.get(k) != v and k not in ("timestamp", "state_timestamp")}
-    await rules.save_alarm(alarm, "rule change", change, request.headers.get("x-user-id"),
+    await rules.save_alarm(alarm, "rule change", redact_actions(change, ACTION_FIELDS), request.headers.get("x-user-id"),
                            request.headers.get("x-project-id"))
-    return after
+    return redact_actions(after, ACTION_FIELDS)
 
 
-@router.delete("/v2/alarms/{alarm_id}", status_code=204, dependencies=[Depends(require_token)])
+@router.delete("/v2/alarms/{alarm_id}", status_code=204)
 async def delete_alarm(request: Request, alarm_id: str) -> Response:
     rules = _rules(request)
-    await rules.delete_alarm(_alarm(rules, alarm_id), request.headers.get("x-user-id"),
+    await rules.delete_alarm(_alarm(request, rules, alarm_id), request.headers.get("x-user-id"),
                              request.headers.get("x-project-id"))
     return Response(status_code=204)
 
 
 @router.get("/v2/alarms/{alarm_id}/state", responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 def get_state(request: Request, alarm_id: str) -> JSONResponse:
-    return JSONResponse(_alarm(_rules(request), alarm_id).state)
+    return JSONResponse(_alarm(request, _rules(request), alarm_id).state)
 
 
-@router.put("/v2/alarms/{alarm_id}/state", dependencies=[Depends(require_token)],
+@router.put("/v2/alarms/{alarm_id}/state",
             responses=json_body(Literal["ok", "alarm", "insufficient data"]))
 async def put_state(request: Request, alarm_id: str) -> JSONResponse:
     rules = _rules(request)
-    _alarm(rules, alarm_id)
+    _alarm(request, rules, alarm_id)
     raw = (await request.body()).decode().strip()
     try:
         state = json.loads(raw) if raw.startswith('"') else raw
@@ -250,10 +276,31 @@ async def put_state(request: Request, alarm_id: str) -> JSONResponse:
 
 
 @router.get("/v2/alarms/{alarm_id}/history")
-async def history(request: Request, alarm_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """Kept after deletion, as Aodh keeps it (the history has its own retention)."""
+async def history(request: Request, alarm_id: str, limit: int = Query(1000, ge=1, le=MAX_LIMIT)) -> list[dict[str, Any]]:
+    """Kept after deletion, as Aodh keeps it (the history has its own retention).
+
+    A project-scoped caller sees the history of its project's existing alarms only.
+    """
+    if project_scope(request) is not None:
+        _alarm(request, _rules(request), alarm_id)
     changes = await _rules(request).history(alarm_id, limit)
-    return [c.model_dump(mode="json") for c in changes]
+    return [_redacted_change(c.model_dump(mode="json")) for c in changes]
+
+
+def _shown(alarm: Alarm) -> dict[str, Any]:
+    """An alarm as every read returns it: action targets redacted (telemetry/actions/security.py)."""
+    return redact_actions(alarm.to_aodh(), ACTION_FIELDS)
+
+
+def _redacted_change(change: dict[str, Any]) -> dict[str, Any]:
+    """A history entry with the targets in its JSON ``detail`` redacted (entries stored before redaction too)."""
+    try:
+        detail = json.loads(change.get("detail") or "null")
+    except ValueError:
+        return change
+    if isinstance(detail, dict):
+        change["detail"] = json.dumps(redact_actions(detail, ACTION_FIELDS))
+    return change
 
 
 @router.get("/v2/capabilities")

@@ -10,12 +10,16 @@ import socket
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetry import __version__
+from telemetry.api.auth import GuardMiddleware
 from telemetry.api.core import router as core_router
+from telemetry.api.listener import bounded_protocol
 from telemetry.component import Component
 from telemetry.api.gnocchi.common import PREFIX as GNOCCHI_PREFIX, error_response as gnocchi_error
 from telemetry.errors import problems
@@ -77,9 +81,21 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="OpenStack telemetry", version=__version__, docs_url=None, redoc_url=None)
     _offline_docs(app)
     app.state.runtime = runtime
-    app.state.tokens = [t.get_secret_value() for t in runtime.settings.api.tokens]
     for r in routers_for(runtime):
         app.include_router(r)
+    cfg = runtime.settings.api
+    app.state.auth_required = bool(cfg.tokens or cfg.keystone)  # the console's login check reads it
+    app.add_middleware(GuardMiddleware, config=cfg)
+    if cfg.cors_origins:  # added last, so outermost: preflights are answered without a token, as browsers send none
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "X-Auth-Token", "Content-Type"])
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the log, never to the caller: it names files, settings and sometimes values.
+        log.error("API %s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return JSONResponse({"error_message": {"faultstring": f"internal error ({type(exc).__name__}); "
+                                                              "the daemon's log has the details"}}, status_code=500)
 
     @app.exception_handler(RulesUnavailable)
     async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
@@ -98,8 +114,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             return gnocchi_error(400, f"Invalid input: {text}")
         return JSONResponse({"error_message": {"faultstring": text, "errors": errors}}, status_code=400)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # also routing's 404/405 and FastAPI's body parsing errors
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if request.url.path.startswith(GNOCCHI_PREFIX):  # gnocchiclient reads Gnocchi's error form only
             return gnocchi_error(exc.status_code, detail, exc.headers)
@@ -144,10 +160,19 @@ class ApiComponent(Component):
         sock.listen(512)
         sock.setblocking(False)
         port = sock.getsockname()[1]
-        self.address = f"http://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
+        scheme = "https" if cfg.tls else "http"
+        self.address = f"{scheme}://{cfg.host if family == socket.AF_INET else f'[{cfg.host}]'}:{port}"
         self.runtime.api_address = self.address
         app = create_app(self.runtime)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
+        tls: dict[str, Any] = {}
+        if cfg.tls:
+            import ssl
+
+            tls = {"ssl_certfile": cfg.tls.cert_file, "ssl_keyfile": cfg.tls.key_file}
+            if cfg.tls.client_ca_file:
+                tls |= {"ssl_ca_certs": cfg.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2,
+                                http=bounded_protocol(cfg.max_connections, cfg.header_timeout), **tls)
         self.server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="api:uvicorn")
         for _ in range(200):  # wait until it accepts, so "started" means reachable

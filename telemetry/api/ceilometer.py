@@ -12,16 +12,16 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, BaseModel, ConfigDict, ValidationError
 
 from telemetry.meter.statistics import Statistics
 from telemetry.api.schemas import Meter, NewSample, OldSample, Resource, json_body
-from telemetry.api.auth import require_token
-from telemetry.api.query import simple_query
+from telemetry.api.query import SimpleTerm, Terms
+from telemetry.api.principal import principal, project_scope
 from telemetry.api.services import sample_store
 from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import describe
@@ -43,7 +43,7 @@ class OldSampleIn(BaseModel):
     counter_name: str | None = None
     counter_type: str
     counter_unit: str = ""
-    counter_volume: float
+    counter_volume: float = Field(allow_inf_nan=False)
     resource_id: str
     project_id: str | None = None
     user_id: str | None = None
@@ -57,10 +57,14 @@ def _store(request: Request) -> SampleStore:
     return sample_store(request)
 
 
-def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
-    """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it."""
-    terms = []
-    for t in simple_query(request):
+def parse_query(request: Request, simple: list[SimpleTerm], meter: str | None = None) -> SampleQuery:
+    """``q.field/q.op/q.value/q.type`` into a SampleQuery; a bad term is a 400 naming it.
+
+    A project-scoped Keystone caller's query is limited to its project, whatever it asked for.
+    """
+    project = project_scope(request)
+    terms = [] if project is None else [QueryTerm(field="project_id", value=project)]
+    for t in simple:
         try:
             terms.append(QueryTerm(field=t.field, op=t.op, value=t.value, type=t.type))
         except ValidationError as exc:
@@ -71,11 +75,14 @@ def parse_query(request: Request, meter: str | None = None) -> SampleQuery:
         raise HTTPException(400, str(exc)) from None
 
 
-def _limit(request: Request) -> int | None:
-    raw = request.query_params.get("limit")
+#: Ceilometer's ``limit``: read as text, so ``²`` or ``-1`` get Ceilometer's message rather than pydantic's.
+Limit = Annotated[str | None, Query(description="Most rows returned (a positive integer)")]
+
+
+def _limit(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) <= 0:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:  # "²" is a digit to isdigit, not to int
         raise HTTPException(400, f"limit must be a positive integer, got {raw!r}")
     return int(raw)
 
@@ -100,8 +107,8 @@ def new_sample(s: SeriesRow, r: SampleRow) -> dict[str, Any]:
 
 
 @router.get("/meters", responses=json_body(list[Meter]))
-async def list_meters(request: Request) -> JSONResponse:
-    q = parse_query(request)
+async def list_meters(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
+    q = parse_query(request, terms)
     series = await _store(request).run(_store(request).select, q)
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for s in sorted(series, key=lambda s: (s.meter, s.resource_id, -s.last_ts)):
@@ -112,25 +119,26 @@ async def list_meters(request: Request) -> JSONResponse:
             "project_id": s.project_id, "user_id": s.user_id, "source": s.source,
         })
     out = list(seen.values())
-    limit = _limit(request)
-    return JSONResponse(out[:limit] if limit else out)
+    most = _limit(limit)
+    return JSONResponse(out[:most] if most else out)
 
 
 @router.get("/meters/{name}", responses=json_body(list[OldSample]))
-async def list_meter_samples(name: str, request: Request) -> JSONResponse:
+async def list_meter_samples(name: str, request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request, meter=name)
+    q = parse_query(request, terms, meter=name)
     try:
-        rows = await store.run(store.samples_sync, q, _limit(request))
+        rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([old_sample(s, r) for s, r in rows])
 
 
-@router.post("/meters/{name}", status_code=201, dependencies=[Depends(require_token)],
+@router.post("/meters/{name}", status_code=201,
              responses=json_body(list[OldSample], 201))
 async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> JSONResponse:
     now = utcnow()
+    project, who = project_scope(request), principal(request)  # a scoped caller posts to its own project only
     samples: list[Sample] = []
     for i, s in enumerate(body):
         try:
@@ -144,8 +152,8 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
             samples.append(Sample(
                 counter_name=name, counter_type=s.counter_type, counter_unit=s.counter_unit,
                 counter_volume=s.counter_volume, resource_id=s.resource_id,
-                project_id=s.project_id or request.headers.get("x-project-id"),
-                user_id=s.user_id or request.headers.get("x-user-id"),
+                project_id=project or s.project_id or request.headers.get("x-project-id"),
+                user_id=(who.user_id if who and project else None) or s.user_id or request.headers.get("x-user-id"),
                 source=s.source or "openstack", timestamp=s.timestamp or now,
                 resource_metadata=s.resource_metadata or {}, message_id=s.message_id or str(uuid.uuid1()),
             ))
@@ -163,31 +171,34 @@ async def post_samples(name: str, body: list[OldSampleIn], request: Request) -> 
 
 
 @router.get("/meters/{name}/statistics", responses=json_body(list[Statistics]))
-async def meter_statistics(name: str, request: Request) -> JSONResponse:
+async def meter_statistics(
+    name: str, request: Request, terms: Terms,
+    period: Annotated[str | None, Query(description="Seconds per statistics bucket; one bucket when absent")] = None,
+    groupby: Annotated[list[str] | None, Query(description="Fields to group by (resource_id, project_id, ...)")] = None,
+    aggregate: Annotated[list[str] | None, Query(alias="aggregate.func",
+                                                 description=f"Aggregates to compute: {', '.join(AGGREGATES)}")] = None,
+) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request, meter=name)
-    params = request.query_params
-    period = params.get("period")
-    if period is not None and (not period.isdigit() or int(period) <= 0):
+    q = parse_query(request, terms, meter=name)
+    if period is not None and (not (period.isascii() and period.isdigit()) or int(period) <= 0):
         raise HTTPException(400, f"period must be a positive number of seconds, got {period!r}")
-    funcs = params.getlist("aggregate.func")
+    funcs = aggregate or []
     for f in funcs:
         if f not in AGGREGATES:
             raise HTTPException(400, f"aggregate.func {f!r} is not one of {', '.join(AGGREGATES)}")
     try:
-        rows = await store.run(store.statistics_sync, q, int(period) if period else None,
-                               params.getlist("groupby"), funcs)
+        rows = await store.run(store.statistics_sync, q, int(period) if period else None, groupby or [], funcs)
     except (SampleQueryError, ValueError) as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([r.model_dump(mode="json") for r in rows])
 
 
 @router.get("/samples", responses=json_body(list[NewSample]))
-async def list_samples(request: Request) -> JSONResponse:
+async def list_samples(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    q = parse_query(request)
+    q = parse_query(request, terms)
     try:
-        rows = await store.run(store.samples_sync, q, _limit(request))
+        rows = await store.run(store.samples_sync, q, _limit(limit))
     except SampleQueryError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse([new_sample(s, r) for s, r in rows])
@@ -215,18 +226,18 @@ def _resources(request: Request, series: list[SeriesRow]) -> list[dict[str, Any]
 
 
 @router.get("/resources", responses=json_body(list[Resource]))
-async def list_resources(request: Request) -> JSONResponse:
+async def list_resources(request: Request, terms: Terms, limit: Limit = None) -> JSONResponse:
     store = _store(request)
-    series = await store.run(store.select, parse_query(request))
+    series = await store.run(store.select, parse_query(request, terms))
     out = _resources(request, series)
-    limit = _limit(request)
-    return JSONResponse(out[:limit] if limit else out)
+    most = _limit(limit)
+    return JSONResponse(out[:most] if most else out)
 
 
 @router.get("/resources/{resource_id}", responses=json_body(Resource))
 async def get_resource(resource_id: str, request: Request) -> JSONResponse:
     store = _store(request)
-    q = SampleQuery([QueryTerm(field="resource_id", value=resource_id)])
+    q = parse_query(request, [SimpleTerm(field="resource_id", op="eq", value=resource_id)])
     out = _resources(request, await store.run(store.select, q))
     if not out:
         raise HTTPException(404, f"resource {resource_id} not found")

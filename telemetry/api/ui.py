@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from telemetry.api.auth import token_presented
+from telemetry.api.principal import principal
 from telemetry.ui import STATIC, asset_names
 
 router = APIRouter(tags=["console"])
@@ -58,4 +58,5 @@ def asset(name: str) -> FileResponse:
 @router.get("/ui/session", response_model=Session, summary="Whether the console needs a token, and if this one is valid")
 def session(request: Request) -> Session:
     """The console's login form sends the token it was given here first: a 200 with authenticated false re-asks."""
-    return Session(auth_required=bool(request.app.state.tokens), authenticated=token_presented(request))
+    required = bool(request.app.state.auth_required)
+    return Session(auth_required=required, authenticated=not required or principal(request) is not None)

@@ -33,7 +33,7 @@ import msgpack
 import orjson
 from pydantic import ValidationError
 
-from telemetry.bounds import TooComplex, check_shape
+from telemetry.bounds import PeerRateLimit, TooComplex, check_shape
 from telemetry.bus import Bus
 from telemetry.bus.records import publish_records
 from telemetry.component import Component
@@ -247,6 +247,8 @@ class CeilometerUdpSource(Component):
         self.refusals = Refusals(runtime.bus, self.name)
         #: When datagrams were last lost (kernel buffer or our queue full): /healthz reports it for a minute.
         self.lost_at: float | None = None
+        rate = runtime.settings.sources.ceilometer.rate_per_peer
+        self.rate = PeerRateLimit(rate, 10 * rate) if rate else None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,6 +268,11 @@ class CeilometerUdpSource(Component):
 
     def received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """One datagram; never raises, whatever arrived."""
+        if self.rate is not None and not self.rate.allow(addr[0], time.monotonic()):
+            self.refused += 1
+            RECORDS_IN.labels(stage=self.name).inc()
+            RECORDS_REJECTED.labels(stage=self.name, reason="rate_limited").inc()  # counted, not logged: a flood
+            return
         try:
             raw = msgpack.unpackb(data, raw=False)
         except Exception as exc:  # msgpack raises several types on garbage, RecursionError on deep nesting

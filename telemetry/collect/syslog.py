@@ -24,10 +24,11 @@ from typing import Any
 from prometheus_client import Counter
 
 from telemetry.collect import agent_metrics as m
+from telemetry.bounds import PeerRateLimit
 from telemetry.collect.batcher import Batcher
 from telemetry.component import Component
 from telemetry.config.base import split_hostport
-from telemetry.config.sources import SyslogSource
+from telemetry.config.sources import SyslogSource, SyslogTLS
 from telemetry.metrics import REGISTRY
 from telemetry.models import RawLog, derived_id
 from telemetry.runtime import Runtime
@@ -51,10 +52,17 @@ MAX_COUNT_DIGITS = 10
 REJECTED = Counter(
     "telemetry_agent_syslog_rejected", "Syslog frames or messages refused or repaired, by reason "
     "(bad_octet_count: read as a line instead; truncated: cut at max_message_bytes; incomplete: the "
-    "connection closed mid-frame; no_header: shipped whole, tagged _syslogparsefailure; invalid_utf8)",
+    "connection closed mid-frame; rate_limited: over sources.syslog.rate_per_peer; "
+    "no_header: shipped whole, tagged _syslogparsefailure; invalid_utf8)",
     ["reason"], registry=REGISTRY,
 )
 
+
+CONNECTIONS = Counter(
+    "telemetry_agent_syslog_connections", "Syslog TCP connections, by what became of them (accepted; over_cap: "
+    "closed at once, sources.syslog.max_connections were open; idle_timeout: closed after idle_timeout without "
+    "a complete message)", ["result"], registry=REGISTRY,
+)
 
 _TAG_REASONS = {"_syslogparsefailure": "no_header", "invalid_utf8": "invalid_utf8"}
 
@@ -173,6 +181,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.server.within_rate(addr[0]):
+            return
         try:
             self.server.queue.put_nowait((data, addr[0]))
         except asyncio.QueueFull:  # UDP has no backpressure: count what the overload cost
@@ -192,7 +202,12 @@ class SyslogServer(Component):
         self._seq = itertools.count()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
         self.address = ""
+        self.tls_address = ""
+        rate = self.cfg.rate_per_peer
+        self.rate = PeerRateLimit(rate, 10 * rate) if rate else None
+        self.open = 0
 
     async def start(self) -> None:
         host, port = split_hostport(self.cfg.listen)
@@ -204,7 +219,31 @@ class SyslogServer(Component):
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
             port = self._udp.get_extra_info("sockname")[1]
         self.address = f"{host}:{port}"
+        if self.cfg.tls:
+            self._tls = await self._start_tls(self.cfg.tls)
         self.spawn(self._drain_udp, "udp")
+
+    async def _start_tls(self, cfg: SyslogTLS) -> asyncio.Server:
+        """The RFC 5425 listener: the same framing and bounds as plain TCP, inside TLS."""
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        if cfg.client_ca_file:
+            ctx.load_verify_locations(cfg.client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        host, port = split_hostport(cfg.listen)
+        server = await asyncio.start_server(self._client, host, port, ssl=ctx, limit=self.cfg.max_message_bytes + 64,
+                                            ssl_handshake_timeout=min(30.0, self.cfg.idle_timeout))
+        self.tls_address = f"{host}:{server.sockets[0].getsockname()[1]}"
+        return server
+
+    def within_rate(self, peer: str) -> bool:
+        """False (and counted) for a message over ``rate_per_peer`` from this sender."""
+        if self.rate is None or self.rate.allow(peer, time.monotonic()):
+            return True
+        REJECTED.labels(reason="rate_limited").inc()
+        return False
 
     def record(self, frame: bytes, peer: str, cut: bool = False) -> RawLog:
         tags: list[str] = ["truncated"] if cut else []
@@ -236,22 +275,41 @@ class SyslogServer(Component):
             await self.batcher.add(self.record(data, peer))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One sender's frames; bounded in number of connections and in silence, so idle sockets cannot
+        take every file descriptor the process has (the API then stops answering)."""
         peer = (writer.get_extra_info("peername") or ("?",))[0]
+        if self.open >= self.cfg.max_connections:
+            CONNECTIONS.labels(result="over_cap").inc()
+            writer.close()
+            return
+        self.open += 1
+        CONNECTIONS.labels(result="accepted").inc()
+        it = frames(reader, self.cfg.max_message_bytes).__aiter__()
         try:
-            async for frame, cut in frames(reader, self.cfg.max_message_bytes):
-                if frame:
+            while True:
+                try:
+                    async with asyncio.timeout(self.cfg.idle_timeout):  # waits for the sender only
+                        frame, cut = await anext(it)
+                except StopAsyncIteration:
+                    break
+                if frame and self.within_rate(peer):
                     await self.batcher.add(self.record(frame, peer, cut=cut))  # waits under backpressure
+        except TimeoutError:
+            CONNECTIONS.labels(result="idle_timeout").inc()
         except ConnectionError as exc:
             log.warning("syslog client %s: %s", peer, exc)
         finally:
+            self.open -= 1
             writer.close()
 
     async def stop(self) -> None:
-        if self._tcp:
-            self._tcp.close()
+        for server in (self._tcp, self._tls):
+            if server:
+                server.close()
         if self._udp:
             self._udp.close()
         await self.cancel_tasks()
 
     def details(self) -> dict[str, Any]:
-        return {"listen": self.address, "received": self.received}
+        tls = {"tls_listen": self.tls_address} if self.tls_address else {}
+        return {"listen": self.address, **tls, "received": self.received, "open_connections": self.open}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -52,6 +52,14 @@ class KeystoneConfig(Section):
     project_name: str = Field(..., description="Project to scope the token to")
     user_domain_name: str = Field("Default", description="Domain of the user")
     project_domain_name: str = Field("Default", description="Domain of the project")
+
+    def password_auth(self) -> dict[str, Any]:
+        """The ``POST /v3/auth/tokens`` body of a project-scoped password authentication."""
+        return {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": self.username, "domain": {"name": self.user_domain_name},
+                "password": self.password.get_secret_value()}}},
+            "scope": {"project": {"name": self.project_name, "domain": {"name": self.project_domain_name}}}}}
 
 
 class HeatConfig(Section):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from telemetry.config.base import Duration, HostPort, Section, check_scheme
+from telemetry.config.base import Duration, HostPort, Section, as_written, check_scheme
 from telemetry.config.core import BusTLS
 
 #: Where OpenStack and its neighbours log on a stock install. The all-in-one
@@ -129,6 +129,16 @@ class NotificationsSource(Section):
         return check_scheme(v, ("amqp", "amqps"), "notifications")
 
 
+class SyslogTLS(Section):
+    """Syslog over TLS (RFC 5425), as rsyslog's gtls/ossl driver and syslog-ng's tls() send it."""
+
+    listen: HostPort = Field("127.0.0.1:6514", description="host:port of the TLS listener")
+    cert_file: str = Field(description="PEM certificate (chain) the listener serves")
+    key_file: str = Field(description="PEM private key of the certificate")
+    client_ca_file: str | None = Field(
+        None, description="Require client certificates signed by this CA (rsyslog's x509/certvalid mode)")
+
+
 class SyslogSource(Section):
     """Syslog over UDP and TCP, as rsyslog and syslog-ng forward it."""
 
@@ -137,6 +147,19 @@ class SyslogSource(Section):
     udp: bool = Field(True, description="Listen on UDP")
     tcp: bool = Field(True, description="Listen on TCP (octet-counted and newline-framed)")
     max_message_bytes: int = Field(65536, ge=512, description="Longer messages are truncated and tagged")
+    max_connections: int = Field(
+        256, ge=1, description="TCP connections open at once; more are closed at once and counted (each holds a "
+        "file descriptor: keep it well under LimitNOFILE)"
+    )
+    idle_timeout: Duration = Field(
+        as_written("5m"), gt=0, description="A TCP connection that sends no complete message for this long is "
+        "closed (rsyslog and syslog-ng reconnect when they have something to send)"
+    )
+    tls: SyslogTLS | None = Field(None, description="Also listen for syslog over TLS (RFC 5425)")
+    rate_per_peer: float | None = Field(
+        None, gt=0, description="Messages a second accepted from one sending address (bursts of ten times as many); "
+        "the excess is dropped and counted (reason rate_limited). Unset: no limit"
+    )
     fields: dict[str, str] = Field(
         default_factory=lambda: {"type": "syslog"}, description="Added to each record: type, component, ..."
     )
@@ -222,6 +245,10 @@ class CeilometerSource(Section):
     udp: HostPort = Field("127.0.0.1:4952", description="host:port for msgpack datagrams")
     http: bool = Field(True, description="Accept Ceilometer's http:// publisher at POST /v1/ceilometer/samples on the API")
     telemetry_secret: SecretStr | None = Field(None, description="Verify message_signature with this secret")
+    rate_per_peer: float | None = Field(
+        None, gt=0, description="UDP datagrams a second accepted from one sending address (bursts of ten times as "
+        "many); the excess is refused and counted (reason rate_limited). Unset: no limit"
+    )
 
 
 def _written_is_enabled(data: Any) -> Any:

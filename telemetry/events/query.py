@@ -110,6 +110,10 @@ def set_default_operator(op: str) -> None:
     _default_operator = op
 
 
+#: Deepest nesting of groups and NOTs a query may have: far beyond what people write, far below the recursion limit.
+MAX_NESTING = 32
+
+
 def parse_query(text: str, default_operator: str | None = None) -> Node | None:
     """The syntax tree of ``text``; None for an empty query (everything matches)."""
     return _Parser(text, default_operator or _default_operator).parse()
@@ -120,6 +124,7 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.implicit_or = default_operator == "OR"
+        self.depth = 0
 
     # -- scanning -------------------------------------------------------------------------------
     def error(self, message: str, offset: int | None = None) -> QueryError:
@@ -221,15 +226,27 @@ class _Parser:
             items.append(self.not_expr(default_field))  # juxtaposition: implicit AND
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def nested(self) -> None:
+        """One more group or NOT around what follows; each costs a level of recursion here and in the compilers."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"groups and NOTs nested deeper than {MAX_NESTING} levels")
+
     def not_expr(self, default_field: str | None) -> Node:
         op = self.at_keyword("NOT")
         if op is not None:
             self.take(op)
-            return Not(self.not_expr(default_field))
+            self.nested()
+            node: Node = Not(self.not_expr(default_field))
+            self.depth -= 1
+            return node
         ch = self.peek()
         if ch in ("!", "-") and self.pos + 1 < len(self.text) and not self.text[self.pos + 1].isspace():
             self.pos += 1
-            return Not(self.not_expr(default_field))
+            self.nested()
+            node = Not(self.not_expr(default_field))
+            self.depth -= 1
+            return node
         if ch == "+":
             self.pos += 1
         return self.primary(default_field)
@@ -264,7 +281,9 @@ class _Parser:
         self.pos += 1
         if self.peek() == ")":
             raise self.error("empty group '()'", open_at)
+        self.nested()
         node = self.or_expr(default_field)
+        self.depth -= 1
         if self.peek() != ")":
             raise self.error("missing ')' to close the group opened", open_at)
         self.pos += 1

@@ -19,16 +19,18 @@ def parse_time_bound(text: str, now: datetime | None = None) -> datetime:
     value = text.strip()
     if value.lower() == "now":
         return now
-    m = _RELATIVE.match(value)
-    if m:
-        delta = timedelta(seconds=parse_duration(m.group(2).replace(" ", "")))
-        return now - delta if m.group(1) == "-" else now + delta
-    if re.fullmatch(r"\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)", value):
-        return now - timedelta(seconds=parse_duration(value))
     try:
+        m = _RELATIVE.match(value)
+        if m:
+            delta = timedelta(seconds=parse_duration(m.group(2).replace(" ", "")))
+            return now - delta if m.group(1) == "-" else now + delta
+        if re.fullmatch(r"\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)", value):
+            return now - timedelta(seconds=parse_duration(value))
         if re.fullmatch(r"\d+(?:\.\d+)?", value):
             return parse_timestamp(float(value))
         return parse_timestamp(value)
+    except OverflowError:  # 99999999999999999999 seconds, 1e20h: no datetime holds them
+        raise ValueError(f"not a time: {text!r} is out of range (years 1 to 9999)") from None
     except ValueError:
         raise ValueError(
             f"not a time: {text!r} (use ISO 8601 such as 2026-03-02T09:14:00Z, epoch seconds, now, or -1h / now-15m)"

@@ -197,7 +197,7 @@ class Alarm(_Model):
         names = [tc.name for tc in self.time_constraints]
         if len(names) != len(set(names)):
             raise ValueError("Time constraint names must be unique for a given alarm.")
-        for field in ("ok_actions", "alarm_actions", "insufficient_data_actions"):
+        for field in ACTION_FIELDS:
             setattr(self, field, list(dict.fromkeys(getattr(self, field))))  # Aodh drops duplicates
         if self.composite_rule is not None:
             validate_composite(self.composite_rule)
@@ -223,6 +223,10 @@ class Alarm(_Model):
             d[key] = rule if isinstance(rule, dict) else rule.model_dump(mode="json")
         d["origin"] = self.origin
         return d
+
+
+#: The fields of an alarm that hold action targets (URLs that may carry secrets).
+ACTION_FIELDS = ("alarm_actions", "ok_actions", "insufficient_data_actions")
 
 
 def validate_composite(node: Any, depth: int = 0) -> None:

@@ -8,8 +8,8 @@ pipeline loads (a bad expression is a config error, not a runtime surprise),
 and then interpreted by walking the tree: arithmetic, comparisons, ``and``/
 ``or``/``not``, ``x if c else y``, attribute and constant-key item access on
 the sample, and a few pure functions. No ``eval``, no names outside the
-namespace, no dunder attributes, and powers are bounded so ``9**9**9`` cannot
-stall the meter stage.
+namespace, no dunder attributes, and powers, products and sums are bounded so
+neither ``9**9**9`` nor ``'a' * 10**9`` can stall or swell the meter stage.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ __all__ = ["Expression", "TransformExpressionError", "Namespace"]
 MAX_LENGTH = 1000
 MAX_EXPONENT = 256
 MAX_INT_BITS = 4096
+#: Longest string or list an expression may build: ``'a' * 10**9`` would take a gigabyte.
+MAX_SEQUENCE = 10_000
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -121,6 +123,20 @@ def _check(node: ast.AST, source: str) -> None:
             raise TransformExpressionError(f"only constant keys may be used in [...] in {source!r}")
 
 
+def _sized(op: ast.operator, left: Any, right: Any) -> Any:
+    """``+`` and ``*`` with their result's size checked before it is built, so no sample can stall or swell the stage."""
+    if isinstance(op, ast.Mult):
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (str, list)) and isinstance(times, int) and len(seq) * times > MAX_SEQUENCE:
+                raise TransformExpressionError(f"the result of * would be longer than {MAX_SEQUENCE}")
+        if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise TransformExpressionError("the result of * is too large")
+    elif isinstance(op, ast.Add) and isinstance(left, (str, list)) and isinstance(right, (str, list)) \
+            and len(left) + len(right) > MAX_SEQUENCE:
+        raise TransformExpressionError(f"the result of + would be longer than {MAX_SEQUENCE}")
+    return _BINOPS[type(op)](left, right)
+
+
 def _power(base: Any, exp: Any) -> Any:
     if isinstance(exp, (int, float)) and abs(exp) > MAX_EXPONENT:
         raise TransformExpressionError(f"exponent {exp} is larger than {MAX_EXPONENT}")
@@ -180,7 +196,7 @@ class Expression:
             left, right = ev(node.left, ns), ev(node.right, ns)
             if isinstance(node.op, ast.Pow):
                 return _power(left, right)
-            return _BINOPS[type(node.op)](left, right)
+            return _sized(node.op, left, right)
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](ev(node.operand, ns))
         if isinstance(node, ast.BoolOp):
