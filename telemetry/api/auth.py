@@ -55,7 +55,8 @@ API_REFUSED = Counter(
 #: Paths whose changes need the admin scope: what gets sent, and what the daemon gave up on.
 ADMIN_PREFIXES = ("/v1/actions/allowlist", "/v1/actions/dead-letters", "/v1/dead-letters", "/v1/silences")
 #: Paths a project-scoped Keystone token may not use at all without an admin role: they span every project.
-OPERATOR_PREFIXES = (*ADMIN_PREFIXES, "/v1/actions", "/v1/triggers", "/v1/ceilometer")
+#: /gnocchi is not scoped per project yet: a project token gets 403 there rather than every project's resources.
+OPERATOR_PREFIXES = (*ADMIN_PREFIXES, "/v1/actions", "/v1/triggers", "/v1/ceilometer", "/gnocchi")
 OPERATOR_POSTS = frozenset({("/v1/events", "POST")})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The web console's page, files and login check: reachable without a token so the page can ask for one.
