@@ -168,6 +168,9 @@ async def test_a_project_token_sees_only_its_project_and_admins_see_all(tmp_path
             # Operator endpoints span every project.
             assert (await c.get("/v1/actions/deliveries", headers=_as("tok-a"))).status_code == 403
             assert (await c.get("/v1/actions/deliveries", headers=_as("tok-admin"))).status_code == 200
+            # The Gnocchi API is not divided by project: a project token is refused there, an admin is not.
+            assert (await c.get("/gnocchi/v1/resource/generic", headers=_as("tok-a"))).status_code == 403
+            assert (await c.get("/gnocchi/v1/resource/generic", headers=_as("tok-admin"))).status_code == 200
             # Validated once per token, then cached.
             before = keystone.validations
             for _ in range(5):
