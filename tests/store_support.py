@@ -34,6 +34,20 @@ def pg_database() -> Iterator[str]:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def pg_schema_url(pg_url: str) -> tuple[str, str]:
+    """A new, empty schema in the test database: (a URL whose connections use it, its name)."""
+    schema = f"t_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    return f"{pg_url}?options=-csearch_path%3D{schema}", schema
+
+
+def drop_schemas(pg_url: str, schemas: list[str]) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        for schema in schemas:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 class StoreFactory:
     """Opens stores of one backend; each call is an empty, independent store."""
 
@@ -46,11 +60,9 @@ class StoreFactory:
         if self.backend == "sqlite":
             return f"sqlite://{self.tmp / f'samples{len(self.opened)}'}"
         assert self.pg_url
-        schema = f"t_{secrets.token_hex(4)}"
-        with psycopg.connect(self.pg_url, autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
+        url, schema = pg_schema_url(self.pg_url)
         self.schemas.append(schema)
-        return f"{self.pg_url}?options=-csearch_path%3D{schema}"
+        return url
 
     def __call__(self, ttl: float = 7 * 86400, meters: dict[str, float] | None = None,
                  rollups: dict[str, float] | None = None) -> SampleStore:
@@ -71,9 +83,7 @@ class StoreFactory:
             except Exception:
                 pass
         if self.schemas:
-            with psycopg.connect(self.pg_url, autocommit=True) as c:  # type: ignore[arg-type]
-                for schema in self.schemas:
-                    c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            drop_schemas(self.pg_url, self.schemas)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=BACKENDS)

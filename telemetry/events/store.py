@@ -22,16 +22,16 @@ import threading
 from collections import defaultdict
 from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Generator, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from telemetry.events.backend import Histogram, count_expired, histogram_of
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
-from telemetry.events.times import from_micros, to_micros
+from telemetry.events.times import to_micros
 from telemetry.metrics import REGISTRY
 from telemetry.timeutil import utcnow
 
@@ -41,11 +41,6 @@ EVENTS_STORED = Counter("telemetry_events_stored", "Events written to the event 
                         registry=REGISTRY)
 EVENTS_DUPLICATE = Counter("telemetry_events_duplicates", "Redelivered events the store already held",
                            registry=REGISTRY)
-#: Sources whose expired-on-arrival count is kept apart (the rest add up under one name).
-EXPIRED_SOURCES_KEPT = 100
-EVENTS_EXPIRED_ON_ARRIVAL = Counter(
-    "telemetry_events_expired_on_arrival", "Events older than their ttl when they arrived, not stored",
-    registry=REGISTRY)
 PARTITIONS_DROPPED = Counter("telemetry_events_partitions_dropped", "Day partitions removed, by reason",
                              ["reason"], registry=REGISTRY)
 PARTITIONS = Gauge("telemetry_events_partitions", "Day partitions the event store holds", registry=REGISTRY)
@@ -95,16 +90,6 @@ class _Reader:
             self.conn.close()
 
 
-@dataclass
-class Histogram:
-    interval: float
-    buckets: list[tuple[datetime, int]]
-
-    @property
-    def total(self) -> int:
-        return sum(c for _, c in self.buckets)
-
-
 def _day_of(ts_us: int) -> date:
     return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
 
@@ -139,6 +124,9 @@ class EventStore:
         self._local = threading.local()
         self._readers: dict[Path, list[_Reader]] = defaultdict(list)
         self._update_gauges()
+
+    def describe(self) -> str:
+        return str(self.root)
 
     # -- partitions ------------------------------------------------------------------------------
     def path_of(self, day: date) -> Path:
@@ -214,16 +202,7 @@ class EventStore:
 
     # -- writes ----------------------------------------------------------------------------------
     def _count_expired(self, by_source: dict[str, int]) -> None:
-        """Old lines are dropped, never silently: counted, and logged once per source with the count."""
-        EVENTS_EXPIRED_ON_ARRIVAL.inc(sum(by_source.values()))
-        for source, n in by_source.items():
-            if source not in self.expired_on_arrival:
-                log.warning("event store: %d events from %s are older than the retention (%gs) and were not stored; "
-                            "raise store.ttl.events to keep such lines (logged once per source, counted in "
-                            "telemetry_events_expired_on_arrival_total and /healthz)", n, source, self.ttl)
-                if len(self.expired_on_arrival) >= EXPIRED_SOURCES_KEPT:
-                    source = "(other sources)"
-            self.expired_on_arrival[source] = self.expired_on_arrival.get(source, 0) + n
+        count_expired(self.expired_on_arrival, by_source, self.ttl)
 
     def oldest_kept_us(self, now: datetime | None = None) -> int:
         """Events older than this are past their ttl."""
@@ -313,13 +292,7 @@ class EventStore:
                    "GROUP BY b")
             for b, n in _fetch(conn, sql, [step, step, *params, *compiled.params]):
                 counts[b] += n
-        lo = (to_micros(start) // step) * step if start else min(counts, default=0)
-        hi = (to_micros(end) // step) * step if end else max(counts, default=-1)
-        if hi >= lo and (hi - lo) // step + 1 > max_buckets:
-            raise ValueError(f"{(hi - lo) // step + 1} buckets exceed the limit of {max_buckets}: "
-                             "use a larger interval or a shorter time range")
-        buckets = [(from_micros(b), counts.get(b, 0)) for b in range(lo, hi + 1, step)] if counts or start else []
-        return Histogram(interval, buckets)
+        return histogram_of(counts, interval, step, start, end, max_buckets)
 
     # -- retention -------------------------------------------------------------------------------
     def expire(self, now: datetime | None = None) -> int:
