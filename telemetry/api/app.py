@@ -18,6 +18,7 @@ from telemetry import __version__
 from telemetry.api.core import router as core_router
 from telemetry.component import Component
 from telemetry.errors import problems
+from telemetry.events.backend import StoreUnavailable
 from telemetry.rules.service import RulesUnavailable
 from telemetry.runtime import Runtime
 
@@ -74,7 +75,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(r)
 
     @app.exception_handler(RulesUnavailable)
-    async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error_message": {"faultstring": str(exc)}}, status_code=503)
 
     @app.exception_handler(RequestValidationError)

@@ -31,6 +31,10 @@ EVENTS_EXPIRED_ON_ARRIVAL = Counter(
     registry=REGISTRY)
 
 
+class StoreUnavailable(Exception):
+    """The store's database could not answer a read (the API says 503: retry, not a bad request)."""
+
+
 @dataclass
 class Histogram:
     interval: float

@@ -33,7 +33,7 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
-from telemetry.events.backend import Histogram, Row, count_expired, histogram_of, source_of
+from telemetry.events.backend import Histogram, Row, StoreUnavailable, count_expired, histogram_of, source_of
 from telemetry.events.rows import COLUMNS, row_dict
 from telemetry.events.sql_pg import TSVECTOR, compile_query, key
 from telemetry.events.store import EVENTS_DUPLICATE, EVENTS_STORED, PARTITIONS, PARTITIONS_DROPPED, STORE_BYTES
@@ -201,13 +201,30 @@ class PgEventStore:
                          f"FOR VALUES FROM ({lo}) TO ({lo + DAY_US})")
         self._made.add(day)
 
+    def _read(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read, on a pooled connection; once more on a new one when the old one was cut.
+
+        A connection idle in the pool learns that the database restarted only when used: that
+        first failure is not the operator's, so it is retried. Past that the read fails with
+        StoreUnavailable (HTTP 503), never an unexplained 500.
+        """
+        for attempt in (1, 2):
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                with self._readers.connection() as conn:
+                    return conn.execute(sql, params).fetchall()
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and conn is not None and (conn.closed or conn.broken):
+                    continue
+                raise StoreUnavailable(f"the event store in PostgreSQL could not answer: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def partitions(self) -> list[tuple[date, str]]:
         """Existing day partitions, oldest first, with their table names."""
-        with self._readers.connection() as conn:
-            rows = conn.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events' "
-                "AND p.relnamespace = current_schema()::regnamespace").fetchall()
+        rows = self._read(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events' "
+            "AND p.relnamespace = current_schema()::regnamespace")
         out = []
         for (name,) in rows:
             if name.startswith("events_d") and len(name) == 16 and name[8:].isdigit():
@@ -285,9 +302,7 @@ class PgEventStore:
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {_SELECT} FROM events e WHERE {cond} AND {compiled.where} "
                f"ORDER BY e.ts {order}, e.seq {order} LIMIT %s")
-        with self._readers.connection() as conn:
-            rows = conn.execute(sql, [*params, *compiled.params, limit]).fetchall()
-        return [row_dict(r) for r in rows]
+        return [row_dict(r) for r in self._read(sql, [*params, *compiled.params, limit])]
 
     def histogram(self, query: str | None, interval: float, start: datetime | None = None,
                   end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
@@ -299,8 +314,7 @@ class PgEventStore:
         cond, params = self._window(start, end)
         sql = (f"SELECT (e.ts / %s) * %s AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "
                "GROUP BY b")
-        with self._readers.connection() as conn:
-            counts = {int(b): int(n) for b, n in conn.execute(sql, [step, step, *params, *compiled.params])}
+        counts = {int(b): int(n) for b, n in self._read(sql, [step, step, *params, *compiled.params])}
         return histogram_of(counts, interval, step, start, end, max_buckets)
 
     # -- retention -------------------------------------------------------------------------------
@@ -320,12 +334,11 @@ class PgEventStore:
         return dropped
 
     def size_bytes(self) -> int:
-        with self._readers.connection() as conn:
-            row = conn.execute(
-                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
-                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events' "
-                "AND p.relnamespace = current_schema()::regnamespace").fetchone()
-        return int(row[0]) if row else 0
+        [(size,)] = self._read(
+            "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events' "
+            "AND p.relnamespace = current_schema()::regnamespace")
+        return int(size)
 
     def _update_gauges(self) -> None:
         PARTITIONS.set(len(self.partitions()))
