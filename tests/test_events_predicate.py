@@ -40,6 +40,7 @@ QUERIES = [
     "@timestamp:[2026-03-02T09:15:00Z TO 2026-03-02T09:17:00Z]",
     "verb:get",
     "example",  # a word inside cn01.example.org
+    "images",  # a word inside /v2/images
     '"Took 14.21 seconds"',
     "libvirt*",
     "*ail?d*",

@@ -51,3 +51,30 @@ async def test_stage_stores_events_and_notifications_once(tmp_path: Path,
     else:
         assert stage.details()["path"].startswith("postgresql://postgres@127.0.0.1:5432/")
     await stage.stop()
+
+
+async def test_a_record_postgresql_cannot_key_is_dead_lettered_alone(tmp_path: Path, pg_database: str) -> None:
+    """An id too long for the index that keeps writes idempotent: that record to the dead letters, the rest stored."""
+    from store_support import drop_schemas, pg_schema_url
+
+    from telemetry.events.store_pg import MAX_ID_CHARS
+    from telemetry.stage import DEAD_LETTER_TOPIC
+
+    url, schema = pg_schema_url(pg_database)
+    rt = runtime(tmp_path, url)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
+    await stage.start()
+    now = datetime.now(timezone.utc)
+    records = [Event(**{"@timestamp": now - timedelta(seconds=i)}, host="cn01", message=f"line {i}") for i in range(30)]
+    records[17] = Event(**{"@timestamp": now}, id="x" * (MAX_ID_CHARS + 1), host="cn01", message="odd one")
+    try:
+        await publish_records(rt.bus, records)
+        await wait_for(lambda: stage.stored == 29)
+        [letter] = await dead.fetch(10, timeout=5)
+        assert letter.headers["stage"] == "stage.events" and "id longer than" in letter.headers["error"]
+        assert Event.from_json(letter.value).message == "odd one"
+        assert rt.event_store is not None and len(rt.event_store.search("", limit=100)) == 29
+    finally:
+        await stage.stop()
+        drop_schemas(pg_database, [schema])
