@@ -48,21 +48,42 @@ def drop_schemas(pg_url: str, schemas: list[str]) -> None:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-class StoreFactory:
-    """Opens stores of one backend; each call is an empty, independent store."""
+class BackendFactory:
+    """Empty, independent stores of one backend: a folder each on SQLite, a schema each on PostgreSQL."""
+
+    #: The SQLite folder's name, numbered per store.
+    folder = "store"
 
     def __init__(self, backend: str, tmp: Path, pg_url: str | None) -> None:
         self.backend, self.tmp, self.pg_url = backend, tmp, pg_url
-        self.opened: list[SampleStore] = []
+        self.opened: list[Any] = []
         self.schemas: list[str] = []
+        self.made = 0
 
     def url(self) -> str:
+        """The URL of a new, empty store."""
+        self.made += 1
         if self.backend == "sqlite":
-            return f"sqlite://{self.tmp / f'samples{len(self.opened)}'}"
+            return f"sqlite://{self.tmp / f'{self.folder}{self.made}'}"
         assert self.pg_url
         url, schema = pg_schema_url(self.pg_url)
         self.schemas.append(schema)
         return url
+
+    def close(self) -> None:
+        for s in self.opened:
+            try:
+                s.close()
+            except Exception:
+                pass
+        if self.schemas:
+            drop_schemas(self.pg_url, self.schemas)  # type: ignore[arg-type]
+
+
+class StoreFactory(BackendFactory):
+    """Opens sample stores of one backend; each call is an empty, independent store."""
+
+    folder = "samples"
 
     def __call__(self, ttl: float = 7 * 86400, meters: dict[str, float] | None = None,
                  rollups: dict[str, float] | None = None) -> SampleStore:
@@ -75,15 +96,6 @@ class StoreFactory:
             store = PostgresSampleStore(url, policy, rollups)
         self.opened.append(store)
         return store
-
-    def close(self) -> None:
-        for s in self.opened:
-            try:
-                s.close()
-            except Exception:
-                pass
-        if self.schemas:
-            drop_schemas(self.pg_url, self.schemas)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from telemetry.events.times import from_micros, to_micros
 from telemetry.metrics import REGISTRY
+from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,43 @@ def count_expired(kept: dict[str, int], by_source: Mapping[str, int], ttl: float
             if len(kept) >= EXPIRED_SOURCES_KEPT:
                 source = "(other sources)"
         kept[source] = kept.get(source, 0) + n
+
+
+DAY_US = 86_400 * 1_000_000
+
+
+def day_of(ts_us: int) -> date:
+    return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
+
+
+def day_start_us(day: date) -> int:
+    return to_micros(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+
+
+class DayRetention:
+    """Expiry by whole UTC days, the same on both backends: a day goes once all of it is past the ttl."""
+
+    ttl: float
+
+    def partitions(self) -> Sequence[tuple[date, object]]:
+        raise NotImplementedError
+
+    def drop_partition(self, day: date, reason: str) -> int:
+        raise NotImplementedError
+
+    def oldest_kept_us(self, now: datetime | None = None) -> int:
+        """Events older than this are past their ttl."""
+        return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Drop every partition wholly older than the ttl; returns how many."""
+        floor = self.oldest_kept_us(now)
+        dropped = 0
+        for day, _ in self.partitions():
+            if day_start_us(day) + DAY_US <= floor:
+                self.drop_partition(day, "ttl")
+                dropped += 1
+        return dropped
 
 
 def source_of(row: Row) -> str:

@@ -27,8 +27,10 @@ import math
 import re
 from typing import Any
 
-from telemetry.events.query import And, Exists, Node, Not, Or, QueryError, Range, Term, parse_query
-from telemetry.events.sql import _NUMBER, TEXT_COLUMNS, TIME_FIELDS, Compiled, _json_path, _like, _time
+from telemetry.events.query import QueryError, Range, Term
+from telemetry.events.sql import (
+    _NUMBER, TEXT_COLUMNS, TIME_FIELDS, Compiled, Dialect, _json_path, _like, _time, compile_tree, time_range,
+)
 
 __all__ = ["FTS_CHARS", "KEY_CHARS", "TSVECTOR", "compile_query", "key"]
 
@@ -51,26 +53,7 @@ def key(x: str) -> str:
 
 def compile_query(text: str | None) -> Compiled:
     """Parse and translate; raises QueryError naming the position of the problem."""
-    node = parse_query(text or "")
-    if node is None:
-        return Compiled("true", [])
-    params: list[Any] = []
-    return Compiled(_node(node, params, text or ""), params)
-
-
-def _node(n: Node, p: list[Any], text: str) -> str:
-    if isinstance(n, And):
-        return "(" + " AND ".join(_node(i, p, text) for i in n.items) + ")"
-    if isinstance(n, Or):
-        return "(" + " OR ".join(_node(i, p, text) for i in n.items) + ")"
-    if isinstance(n, Not):
-        # Lucene's NOT keeps events where the field is missing: NULL counts as "not matched".
-        return f"(NOT COALESCE({_node(n.item, p, text)}, false))"
-    if isinstance(n, Exists):
-        return _exists(n.field, p)
-    if isinstance(n, Range):
-        return _range(n, p, text)
-    return _term(n, p, text)
+    return compile_tree(text, POSTGRESQL)
 
 
 def _text_match(t: Term, p: list[Any]) -> str:
@@ -164,14 +147,7 @@ def _range(r: Range, p: list[Any], text: str) -> str:
     lo_op = ">=" if r.include_low else ">"
     hi_op = "<=" if r.include_high else "<"
     if r.field in TIME_FIELDS:
-        parts = []
-        if r.low is not None:
-            parts.append(f"e.ts {lo_op} %s")
-            p.append(_time(r.low, text))
-        if r.high is not None:
-            parts.append(f"e.ts {hi_op} %s")
-            p.append(_time(r.high, text))
-        return "(" + (" AND ".join(parts) or "true") + ")"
+        return "(" + (" AND ".join(time_range(r, p, text, "%s")) or "true") + ")"
     numeric = all(b is None or _NUMBER.match(b) for b in (r.low, r.high))
     bounds = [(op, b) for op, b in ((lo_op, r.low), (hi_op, r.high)) if b is not None]
     cast = "::numeric" if numeric else "::text"
@@ -193,3 +169,6 @@ def _range(r: Range, p: list[Any], text: str) -> str:
         return _json_value(r.field, p, cond(expr), values)
     p.extend(values)
     return sql
+
+
+POSTGRESQL = Dialect(_term, _range, _exists, "true", "false")

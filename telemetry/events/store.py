@@ -22,18 +22,17 @@ import threading
 from collections import defaultdict
 from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Generator, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from telemetry.events.backend import Histogram, count_expired, histogram_of
+from telemetry.events.backend import DayRetention, Histogram, count_expired, histogram_of
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
 from telemetry.events.times import to_micros
 from telemetry.metrics import REGISTRY
-from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[
         raise
 
 
-class EventStore:
+class EventStore(DayRetention):
     """Day-partitioned SQLite files under ``root``; see the module docstring for why."""
 
     def __init__(self, root: Path, ttl: float, min_free_disk: float = 0.05,
@@ -204,10 +203,6 @@ class EventStore:
     def _count_expired(self, by_source: dict[str, int]) -> None:
         count_expired(self.expired_on_arrival, by_source, self.ttl)
 
-    def oldest_kept_us(self, now: datetime | None = None) -> int:
-        """Events older than this are past their ttl."""
-        return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
-
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
         floor = self.oldest_kept_us(now)
@@ -295,16 +290,6 @@ class EventStore:
         return histogram_of(counts, interval, step, start, end, max_buckets)
 
     # -- retention -------------------------------------------------------------------------------
-    def expire(self, now: datetime | None = None) -> int:
-        """Drop every partition wholly older than the ttl; returns how many."""
-        floor = self.oldest_kept_us(now)
-        dropped = 0
-        for day, _ in self.partitions():
-            if _day_start_us(day) + DAY_US <= floor:
-                self.drop_partition(day, "ttl")
-                dropped += 1
-        return dropped
-
     def free_fraction(self) -> float:
         usage = self._disk_usage(self.root)
         return usage.free / usage.total if usage.total else 1.0

@@ -26,23 +26,23 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
-from telemetry.events.backend import Histogram, Row, StoreUnavailable, count_expired, histogram_of, source_of
+from telemetry.events.backend import (
+    DAY_US, DayRetention, Histogram, Row, StoreUnavailable, count_expired, day_of, day_start_us, histogram_of, source_of,
+)
 from telemetry.events.rows import COLUMNS, row_dict
 from telemetry.events.sql_pg import TSVECTOR, compile_query, key
 from telemetry.events.store import EVENTS_DUPLICATE, EVENTS_STORED, PARTITIONS, PARTITIONS_DROPPED, STORE_BYTES
 from telemetry.events.times import to_micros
-from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-DAY_US = 86_400 * 1_000_000
 #: Advisory lock key taken around partition DDL (the sample store uses 727001).
 DDL_LOCK = 727002
 #: Ids longer than this cannot be a key of the B-tree that keeps writes idempotent.
@@ -78,14 +78,6 @@ _INSERT = (
 )
 #: The stored columns as ``row_dict`` reads them (the JSON columns as their text).
 _SELECT = "e.ts, " + ", ".join(f"e.{c}" for c in COLUMNS) + ", e.tags::text, e.fields::text"
-
-
-def _day_of(ts_us: int) -> date:
-    return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
-
-
-def _day_start_us(day: date) -> int:
-    return to_micros(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
 
 
 def _table(day: date) -> str:
@@ -162,7 +154,7 @@ class _Pool:
             self.idle.clear()
 
 
-class PgEventStore:
+class PgEventStore(DayRetention):
     """Day partitions of one ``events`` table in PostgreSQL; see the module docstring for why."""
 
     def __init__(self, url: str, ttl: float, readers: int = READERS) -> None:
@@ -193,7 +185,7 @@ class PgEventStore:
     def _ensure(self, day: date) -> None:
         if day in self._made:
             return
-        lo = _day_start_us(day)
+        lo = day_start_us(day)
         conn = self._writer()
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
@@ -246,10 +238,6 @@ class PgEventStore:
         return freed
 
     # -- writes ----------------------------------------------------------------------------------
-    def oldest_kept_us(self, now: datetime | None = None) -> int:
-        """Events older than this are past their ttl."""
-        return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
-
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably (one transaction); returns how many were new. Duplicates are ignored."""
         floor = self.oldest_kept_us(now)
@@ -261,7 +249,7 @@ class PgEventStore:
                 expired[source_of(r)] += 1
                 continue
             batch.append(pg_row(r))
-            days.add(_day_of(r[0]))
+            days.add(day_of(r[0]))
         if expired:
             count_expired(self.expired_on_arrival, expired, self.ttl)
         if not batch:
@@ -318,16 +306,6 @@ class PgEventStore:
         return histogram_of(counts, interval, step, start, end, max_buckets)
 
     # -- retention -------------------------------------------------------------------------------
-    def expire(self, now: datetime | None = None) -> int:
-        """Drop every partition wholly older than the ttl; returns how many."""
-        floor = self.oldest_kept_us(now)
-        dropped = 0
-        for day, _ in self.partitions():
-            if _day_start_us(day) + DAY_US <= floor:
-                self.drop_partition(day, "ttl")
-                dropped += 1
-        return dropped
-
     def maintain(self, now: datetime | None = None) -> int:
         dropped = self.expire(now)
         self._update_gauges()
