@@ -6,7 +6,8 @@ millisecond, are appended to it; the clock stops when all N are searchable
 through the API (``/v1/events/histogram`` counts them), so tailing, joining,
 shipping, parsing, storing (with the full-text index) and the default log
 alarms are all inside the figure. CPU is user + system of the daemon(s) and
-their children over the same interval.
+their children over the same interval, and with a PostgreSQL events store that
+of the database backends serving it (found by the run's application_name).
 
 rsyslog, in the same run on the same file: imfile (inotify) to omfile, the
 cheapest real path it has (it ships; it neither parses nor indexes).
@@ -151,6 +152,49 @@ def bus_for(kind: str) -> Iterator[str]:
         cluster.close()
 
 
+#: Partitions of a topic librdkafka's mock cluster creates on first use.
+MOCK_PARTITIONS = 4
+
+
+def host_names(kind: str, n: int) -> list[str]:
+    """``n`` agent host names; on Kafka, dealt out evenly over the partitions their records are keyed to.
+
+    A cloud's hundreds of hosts spread over the partitions by hashing; four hosts would
+    not (``bench-0`` .. ``bench-3`` hash to partitions 1, 1, 3, 0), and one server would then
+    get three quarters of the lines whatever the number of servers.
+    """
+    if kind != "kafka":
+        return [f"bench-{i}" for i in range(n)]
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partition = DefaultPartitioner()
+    parts = list(range(MOCK_PARTITIONS))
+    by_partition: dict[int, list[str]] = {p: [] for p in parts}
+    k = 0
+    while any(len(v) < -(-n // MOCK_PARTITIONS) for v in by_partition.values()):
+        name = f"bench-{k}"
+        by_partition[partition(name.encode(), parts, parts)].append(name)
+        k += 1
+    return [by_partition[i % MOCK_PARTITIONS][i // MOCK_PARTITIONS] for i in range(n)]
+
+
+def database_cpu(url: str | None) -> dict[int, float]:
+    """CPU seconds so far of the PostgreSQL backends serving ``url``'s connections (by application_name)."""
+    if not url or "application_name=" not in url:
+        return {}
+    import psycopg
+
+    app = url.rsplit("application_name=", 1)[1]
+    with psycopg.connect(url, autocommit=True) as c:
+        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))]
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+    return out
+
+
 def tail(path: Path) -> list[dict]:
     return [{"paths": [str(path)], "fields": {"type": "openstack", "component": "nova"}, "multiline": "python"}]
 
@@ -167,7 +211,7 @@ def events_store(url: str | None) -> Iterator[str | None]:
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -201,12 +245,13 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 api_urls = [p.url for p in procs][:1 if events_url else None]  # a shared store: count once
                 for i, path in enumerate(logs):
                     path.touch()
-                    host = "bench" if len(logs) == 1 else f"bench-{i}"
+                    host = "bench" if len(logs) == 1 else host_names(kind, len(logs))[i]
                     agent = {**base, "host": host, "data_dir": str(tmp / f"agent{i}"), "bus": env_bus}
                     agent["sources"] = {**base["sources"], "files": tail(path)}
                     procs.append(Proc("agent", agent, tmp / f"agent{i}"))
             time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
             cpu0 = sum(p.cpu() for p in procs)
+            db0 = database_cpu(events_url)
             t0 = time.monotonic()
             outs = [path.open("a") for path in logs]
             for i, line in enumerate(lines):
@@ -225,6 +270,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 time.sleep(0.2)
             wall = time.monotonic() - t0
             cpu = sum(p.cpu() for p in procs) - cpu0
+            cpu += sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
             return wall, cpu
         finally:
             for p in procs:
