@@ -111,6 +111,14 @@ def pg_row(row: Row) -> Row:
     return (ts, *values, _json(tags), _json(fields))
 
 
+#: Seconds to wait for a connection: an unreachable host fails the call, it does not hang a thread for minutes.
+CONNECT_TIMEOUT = 10
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+
+
 class _Pool:
     """A few autocommit connections for reads, opened on demand and replaced when broken."""
 
@@ -130,7 +138,7 @@ class _Pool:
                 self.opened += 1
         try:
             if conn is None or conn.closed or conn.broken:
-                conn = psycopg.connect(self.url, autocommit=True)
+                conn = connect(self.url)
         except BaseException:
             with self.cond:
                 self.opened -= 1
@@ -162,7 +170,7 @@ class PgEventStore(DayRetention):
         self.ttl = ttl
         self.expired_on_arrival: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._conn = psycopg.connect(self.url, autocommit=True)
+        self._conn = connect(self.url)
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
             self._conn.execute(_SCHEMA)
@@ -178,7 +186,7 @@ class PgEventStore(DayRetention):
     def _writer(self) -> psycopg.Connection[Any]:
         """The write connection, opened again after the database went away (the stage retries the batch)."""
         if self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.url, autocommit=True)
+            self._conn = connect(self.url)
             self._made.clear()
         return self._conn
 
