@@ -88,6 +88,7 @@ class Proc:
 
     def __init__(self, mode: str, config: dict, folder: Path, env: dict[str, str] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self.cfg = folder / "telemetry.yaml"
         self.cfg.write_text(yaml.safe_dump(config))
         self.log = folder / f"{mode}.log"
@@ -256,7 +257,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     agent["sources"] = {**base["sources"], "files": tail(path)}
                     procs.append(Proc("agent", agent, tmp / f"agent{i}", env))
             time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
-            cpu0 = sum(p.cpu() for p in procs)
+            cpu0 = [p.cpu() for p in procs]
             db0 = database_cpu(events_url)
             t0 = time.monotonic()
             outs = [path.open("a") for path in logs]
@@ -275,9 +276,14 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     raise SystemExit(f"stuck at {got} of {n} searchable events")
                 time.sleep(0.2)
             wall = time.monotonic() - t0
-            cpu = sum(p.cpu() for p in procs) - cpu0
-            cpu += sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
-            return wall, cpu
+            by_role: dict[str, float] = {}
+            for p, before in zip(procs, cpu0):
+                by_role[p.mode] = by_role.get(p.mode, 0.0) + p.cpu() - before
+            if "application_name=" in (events_url or ""):
+                by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
+            print(f"  {servers} server(s): CPU s / M lines by process: "
+                  + ", ".join(f"{k} {v / n * 1e6:.0f}" for k, v in by_role.items()), flush=True)
+            return wall, sum(by_role.values())
         finally:
             for p in procs:
                 p.stop()
