@@ -316,8 +316,25 @@ class PgEventStore(DayRetention):
     # -- retention -------------------------------------------------------------------------------
     def maintain(self, now: datetime | None = None) -> int:
         dropped = self.expire(now)
+        self._merge_pending_words()
         self._update_gauges()
         return dropped
+
+    def _merge_pending_words(self) -> None:
+        """Move the words of recent inserts from the GIN pending list into the index proper.
+
+        The GIN index takes inserts into an unordered pending list (``fastupdate``, cheap writes),
+        which every search then scans whole: on 100,000 fresh events a phrase query took 10 ms
+        instead of 0.5 ms. Autovacuum merges it eventually; each retention pass (every minute)
+        merges it for the days this server wrote to, so searches stay fast between.
+        """
+        with self._lock:
+            days = sorted(self._made)
+        for day in days:
+            self._read(
+                "SELECT gin_clean_pending_list(x.indexrelid::regclass) FROM pg_index x "
+                "JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                "WHERE x.indrelid = to_regclass(%s) AND a.amname = 'gin'", (_table(day),))
 
     def size_bytes(self) -> int:
         [(size,)] = self._read(
