@@ -46,6 +46,13 @@ class Histogram:
         return sum(c for _, c in self.buckets)
 
 
+def bucket_step(interval: float) -> int:
+    """A histogram's bucket width in microseconds; raises ValueError for one that is not positive."""
+    if interval <= 0:
+        raise ValueError("interval must be positive")
+    return int(interval * 1_000_000)
+
+
 def histogram_of(counts: Mapping[int, int], interval: float, step: int, start: datetime | None,
                  end: datetime | None, max_buckets: int) -> Histogram:
     """Counts per bucket start (microseconds) as a histogram; empty buckets between the ends filled with 0."""

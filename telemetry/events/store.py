@@ -28,7 +28,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from telemetry.events.backend import DayRetention, Histogram, count_expired, histogram_of
+from telemetry.events.backend import DayRetention, Histogram, bucket_step, count_expired, histogram_of
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
 from telemetry.events.times import to_micros
@@ -277,10 +277,8 @@ class EventStore(DayRetention):
     def histogram(self, query: str | None, interval: float, start: datetime | None = None,
                   end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
         """Counts per ``interval`` seconds; empty buckets between the first and last are filled with 0."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        step = bucket_step(interval)
         compiled = compile_query(query)
-        step = int(interval * 1_000_000)
         counts: dict[int, int] = defaultdict(int)
         for conn, cond, params in self._each(start, end):
             sql = (f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "

@@ -34,7 +34,8 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from telemetry.events.backend import (
-    DAY_US, DayRetention, Histogram, Row, StoreUnavailable, count_expired, day_of, day_start_us, histogram_of, source_of,
+    DAY_US, DayRetention, Histogram, Row, StoreUnavailable, bucket_step, count_expired, day_of, day_start_us, histogram_of,
+    source_of,
 )
 from telemetry.events.rows import COLUMNS, row_dict
 from telemetry.events.sql_pg import TSVECTOR, compile_query, key
@@ -303,10 +304,8 @@ class PgEventStore(DayRetention):
     def histogram(self, query: str | None, interval: float, start: datetime | None = None,
                   end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
         """Counts per ``interval`` seconds; empty buckets between the first and last are filled with 0."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        step = bucket_step(interval)
         compiled = compile_query(query)
-        step = int(interval * 1_000_000)
         cond, params = self._window(start, end)
         sql = (f"SELECT (e.ts / %s) * %s AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "
                "GROUP BY b")
