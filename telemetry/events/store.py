@@ -22,13 +22,14 @@ import threading
 from collections import defaultdict
 from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Generator, Iterator
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from telemetry.events.backend import DayRetention, Histogram, bucket_step, count_expired, histogram_of
+from telemetry.events.backend import day_of as _day_of
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
 from telemetry.events.times import to_micros
@@ -45,7 +46,6 @@ PARTITIONS_DROPPED = Counter("telemetry_events_partitions_dropped", "Day partiti
 PARTITIONS = Gauge("telemetry_events_partitions", "Day partitions the event store holds", registry=REGISTRY)
 STORE_BYTES = Gauge("telemetry_events_store_bytes", "Bytes on disk of the event store", registry=REGISTRY)
 
-DAY_US = 86_400 * 1_000_000
 #: Page cache of each day's writer: the id and request-id indexes take keys in random order,
 #: and with SQLite's default 2 MB their pages were re-read on nearly every insert.
 WRITER_CACHE_KIB = 32 << 10
@@ -87,14 +87,6 @@ class _Reader:
         with self.lock:
             self.closed = True
             self.conn.close()
-
-
-def _day_of(ts_us: int) -> date:
-    return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
-
-
-def _day_start_us(day: date) -> int:
-    return to_micros(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
