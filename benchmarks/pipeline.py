@@ -6,7 +6,8 @@ millisecond, are appended to it; the clock stops when all N are searchable
 through the API (``/v1/events/histogram`` counts them), so tailing, joining,
 shipping, parsing, storing (with the full-text index) and the default log
 alarms are all inside the figure. CPU is user + system of the daemon(s) and
-their children over the same interval.
+their children over the same interval, and with a PostgreSQL events store that
+of the database backends serving it (found by the run's application_name).
 
 rsyslog, in the same run on the same file: imfile (inotify) to omfile, the
 cheapest real path it has (it ships; it neither parses nor indexes).
@@ -17,7 +18,15 @@ cheapest real path it has (it ships; it neither parses nor indexes).
 own) -> ``--servers`` ``telemetry server`` processes; ``--bus kafka`` the same
 over librdkafka's mock cluster (started here). With several servers the
 events land in each server's own store unless ``--events-url`` points them at
-a shared one; the count is taken over all of them.
+a shared one; the count is taken over all of them (over one, when shared). A
+``postgresql://`` events URL gets a new schema for each run, dropped after.
+
+``--scaling`` runs one server first, then ``--servers`` of them, on the same
+bus and the same lines, and prints the ratio of their throughputs (the peer
+of a cluster is the single server it replaces), beside rsyslog's figures:
+
+    .venv/bin/python benchmarks/pipeline.py --bus kafka --servers 2 --scaling \
+        --events-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -77,13 +86,15 @@ def make_lines(n: int, start: datetime) -> list[str]:
 class Proc:
     """A daemon subprocess; the API address comes from its start banner."""
 
-    def __init__(self, mode: str, config: dict, folder: Path) -> None:
+    def __init__(self, mode: str, config: dict, folder: Path, env: dict[str, str] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self.cfg = folder / "telemetry.yaml"
         self.cfg.write_text(yaml.safe_dump(config))
         self.log = folder / f"{mode}.log"
         self.p = subprocess.Popen([sys.executable, "-m", "telemetry", mode, "-c", str(self.cfg)],
-                                  stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+                                  stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
+                                  env={**os.environ, **(env or {})})
         self.ps = psutil.Process(self.p.pid)
         self.url = ""
         deadline = time.monotonic() + 60
@@ -117,7 +128,7 @@ def searchable(urls: list[str], start: datetime) -> int:
     """Events stored since ``start``, over every server's API."""
     total = 0
     for url in urls:
-        r = httpx.get(f"{url}/v1/events/histogram", params={"q": "host:bench", "interval": "1d",
+        r = httpx.get(f"{url}/v1/events/histogram", params={"q": "host:bench*", "interval": "1d",
                                                            "start": start.isoformat()}, timeout=30)
         r.raise_for_status()
         total += r.json()["total"]
@@ -143,35 +154,117 @@ def bus_for(kind: str) -> Iterator[str]:
         cluster.close()
 
 
+#: Partitions of a topic librdkafka's mock cluster creates on first use.
+MOCK_PARTITIONS = 4
+
+
+def host_names(kind: str, n: int) -> list[str]:
+    """``n`` agent host names; on Kafka, dealt out evenly over the partitions their records are keyed to.
+
+    A cloud's hundreds of hosts spread over the partitions by hashing; four hosts would
+    not (``bench-0`` .. ``bench-3`` hash to partitions 1, 1, 3, 0), and one server would then
+    get three quarters of the lines whatever the number of servers.
+    """
+    if kind != "kafka":
+        return [f"bench-{i}" for i in range(n)]
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partition = DefaultPartitioner()
+    parts = list(range(MOCK_PARTITIONS))
+    by_partition: dict[int, list[str]] = {p: [] for p in parts}
+    k = 0
+    while any(len(v) < -(-n // MOCK_PARTITIONS) for v in by_partition.values()):
+        name = f"bench-{k}"
+        by_partition[partition(name.encode(), parts, parts)].append(name)
+        k += 1
+    return [by_partition[i % MOCK_PARTITIONS][i // MOCK_PARTITIONS] for i in range(n)]
+
+
+def database_cpu(url: str | None) -> dict[int, float]:
+    """CPU seconds so far of the PostgreSQL backends serving ``url``'s connections (by application_name)."""
+    if not url or "application_name=" not in url:
+        return {}
+    import psycopg
+
+    app = url.rsplit("application_name=", 1)[1]
+    with psycopg.connect(url, autocommit=True) as c:
+        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))]
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+    return out
+
+
+def tail(path: Path) -> list[dict]:
+    return [{"paths": [str(path)], "fields": {"type": "openstack", "component": "nova"}, "multiline": "python"}]
+
+
+@contextlib.contextmanager
+def events_store(url: str | None) -> Iterator[str | None]:
+    """``url`` itself, or for PostgreSQL a URL on a new schema of its own (so no run counts another's lines)."""
+    if not url or not url.startswith(("postgresql://", "postgres://")):
+        yield url
+        return
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}&application_name={schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
-             start: datetime) -> tuple[float, float]:
+             start: datetime, agents: int = 1, settle: float = 1.0) -> tuple[float, float]:
+    """Wall and CPU seconds from the first line written to the last searchable.
+
+    With ``agents`` > 1 each agent (its own host name, so its own partition key, as the
+    compute nodes of a cloud) tails its own file, and the lines are dealt out among them.
+    """
     base = {"host": "bench", "logging": {"level": "WARNING"}, "api": {"port": 0},
-            "sources": {"host_metrics": {"enabled": False}, "ceilometer": {"enabled": False}, "files": []}}
-    files = [{"paths": [str(log)], "fields": {"type": "openstack", "component": "nova"}, "multiline": "python"}]
+            "sources": {"host_metrics": {"enabled": False}, "ceilometer": {"enabled": False}, "files": [],
+                        # Zabbix's fixed ports would collide between servers on one machine.
+                        "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"}}}
+    # librdkafka's mock coordinator refuses a follower's SyncGroup that comes after the leader's (a real
+    # broker does not): the tests' compensation (tests/bus_site) keeps rebalances from failing over and over.
+    env = {"PYTHONPATH": str(ROOT / "tests" / "bus_site")} if kind == "kafka" else None
+    logs = [log] if kind == "memory" or agents == 1 else [log.with_name(f"nova-{i}.log") for i in range(agents)]
     procs: list[Proc] = []
     with bus_for(kind) as url:
         try:
             if kind == "memory":
                 cfg = {**base, "data_dir": str(tmp / "run")}
-                cfg["sources"] = {**base["sources"], "files": files}
+                cfg["sources"] = {**base["sources"], "files": tail(log)}
                 procs.append(Proc("run", cfg, tmp / "run"))
                 api_urls = [procs[0].url]
             else:
                 env_bus = {"url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
                 for i in range(servers):
-                    cfg = {**base, "data_dir": str(tmp / f"server{i}"), "bus": env_bus}
+                    cfg = {**base, "host": f"server{i}", "data_dir": str(tmp / f"server{i}"), "bus": env_bus}
                     if events_url:
                         cfg["store"] = {"events": {"url": events_url}}
-                    procs.append(Proc("server", cfg, tmp / f"server{i}"))
-                api_urls = [p.url for p in procs]
-                agent = {**base, "data_dir": str(tmp / "agent"), "bus": env_bus}
-                agent["sources"] = {**base["sources"], "files": files}
-                procs.append(Proc("agent", agent, tmp / "agent"))
-            time.sleep(1.0)  # let the consumers join
-            cpu0 = sum(p.cpu() for p in procs)
+                    procs.append(Proc("server", cfg, tmp / f"server{i}", env))
+                api_urls = [p.url for p in procs][:1 if events_url else None]  # a shared store: count once
+                for i, path in enumerate(logs):
+                    path.touch()
+                    host = "bench" if len(logs) == 1 else host_names(kind, len(logs))[i]
+                    agent = {**base, "host": host, "data_dir": str(tmp / f"agent{i}"), "bus": env_bus}
+                    agent["sources"] = {**base["sources"], "files": tail(path)}
+                    procs.append(Proc("agent", agent, tmp / f"agent{i}", env))
+            time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
+            cpu0 = [p.cpu() for p in procs]
+            db0 = database_cpu(events_url)
             t0 = time.monotonic()
-            with log.open("a") as f:
-                f.writelines(lines)
+            outs = [path.open("a") for path in logs]
+            for i, line in enumerate(lines):
+                outs[i % len(outs)].write(line)
+            for f in outs:
+                f.close()
             n, last = len(lines), -1
             while True:
                 got = searchable(api_urls, start)
@@ -183,8 +276,14 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     raise SystemExit(f"stuck at {got} of {n} searchable events")
                 time.sleep(0.2)
             wall = time.monotonic() - t0
-            cpu = sum(p.cpu() for p in procs) - cpu0
-            return wall, cpu
+            by_role: dict[str, float] = {}
+            for p, before in zip(procs, cpu0):
+                by_role[p.mode] = by_role.get(p.mode, 0.0) + p.cpu() - before
+            if "application_name=" in (events_url or ""):
+                by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
+            print(f"  {servers} server(s): CPU s / M lines by process: "
+                  + ", ".join(f"{k} {v / n * 1e6:.0f}" for k, v in by_role.items()), flush=True)
+            return wall, sum(by_role.values())
         finally:
             for p in procs:
                 p.stop()
@@ -230,23 +329,48 @@ def main() -> None:
     ap.add_argument("--bus", choices=["memory", "amqp", "kafka"], default="memory")
     ap.add_argument("--servers", type=int, default=1)
     ap.add_argument("--events-url", default=None, help="store.events.url shared by the servers")
+    ap.add_argument("--scaling", action="store_true", help="run one server first, then --servers, and compare")
+    ap.add_argument("--agents", type=int, default=1,
+                    help="agents (hosts), each tailing its own share of the lines: Kafka keys records by host")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds for the consumer groups to settle before the clock starts "
+                         "(default 1, 10 with several servers on Kafka: the group rebalances)")
     a = ap.parse_args()
-    start = datetime.now(timezone.utc) - timedelta(minutes=10)
-    lines = make_lines(a.lines, start)
+    if a.scaling and (a.bus == "memory" or a.servers < 2):
+        ap.error("--scaling compares one server with --servers >= 2 over --bus amqp or kafka")
+    counts = [1, a.servers] if a.scaling else [a.servers]
+    runs: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        log = tmp / "nova-compute.log"
-        log.touch()
-        ours = run_ours(tmp, log, lines, a.bus, a.servers, a.events_url, start - timedelta(seconds=1))
-        theirs = run_rsyslog(tmp, log, a.lines)
-    what = "telemetry run" if a.bus == "memory" else f"agent -> {a.bus} -> {a.servers} server(s)"
-    rows = [(f"{what}: tailed to searchable", *ours), ("rsyslog imfile -> omfile (ships only)", *theirs)]
-    print(f"{a.lines} lines, {os.cpu_count()} CPUs")
-    print(f"{'path':50} {'lines/s':>10} {'CPU s / M lines':>16}")
-    for name, wall, cpu in rows:
-        print(f"{name:50} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f}")
-    print(f"ratio ours/rsyslog: throughput {theirs[0] / ours[0]:.3f}x, "
-          f"CPU per line {ours[1] / theirs[1]:.1f}x")
+        for n in counts:
+            tmp = Path(d) / f"servers{n}"
+            tmp.mkdir()
+            log = tmp / "nova-compute.log"
+            log.touch()
+            start = datetime.now(timezone.utc) - timedelta(minutes=10)
+            lines = make_lines(a.lines, start)
+            with events_store(a.events_url) as events_url:
+                settle = a.settle if a.settle is not None else 10.0 if n > 1 and a.bus == "kafka" else 1.0
+                wall, cpu = run_ours(tmp, log, lines, a.bus, n, events_url, start - timedelta(seconds=1),
+                                     a.agents, settle)
+            what = "telemetry run" if a.bus == "memory" else f"agent(s) -> {a.bus} -> {n} server(s)"
+            runs.append((f"{what}: tailed to searchable", wall, cpu))
+        rs = Path(d) / "rsyslog"
+        rs.mkdir()
+        (rs / "nova-compute.log").write_text("".join(lines))
+        theirs = run_rsyslog(rs, rs / "nova-compute.log", a.lines)
+    runs.append(("rsyslog imfile -> omfile (ships only)", *theirs))
+    store = "shared " + a.events_url.partition("://")[0] if a.events_url else "each server's own SQLite"
+    print(f"{a.lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}")
+    print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16}")
+    for name, wall, cpu in runs:
+        print(f"{name:56} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f}")
+    ours = runs[-2]
+    print(f"ratio ours/rsyslog: throughput {theirs[0] / ours[1]:.3f}x, "
+          f"CPU per line {ours[2] / theirs[1]:.1f}x")
+    if a.scaling:
+        one = runs[0]
+        print(f"ratio {a.servers} servers / 1 server: throughput {one[1] / ours[1]:.2f}x, "
+              f"CPU per line {ours[2] / one[2]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the services' modules import heavy dependencies; only their
     from telemetry.collect.agent import AgentPipeline
     from telemetry.collect.ceilometer import CeilometerHttpInput
     from telemetry.deadletters.service import DeadLetterService
-    from telemetry.events.store import EventStore
+    from telemetry.events.backend import EventBackend
     from telemetry.gnocchi.service import GnocchiService
     from telemetry.meter.pipeline import SamplePipeline
     from telemetry.meter.store.base import SampleStore
@@ -46,7 +46,7 @@ class Runtime:
     components: list[Component] = field(default_factory=list)
 
     # Services, set by telemetry.wiring when the mode and the configuration run them.
-    event_store: EventStore | None = None
+    event_store: EventBackend | None = None
     sample_store: SampleStore | None = None
     sample_pipeline: SamplePipeline | None = None
     rules: RulesService | None = None

@@ -22,25 +22,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from telemetry.component import Component, StartupError
-from telemetry.config import Settings
 from telemetry.runtime import Runtime
 
 if TYPE_CHECKING:
     from telemetry.actions.dispatch import ActionDispatcher
     from telemetry.cluster.membership import Membership
+    from telemetry.events.backend import EventBackend
     from telemetry.meter.pipeline import SamplePipeline
 
 log = logging.getLogger(__name__)
 
 
-def event_store_root(settings: Settings) -> Path:
-    """``sqlite://`` keeps the day files under ``<data_dir>/events``; ``sqlite:///path`` under ``path``."""
-    url = settings.store.events.url
-    scheme, _, rest = url.partition("://")
-    if scheme != "sqlite":
-        raise StartupError(f"store.events.url {url!r}: the event store is embedded SQLite (sqlite://); "
-                           "Elasticsearch and Loki come as sinks")
-    return Path(rest) if rest else settings.data_dir / "events"
+def event_store(rt: Runtime) -> EventBackend:
+    """The event store ``store.events.url`` names: embedded SQLite day files, or PostgreSQL shared by servers."""
+    import psycopg
+
+    from telemetry.events.backend import open_event_store
+
+    s = rt.settings
+    try:
+        return open_event_store(s.store.events.url, rt.data_dir, ttl=s.store.ttl.events or s.store.ttl.default,
+                                min_free_disk=s.store.min_free_disk)
+    except psycopg.Error as exc:
+        raise StartupError(f"store.events.url: cannot open the event store in PostgreSQL ({exc}); "
+                           "check the address, that the database exists and that this user may create tables "
+                           "in it") from exc
 
 
 def server_components(rt: Runtime) -> list[Component]:
@@ -54,7 +60,6 @@ def server_components(rt: Runtime) -> list[Component]:
     from telemetry.events.query import set_default_operator
     from telemetry.events.stage import EventStage
     from telemetry.gnocchi.component import GnocchiCatalogComponent, open_gnocchi
-    from telemetry.events.store import EventStore
     from telemetry.meter.pipeline_stage import PipelineStage
     from telemetry.meter.stage import MeterStage
     from telemetry.meter.store import open_store
@@ -73,8 +78,7 @@ def server_components(rt: Runtime) -> list[Component]:
     rt.gnocchi = open_gnocchi(rt, rt.sample_store)
     comps.append(GnocchiCatalogComponent(rt.gnocchi.cat))
     set_default_operator(s.store.events.default_operator)  # searches and alarm queries read alike
-    rt.event_store = EventStore(event_store_root(s), ttl=s.store.ttl.events or s.store.ttl.default,
-                                min_free_disk=s.store.min_free_disk)
+    rt.event_store = event_store(rt)
     comps.append(EventStage(rt, rt.event_store))
     letters = DeadLetterStore(rt.data_dir / "dead_letters", ttl=s.store.dead_letters.ttl)
     rt.dead_letters = DeadLetterService(letters, rt.bus)

@@ -34,23 +34,56 @@ def pg_database() -> Iterator[str]:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-class StoreFactory:
-    """Opens stores of one backend; each call is an empty, independent store."""
+def pg_schema_url(pg_url: str) -> tuple[str, str]:
+    """A new, empty schema in the test database: (a URL whose connections use it, its name)."""
+    schema = f"t_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    return f"{pg_url}?options=-csearch_path%3D{schema}", schema
+
+
+def drop_schemas(pg_url: str, schemas: list[str]) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        for schema in schemas:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class BackendFactory:
+    """Empty, independent stores of one backend: a folder each on SQLite, a schema each on PostgreSQL."""
+
+    #: The SQLite folder's name, numbered per store.
+    folder = "store"
 
     def __init__(self, backend: str, tmp: Path, pg_url: str | None) -> None:
         self.backend, self.tmp, self.pg_url = backend, tmp, pg_url
-        self.opened: list[SampleStore] = []
+        self.opened: list[Any] = []
         self.schemas: list[str] = []
+        self.made = 0
 
     def url(self) -> str:
+        """The URL of a new, empty store."""
+        self.made += 1
         if self.backend == "sqlite":
-            return f"sqlite://{self.tmp / f'samples{len(self.opened)}'}"
+            return f"sqlite://{self.tmp / f'{self.folder}{self.made}'}"
         assert self.pg_url
-        schema = f"t_{secrets.token_hex(4)}"
-        with psycopg.connect(self.pg_url, autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
+        url, schema = pg_schema_url(self.pg_url)
         self.schemas.append(schema)
-        return f"{self.pg_url}?options=-csearch_path%3D{schema}"
+        return url
+
+    def close(self) -> None:
+        for s in self.opened:
+            try:
+                s.close()
+            except Exception:
+                pass
+        if self.schemas:
+            drop_schemas(self.pg_url, self.schemas)  # type: ignore[arg-type]
+
+
+class StoreFactory(BackendFactory):
+    """Opens sample stores of one backend; each call is an empty, independent store."""
+
+    folder = "samples"
 
     def __call__(self, ttl: float = 7 * 86400, meters: dict[str, float] | None = None,
                  rollups: dict[str, float] | None = None) -> SampleStore:
@@ -63,17 +96,6 @@ class StoreFactory:
             store = PostgresSampleStore(url, policy, rollups)
         self.opened.append(store)
         return store
-
-    def close(self) -> None:
-        for s in self.opened:
-            try:
-                s.close()
-            except Exception:
-                pass
-        if self.schemas:
-            with psycopg.connect(self.pg_url, autocommit=True) as c:  # type: ignore[arg-type]
-                for schema in self.schemas:
-                    c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture(params=BACKENDS)

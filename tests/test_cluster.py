@@ -164,19 +164,6 @@ async def test_two_servers_share_alarms_and_survive_a_kill(kind: str, request: p
         b.kill()
 
 
-def shared_event_store() -> bool:
-    """Whether ``store.events.url`` may name PostgreSQL (the backend of branch ``throughput``)."""
-    from telemetry.component import StartupError
-    from telemetry.config import Settings
-    from telemetry.wiring import event_store_root
-
-    try:
-        event_store_root(Settings(store={"events": {"url": "postgresql://x@127.0.0.1/x"}}))
-    except StartupError:
-        return False
-    return True
-
-
 LINE = ("{ts} 31007 INFO nova.compute.manager [req-{req} 6f1c0a3b2e8d4d7c9b1a2f3e4d5c6b7a "
         "9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d - default default] cluster line seq={i}\n")
 
@@ -190,7 +177,6 @@ def count_seen(url: str) -> set[int]:
     return set(seqs)
 
 
-@pytest.mark.skipif(not shared_event_store(), reason="needs the event store's PostgreSQL backend (branch throughput)")
 @pytest.mark.parametrize("kind", ["kafka", "amqp"])
 async def test_a_search_on_either_server_returns_every_line_once(kind: str, request: pytest.FixtureRequest,
                                                                  daemon_factory, pg_database: str,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import DaemonProcess
+from store_support import BACKENDS, drop_schemas, pg_database, pg_schema_url  # noqa: F401 (fixture)
 
 from tests.support import wait_until
 
@@ -66,13 +67,21 @@ def notifications(samples_dir: Path) -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Iterator[DaemonProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           samples_dir: Path) -> Iterator[DaemonProcess]:
+    """A daemon whose event store is embedded SQLite, then one whose store is in PostgreSQL."""
     global NOW
     NOW = datetime.now(timezone.utc).replace(microsecond=0)
     EVENTS[:] = build_events()
-    d = DaemonProcess(tmp_path_factory.mktemp("events-api"), "run",
-                      {"api": {"tokens": [TOKEN, {"token": READER, "scope": "read"}]}})
+    config: dict = {"api": {"tokens": [TOKEN, {"token": READER, "scope": "read"}]}}
+    schemas = []
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_database")
+        url, schema = pg_schema_url(pg)
+        schemas.append(schema)
+        config["store"] = {"events": {"url": url}}
+    d = DaemonProcess(tmp_path_factory.mktemp("events-api"), "run", config)
     d.start()
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -81,6 +90,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Itera
         r = httpx.post(d.url + "/v1/events", json=notifications(samples_dir), headers=auth)
         assert r.status_code == 202 and r.json() == {"accepted": 6}, r.text
         total = len(EVENTS) + 6
+        where = httpx.get(d.url + "/healthz", timeout=5).json()["components"]["stage.events"]["path"]
+        assert where.startswith("postgresql://" if request.param == "postgresql" else "/"), where
         deadline = time.monotonic() + 10
         while len(httpx.get(d.url + "/v1/events", params={"limit": 1000}, headers=READ).json()) < total:
             assert time.monotonic() < deadline, d.output()
@@ -88,6 +99,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Itera
         yield d
     finally:
         d.stop()
+        if schemas:
+            drop_schemas(request.getfixturevalue("pg_database"), schemas)
 
 
 def api(d: DaemonProcess, **params: object) -> httpx.Response:

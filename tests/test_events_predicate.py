@@ -1,4 +1,4 @@
-"""One query language, two evaluators: in memory (alarms) and in SQL (search) must agree."""
+"""One query language, three evaluators: in memory (alarms), SQLite and PostgreSQL (search) must agree."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import pytest
 
 from telemetry.events.predicate import compile_predicate
 from telemetry.events.query import QueryError
-from telemetry.events.store import EventStore
+from events_support import make_event_store  # noqa: F401 (fixture)
+from store_support import pg_database  # noqa: F401 (fixture)
 
-# The fixture `store` and its events come from the store tests.
+from telemetry.events.backend import EventBackend
+
+# The fixture `store` and its events come from the store tests (on SQLite and on PostgreSQL).
 from tests.test_events_store import store  # noqa: F401
 
 QUERIES = [
@@ -36,11 +39,20 @@ QUERIES = [
     "host:(cc01 OR cn01) AND -component:nova",
     "@timestamp:[2026-03-02T09:15:00Z TO 2026-03-02T09:17:00Z]",
     "verb:get",
+    "example",  # a word inside cn01.example.org
+    "images",  # a word inside /v2/images
+    '"Took 14.21 seconds"',
+    "libvirt*",
+    "*ail?d*",
+    "status:[200 TO 204]",
+    "pid:31842",
+    "pid:[31000 TO 32000]",
+    "memory_mb:>1024",
 ]
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_memory_and_sql_agree(store: EventStore, query: str) -> None:
+def test_memory_and_sql_agree(store: EventBackend, query: str) -> None:
     everything = store.search(None, limit=10_000)
     assert len(everything) >= 10
     by_sql = sorted(r["id"] for r in store.search(query, limit=10_000))

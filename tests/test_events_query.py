@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from telemetry.events.query import And, Exists, Not, Or, QueryError, Range, Term, parse_query
+from telemetry.events import sql, sql_pg
 from telemetry.events.sql import compile_query
+
+#: The SQL compilers of both backends: each must refuse the same queries and splice no value.
+COMPILERS = pytest.mark.parametrize("compile_sql", [sql.compile_query, sql_pg.compile_query], ids=["sqlite", "postgresql"])
 
 
 @pytest.mark.parametrize(
@@ -55,20 +59,22 @@ def test_each_form_parses(text: str, tree: object) -> None:
         ("level:ERROR AND @timestamp:2026-03*", 28, "wildcards do not apply"),
     ],
 )
-def test_bad_queries_name_the_position(text: str, position: int, words: str) -> None:
+@COMPILERS
+def test_bad_queries_name_the_position(text: str, position: int, words: str, compile_sql) -> None:
     with pytest.raises(QueryError) as exc:
-        compile_query(text)
+        compile_sql(text)
     assert exc.value.position == position, str(exc.value)
     assert words in str(exc.value)
     assert f"at position {position}" in str(exc.value)
     assert exc.value.pointer().splitlines()[1] == " " * (position - 1) + "^"
 
 
-def test_values_never_reach_the_sql_text() -> None:
+@COMPILERS
+def test_values_never_reach_the_sql_text(compile_sql) -> None:
     hostile = "x' OR 1=1 --"
     for text in (f'component:"{hostile}"', f'"{hostile}"', f'weird:"{hostile}"', f'status:["{hostile}" TO *]',
-                 'component:"a%b_c*"'):
-        compiled = compile_query(text)
+                 'component:"a%b_c*"', f'"{hostile}*"', f'weird.field:"{hostile}"*'):
+        compiled = compile_sql(text)
         assert "1=1" not in compiled.where and "a%b" not in compiled.where
         assert any(hostile in str(p) or p == "a%b_c*" for p in compiled.params)  # quoted: no wildcard
 
@@ -77,3 +83,13 @@ def test_level_is_case_folded_and_wildcards_become_like() -> None:
     assert compile_query("level:error").params == ["ERROR"]
     c = compile_query("component:nova?api*")
     assert "LIKE" in c.where and c.params == ["nova_api%"]
+
+
+def test_postgresql_compares_text_through_lower_and_words_through_the_tsvector() -> None:
+    c = sql_pg.compile_query("level:error")
+    assert c.params == ["ERROR", "ERROR"] and "lower(e.level)" in c.where
+    c = sql_pg.compile_query("component:nova?api*")
+    assert "ILIKE" in c.where and c.params == ["nova_api%"]
+    c = sql_pg.compile_query('"failed to spawn" AND spaw*')
+    assert c.where.count("e.tsv @@") == 2 and c.params == ["failed to spawn", "spaw"]
+    assert sql_pg.compile_query('"--"').where == "false"  # no word in it: FTS5 and the predicate match nothing

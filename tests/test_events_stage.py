@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from events_support import EventStoreFactory, make_event_store  # noqa: F401 (fixture)
+from store_support import pg_database  # noqa: F401 (fixture)
 from telemetry.bus import MemoryBus
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
@@ -15,14 +17,18 @@ from telemetry.models import Event, Notification
 from tests.support import wait_for
 
 
-def runtime(tmp: Path) -> Runtime:
-    return Runtime(settings=Settings(data_dir=tmp), mode="server", bus=MemoryBus(), data_dir=tmp)
+def runtime(tmp: Path, events_url: str = "sqlite://") -> Runtime:
+    settings = Settings(data_dir=tmp, store={"events": {"url": events_url}})
+    return Runtime(settings=settings, mode="server", bus=MemoryBus(), data_dir=tmp)
 
 
 
 
-async def test_stage_stores_events_and_notifications_once(tmp_path: Path) -> None:
-    rt = runtime(tmp_path)
+async def test_stage_stores_events_and_notifications_once(tmp_path: Path,
+                                                          make_event_store: EventStoreFactory) -> None:
+    """Through the wiring, on the store ``store.events.url`` names (embedded, or PostgreSQL)."""
+    url = "sqlite://" if make_event_store.backend == "sqlite" else make_event_store.url()
+    rt = runtime(tmp_path, url)
     [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
     store = rt.event_store
     assert store is not None and stage.name == "stage.events" and stage.group == "events"
@@ -39,5 +45,36 @@ async def test_stage_stores_events_and_notifications_once(tmp_path: Path) -> Non
     assert len(store.search("", limit=1000)) == 51
     [n] = store.search("component:cinder AND size:1")
     assert n["level"] == "INFO" and n["host"] == "st01" and n["volume_id"] == "v1"
-    assert (tmp_path / "events").is_dir() and store.partitions()
+    assert store.partitions()
+    if make_event_store.backend == "sqlite":
+        assert (tmp_path / "events").is_dir()
+    else:
+        assert stage.details()["path"].startswith("postgresql://postgres@127.0.0.1:5432/")
     await stage.stop()
+
+
+async def test_a_record_postgresql_cannot_key_is_dead_lettered_alone(tmp_path: Path, pg_database: str) -> None:
+    """An id too long for the index that keeps writes idempotent: that record to the dead letters, the rest stored."""
+    from store_support import drop_schemas, pg_schema_url
+
+    from telemetry.events.store_pg import MAX_ID_CHARS
+    from telemetry.stage import DEAD_LETTER_TOPIC
+
+    url, schema = pg_schema_url(pg_database)
+    rt = runtime(tmp_path, url)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
+    await stage.start()
+    now = datetime.now(timezone.utc)
+    records = [Event(**{"@timestamp": now - timedelta(seconds=i)}, host="cn01", message=f"line {i}") for i in range(30)]
+    records[17] = Event(**{"@timestamp": now}, id="x" * (MAX_ID_CHARS + 1), host="cn01", message="odd one")
+    try:
+        await publish_records(rt.bus, records)
+        await wait_for(lambda: stage.stored == 29)
+        [letter] = await dead.fetch(10, timeout=5)
+        assert letter.headers["stage"] == "stage.events" and "id longer than" in letter.headers["error"]
+        assert Event.from_json(letter.value).message == "odd one"
+        assert rt.event_store is not None and len(rt.event_store.search("", limit=100)) == 29
+    finally:
+        await stage.stop()
+        drop_schemas(pg_database, [schema])

@@ -1,4 +1,4 @@
-"""The event store on real SQLite files: queries, idempotence, notifications, expiry, the free-space guard."""
+"""The event store on real SQLite files and on PostgreSQL: queries, idempotence, notifications, expiry, the free-space guard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from events_support import EventStoreFactory, make_event_store  # noqa: F401 (fixture)
+from store_support import pg_database  # noqa: F401 (fixture)
 
+from telemetry.events.backend import EventBackend
 from telemetry.events.query import QueryError
 from telemetry.events.rows import record_row
 from telemetry.events.store import EventStore
@@ -34,8 +37,8 @@ def notification(samples_dir: Path, name: str) -> Notification:
 
 
 @pytest.fixture
-def store(tmp_path: Path, samples_dir: Path) -> EventStore:
-    s = EventStore(tmp_path / "events", ttl=LONG_TTL)
+def store(make_event_store: EventStoreFactory, samples_dir: Path) -> EventBackend:
+    s = make_event_store(ttl=LONG_TTL)
     events = [
         oslo_event(0, "INFO", "Claim successful on node cn01.example.org"),
         oslo_event(2.4, "INFO", "Creating image"),
@@ -85,11 +88,11 @@ def messages(rows: list[dict]) -> list[str]:
         ("", 10),
     ],
 )
-def test_query_forms(store: EventStore, query: str, expected: int) -> None:
+def test_query_forms(store: EventBackend, query: str, expected: int) -> None:
     assert len(store.search(query, limit=1000)) == expected, messages(store.search(query, limit=1000))
 
 
-def test_newest_first_limit_and_time_window(store: EventStore) -> None:
+def test_newest_first_limit_and_time_window(store: EventBackend) -> None:
     rows = store.search("component:nova", limit=3)
     stamps = [r["@timestamp"] for r in rows]
     assert stamps == sorted(stamps, reverse=True) and len(rows) == 3
@@ -99,7 +102,7 @@ def test_newest_first_limit_and_time_window(store: EventStore) -> None:
     assert messages(oldest)[0] == "Claim successful on node cn01.example.org"
 
 
-def test_notification_is_stored_as_an_event(store: EventStore) -> None:
+def test_notification_is_stored_as_an_event(store: EventBackend) -> None:
     [n] = store.search("event_type:compute.instance.create.error")
     assert n["type"] == "notification" and n["level"] == "ERROR" and n["publisher_id"] == "scheduler.cc01"
     assert n["component"] == "nova" and n["instance_id"] == "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
@@ -107,7 +110,7 @@ def test_notification_is_stored_as_an_event(store: EventStore) -> None:
     assert n["id"] == "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b"
 
 
-def test_writes_are_idempotent_on_id(store: EventStore, samples_dir: Path) -> None:
+def test_writes_are_idempotent_on_id(store: EventBackend, samples_dir: Path) -> None:
     before = len(store.search("", limit=1000))
     again = [record_row(oslo_event(0, "INFO", "Claim successful on node cn01.example.org")),
              record_row(notification(samples_dir, "volume.create.end"))]
@@ -115,12 +118,12 @@ def test_writes_are_idempotent_on_id(store: EventStore, samples_dir: Path) -> No
     assert len(store.search("", limit=1000)) == before
 
 
-def test_bad_query_raises_with_position(store: EventStore) -> None:
+def test_bad_query_raises_with_position(store: EventBackend) -> None:
     with pytest.raises(QueryError, match="not closed.*at position 13"):
         store.search("status:[1 TO")
 
 
-def test_histogram_counts_per_bucket(store: EventStore) -> None:
+def test_histogram_counts_per_bucket(store: EventBackend) -> None:
     h = store.histogram("component:nova", 60)
     assert [(b.strftime("%H:%M"), n) for b, n in h.buckets] == [("09:14", 4), ("09:15", 0), ("09:16", 2)]
     assert h.total == 6
@@ -132,9 +135,9 @@ def day_event(day: datetime, i: int) -> Event:
     return Event(**{"@timestamp": day + timedelta(seconds=i)}, host="h", component="nova", message=f"line {i} " + "x" * 200)
 
 
-def test_expiry_drops_old_partitions_and_the_folder_shrinks_at_once(tmp_path: Path) -> None:
+def test_expiry_drops_old_partitions_and_the_folder_shrinks_at_once(make_event_store: EventStoreFactory) -> None:
     now = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
-    s = EventStore(tmp_path / "events", ttl=3 * 86400)
+    s = make_event_store(ttl=3 * 86400)
     for days_ago in range(3):
         day = now - timedelta(days=days_ago)
         s.insert([record_row(day_event(day.replace(hour=1), i)) for i in range(2000)], now=now)

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from events_support import event_factory
+from store_support import BACKENDS, pg_database  # noqa: F401 (fixture)
 
 from telemetry.bus import MemoryBus
 from telemetry.config import Settings
 from telemetry.events.documents import notification_document
 from telemetry.events.rows import record_row, row_dict
-from telemetry.events.store import EventStore
 from telemetry.models import Notification
 from telemetry.rules.models import Alarm
 from telemetry.rules.stage import RulesStage
@@ -62,15 +63,17 @@ TRAIT_QUERIES = [("compute.instance.*", "traits.state", "error"), ("*", "project
                  ("volume.*", "traits.size", "10"), ("*", "component", "nova"), ("*", "traits.flavor.name", "m1.small")]
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    store = EventStore(tmp_path_factory.mktemp("events"), ttl=86400.0)
+@pytest.fixture(scope="module", params=BACKENDS)
+def searched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """What each query finds in the event store, on SQLite and on PostgreSQL."""
+    factory = event_factory(request, tmp_path_factory.mktemp("events"))
+    store = factory(ttl=86400.0)
     store.insert([record_row(n) for n in NOTIFICATIONS])
     try:
         return {q: {r["id"] for r in store.search(q, NOW - timedelta(hours=1), NOW + timedelta(hours=1), limit=100)}
                 for q in QUERIES}
     finally:
-        store.close()
+        factory.close()
 
 
 def fired(tmp_path: Path, n: Notification) -> set[str]:

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
+from store_support import BACKENDS, drop_schemas, pg_database, pg_schema_url  # noqa: F401 (fixture)
 
 from telemetry.cli import main
 
@@ -38,12 +40,21 @@ def search(url: str, *args: str) -> list[dict]:
     return [json.loads(line) for line in out.output.splitlines()]
 
 
-def test_trace_request_instance_and_volume(daemon_factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trace_request_instance_and_volume(backend: str, request: pytest.FixtureRequest, daemon_factory,
+                                           tmp_path: Path) -> None:
+    """On the embedded event store and on PostgreSQL (whose words are cut as FTS5 cuts them: a uuid is a phrase)."""
+    store: dict = {"ttl": {"events": "3650d"}}
+    if backend == "postgresql":
+        pg = request.getfixturevalue("pg_database")
+        url, schema = pg_schema_url(pg)
+        request.addfinalizer(lambda: drop_schemas(pg, [schema]))
+        store["events"] = {"url": url}
     logs = tmp_path / "logs"
     logs.mkdir()
     sources = [{"paths": [str(logs / f"{name}.log")], "fields": {"type": "openstack", "component": name},
                 "multiline": "none"} for name in ("neutron", "nova", "cinder")]
-    d = daemon_factory("run", {"store": {"ttl": {"events": "3650d"}}, "sources": {"files": sources}}).start()
+    d = daemon_factory("run", {"store": store, "sources": {"files": sources}}).start()
     for name, lines in (("neutron", NEUTRON), ("nova", NOVA), ("cinder", CINDER)):
         (logs / f"{name}.log").write_text("\n".join(lines) + "\n")
     notifications = [

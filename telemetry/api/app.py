@@ -23,6 +23,7 @@ from telemetry.api.listener import bounded_protocol
 from telemetry.component import Component
 from telemetry.api.gnocchi.common import PREFIX as GNOCCHI_PREFIX, error_response as gnocchi_error
 from telemetry.errors import problems
+from telemetry.events.backend import StoreUnavailable
 from telemetry.gnocchi.models import GnocchiError
 from telemetry.rules.service import RulesUnavailable
 from telemetry.runtime import Runtime
@@ -98,7 +99,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                                                               "the daemon's log has the details"}}, status_code=500)
 
     @app.exception_handler(RulesUnavailable)
-    async def _rules_down(_: Request, exc: RulesUnavailable) -> JSONResponse:
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error_message": {"faultstring": str(exc)}}, status_code=503)
 
     @app.exception_handler(GnocchiError)

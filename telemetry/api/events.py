@@ -4,7 +4,7 @@
 counts live at ``/v1/events/histogram`` (and ``GET /v1/events?interval=1m``
 answers with that histogram object instead of the list, for Kibana-like
 clients that ask both from one path). Handlers are plain functions, so
-FastAPI runs the blocking SQLite reads in its thread pool, off the event loop.
+FastAPI runs the blocking store reads in its thread pool, off the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from telemetry.bounds import TooComplex, check_shape
 from telemetry.errors import problems
 from telemetry.bus.records import publish_records
 from telemetry.events.query import QueryError
-from telemetry.events.store import EventStore, Histogram
+from telemetry.events.backend import EventBackend, Histogram
 from telemetry.events.times import parse_time_bound
 from telemetry.events.trace import trace_query
 from telemetry.models import Event, Notification, Record
@@ -38,7 +38,7 @@ QParam = Annotated[str | None, Query(description="Lucene/Kibana-style query, e.g
 TimeParam = Annotated[str | None, Query(description="ISO 8601, epoch seconds, now, or relative such as -1h")]
 
 
-def _store(request: Request) -> EventStore:
+def _store(request: Request) -> EventBackend:
     return event_store(request)
 
 
@@ -71,7 +71,7 @@ def _histogram_body(h: Histogram, start: datetime | None, end: datetime | None) 
     }
 
 
-def _histogram(store: EventStore, q: str | None, start: str | None, end: str | None, interval: str) -> JSONResponse:
+def _histogram(store: EventBackend, q: str | None, start: str | None, end: str | None, interval: str) -> JSONResponse:
     t0, t1 = _time("start", start), _time("end", end)
     try:
         h = store.histogram(q, _interval(interval), t0, t1)

@@ -8,7 +8,7 @@ from fastapi import HTTPException, Request
 
 from telemetry.actions.service import ActionsService
 from telemetry.deadletters.service import DeadLetterService
-from telemetry.events.store import EventStore
+from telemetry.events.backend import EventBackend
 from telemetry.meter.store.base import SampleStore
 from telemetry.rules.service import RulesService
 from telemetry.runtime import Runtime
@@ -45,8 +45,8 @@ def actions_service(request: Request) -> ActionsService:
     return svc
 
 
-def event_store(request: Request) -> EventStore:
-    store: EventStore = _service(request, "event_store")
+def event_store(request: Request) -> EventBackend:
+    store: EventBackend = _service(request, "event_store")
     return store
 
 

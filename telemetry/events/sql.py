@@ -12,6 +12,8 @@ which treats a scalar as a one-element list, so a grok name captured twice
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from telemetry.events.query import And, Exists, Node, Not, Or, QueryError, Range, Term, parse_query
@@ -48,28 +50,48 @@ class Compiled:
         return FTS_MATCH in self.where
 
 
-def compile_query(text: str | None) -> Compiled:
-    """Parse and translate; raises QueryError naming the position of the problem."""
+@dataclass(frozen=True)
+class Dialect:
+    """How one backend writes the leaves of the tree (terms, ranges, a field's presence) and booleans."""
+
+    term: Callable[[Term, list[Any], str], str]
+    range: Callable[[Range, list[Any], str], str]
+    exists: Callable[[str, list[Any]], str]
+    true: str
+    false: str
+
+
+def compile_tree(text: str | None, dialect: Dialect) -> Compiled:
+    """Parse ``text`` and write it as SQL: the boolean structure here, the leaves by ``dialect``.
+
+    Both backends (SQLite here, PostgreSQL in ``sql_pg.py``) share the structure, so AND, OR and
+    NOT mean the same on either.
+    """
     node = parse_query(text or "")
     if node is None:
-        return Compiled("1", [])
+        return Compiled(dialect.true, [])
     params: list[Any] = []
-    return Compiled(_node(node, params, text or ""), params)
+    return Compiled(_walk(node, params, text or "", dialect), params)
 
 
-def _node(n: Node, p: list[Any], text: str) -> str:
+def _walk(n: Node, p: list[Any], text: str, d: Dialect) -> str:
     if isinstance(n, And):
-        return "(" + " AND ".join(_node(i, p, text) for i in n.items) + ")"
+        return "(" + " AND ".join(_walk(i, p, text, d) for i in n.items) + ")"
     if isinstance(n, Or):
-        return "(" + " OR ".join(_node(i, p, text) for i in n.items) + ")"
+        return "(" + " OR ".join(_walk(i, p, text, d) for i in n.items) + ")"
     if isinstance(n, Not):
         # Lucene's NOT keeps events where the field is missing: NULL counts as "not matched".
-        return f"(NOT COALESCE({_node(n.item, p, text)}, 0))"
+        return f"(NOT COALESCE({_walk(n.item, p, text, d)}, {d.false}))"
     if isinstance(n, Exists):
-        return _exists(n.field, p)
+        return d.exists(n.field, p)
     if isinstance(n, Range):
-        return _range(n, p, text)
-    return _term(n, p, text)
+        return d.range(n, p, text)
+    return d.term(n, p, text)
+
+
+def compile_query(text: str | None) -> Compiled:
+    """Parse and translate; raises QueryError naming the position of the problem."""
+    return compile_tree(text, SQLITE)
 
 
 def _json_path(name: str) -> str:
@@ -175,18 +197,23 @@ def _time_equal(t: Term, p: list[Any], text: str) -> str:
     return "(e.ts = ?)"
 
 
+def time_range(r: Range, p: list[Any], text: str, ph: str) -> list[str]:
+    """The conditions on ``e.ts`` of a range over ``@timestamp`` (none when both ends are open)."""
+    parts = []
+    if r.low is not None:
+        parts.append(f"e.ts {'>=' if r.include_low else '>'} {ph}")
+        p.append(_time(r.low, text))
+    if r.high is not None:
+        parts.append(f"e.ts {'<=' if r.include_high else '<'} {ph}")
+        p.append(_time(r.high, text))
+    return parts
+
+
 def _range(r: Range, p: list[Any], text: str) -> str:
     lo_op = ">=" if r.include_low else ">"
     hi_op = "<=" if r.include_high else "<"
     if r.field in TIME_FIELDS:
-        parts = []
-        if r.low is not None:
-            parts.append(f"e.ts {lo_op} ?")
-            p.append(_time(r.low, text))
-        if r.high is not None:
-            parts.append(f"e.ts {hi_op} ?")
-            p.append(_time(r.high, text))
-        return "(" + (" AND ".join(parts) or "1") + ")"
+        return "(" + (" AND ".join(time_range(r, p, text, "?")) or "1") + ")"
     numeric = all(b is None or _NUMBER.match(b) for b in (r.low, r.high))
     bounds = [(lo_op, r.low), (hi_op, r.high)]
     conv: Any = float if numeric else str
@@ -203,3 +230,6 @@ def _range(r: Range, p: list[Any], text: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each(e.tags) WHERE {cond('value')})"
     p.append(_json_path(r.field))
     return f"EXISTS (SELECT 1 FROM json_each(e.fields, ?) WHERE {cond('value')})"
+
+
+SQLITE = Dialect(_term, _range, _exists, "1", "0")

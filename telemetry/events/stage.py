@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from telemetry.bus import Delivery, Receipt
 from telemetry.bus.topics import EVENTS, NOTIFICATIONS
 from telemetry.events.rows import Row, record_row
-from telemetry.events.store import EventStore
+from telemetry.events.backend import EventBackend
 from telemetry.metrics import RECORDS_OUT
 from telemetry.models import Event, Notification, Record
 from telemetry.runtime import Runtime
@@ -31,7 +31,7 @@ class EventStage(BusStage):
     #: Seconds between retention passes (ttl expiry and the free-space guard).
     maintenance_interval: float = 60.0
 
-    def __init__(self, runtime: Runtime, store: EventStore) -> None:
+    def __init__(self, runtime: Runtime, store: EventBackend) -> None:
         super().__init__(runtime)
         self.store = store
         self.stored = 0
@@ -66,6 +66,6 @@ class EventStage(BusStage):
 
     def details(self) -> dict[str, Any]:
         expired = self.store.expired_on_arrival
-        return {**super().details(), "stored": self.stored, "path": str(self.store.root),
+        return {**super().details(), "stored": self.stored, "path": self.store.describe(),
                 "expired_on_arrival": sum(expired.values()),
                 **({"expired_on_arrival_by_source": dict(expired)} if expired else {})}

@@ -22,19 +22,19 @@ import threading
 from collections import defaultdict
 from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Generator, Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from telemetry.events.backend import DayRetention, Histogram, bucket_step, count_expired, histogram_of
+from telemetry.events.backend import day_of as _day_of
 from telemetry.events.paging import recent_page
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
 from telemetry.events.sql import compile_query
-from telemetry.events.times import from_micros, to_micros
+from telemetry.events.times import to_micros
 from telemetry.metrics import REGISTRY
-from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,11 @@ EVENTS_STORED = Counter("telemetry_events_stored", "Events written to the event 
                         registry=REGISTRY)
 EVENTS_DUPLICATE = Counter("telemetry_events_duplicates", "Redelivered events the store already held",
                            registry=REGISTRY)
-#: Sources whose expired-on-arrival count is kept apart (the rest add up under one name).
-EXPIRED_SOURCES_KEPT = 100
-EVENTS_EXPIRED_ON_ARRIVAL = Counter(
-    "telemetry_events_expired_on_arrival", "Events older than their ttl when they arrived, not stored",
-    registry=REGISTRY)
 PARTITIONS_DROPPED = Counter("telemetry_events_partitions_dropped", "Day partitions removed, by reason",
                              ["reason"], registry=REGISTRY)
 PARTITIONS = Gauge("telemetry_events_partitions", "Day partitions the event store holds", registry=REGISTRY)
 STORE_BYTES = Gauge("telemetry_events_store_bytes", "Bytes on disk of the event store", registry=REGISTRY)
 
-DAY_US = 86_400 * 1_000_000
 #: Page cache of each day's writer: the id and request-id indexes take keys in random order,
 #: and with SQLite's default 2 MB their pages were re-read on nearly every insert.
 WRITER_CACHE_KIB = 32 << 10
@@ -96,24 +90,6 @@ class _Reader:
             self.conn.close()
 
 
-@dataclass
-class Histogram:
-    interval: float
-    buckets: list[tuple[datetime, int]]
-
-    @property
-    def total(self) -> int:
-        return sum(c for _, c in self.buckets)
-
-
-def _day_of(ts_us: int) -> date:
-    return datetime.fromtimestamp(ts_us // 1_000_000, timezone.utc).date()
-
-
-def _day_start_us(day: date) -> int:
-    return to_micros(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
-
-
 def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     try:
         return conn.execute(sql, params).fetchall()
@@ -123,7 +99,7 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[
         raise
 
 
-class EventStore:
+class EventStore(DayRetention):
     """Day-partitioned SQLite files under ``root``; see the module docstring for why."""
 
     def __init__(self, root: Path, ttl: float, min_free_disk: float = 0.05,
@@ -140,6 +116,9 @@ class EventStore:
         self._local = threading.local()
         self._readers: dict[Path, list[_Reader]] = defaultdict(list)
         self._update_gauges()
+
+    def describe(self) -> str:
+        return str(self.root)
 
     # -- partitions ------------------------------------------------------------------------------
     def path_of(self, day: date) -> Path:
@@ -215,20 +194,7 @@ class EventStore:
 
     # -- writes ----------------------------------------------------------------------------------
     def _count_expired(self, by_source: dict[str, int]) -> None:
-        """Old lines are dropped, never silently: counted, and logged once per source with the count."""
-        EVENTS_EXPIRED_ON_ARRIVAL.inc(sum(by_source.values()))
-        for source, n in by_source.items():
-            if source not in self.expired_on_arrival:
-                log.warning("event store: %d events from %s are older than the retention (%gs) and were not stored; "
-                            "raise store.ttl.events to keep such lines (logged once per source, counted in "
-                            "telemetry_events_expired_on_arrival_total and /healthz)", n, source, self.ttl)
-                if len(self.expired_on_arrival) >= EXPIRED_SOURCES_KEPT:
-                    source = "(other sources)"
-            self.expired_on_arrival[source] = self.expired_on_arrival.get(source, 0) + n
-
-    def oldest_kept_us(self, now: datetime | None = None) -> int:
-        """Events older than this are past their ttl."""
-        return to_micros((now or utcnow()) - timedelta(seconds=self.ttl))
+        count_expired(self.expired_on_arrival, by_source, self.ttl)
 
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
@@ -307,35 +273,17 @@ class EventStore:
     def histogram(self, query: str | None, interval: float, start: datetime | None = None,
                   end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
         """Counts per ``interval`` seconds; empty buckets between the first and last are filled with 0."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        step = bucket_step(interval)
         compiled = compile_query(query)
-        step = int(interval * 1_000_000)
         counts: dict[int, int] = defaultdict(int)
         for conn, cond, params in self._each(start, end):
             sql = (f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "
                    "GROUP BY b")
             for b, n in _fetch(conn, sql, [step, step, *params, *compiled.params]):
                 counts[b] += n
-        lo = (to_micros(start) // step) * step if start else min(counts, default=0)
-        hi = (to_micros(end) // step) * step if end else max(counts, default=-1)
-        if hi >= lo and (hi - lo) // step + 1 > max_buckets:
-            raise ValueError(f"{(hi - lo) // step + 1} buckets exceed the limit of {max_buckets}: "
-                             "use a larger interval or a shorter time range")
-        buckets = [(from_micros(b), counts.get(b, 0)) for b in range(lo, hi + 1, step)] if counts or start else []
-        return Histogram(interval, buckets)
+        return histogram_of(counts, interval, step, start, end, max_buckets)
 
     # -- retention -------------------------------------------------------------------------------
-    def expire(self, now: datetime | None = None) -> int:
-        """Drop every partition wholly older than the ttl; returns how many."""
-        floor = self.oldest_kept_us(now)
-        dropped = 0
-        for day, _ in self.partitions():
-            if _day_start_us(day) + DAY_US <= floor:
-                self.drop_partition(day, "ttl")
-                dropped += 1
-        return dropped
-
     def free_fraction(self) -> float:
         usage = self._disk_usage(self.root)
         return usage.free / usage.total if usage.total else 1.0
