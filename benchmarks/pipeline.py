@@ -27,6 +27,7 @@ import contextlib
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -144,7 +145,7 @@ def bus_for(kind: str) -> Iterator[str]:
 
 
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
-             start: datetime) -> tuple[float, float]:
+             start: datetime, profile: str | None = None) -> tuple[float, float]:
     base = {"host": "bench", "logging": {"level": "WARNING"}, "api": {"port": 0},
             "sources": {"host_metrics": {"enabled": False}, "ceilometer": {"enabled": False}, "files": []}}
     files = [{"paths": [str(log)], "fields": {"type": "openstack", "component": "nova"}, "multiline": "python"}]
@@ -168,6 +169,10 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 agent["sources"] = {**base["sources"], "files": files}
                 procs.append(Proc("agent", agent, tmp / "agent"))
             time.sleep(1.0)  # let the consumers join
+            spies = [subprocess.Popen(["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
+                                       "-o", f"{profile}.{i}.txt", "-p", str(p.p.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for i, p in enumerate(procs)] if profile else []
             cpu0 = sum(p.cpu() for p in procs)
             t0 = time.monotonic()
             with log.open("a") as f:
@@ -184,6 +189,9 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 time.sleep(0.2)
             wall = time.monotonic() - t0
             cpu = sum(p.cpu() for p in procs) - cpu0
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                spy.wait(30)
             return wall, cpu
         finally:
             for p in procs:
@@ -230,6 +238,9 @@ def main() -> None:
     ap.add_argument("--bus", choices=["memory", "amqp", "kafka"], default="memory")
     ap.add_argument("--servers", type=int, default=1)
     ap.add_argument("--events-url", default=None, help="store.events.url shared by the servers")
+    ap.add_argument("--profile", default=None, metavar="PREFIX",
+                    help="py-spy each daemon while it ingests (its CPU counts in the figure): PREFIX.<n>.txt, "
+                         "collapsed stacks")
     a = ap.parse_args()
     start = datetime.now(timezone.utc) - timedelta(minutes=10)
     lines = make_lines(a.lines, start)
@@ -237,7 +248,7 @@ def main() -> None:
         tmp = Path(d)
         log = tmp / "nova-compute.log"
         log.touch()
-        ours = run_ours(tmp, log, lines, a.bus, a.servers, a.events_url, start - timedelta(seconds=1))
+        ours = run_ours(tmp, log, lines, a.bus, a.servers, a.events_url, start - timedelta(seconds=1), a.profile)
         theirs = run_rsyslog(tmp, log, a.lines)
     what = "telemetry run" if a.bus == "memory" else f"agent -> {a.bus} -> {a.servers} server(s)"
     rows = [(f"{what}: tailed to searchable", *ours), ("rsyslog imfile -> omfile (ships only)", *theirs)]

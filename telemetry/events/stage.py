@@ -28,6 +28,11 @@ class EventStage(BusStage):
     group = "events"
     critical = True  # a store that cannot open (bad path, full disk) must stop the server, not hide
     topics: ClassVar[dict[str, type[Record]]] = {EVENTS: Event, NOTIFICATIONS: Notification}
+    #: Up to ten bus batches per transaction when the store falls behind: FTS5 writes a segment per
+    #: commit and each commit costs an fsync, so the backlog that built up during one insert goes in
+    #: as one. A quiet stream still commits whatever arrived, at once (the bus's fetch does not wait
+    #: to fill a batch).
+    batch_size = 5000
     #: Seconds between retention passes (ttl expiry and the free-space guard).
     maintenance_interval: float = 60.0
 
