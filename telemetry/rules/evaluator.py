@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from telemetry.rules.threshold import ThresholdUnit, within_time_constraints
-from telemetry.rules.event_alarms import EventUnit, LogUnit
+from telemetry.rules.event_alarms import EventUnit, LogUnit, doc_time
 from telemetry.rules.models import ALARM, OK, UNKNOWN, Alarm, leaf_rule
 
 
@@ -175,8 +175,13 @@ class Engine:
         if alarm_id in self._since:
             self._since[alarm_id] = min(self._since[alarm_id], since)
 
-    def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
-        """A parsed log event or a notification (as the event store shapes it)."""
+    def on_event(self, doc: Mapping[str, Any], ts: float | None = None) -> None:
+        """A parsed log event or a notification (as the event store shapes it).
+
+        ``ts`` is the event's time in epoch seconds; None reads it from the document, and only
+        when a log alarm matched (most events match none, and parsing a timestamp costs more
+        than the compiled tests that rule them out).
+        """
         now = self.clock()
         standby = self.standby
         if doc.get("event_type"):
@@ -188,8 +193,15 @@ class Engine:
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now, force=alarm.repeat_actions)
         for aid, lu in self.log_units.items():
+            if not lu.matcher(doc):  # the compiled query first: the alarm is looked at only on a match
+                continue
             alarm = self.alarms[aid]
-            if self._active(alarm, now) and lu.offer(doc, ts, now) and aid not in standby:
+            if not self._active(alarm, now):
+                continue
+            if ts is None:
+                ts = doc_time(doc, now)
+            lu.record(doc, ts, now)
+            if aid not in standby:
                 verdict = lu.evaluate(now, alarm.state)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now)
