@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import functools
 import logging
 import sqlite3
 import time
@@ -36,7 +35,7 @@ from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
 from telemetry.metrics import (
     BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
-    STAGE_FAILURES,
+    STAGE_FAILURES, Bound,
 )
 from telemetry.models import Record, decode, fast_decode
 from telemetry.runtime import Runtime
@@ -50,10 +49,8 @@ DEAD_LETTER_MAX = 1 << 20
 DEGRADED_AFTER = 5.0
 
 
-@functools.cache
-def _consumed(topic: str) -> Any:
-    """The consumed-records counter of one topic, looked up once (labels() costs a lock and a dict per call)."""
-    return BUS_CONSUMED.labels(topic=topic)
+_consumed = Bound(BUS_CONSUMED)
+_redelivered = Bound(BUS_REDELIVERED)
 
 
 def reject_reason(exc: Exception) -> str:
@@ -125,6 +122,7 @@ class BusStage(Component, abc.ABC):
         self._failing_since: float | None = None
         self._last_failure = ""
         self._records_in = RECORDS_IN.labels(stage=self.name)
+        self._batch_seconds = STAGE_BATCH_SECONDS.labels(stage=self.name)
 
     @abc.abstractmethod
     async def handle(self, records: list[tuple[Delivery, Record]]) -> Sequence[Receipt] | None:
@@ -179,7 +177,7 @@ class BusStage(Component, abc.ABC):
             backoff = 0.2
             self._failing_since = None
             if good:
-                STAGE_BATCH_SECONDS.labels(stage=self.name).observe(time.perf_counter() - began)
+                self._batch_seconds.observe(time.perf_counter() - began)
             if bad:
                 receipts.append(await self._dead_letter(bad))
             self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
@@ -229,7 +227,7 @@ class BusStage(Component, abc.ABC):
         for d in deliveries:
             consumed[d.topic] = consumed.get(d.topic, 0) + 1
             if d.redelivered:
-                BUS_REDELIVERED.labels(topic=d.topic).inc()
+                _redelivered(d.topic).inc()
             if d.record is not None:  # handed over in this process, as its publisher built it
                 good.append((d, d.record))
                 continue

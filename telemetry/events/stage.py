@@ -40,6 +40,7 @@ class EventStage(BusStage):
         super().__init__(runtime)
         self.store = store
         self.stored = 0
+        self._records_out = RECORDS_OUT.labels(stage=self.name)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.maintain)
@@ -61,7 +62,7 @@ class EventStage(BusStage):
         if rows:
             new = await asyncio.to_thread(self.store.insert, rows)
             self.stored += new
-            RECORDS_OUT.labels(stage=self.name).inc(new)
+            self._records_out.inc(new)
         return [await self._dead_letter(bad)] if bad else []
 
     async def _maintain(self) -> None:
