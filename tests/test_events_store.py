@@ -115,6 +115,49 @@ def test_writes_are_idempotent_on_id(store: EventStore, samples_dir: Path) -> No
     assert len(store.search("", limit=1000)) == before
 
 
+def _fts_rows(store: EventStore, phrase: str) -> int:
+    """Entries of the full-text index itself (not the search joined on the table) for a phrase."""
+    import sqlite3
+
+    total = 0
+    for _, path in store.partitions():
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")  # raises if it disagrees
+            total += conn.execute("SELECT count(*) FROM events_fts WHERE events_fts MATCH ?", [phrase]).fetchone()[0]
+    return total
+
+
+def test_index_gets_every_new_row_of_a_batch_with_duplicates_in_it(store: EventStore) -> None:
+    """The index is fed once per transaction from the rows it added, so none may be missed."""
+    assert _fts_rows(store, '"failed to spawn"') == 1
+    fresh = oslo_event(200, "ERROR", "Instance failed to spawn again", request_id="req-x")
+    assert store.insert([record_row(oslo_event(153, "ERROR", "Instance failed to spawn: libvirt.libvirtError: "
+                                                "internal error", request_id="req-c0ffee00-1111-4222-8333-944455556666")),
+                         record_row(fresh), record_row(fresh)]) == 1
+    assert _fts_rows(store, '"failed to spawn"') == 2
+    assert len(store.search('"failed to spawn"')) == 2
+    assert store.insert([record_row(fresh)]) == 0
+    assert _fts_rows(store, '"failed to spawn"') == 2
+
+
+def test_a_file_from_the_trigger_era_keeps_its_index_whole_after_the_upgrade(tmp_path: Path) -> None:
+    """Files written when a trigger fed the index lose the trigger; rows before and after are all found."""
+    import sqlite3
+
+    old = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    old.insert([record_row(oslo_event(0, "INFO", "Creating image before"))])
+    path = old.partitions()[0][1]
+    old.close()
+    with sqlite3.connect(path) as conn:  # as the schema before this change left every file
+        conn.execute("CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN "
+                     "INSERT INTO events_fts(rowid, message) VALUES (new.seq, new.message); END")
+    upgraded = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    assert upgraded.insert([record_row(oslo_event(1, "INFO", "Creating image after"))]) == 1
+    assert _fts_rows(upgraded, '"creating image"') == 2
+    assert messages(upgraded.search('"creating image"')) == ["Creating image after", "Creating image before"]
+    upgraded.close()
+
+
 def test_bad_query_raises_with_position(store: EventStore) -> None:
     with pytest.raises(QueryError, match="not closed.*at position 13"):
         store.search("status:[1 TO")

@@ -79,11 +79,17 @@ CREATE INDEX IF NOT EXISTS events_event_type ON events(event_type) WHERE event_t
 -- detail=full (the default) keeps token positions, which phrase queries need; columnsize=0
 -- drops the per-row size table, used only by bm25 ranking, which no query uses.
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(message, content='events', content_rowid='seq', columnsize=0);
-CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
-    INSERT INTO events_fts(rowid, message) VALUES (new.seq, new.message);
-END;
+-- The index is fed by one INSERT ... SELECT per transaction (_INDEX_NEW), not by a trigger per row:
+-- a statement that fires a trigger runs under a statement journal, and with the table's indexes
+-- that journal cost more than the indexing itself (17k rows per CPU second with it, 40k without).
+-- Files written by earlier versions lose theirs here, so no row is indexed twice.
+DROP TRIGGER IF EXISTS events_fts_insert;
 """
 _INSERT = f"INSERT OR IGNORE INTO events (ts, {', '.join(COLUMNS)}, tags, fields) VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
+#: seq is the rowid (max + 1 for each new row) and the store is the only writer, under its lock:
+#: the rows above the largest seq seen at the start of the transaction are exactly those it added.
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
+_INDEX_NEW = "INSERT INTO events_fts(rowid, message) SELECT seq, message FROM events WHERE seq > ?"
 
 
 class _Reader:
@@ -260,7 +266,10 @@ class EventStore:
                 conn = self._writer(day)
                 conn.execute("BEGIN")
                 try:
+                    last = conn.execute(_LAST_SEQ).fetchone()[0]
                     cur = conn.executemany(_INSERT, batch)
+                    if cur.rowcount:  # all duplicates (a redelivery): nothing to index
+                        conn.execute(_INDEX_NEW, (last,))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:  # a failed COMMIT (a full disk) rolled back already
