@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from telemetry.events.query import QueryError
 from telemetry.events.rows import record_row
@@ -211,3 +213,26 @@ def test_free_space_guard_sheds_oldest_partitions_but_keeps_the_newest(tmp_path:
     assert s.maintain() == 3
     assert [d for d, _ in s.partitions()] == [newest]
     assert len(s.search("", limit=100)) == 10
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)))
+def test_the_short_way_to_micros_agrees_with_the_long_one(when: datetime) -> None:
+    """Rows take their time from the event's ISO text without an aware datetime; nothing may move."""
+    from telemetry.events.times import iso_micros, to_micros
+    from telemetry.models import iso_utc
+    from telemetry.timeutil import parse_timestamp
+
+    for text in (iso_utc(when), when.isoformat(), when.strftime("%Y-%m-%d %H:%M:%S.%fZ"),
+                 when.isoformat(timespec="milliseconds").replace("+00:00", "Z")):
+        assert iso_micros(text) == to_micros(parse_timestamp(text)), text
+    assert iso_micros(when) == to_micros(when)
+
+
+@pytest.mark.parametrize("extra", [{}, {"pid": "31843"}, {"pid": None}, {"tags": ["_grokparsefailure"]},
+                                   {"status": [200, 204], "verb": "GET"}, {"message": ""}])
+def test_a_row_from_the_contract_dict_equals_the_row_from_the_event(extra: dict) -> None:
+    """The parse stage hands the events stage dicts in-process, a broker hands it Events: one row either way."""
+    data = {"@timestamp": T0, "host": "cn01", "component": "nova", "type": "openstack", "level": "INFO",
+            "pid": 31842, "request_id": REQ, "message": "Creating image", **extra}
+    ev = Event.model_validate(data)
+    assert record_row(ev.to_dict()) == record_row(ev)
