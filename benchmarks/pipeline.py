@@ -125,6 +125,18 @@ def searchable(urls: list[str], start: datetime) -> int:
     return total
 
 
+def batches(urls: list[str]) -> None:
+    """How the servers' stages batched (records per transaction drive the store's cost)."""
+    for url in urls:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        for stage in ("stage.parse", "stage.events", "stage.rules"):
+            n = re.search(rf'telemetry_stage_batch_seconds_count{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
+            got = re.search(rf'telemetry_stage_records_in_total{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
+            if n and got and float(n.group(1)):
+                print(f"{url} {stage}: {float(got.group(1)):,.0f} records in {float(n.group(1)):,.0f} batches "
+                      f"({float(got.group(1)) / float(n.group(1)):,.0f} a batch)")
+
+
 @contextlib.contextmanager
 def bus_for(kind: str) -> Iterator[str]:
     if kind == "memory":
@@ -198,6 +210,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 time.sleep(0.2)
             wall = time.monotonic() - t0
             cpu = sum(p.cpu() for p in procs) - cpu0
+            batches(api_urls)
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                 spy.wait(30)
