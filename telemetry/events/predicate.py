@@ -26,7 +26,7 @@ from telemetry.events.query import And, Exists, Node, Not, Or, QueryError, Range
 from telemetry.events.times import parse_time_bound
 from telemetry.timeutil import parse_timestamp
 
-__all__ = ["Predicate", "compile_predicate", "lookup"]
+__all__ = ["Predicate", "compile_predicate", "equality_key", "lookup"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -263,3 +263,28 @@ def compile_predicate(text: str) -> Predicate:
     if node is None:
         return lambda e: True
     return _compile(node, text)
+
+
+def equality_key(text: str) -> tuple[str, str] | None:
+    """A ``field:value`` text equality every event the query matches must satisfy, folded; else None.
+
+    The rule engine indexes log alarms by it (``level:ERROR AND component:nova`` is looked
+    at only for events whose level folds to ``error``), so an event costs what the alarms
+    on its own level or component cost, not what all of them do. Only a top-level term
+    qualifies, and only one that ``_term`` decides by folded text alone: no wildcard, not
+    a number (those compare as numbers), not a time, not free text.
+    """
+    node = parse_query(text or "")
+    for item in node.items if isinstance(node, And) else (node,):
+        if (isinstance(item, Term) and item.field is not None and item.field != "message"
+                and item.field not in TIME_FIELDS and not item.wildcard and _number(item.value) is None):
+            return item.field, item.value.casefold()
+    return None
+
+
+def folded_values(event: Mapping[str, Any], field: str) -> set[str]:
+    """The folded text of a field's values, as ``_term`` compares them (for ``equality_key``)."""
+    v = event[field] if field in event else lookup(event, field)
+    if v.__class__ is str:
+        return {v.casefold()}
+    return {str(x).casefold() for x in _values(v)}
