@@ -12,6 +12,11 @@ rsyslog, in the same run on the same file: imfile (inotify) to omfile, the
 cheapest real path it has (it ships; it neither parses nor indexes).
 
     .venv/bin/python benchmarks/pipeline.py [--lines 100000] [--bus memory|amqp|kafka] [--servers N]
+                                           [--profile PREFIX]
+
+``--profile`` runs py-spy on each daemon while it ingests and writes its collapsed stacks
+(PREFIX.<n>.txt); py-spy is in the ``bench`` extra and must be on PATH. The daemons print
+how their stages batched (records per batch, from /metrics) before the figures.
 
 ``--bus amqp`` runs ``telemetry agent`` -> the local RabbitMQ (a vhost of its
 own) -> ``--servers`` ``telemetry server`` processes; ``--bus kafka`` the same
