@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from telemetry.bus import Delivery, MemoryBus, OutMessage
+from telemetry.bus.topics import METERED_SAMPLES
 from telemetry.config import Settings
 from telemetry.runtime import Runtime
 from telemetry.models import AlarmTransition, Sample, decode, encode
@@ -115,12 +116,12 @@ async def setup(n_alarms: int, tmp: Path) -> tuple[Runtime, RulesStage]:
 
 def throughput(stage: RulesStage, n_alarms: int, count: int = 100_000) -> float:
     """Decode + evaluate flat out, as the stage's loop does per batch (no bus pacing)."""
-    payloads = [Delivery(topic="samples", value=encode(sample(random.randrange(n_alarms), 50.0)))
+    payloads = [Delivery(topic=METERED_SAMPLES, value=encode(sample(random.randrange(n_alarms), 50.0)))
                 for _ in range(count)]
     t0 = time.perf_counter()
     for i in range(0, count, 500):
         good, _ = stage._decode(payloads[i:i + 500])
-        stage.ingest([r for _, r in good])
+        stage.ingest([(d.topic, r) for d, r in good])  # as handle() does
     elapsed = time.perf_counter() - t0
     stage.engine.take()
     return count / elapsed
@@ -158,7 +159,7 @@ async def paced(rt: Runtime, stage: RulesStage, n_alarms: int, rate: int, second
                 msgs.append(OutMessage(value=encode(sample(i, 99.0))))
             elif total <= len(pool):
                 msgs.append(pool[total - 1])
-        await rt.bus.publish("samples", msgs)
+        await rt.bus.publish(METERED_SAMPLES, msgs)
         await asyncio.sleep(max(0.0, t0 + total / rate - time.perf_counter()))
     deadline = time.perf_counter() + 5
     while sent and time.perf_counter() < deadline:
