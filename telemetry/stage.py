@@ -112,6 +112,7 @@ class BusStage(Component, abc.ABC):
     #: since its last poll, often a dozen records; each batch costs a store transaction (an
     #: fsync, a full-text segment) and a commit, so batches of 15 cost several times what
     #: batches of 500 do per record. A full batch goes at once, a short one at most this much later.
+    #: Not on consumers where waiting in fetch holds up other work (``Consumer.refetch_to_fill``).
     batch_delay: float = 0.05
     #: False for a stage that only keeps figures in memory (the /metrics exporters): publishers'
     #: receipts then do not wait for it (see Bus.subscribe).
@@ -165,7 +166,7 @@ class BusStage(Component, abc.ABC):
             deliveries = await consumer.fetch(self.batch_size, self.fetch_timeout)
             if not deliveries:
                 continue
-            if len(deliveries) < self.batch_size and self.batch_delay > 0:
+            if len(deliveries) < self.batch_size and self.batch_delay > 0 and consumer.refetch_to_fill:
                 deliveries += await self._more(consumer, self.batch_size - len(deliveries))
             good, bad = self._decode(deliveries)
             began = time.perf_counter()
