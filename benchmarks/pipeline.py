@@ -13,6 +13,11 @@ rsyslog, in the same run on the same file: imfile (inotify) to omfile, the
 cheapest real path it has (it ships; it neither parses nor indexes).
 
     .venv/bin/python benchmarks/pipeline.py [--lines 100000] [--bus memory|amqp|kafka] [--servers N]
+                                           [--profile PREFIX]
+
+``--profile`` runs py-spy on each daemon while it ingests and writes its collapsed stacks
+(PREFIX.<n>.txt); py-spy is in the ``bench`` extra and must be on PATH. The daemons print
+how their stages batched (records per batch, from /metrics) before the figures.
 
 ``--bus amqp`` runs ``telemetry agent`` -> the local RabbitMQ (a vhost of its
 own) -> ``--servers`` ``telemetry server`` processes; ``--bus kafka`` the same
@@ -36,6 +41,7 @@ import contextlib
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,6 +141,18 @@ def searchable(urls: list[str], start: datetime) -> int:
     return total
 
 
+def batches(urls: list[str]) -> None:
+    """How the servers' stages batched (records per transaction drive the store's cost)."""
+    for url in urls:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        for stage in ("stage.parse", "stage.events", "stage.rules"):
+            n = re.search(rf'telemetry_stage_batch_seconds_count{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
+            got = re.search(rf'telemetry_stage_records_in_total{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
+            if n and got and float(n.group(1)):
+                print(f"{url} {stage}: {float(got.group(1)):,.0f} records in {float(n.group(1)):,.0f} batches "
+                      f"({float(got.group(1)) / float(n.group(1)):,.0f} a batch)")
+
+
 @contextlib.contextmanager
 def bus_for(kind: str) -> Iterator[str]:
     if kind == "memory":
@@ -220,7 +238,8 @@ def events_store(url: str | None) -> Iterator[str | None]:
 
 
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
-             start: datetime, agents: int = 1, settle: float = 1.0) -> tuple[float, float]:
+             start: datetime, agents: int = 1, settle: float = 1.0,
+             profile: str | None = None) -> tuple[float, float]:
     """Wall and CPU seconds from the first line written to the last searchable.
 
     With ``agents`` > 1 each agent (its own host name, so its own partition key, as the
@@ -257,6 +276,10 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     agent["sources"] = {**base["sources"], "files": tail(path)}
                     procs.append(Proc("agent", agent, tmp / f"agent{i}", env))
             time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
+            spies = [subprocess.Popen(["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
+                                       "-o", f"{profile}.{i}.txt", "-p", str(p.p.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for i, p in enumerate(procs)] if profile else []
             cpu0 = [p.cpu() for p in procs]
             db0 = database_cpu(events_url)
             t0 = time.monotonic()
@@ -266,6 +289,15 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             for f in outs:
                 f.close()
             n, last = len(lines), -1
+            # The last line's phrase first (an FTS5 lookup), then the full count: counting host:bench
+            # scans every row stored so far, and polling that every 0.2 s was a tenth of the daemon's
+            # CPU in this figure, the harness's cost, not the pipeline's.
+            while not any(httpx.get(f"{url}/v1/events", params={"q": f'"seq={n - 1}"', "limit": 1,
+                                                                "start": start.isoformat()}, timeout=30).json()
+                          for url in api_urls):
+                if time.monotonic() - t0 > 600:
+                    raise SystemExit("the last line was not searchable within 600 s")
+                time.sleep(0.1)
             while True:
                 got = searchable(api_urls, start)
                 if got >= n:
@@ -283,6 +315,10 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
             print(f"  {servers} server(s): CPU s / M lines by process: "
                   + ", ".join(f"{k} {v / n * 1e6:.0f}" for k, v in by_role.items()), flush=True)
+            batches(api_urls)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                spy.wait(30)
             return wall, sum(by_role.values())
         finally:
             for p in procs:
@@ -335,6 +371,9 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds for the consumer groups to settle before the clock starts "
                          "(default 1, 10 with several servers on Kafka: the group rebalances)")
+    ap.add_argument("--profile", default=None, metavar="PREFIX",
+                    help="py-spy each daemon while it ingests (its CPU counts in the figure): PREFIX.<n>.txt, "
+                         "collapsed stacks")
     a = ap.parse_args()
     if a.scaling and (a.bus == "memory" or a.servers < 2):
         ap.error("--scaling compares one server with --servers >= 2 over --bus amqp or kafka")
@@ -351,7 +390,7 @@ def main() -> None:
             with events_store(a.events_url) as events_url:
                 settle = a.settle if a.settle is not None else 10.0 if n > 1 and a.bus == "kafka" else 1.0
                 wall, cpu = run_ours(tmp, log, lines, a.bus, n, events_url, start - timedelta(seconds=1),
-                                     a.agents, settle)
+                                     a.agents, settle, a.profile)
             what = "telemetry run" if a.bus == "memory" else f"agent(s) -> {a.bus} -> {n} server(s)"
             runs.append((f"{what}: tailed to searchable", wall, cpu))
         rs = Path(d) / "rsyslog"

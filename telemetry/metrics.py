@@ -7,9 +7,10 @@ contract), including the process figures, which are re-namespaced.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from telemetry import __version__
 
@@ -76,6 +77,32 @@ BUS_UNCLAIMED_DROPPED = Counter(
     "Oldest records the memory bus let go from a topic no consumer group reads (e.g. dead letters)",
     ["topic"], registry=REGISTRY,
 )
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Bound(Generic[M]):
+    """The children of one labelled metric, each bound once per label set.
+
+    ``labels()`` checks the names, takes the metric's lock and builds a key on
+    every call: on a path that runs per record (a log line counted by level,
+    a parse outcome by type) that was a visible share of the daemon's CPU. The
+    label sets are bounded by the caller, as any Prometheus label must be, and
+    so is this cache; the metrics it serves are never cleared.
+    """
+
+    __slots__ = ("metric", "children")
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
 
 
 def exposition() -> bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from telemetry.events.predicate import compile_predicate
 from telemetry.events.query import QueryError
@@ -75,3 +77,37 @@ def test_nested_fields_and_lists_in_memory() -> None:
     assert not compile_predicate("status:500")({"status": [200, 204]})
     assert compile_predicate("NOT status:500")({})
     assert compile_predicate("")({"anything": 1})
+
+
+_WORDS = ["no", "valid", "host", "novalidhost", "Node", "spawn", "straße", "STRASSE", "found", "nova"]
+
+
+@given(st.lists(st.lists(st.sampled_from([*_WORDS, "x", ":", " ", ".", "-"]), max_size=12).map("".join),
+                min_size=1, max_size=4),
+       st.lists(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3), min_size=1, max_size=3),
+       st.booleans())
+def test_free_text_decided_by_substrings_agrees_with_splitting_every_message(
+        messages: list[str], needles: list[list[str]], prefix: bool) -> None:
+    """The substring shortcut and the per-event cache of the folded message change no answer.
+
+    The reference splits each message into words for every term, as the matcher did before
+    it learnt to rule events out by substring and to fold a message once for all terms. The
+    same message object goes past every term in turn (as through the log alarms), then the next.
+    """
+    import re
+
+    def reference(message: str, needle: list[str]) -> bool:
+        hay = re.findall(r"\w+", message.casefold())
+        want = re.findall(r"\w+", " ".join(needle).casefold())
+        n = len(want)
+        return n > 0 and any(hay[i:i + n - 1] == want[:-1] and (
+            hay[i + n - 1] == want[-1] or (prefix and hay[i + n - 1].startswith(want[-1])))
+            for i in range(len(hay) - n + 1))
+
+    terms = [(f'"{" ".join(n)}"' + ("*" if prefix else "")) if len(n) > 1 or not prefix else f"{n[0]}*"
+             for n in needles]
+    preds = [compile_predicate(t) for t in terms]
+    for message in messages:
+        event = {"message": message}
+        for needle, pred in zip(needles, preds):
+            assert pred(event) == reference(message, needle), (message, needle, prefix)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from events_support import EventStoreFactory, make_event_store  # noqa: F401 (fixture)
 from store_support import pg_database  # noqa: F401 (fixture)
+from hypothesis import given
+from hypothesis import strategies as st
 
 from telemetry.events.backend import EventBackend
 from telemetry.events.query import QueryError
@@ -118,6 +120,51 @@ def test_writes_are_idempotent_on_id(store: EventBackend, samples_dir: Path) -> 
     assert len(store.search("", limit=1000)) == before
 
 
+def _fts_rows(store: EventStore, phrase: str) -> int:
+    """Entries of the full-text index itself (not the search joined on the table) for a phrase."""
+    import sqlite3
+
+    total = 0
+    for _, path in store.partitions():
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")  # raises if it disagrees
+            total += conn.execute("SELECT count(*) FROM events_fts WHERE events_fts MATCH ?", [phrase]).fetchone()[0]
+    return total
+
+
+def test_index_gets_every_new_row_of_a_batch_with_duplicates_in_it(store: EventBackend) -> None:
+    if not isinstance(store, EventStore):
+        pytest.skip("reads SQLite's FTS5 index table")
+    """The index is fed once per transaction from the rows it added, so none may be missed."""
+    assert _fts_rows(store, '"failed to spawn"') == 1
+    fresh = oslo_event(200, "ERROR", "Instance failed to spawn again", request_id="req-x")
+    assert store.insert([record_row(oslo_event(153, "ERROR", "Instance failed to spawn: libvirt.libvirtError: "
+                                                "internal error", request_id="req-c0ffee00-1111-4222-8333-944455556666")),
+                         record_row(fresh), record_row(fresh)]) == 1
+    assert _fts_rows(store, '"failed to spawn"') == 2
+    assert len(store.search('"failed to spawn"')) == 2
+    assert store.insert([record_row(fresh)]) == 0
+    assert _fts_rows(store, '"failed to spawn"') == 2
+
+
+def test_a_file_from_the_trigger_era_keeps_its_index_whole_after_the_upgrade(tmp_path: Path) -> None:
+    """Files written when a trigger fed the index lose the trigger; rows before and after are all found."""
+    import sqlite3
+
+    old = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    old.insert([record_row(oslo_event(0, "INFO", "Creating image before"))])
+    path = old.partitions()[0][1]
+    old.close()
+    with sqlite3.connect(path) as conn:  # as the schema before this change left every file
+        conn.execute("CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN "
+                     "INSERT INTO events_fts(rowid, message) VALUES (new.seq, new.message); END")
+    upgraded = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    assert upgraded.insert([record_row(oslo_event(1, "INFO", "Creating image after"))]) == 1
+    assert _fts_rows(upgraded, '"creating image"') == 2
+    assert messages(upgraded.search('"creating image"')) == ["Creating image after", "Creating image before"]
+    upgraded.close()
+
+
 def test_bad_query_raises_with_position(store: EventBackend) -> None:
     with pytest.raises(QueryError, match="not closed.*at position 13"):
         store.search("status:[1 TO")
@@ -173,42 +220,24 @@ def test_free_space_guard_sheds_oldest_partitions_but_keeps_the_newest(tmp_path:
     assert len(s.search("", limit=100)) == 10
 
 
-@pytest.mark.parametrize("newest_first", [True, False])
-@pytest.mark.parametrize("query", ['"common words"', '"rare words"', "common", "rare OR level:ERROR", "none-such"])
-def test_the_first_page_of_a_text_search_is_the_same_by_either_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  query: str, newest_first: bool) -> None:
-    """The page walked from the newest rows (events.paging) equals the planner's own answer, window or not."""
-    from telemetry.events import paging, store as store_module
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)))
+def test_the_short_way_to_micros_agrees_with_the_long_one(when: datetime) -> None:
+    """Rows take their time from the event's ISO text without an aware datetime; nothing may move."""
+    from telemetry.events.times import iso_micros, to_micros
+    from telemetry.models import iso_utc
+    from telemetry.timeutil import parse_timestamp
 
-    store = EventStore(tmp_path, ttl=86400 * 30)
-    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
-    base = datetime(yesterday.year, yesterday.month, yesterday.day, 3, tzinfo=timezone.utc)  # one partition
-    rows = []
-    for i in range(600):
-        message = "rare words here" if i % 97 == 5 else "common words here" if i % 3 else "other text"
-        level = "ERROR" if i % 131 == 7 else "INFO"
-        # Four rows share each second: the window's edge falls inside a tie.
-        rows.append(record_row(Event.model_validate({"@timestamp": (base + timedelta(seconds=i // 4)).isoformat(),
-                                                     "host": "h", "component": "nova", "level": level,
-                                                     "message": message, "id": f"ev-{i}"})))
-    store.insert(rows)
-    start, end = base + timedelta(seconds=10), base + timedelta(seconds=140)
-    answered: list[bool] = []
+    for text in (iso_utc(when), when.isoformat(), when.strftime("%Y-%m-%d %H:%M:%S.%fZ"),
+                 when.isoformat(timespec="milliseconds").replace("+00:00", "Z")):
+        assert iso_micros(text) == to_micros(parse_timestamp(text)), text
+    assert iso_micros(when) == to_micros(when)
 
-    def counted(*args: object) -> object:
-        got = paging.recent_page(*args)  # type: ignore[arg-type]
-        answered.append(got is not None)
-        return got
 
-    for window in (10, 50, 100_000):
-        with monkeypatch.context() as m:
-            m.setattr(paging, "WINDOW", window)
-            m.setattr(store_module, "recent_page", counted)
-            got = store.search(query, start, end, limit=25, newest_first=newest_first)
-        with monkeypatch.context() as m:
-            m.setattr(store_module, "recent_page", lambda *a: None)  # the planner's own plan alone
-            expect = store.search(query, start, end, limit=25, newest_first=newest_first)
-        assert [e["id"] for e in got] == [e["id"] for e in expect], (query, window)
-    # 10 rows hold too few matches (the planner answers); 50 hold 25 common ones; the whole range fits in 100,000.
-    assert answered == ([False, True, True] if "common" in query else [False, False, True])
-    store.close()
+@pytest.mark.parametrize("extra", [{}, {"pid": "31843"}, {"pid": None}, {"tags": ["_grokparsefailure"]},
+                                   {"status": [200, 204], "verb": "GET"}, {"message": ""}])
+def test_a_row_from_the_contract_dict_equals_the_row_from_the_event(extra: dict) -> None:
+    """The parse stage hands the events stage dicts in-process, a broker hands it Events: one row either way."""
+    data = {"@timestamp": T0, "host": "cn01", "component": "nova", "type": "openstack", "level": "INFO",
+            "pid": 31842, "request_id": REQ, "message": "Creating image", **extra}
+    ev = Event.model_validate(data)
+    assert record_row(ev.to_dict()) == record_row(ev)

@@ -307,3 +307,29 @@ async def test_log_counters_count_once_and_leave_dead_letters_to_writers(tmp_pat
     assert LOG_EVENTS.labels(component="glance-x", level="INFO")._value.get() == errors_before + 1
     assert API_REQUESTS.labels(component="glance-x", method="GET", code="503")._value.get() == 1
     assert await dead.fetch(10, 0.2) == []  # the event store and the rules dead-letter it, not an observer
+
+
+async def test_log_counters_tally_a_batch_per_label_set(tmp_path: Path) -> None:
+    """One inc() per (component, level) per batch adds up to one per line, whatever the mix."""
+    from telemetry.bus import Delivery, MemoryBus
+    from telemetry.config import Settings
+    from telemetry.exporter.logs import API_DURATION, API_REQUESTS, LOG_EVENTS, LogCounters
+    from telemetry.runtime import Runtime
+
+    stage = LogCounters(Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=MemoryBus(),
+                                data_dir=tmp_path))
+    levels = ["INFO", "ERROR", "info", "WARNING", "bogus", None]
+    docs = [{"id": f"tally-{i}", "component": "tally-c", "level": levels[i % len(levels)], "message": "m",
+             **({"method": "get", "status": "404", "duration": "0.5"} if i % 7 == 0 else {})} for i in range(600)]
+
+    def value(metric: Any, **labels: str) -> float:
+        return metric.labels(**labels)._value.get()
+
+    before = {lv: value(LOG_EVENTS, component="tally-c", level=lv) for lv in ("INFO", "ERROR", "WARNING", "other", "none")}
+    await stage.handle([(Delivery(topic="events", value=b""), d) for d in docs])
+    await stage.handle([(Delivery(topic="events", value=b""), d) for d in docs])  # redelivered: counted once
+    expect = {"INFO": 200, "ERROR": 100, "WARNING": 100, "other": 100, "none": 100}
+    for lv, n in expect.items():
+        assert value(LOG_EVENTS, component="tally-c", level=lv) - before[lv] == n, lv
+    assert value(API_REQUESTS, component="tally-c", method="GET", code="404") == 86
+    assert API_DURATION.labels(component="tally-c")._sum.get() == 43.0

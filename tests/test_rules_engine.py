@@ -305,3 +305,51 @@ def test_repeat_actions_repeat_once_per_period_on_the_tick() -> None:
         e.tick()
     repeats = e.take()[0]
     assert [(t.previous, t.current) for t in repeats] == [("alarm", "alarm")]
+
+
+LOG_QUERIES = [
+    "level:ERROR AND component:nova", "level:critical", "component:NOVA AND NoValidHost", "status:500",
+    "http.status:ok", "level:error OR component:glance", "host:cn0*", "tags:_grokparsefailure AND level:info",
+    '"failed to spawn"', "NOT level:INFO", "level:ERROR AND NOT component:nova", "user_id:u-ß",
+]
+LOG_EVENTS = [
+    {"level": "ERROR", "component": "nova", "message": "boom"},
+    {"level": "error", "component": ["Nova", "cinder"], "message": "Instance failed to spawn"},
+    {"level": "CRITICAL", "component": "glance", "host": "cn01", "message": "NoValidHost"},
+    {"level": "INFO", "tags": ["_grokparsefailure"], "status": 500, "message": "x"},
+    {"level": "INFO", "status": "500", "http": {"status": "OK"}, "component": "nova", "message": "NoValidHost"},
+    {"level": ["ERROR", "error"], "component": "nova", "message": "twice the same level"},
+    {"component": "nova", "user_id": "U-SS", "message": "no level at all"},
+    {"level": 7, "component": None, "message": ""},
+    {"level": "WARNING", "status": "5e2", "message": "a number written otherwise"},
+]
+
+
+def test_log_alarms_indexed_by_their_field_equality_see_what_their_query_matches() -> None:
+    """An event reaches only the log alarms on its own field values: exactly those whose query matches it."""
+    clock = Clock()
+    e = Engine(clock)
+    alarms = [Alarm(name=f"log{i}", type="log", log_rule={"query": q, "mode": "count", "period": 600,
+                                                            "threshold": 1000}) for i, q in enumerate(LOG_QUERIES)]
+    for a in alarms:
+        e.add(a)
+    assert e.log_keyed and e.log_unkeyed  # both paths are exercised
+    for doc in LOG_EVENTS:
+        e.on_event(doc, clock.now)
+    for a, q in zip(alarms, LOG_QUERIES):
+        want = sum(1 for d in LOG_EVENTS if compile_query(q)(d))
+        assert len(e.log_units[a.alarm_id].hits) == want, q
+
+
+def test_replacing_or_removing_a_log_alarm_leaves_no_stale_index_entry() -> None:
+    clock = Clock()
+    e = Engine(clock)
+    a = Alarm(name="x", type="log", log_rule={"query": "level:ERROR", "mode": "seen", "period": 60})
+    e.add(a)
+    e.add(a.model_copy(update={"log_rule": a.log_rule.model_copy(update={"query": "component:nova"})}))
+    e.on_event({"level": "ERROR", "component": "glance", "message": "m"}, clock.now)
+    assert not e.log_units[a.alarm_id].hits
+    e.on_event({"level": "INFO", "component": "nova", "message": "m"}, clock.now)
+    assert len(e.log_units[a.alarm_id].hits) == 1
+    e.remove(a.alarm_id)
+    assert e.log_keyed == {} and e.log_unkeyed == {} and e.log_units == {}

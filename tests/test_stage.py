@@ -134,3 +134,39 @@ async def test_a_failing_disk_is_retried_not_dead_lettered_and_reported(tmp_path
     await wait_for(lambda: len(stage.written) == 3, timeout=15, what="the retried batch")
     await wait_for(lambda: stage.problem() is None, what="the problem to clear")
     await stage.stop()
+
+
+class BatchRecorder(Recorder):
+    """Keeps the size of each batch handed to it and when it came."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.batches: list[tuple[int, float]] = []
+
+    async def handle(self, records) -> None:
+        self.batches.append((len(records), asyncio.get_running_loop().time()))
+        await super().handle(records)
+
+
+async def test_a_short_batch_waits_briefly_for_more_and_a_full_one_goes_at_once(tmp_path: Path) -> None:
+    """Records arriving within batch_delay of a short fetch join it; a full batch does not wait; a lone
+    short one goes once the delay has passed, not later."""
+    rt = runtime(tmp_path)
+    stage = BatchRecorder(rt)
+    stage.batch_size, stage.batch_delay = 20, 3.0
+    await stage.start()
+    loop = asyncio.get_running_loop()
+    await publish_records(rt.bus, [sample(i) for i in range(10)])
+    await asyncio.sleep(0.3)
+    await publish_records(rt.bus, [sample(i) for i in range(10, 20)])
+    await wait_for(lambda: len(stage.written) == 20)
+    assert [n for n, _ in stage.batches] == [20]  # one batch of both arrivals, and it was full: no wait
+    t0 = loop.time()
+    await publish_records(rt.bus, [sample(i) for i in range(20, 40)])  # a full batch at once
+    await wait_for(lambda: len(stage.written) == 40)
+    assert stage.batches[-1][0] == 20 and stage.batches[-1][1] - t0 < 2.0
+    t0 = loop.time()
+    await publish_records(rt.bus, [sample(i) for i in range(40, 43)])  # then nothing: goes after the delay
+    await wait_for(lambda: len(stage.written) == 43, timeout=10)
+    assert stage.batches[-1][0] == 3 and 2.5 < stage.batches[-1][1] - t0 < 6.0
+    await stage.stop()

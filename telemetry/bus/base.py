@@ -145,6 +145,10 @@ class BusError(Exception):
 class Consumer(abc.ABC):
     """Reads from one or more topics as a member of a consumer group."""
 
+    #: Whether a stage may fetch again for a few milliseconds to fill a short batch
+    #: (``BusStage.batch_delay``). False where waiting in ``fetch`` holds up other work.
+    refetch_to_fill: bool = True
+
     @abc.abstractmethod
     async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
         """Up to ``max_records`` deliveries; waits up to ``timeout`` s for the first."""

@@ -26,7 +26,7 @@ from telemetry.events.query import And, Exists, Node, Not, Or, QueryError, Range
 from telemetry.events.times import parse_time_bound
 from telemetry.timeutil import parse_timestamp
 
-__all__ = ["Predicate", "compile_predicate", "lookup"]
+__all__ = ["Predicate", "compile_predicate", "equality_key", "lookup"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -89,17 +89,67 @@ def _contains_words(hay: list[str], needle: list[str], prefix_last: bool) -> boo
     return False
 
 
+#: The last message folded and split: every free-text term of every log alarm reads the same
+#: event's message in turn, so it is folded once per event, not once per term. One tuple,
+#: replaced whole, so a reader in another thread sees a consistent pair.
+_last: tuple[Any, str, list[str] | None] = (None, "", None)
+
+
+def _folded(message: Any) -> tuple[str, list[str] | None]:
+    last = _last
+    if last[0] is message and message is not None:
+        return last[1], last[2]
+    text = message if message.__class__ is str else str(message or "")
+    folded = text.casefold()
+    _remember(message, folded, None)
+    return folded, None
+
+
+def _remember(message: Any, folded: str, words: list[str] | None) -> None:
+    global _last
+    _last = (message, folded, words)
+
+
+def _message_words(message: Any, folded: str, words: list[str] | None) -> list[str]:
+    if words is None:
+        words = _WORD.findall(folded)
+        _remember(message, folded, words)
+    return words
+
+
+def _phrase(needle: list[str], prefix_last: bool) -> Predicate:
+    """Words in order, as FTS5 matches a phrase; decided by substring tests alone for most events.
+
+    Every word of the message is a substring of the folded message, so a needle word that
+    is not a substring rules the event out without splitting the message into words.
+    """
+    if not needle:
+        return lambda e: False
+    single = needle[0] if len(needle) == 1 and not prefix_last else None
+
+    def test(e: Mapping[str, Any]) -> bool:
+        message = e.get("message")
+        folded, words = _folded(message)
+        for w in needle:
+            if w not in folded:
+                return False
+        words = _message_words(message, folded, words)
+        if single is not None:
+            return single in words
+        return _contains_words(words, needle, prefix_last)
+
+    return test
+
+
 def _text(t: Term) -> Predicate:
     """Free text over ``message``, as the FTS5 index answers it."""
     if not t.wildcard:
-        needle = _words(t.value)
-        return lambda e: _contains_words(_words(str(e.get("message") or "")), needle, False)
+        return _phrase(_words(t.value), False)
     body = t.value[:-1]
     if t.value.endswith("*") and body and not re.search(r"[*?\\]", body):
-        needle = _words(body)
-        return lambda e: _contains_words(_words(str(e.get("message") or "")), needle, True)
+        return _phrase(_words(body), True)
     rx = _wild(f"*{t.value}*")
-    return lambda e: rx.match(str(e.get("message") or "").casefold()) is not None
+    return lambda e: rx.match(_folded(e.get("message"))[0]) is not None
 
 
 def _as_time(v: Any) -> datetime | None:
@@ -137,7 +187,17 @@ def _term(t: Term, text: str) -> Predicate:
             return True
         return str(v).casefold() == want
 
-    return lambda e: any(equal(v) for v in _values(lookup(e, name)))
+    if num is not None:
+        return lambda e: any(equal(v) for v in _values(lookup(e, name)))
+
+    def text_equal(e: Mapping[str, Any]) -> bool:
+        """The usual case (``level:ERROR``): a text value at the top level, one fold and compare."""
+        v = e[name] if name in e else lookup(e, name)
+        if v.__class__ is str:
+            return v.casefold() == want
+        return any(equal(x) for x in _values(v))
+
+    return text_equal
 
 
 def _range(r: Range, text: str) -> Predicate:
@@ -173,9 +233,15 @@ def _exists(name: str) -> Predicate:
 def _compile(n: Node, text: str) -> Predicate:
     if isinstance(n, And):
         parts = [_compile(i, text) for i in n.items]
+        if len(parts) == 2:  # the common shape, without a generator per event
+            a, b = parts
+            return lambda e: a(e) and b(e)
         return lambda e: all(p(e) for p in parts)
     if isinstance(n, Or):
         parts = [_compile(i, text) for i in n.items]
+        if len(parts) == 2:
+            a, b = parts
+            return lambda e: a(e) or b(e)
         return lambda e: any(p(e) for p in parts)
     if isinstance(n, Not):
         inner = _compile(n.item, text)
@@ -197,3 +263,28 @@ def compile_predicate(text: str) -> Predicate:
     if node is None:
         return lambda e: True
     return _compile(node, text)
+
+
+def equality_key(text: str) -> tuple[str, str] | None:
+    """A ``field:value`` text equality every event the query matches must satisfy, folded; else None.
+
+    The rule engine indexes log alarms by it (``level:ERROR AND component:nova`` is looked
+    at only for events whose level folds to ``error``), so an event costs what the alarms
+    on its own level or component cost, not what all of them do. Only a top-level term
+    qualifies, and only one that ``_term`` decides by folded text alone: no wildcard, not
+    a number (those compare as numbers), not a time, not free text.
+    """
+    node = parse_query(text or "")
+    for item in node.items if isinstance(node, And) else (node,):
+        if (isinstance(item, Term) and item.field is not None and item.field != "message"
+                and item.field not in TIME_FIELDS and not item.wildcard and _number(item.value) is None):
+            return item.field, item.value.casefold()
+    return None
+
+
+def folded_values(event: Mapping[str, Any], field: str) -> set[str]:
+    """The folded text of a field's values, as ``_term`` compares them (for ``equality_key``)."""
+    v = event[field] if field in event else lookup(event, field)
+    if v.__class__ is str:
+        return {v.casefold()}
+    return {str(x).casefold() for x in _values(v)}

@@ -12,15 +12,15 @@ from typing import Any
 import orjson
 
 from telemetry.events.documents import COLUMNS, CORE, int_or_none, notification_document
-from telemetry.events.times import format_micros, to_micros
+from telemetry.events.times import format_micros, iso_micros, to_micros
 from telemetry.models import Event, Notification, Record
-from telemetry.timeutil import parse_timestamp
 
 #: Keys of a notification document that are not stored as fields.
 _DOC_ONLY = frozenset({"@timestamp", "tags"})
 #: Keys of an event that are columns (or the time, or tags), not fields.
 _NOT_FIELDS = frozenset({*CORE, *COLUMNS, "@timestamp"})
 Row = tuple[Any, ...]
+_PID, _MESSAGE = COLUMNS.index("pid"), COLUMNS.index("message")
 
 
 def event_row(ev: Event | Mapping[str, Any]) -> Row:
@@ -30,18 +30,23 @@ def event_row(ev: Event | Mapping[str, Any]) -> Row:
     """
     if isinstance(ev, Event):
         data: Mapping[str, Any] = ev.to_dict()
-        ts = ev.timestamp
+        ts = to_micros(ev.timestamp)
     else:
         data = ev
-        ts = parse_timestamp(data["@timestamp"])
+        ts = iso_micros(data["@timestamp"])
+    get = data.get
+    values = [get(c) for c in COLUMNS]
     fields = {k: v for k, v in data.items() if k not in _NOT_FIELDS}
-    cols = {c: data.get(c) for c in COLUMNS}
-    cols["message"] = cols["message"] or ""
-    pid = int_or_none(cols["pid"])
-    if pid is None and cols["pid"] is not None:
-        fields["pid"] = cols["pid"]
-    cols["pid"] = pid
-    return _row(to_micros(ts), cols, data.get("tags") or [], fields)
+    values[_MESSAGE] = values[_MESSAGE] or ""
+    raw_pid = values[_PID]
+    if raw_pid is not None and raw_pid.__class__ is not int:
+        pid = int_or_none(raw_pid)
+        if pid is None:
+            fields["pid"] = raw_pid
+        values[_PID] = pid
+    tags = get("tags")
+    return (ts, *values, orjson.dumps(tags).decode() if tags else "[]",
+            orjson.dumps(fields, default=str).decode() if fields else "{}")
 
 
 def notification_row(n: Notification) -> Row:

@@ -18,7 +18,7 @@ import orjson
 
 from telemetry.bus import Delivery, Receipt
 from telemetry.bus.base import OutMessage
-from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY
+from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
 from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
@@ -36,7 +36,9 @@ DROPPED = Counter("telemetry_parse_dropped", "Entries a drop step discarded, by 
 BATCH_SECONDS = Histogram("telemetry_parse_batch_seconds", "Time spent parsing one batch of entries",
                           registry=REGISTRY)
 _NO_HEADERS: dict[str, str] = {}
-_COUNTERS = {Outcome.MATCH: PARSED, Outcome.FAILURE: FAILED, Outcome.TIMEOUT: TIMED_OUT}
+_COUNTERS = {Outcome.MATCH: Bound(PARSED), Outcome.FAILURE: Bound(FAILED), Outcome.TIMEOUT: Bound(TIMED_OUT)}
+_DROPPED = Bound(DROPPED)
+_PUBLISHED = BUS_PUBLISHED.labels(topic=Event.topic)
 
 
 def _encode(event: dict[str, Any], fmt: str) -> bytes:
@@ -58,6 +60,7 @@ class ParseStage(BusStage):
         self.parser = parser or Parser.from_config(cfg)
         self.outcomes: Tally[str] = Tally()
         self._fmt = runtime.settings.bus.format
+        self._records_out = RECORDS_OUT.labels(stage=self.name)
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
@@ -68,13 +71,14 @@ class ParseStage(BusStage):
         in_process = self.runtime.bus.in_process
         out: list[OutMessage] = []
         bad: list[tuple[Delivery, str]] = []
+        counts: Tally[tuple[str, str]] = Tally()
         with BATCH_SECONDS.time(), budget.armed():
             for delivery, raw in records:
                 assert isinstance(raw, RawLog)
                 try:
                     ev = self.parser.parse_raw_dict(raw)
                     if ev is None:  # a drop step
-                        DROPPED.labels(type=raw.type or "none").inc()
+                        _DROPPED(raw.type or "none").inc()
                         continue
                     value = b"" if in_process else _encode(ev, self._fmt)
                 except Exception as exc:
@@ -84,11 +88,13 @@ class ParseStage(BusStage):
                 tags = ev["tags"]
                 outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
                            else Outcome.MATCH)
-                _COUNTERS[outcome].labels(type=ev["type"] or raw.type or "none").inc()
-                self.outcomes[outcome] += 1
+                counts[outcome, ev["type"] or raw.type or "none"] += 1
+        for (outcome, type_), n in counts.items():  # a counter per label set per batch, not per entry
+            _COUNTERS[outcome](type_).inc(n)
+            self.outcomes[outcome] += n
         receipts = [await self.runtime.bus.publish(Event.topic, out)]
-        BUS_PUBLISHED.labels(topic=Event.topic).inc(len(out))
-        RECORDS_OUT.labels(stage=self.name).inc(len(out))
+        _PUBLISHED.inc(len(out))
+        self._records_out.inc(len(out))
         if bad:
             receipts.append(await self._dead_letter(bad))
         return receipts

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from telemetry.events.predicate import equality_key, folded_values
 from telemetry.rules.threshold import ThresholdUnit, within_time_constraints
-from telemetry.rules.event_alarms import EventUnit, LogUnit
+from telemetry.rules.event_alarms import EventUnit, LogUnit, doc_time
 from telemetry.rules.models import ALARM, OK, UNKNOWN, Alarm, leaf_rule
 
 
@@ -55,6 +56,10 @@ class Engine:
         self.repeaters: set[str] = set()  # alarms with repeat_actions: looked at every tick
         self.event_units: dict[str, EventUnit] = {}
         self.log_units: dict[str, LogUnit] = {}
+        #: Log alarms by the field equality their query requires (field -> folded value -> alarm id
+        #: -> unit): an event is offered only to those on its own values, and to the unkeyed rest.
+        self.log_keyed: dict[str, dict[str, dict[str, LogUnit]]] = {}
+        self.log_unkeyed: dict[str, LogUnit] = {}
         self.composites: dict[str, dict[str, Any]] = {}
         self.watchers: dict[str, set[str]] = defaultdict(set)  # alarm id or name -> composites reading it
         self.pending: list[Transition] = []
@@ -85,7 +90,12 @@ class Engine:
         elif alarm.event_rule is not None:
             self.event_units[alarm.alarm_id] = EventUnit(alarm.event_rule, alarm.alarm_id)
         elif alarm.log_rule is not None:
-            self.log_units[alarm.alarm_id] = LogUnit(alarm.log_rule, alarm.alarm_id)
+            lu = self.log_units[alarm.alarm_id] = LogUnit(alarm.log_rule, alarm.alarm_id)
+            key = equality_key(alarm.log_rule.query)
+            if key is None:
+                self.log_unkeyed[alarm.alarm_id] = lu
+            else:
+                self.log_keyed.setdefault(key[0], {}).setdefault(key[1], {})[alarm.alarm_id] = lu
         elif alarm.composite_rule is not None:
             self.composites[alarm.alarm_id] = alarm.composite_rule
             leaves: list[ThresholdUnit] = []
@@ -140,7 +150,14 @@ class Engine:
                     if not lst:
                         del index[key]
         self.event_units.pop(alarm_id, None)
-        self.log_units.pop(alarm_id, None)
+        if self.log_units.pop(alarm_id, None) is not None:
+            self.log_unkeyed.pop(alarm_id, None)
+            for name, by_value in list(self.log_keyed.items()):
+                for value, units in list(by_value.items()):
+                    if units.pop(alarm_id, None) is not None and not units:
+                        del by_value[value]
+                if not by_value:
+                    del self.log_keyed[name]
         self.composites.pop(alarm_id, None)
         for watchers in self.watchers.values():
             watchers.discard(alarm_id)
@@ -179,8 +196,13 @@ class Engine:
         if alarm_id in self._since:
             self._since[alarm_id] = min(self._since[alarm_id], since)
 
-    def on_event(self, doc: Mapping[str, Any], ts: float) -> None:
-        """A parsed log event or a notification (as the event store shapes it)."""
+    def on_event(self, doc: Mapping[str, Any], ts: float | None = None) -> None:
+        """A parsed log event or a notification (as the event store shapes it).
+
+        ``ts`` is the event's time in epoch seconds; None reads it from the document, and only
+        when a log alarm matched (most events match none, and parsing a timestamp costs more
+        than the compiled tests that rule them out).
+        """
         now = self.clock()
         standby = self.standby
         if doc.get("event_type"):
@@ -191,12 +213,32 @@ class Engine:
                 verdict = eu.check(doc)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now, force=alarm.repeat_actions)
-        for aid, lu in self.log_units.items():
+        if self.log_unkeyed:
+            ts = self._offer(doc, ts, now, self.log_unkeyed)
+        for name, by_value in self.log_keyed.items():
+            for value in folded_values(doc, name):
+                units = by_value.get(value)
+                if units:
+                    ts = self._offer(doc, ts, now, units)
+
+    def _offer(self, doc: Mapping[str, Any], ts: float | None, now: float, units: Mapping[str, LogUnit]
+               ) -> float | None:
+        """Offer an event to some log alarms; returns its time if it had to be read."""
+        standby = self.standby
+        for aid, lu in units.items():
+            if not lu.matcher(doc):  # the compiled query first: the alarm is looked at only on a match
+                continue
             alarm = self.alarms[aid]
-            if self._active(alarm, now) and lu.offer(doc, ts, now) and aid not in standby:
+            if not self._active(alarm, now):
+                continue
+            if ts is None:
+                ts = doc_time(doc, now)
+            lu.record(doc, ts, now)
+            if aid not in standby:
                 verdict = lu.evaluate(now, alarm.state)
                 if verdict is not None:
                     self._set(alarm, (), *verdict, now=now)
+        return ts
 
     def tick(self) -> None:
         """Time-based conditions: data that stopped, log windows that emptied, repeats."""

@@ -76,8 +76,12 @@ class LogUnit:
         """Record a matching event; returns whether it matched."""
         if not self.matcher(doc):
             return False
-        self.hits.append((max(ts, now - self.rule.period + 1e-3) if ts > now else ts, _summary(doc)))
+        self.record(doc, ts, now)
         return True
+
+    def record(self, doc: Mapping[str, Any], ts: float, now: float) -> None:
+        """Keep an event the matcher accepted (the engine tests first, then looks at the alarm)."""
+        self.hits.append((max(ts, now - self.rule.period + 1e-3) if ts > now else ts, _summary(doc)))
 
     def evaluate(self, now: float, current: str) -> Verdict | None:
         rule = self.rule

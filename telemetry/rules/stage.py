@@ -40,7 +40,6 @@ from telemetry.models import (
     AlarmTransition, Event, Notification, Record, Sample, derived_id, fast_sample_doc, sample_doc,
 )
 from telemetry.rules.evaluator import Engine, Transition
-from telemetry.rules.event_alarms import doc_time
 from telemetry.rules.loader import RuleSet, load_rules
 from telemetry.rules.backfill import backfill
 from telemetry.rules.models import Alarm, AlarmChange
@@ -279,7 +278,7 @@ class RulesStage(BusStage):
             # stored as an event keeps its message_id: seen once, counted once.
             d = r if isinstance(r, dict) else r.to_dict()
             if self._fresh(str(d.get("message_id") or d.get("id") or "")):
-                engine.on_event(d, doc_time(d, now))
+                engine.on_event(d)  # its time is read only if a log alarm matches it
         elif isinstance(r, dict):  # a sample's fast-decoded doc
             self._ingest_sample(r)
         elif isinstance(r, Sample):
