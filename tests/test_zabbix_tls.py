@@ -22,7 +22,7 @@ import pydantic
 import pytest
 import trustme
 import yaml
-from zabbix_utils import ItemValue, Sender
+from zabbix_utils import Getter, ItemValue, Sender
 
 from telemetry.bus.memory import MemoryBus
 from telemetry.collect.checks.items import ItemCollector
@@ -209,6 +209,37 @@ async def test_zabbix_utils_sender_with_an_ssl_context(pki: Pki) -> None:
                                        "web-1", "nginx.requests", 8)
         assert (resp.processed, resp.failed) == (1, 0)
         assert sorted(s.counter_volume for s in await drain_samples(bus, "t", 2)) == [7.0, 8.0]
+    finally:
+        await trapper.stop()
+
+
+async def test_zabbix_utils_getter_polls_our_tls_passive_listener(pki: Pki) -> None:
+    passive = PassiveListener(_listeners(pki, ["cert"], peer_cert_subject=Pki.agent_subject), ItemCollector("h"))
+    await passive.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(str(pki.agent_cert), str(pki.agent_key))
+        port = _port(passive.address)
+        getter = Getter(port=port, timeout=10, socket_wrapper=lambda conn: ctx.wrap_socket(conn))
+        assert (await asyncio.to_thread(getter.get, "agent.ping")).value == "1"
+        before = _rejected(passive.name, "unencrypted")
+        with pytest.raises(OSError):  # closed unanswered (reset: its request is left unread)
+            await asyncio.to_thread(Getter(port=port, timeout=5).get, "agent.ping")
+        assert _rejected(passive.name, "unencrypted") == before + 1
+    finally:
+        await passive.stop()
+
+
+async def test_tls_to_a_listener_that_takes_plain_only_is_refused(pki: Pki) -> None:
+    trapper = TrapperListener(ZabbixSource.model_validate({"trapper": "127.0.0.1:0"}), MemoryBus())
+    await trapper.start()
+    try:
+        before = _rejected(trapper.name, "tls_not_accepted")
+        out = await asyncio.to_thread(_sender, _port(trapper.address), pki,
+                                      *_sender_tls(pki, pki.agent_cert, pki.agent_key))
+        assert "processed: 1" not in out.stdout
+        assert _rejected(trapper.name, "tls_not_accepted") == before + 1
     finally:
         await trapper.stop()
 

@@ -115,10 +115,13 @@ class ZabbixListener(Component):
             try:
                 conn, addr = await loop.sock_accept(sock)
             except OSError as exc:
-                # Out of descriptors (or a peer gone before accept): wait rather than spin, as asyncio's server does.
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("%s: cannot accept connections: %s", self.name, exc)
-                    await asyncio.sleep(1.0)
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # that peer is gone (or a firewall refused it); the next one may come
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise  # the socket itself is broken: the supervisor counts it and restarts the loop
+                # Out of descriptors: wait rather than spin, as asyncio's own server does.
+                log.error("%s: cannot accept connections: %s", self.name, exc)
+                await asyncio.sleep(1.0)
                 continue
             conn.setblocking(False)
             task = asyncio.create_task(self._client(conn, str(addr[0])), name=f"{self.name}-client")
@@ -181,7 +184,10 @@ class ZabbixListener(Component):
                 lambda: protocol, conn, ssl=ssl_context,
                 ssl_handshake_timeout=self.idle_timeout if ssl_context else None)
         except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError: no certificate, unknown CA, not TLS after all
-            self.refuse("tls_handshake", f"TLS handshake failed: {exc}", peer)
+            if ssl_context is None:
+                self.refuse("connection", str(exc) or type(exc).__name__, peer)
+            else:
+                self.refuse("tls_handshake", f"TLS handshake failed: {exc}", peer)
             return None
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         if encrypted and self.tls is not None:
@@ -212,7 +218,7 @@ class ZabbixListener(Component):
             except TimeoutError:
                 self.refuse("idle_timeout", f"no request within {self.idle_timeout:g}s", peer)
                 return
-            except ConnectionError:
+            except OSError:  # reset before its first byte
                 return
             if streams is None:
                 return
