@@ -214,7 +214,8 @@ class ZabbixListener(Component):
         writer: asyncio.StreamWriter | None = None
         try:
             try:
-                streams = await asyncio.wait_for(self._streams(conn, peer), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):  # no task of its own, unlike wait_for
+                    streams = await self._streams(conn, peer)
             except TimeoutError:
                 self.refuse("idle_timeout", f"no request within {self.idle_timeout:g}s", peer)
                 return
@@ -240,8 +241,8 @@ class ZabbixListener(Component):
         """One request and its answer."""
         try:
             try:
-                payload = await asyncio.wait_for(
-                    read_request(reader, self.max_frame_bytes, self.allow_plain), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):
+                    payload = await read_request(reader, self.max_frame_bytes, self.allow_plain)
             except FrameError as exc:
                 self.refuse(exc.reason, str(exc), peer)
                 return
