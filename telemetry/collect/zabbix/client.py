@@ -30,7 +30,7 @@ async def exchange(address: str, payload: bytes | str | dict[str, Any], timeout:
             if tls is not None:
                 why = tls.refusal(writer.get_extra_info("peercert"))
                 if why is not None:
-                    raise ssl.SSLCertVerificationError(why)
+                    raise ssl.SSLCertVerificationError(1, why)  # (errno, text): str() is then the text alone
             writer.write(encode(payload))
             await writer.drain()
             return (await read_frame(reader, max_bytes)).payload

@@ -194,7 +194,7 @@ class ZabbixListener(Component):
             why = self.tls.refusal(writer.get_extra_info("peercert"))
             if why is not None:
                 self.refuse("tls_peer", why, peer)
-                writer.close()
+                transport.abort()  # closes the socket now: nothing more is said to a peer refused
                 return None
         return reader, writer
 
