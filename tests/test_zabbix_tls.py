@@ -130,6 +130,7 @@ async def test_poller_reads_zabbix_agentd_over_tls(tls_agentd: Agentd, pki: Pki)
     # The agent takes TLS only: a plain poll is closed unanswered.
     assert await poller.poll(cfg.targets[1]) == []
     assert poller.status["legacy-plain:agent.ping"].startswith("error:"), poller.status
+    assert "the agent takes TLS connections only: tls_connect" in poller.status["legacy-plain:agent.ping"]
     # The agent's certificate is good but not the subject this target requires.
     assert await poller.poll(cfg.targets[2]) == []
     assert "certificate subject 'CN=zbx-agent,OU=Compute,O=Example Cloud' is not" in \

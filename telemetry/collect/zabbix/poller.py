@@ -72,7 +72,11 @@ class PollerSource(Component):
                 value, error = await get_value(address, key, self.cfg.timeout, self.tls[id(target)])
             except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError) as exc:
                 m.POLLS.labels(result="error").inc()
-                self._note(label, f"error: {type(exc).__name__}: {exc}")
+                hint = ""
+                if isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
+                    hint = (" (closed unanswered: this server is not in the agent's Server= list, or the agent takes "
+                            f"{'plain' if self.tls[id(target)] else 'TLS'} connections only: tls_connect)")
+                self._note(label, f"error: {type(exc).__name__}: {exc}{hint}")
                 return None
         if error is not None or value is None:
             m.POLLS.labels(result="notsupported").inc()
