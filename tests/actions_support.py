@@ -20,6 +20,21 @@ from telemetry.runtime import Runtime
 from telemetry.models import AlarmTransition
 
 
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+async def respond(send: Any, status: int, doc: Any, headers: dict[str, str]) -> None:
+    hdrs = [(b"content-type", b"application/json")] + [(k.encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": json.dumps(doc).encode()})
+
+
 class _Quiet(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
@@ -47,12 +62,7 @@ class Receiver:
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         req = {"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
                "headers": headers, "body": body, "at": time.time()}
@@ -64,11 +74,7 @@ class Receiver:
         self._arrived.set()
         spec = self.script.pop(0) if self.script else self.default
         status, extra = (spec, {}) if isinstance(spec, int) else spec
-        out = json.dumps(self.reply).encode()
-        hdrs = [(b"content-type", b"application/json")] + [
-            (k.encode(), v.encode()) for k, v in {**self.reply_headers, **extra}.items()]
-        await send({"type": "http.response.start", "status": status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": out})
+        await respond(send, status, self.reply, {**self.reply_headers, **extra})
 
     @property
     def url(self) -> str:
@@ -171,3 +177,70 @@ class Harness:
     def log(self, **kw: Any) -> list[Any]:
         assert self.d is not None
         return self.d.outbox.deliveries(1000, **kw)
+
+
+class KeystoneTrusts:
+    """Keystone v3 ``POST /v3/auth/tokens`` as the trust flow uses it: password authentication scoped to a
+    project, or to a trust (``OS-TRUST:trust``) whose trustee must be the authenticating user.
+
+    ``users``: name -> password; ``trusts``: id -> (trustee, trustor's project). Answers as Keystone does: 401 for
+    bad credentials, 404 for an unknown trust, 403 for a trust of another trustee, 400 for two scopes at once.
+    """
+
+    def __init__(self, users: dict[str, str], trusts: dict[str, tuple[str, str]]) -> None:
+        self.users, self.trusts = users, trusts
+        self.requests: list[dict[str, Any]] = []
+        self.issued: dict[str, dict[str, Any]] = {}  # token -> its body, for the Heat double to check
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        doc = json.loads(body or b"{}")
+        self.requests.append({"path": scope["path"], "query": scope["query_string"].decode(), "json": doc})
+        await respond(send, *self.issue(scope["method"], scope["path"], doc))
+
+    def issue(self, method: str, path: str, doc: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        def error(code: int, message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+            return code, {"error": {"code": code, "message": message}}, {}
+
+        if (method, path) != ("POST", "/v3/auth/tokens"):
+            return error(404, "not found")
+        auth = doc.get("auth", {})
+        identity, scope = auth.get("identity", {}), auth.get("scope", {})
+        user = identity.get("password", {}).get("user", {})
+        if identity.get("methods") != ["password"] or user.get("domain", {}).get("name") != "Default" \
+                or self.users.get(user.get("name", "")) != user.get("password"):
+            return error(401, "The request you have made requires authentication.")
+        if len(scope) > 1:
+            return error(400, "Only one scope may be given")
+        expires = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + 3600))
+        token: dict[str, Any] = {"methods": ["password"], "expires_at": expires, "issued_at": expires,
+                                 "user": {"id": f"{user['name']}-id", "name": user["name"], "domain": {"id": "default"}},
+                                 "roles": [{"id": "r1", "name": "member"}]}
+        if "OS-TRUST:trust" in scope:
+            trust_id = scope["OS-TRUST:trust"].get("id", "")
+            if trust_id not in self.trusts:
+                return error(404, f"Could not find trust: {trust_id}.")
+            trustee, project = self.trusts[trust_id]
+            if trustee != user["name"]:
+                return error(403, "You are not authorized to perform the requested action.")
+            token["OS-TRUST:trust"] = {"id": trust_id, "impersonation": False, "trustee_user": {"id": f"{trustee}-id"},
+                                       "trustor_user": {"id": "owner-id"}}
+            token["project"] = {"id": project, "name": project, "domain": {"id": "default"}}
+        elif "project" in scope:
+            project = scope["project"]["name"]
+            token["project"] = {"id": project, "name": project, "domain": {"id": "default"}}
+        value = f"tok-{len(self.issued) + 1}"
+        self.issued[value] = token
+        return 201, {"token": token}, {"X-Subject-Token": value}
+
+    async def start(self) -> KeystoneTrusts:
+        self._receiver = Receiver()
+        self._receiver.app = self.app  # type: ignore[method-assign]
+        await self._receiver.start()
+        self.url = self._receiver.url + "/v3"
+        return self
+
+    async def stop(self) -> None:
+        await self._receiver.stop()

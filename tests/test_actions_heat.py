@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from actions_support import Harness, Receiver, transition
+from actions_support import Harness, KeystoneTrusts, Receiver, transition
 
 from telemetry.actions.heat import HeatNotifier, cooldown_key
 
@@ -86,6 +86,61 @@ async def test_signal_url_with_keystone_token(tmp_path):
         auth = keystone.requests[0]["json"]["auth"]
         assert auth["identity"]["password"]["user"]["name"] == "aodh"
         assert auth["scope"]["project"]["name"] == "service"
+    finally:
+        await h.stop()
+        await heat.stop()
+        await keystone.stop()
+
+
+async def test_trust_url_signals_with_a_trust_scoped_token_from_keystoneauth1(tmp_path):
+    """As Aodh: ``trust+http://TRUST:delete@heat/...`` is signalled with a token of the service user scoped to that
+    trust (the alarm owner's project), fetched once and reused, fetched again when Heat says 401."""
+    keystone = await KeystoneTrusts({"aodh": "svc-pw"}, {"tr-1": ("aodh", "proj-web"), "tr-other": ("nova", "p")}
+                                    ).start()
+    heat = await Receiver(script=[200, 200, 401]).start()
+    h = await Harness(tmp_path, heat={"cooldown": 0, "keystone": {
+        "auth_url": keystone.url, "username": "aodh", "password": "svc-pw", "project_name": "service"}}).start()
+    try:
+        base = heat.url.replace("http://", "http://tr-1:delete@")
+        up, down = (f"trust+{base}/v1/proj-web/stacks/web/s-1/resources/{p}/signal" for p in ("up", "down"))
+        await h.publish(transition(alarm_id="a-up", actions=[up]))
+        (first,) = await heat.wait(1)
+        assert first["path"] == "/v1/proj-web/stacks/web/s-1/resources/up/signal"
+        assert "authorization" not in first["headers"]  # the trust never travels as Basic credentials
+        token = keystone.issued[first["headers"]["x-auth-token"]]
+        assert token["OS-TRUST:trust"]["id"] == "tr-1" and token["project"]["id"] == "proj-web"
+        [ask] = keystone.requests
+        assert ask["json"]["auth"]["scope"] == {"OS-TRUST:trust": {"id": "tr-1"}}  # the trust's scope, no project
+        assert ask["json"]["auth"]["identity"]["password"]["user"]["name"] == "aodh"
+
+        # Another policy under the same trust: the token is reused. Then Heat answers 401 (revoked): a new token
+        # is fetched and the retry goes through with it.
+        await h.publish(transition(alarm_id="a-down", actions=[down]))
+        await heat.wait(2)
+        assert heat.requests[1]["headers"]["x-auth-token"] == first["headers"]["x-auth-token"]
+        assert len(keystone.requests) == 1
+        await h.publish(transition(alarm_id="a-up-2", actions=[up]))
+        await heat.wait(4)
+        assert heat.requests[2]["headers"]["x-auth-token"] == first["headers"]["x-auth-token"]
+        assert heat.requests[3]["headers"]["x-auth-token"] not in ("", first["headers"]["x-auth-token"])
+        assert len(keystone.requests) == 2
+        await h.drained()
+        assert [x.status for x in h.log(alarm_id="a-up-2")][0] == "delivered"
+
+        # A trust that is gone, or that names another trustee: a permanent failure, Heat never called.
+        for alarm, trust, words in (("a-gone", "tr-gone", "NotFound (HTTP 404)"),
+                                    ("a-theirs", "tr-other", "Forbidden (HTTP 403)")):
+            gone = f"trust+{heat.url.replace('http://', f'http://{trust}@')}/v1/p/stacks/s/x/resources/r/signal"
+            await h.publish(transition(alarm_id=alarm, actions=[gone]))
+            await h.drained()
+            [row] = h.log(alarm_id=alarm)
+            assert row.status == "dead" and "trust-scoped token" in row.error and words in row.error, row
+        assert len(heat.requests) == 4
+        # A trust+ URL without a trust: the service user's project-scoped token, as before.
+        await h.publish(transition(alarm_id="a-proj", actions=[f"trust+{heat.url}/v1/service/stacks/s/x/signal"]))
+        await heat.wait(5)
+        assert keystone.issued[heat.requests[4]["headers"]["x-auth-token"]]["project"]["id"] == "service"
+        assert keystone.requests[-1]["json"]["auth"]["scope"]["project"]["name"] == "service"
     finally:
         await h.stop()
         await heat.stop()

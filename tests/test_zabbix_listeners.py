@@ -22,7 +22,7 @@ from telemetry.collect.zabbix.active import ActiveChecksClient
 from telemetry.collect.zabbix.passive import PassiveListener
 from telemetry.collect.zabbix.poller import PollerSource
 from telemetry.collect.zabbix.trapper import TrapperListener
-from telemetry.config.sources import ZabbixActive, ZabbixPoller, ZabbixSource
+from telemetry.config.zabbix import ZabbixActive, ZabbixPoller, ZabbixSource
 
 from zabbix_support import Agentd, drain_samples
 

@@ -18,7 +18,7 @@ from telemetry.collect.zabbix.protocol import (
     FLAG_COMPRESS, FLAG_LARGE, FLAG_PROTOCOL, MAGIC, FrameError, decode, encode, parse_json, read_frame,
 )
 from telemetry.collect.zabbix.trapper import TrapperListener
-from telemetry.config.sources import ZabbixSource
+from telemetry.config.zabbix import ZabbixSource
 
 LIMIT = 1 << 20
 
@@ -146,7 +146,7 @@ async def _send_raw(address: str, data: bytes, close_write: bool = True, wait: f
         await writer.drain()
         if close_write:
             writer.write_eof()
-    except ConnectionError:
+    except OSError:  # reset before our write or shutdown (ENOTCONN): refused at once
         return b""
     try:
         return await asyncio.wait_for(reader.read(), wait)

@@ -33,7 +33,7 @@ def agent_port() -> int:
 
 class Agentd:
     def __init__(self, folder: Path, hostname: str = "zbx-test", server_active: str = "",
-                 host_metadata: str = "") -> None:
+                 host_metadata: str = "", extra: list[str] | None = None) -> None:
         if not Path(AGENTD).exists():
             pytest.fail("zabbix_agentd is missing: scripts/setup.sh test installs the zabbix-agent package")
         self.port = agent_port()
@@ -46,6 +46,7 @@ class Agentd:
             lines += [f"ServerActive={server_active}", "RefreshActiveChecks=60", "BufferSend=1"]
             if host_metadata:
                 lines.append(f"HostMetadata={host_metadata}")
+        lines += extra or []  # e.g. TLSConnect=cert, TLSAccept=cert and the TLS*File settings
         self.conf = folder / "agentd.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -13,7 +13,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 from telemetry.timeutil import parse_duration
 
-__all__ = ["Duration", "as_written", "HostPort", "Section", "check_scheme", "redact_url", "split_hostport"]
+__all__ = ["Duration", "as_written", "HostPort", "Section", "check_scheme", "redact_url", "split_hostport",
+           "written_is_enabled"]
 
 
 class Section(BaseModel):
@@ -65,6 +66,13 @@ def _hostport(value: Any) -> str:
         raise ValueError(f"expected host:port, got {value!r}")
     split_hostport(value)
     return value
+
+
+def written_is_enabled(data: Any) -> Any:
+    """A section written in the file is on unless it says ``enabled: false``."""
+    if isinstance(data, dict) and "enabled" not in data:
+        return {**data, "enabled": True}
+    return data
 
 
 #: ``host:port`` checked at load time.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from telemetry.config.base import Duration, Section, as_written, check_scheme
-from telemetry.config.sources import _written_is_enabled
+from telemetry.config.base import Duration, Section, as_written, check_scheme, written_is_enabled
 
 CLUSTER_SCHEMES = ("postgresql", "postgres")
 
@@ -43,7 +42,7 @@ class ClusterConfig(Section):
         "mid-delivery leaves it to another once this passes (must exceed actions.timeout)",
     )
 
-    _written = model_validator(mode="before")(_written_is_enabled)
+    _written = model_validator(mode="before")(written_is_enabled)
 
     @field_validator("url")
     @classmethod

@@ -128,7 +128,6 @@ class KeystoneAuthConfig(KeystoneConfig):
     cache_ttl: Duration = Field(300.0, gt=0, description="How long a validated token is trusted without asking "
                                                         "Keystone again (never past its expiry)")
     timeout: Duration = Field(5.0, gt=0, description="Timeout of one call to Keystone")
-    ca_file: str | None = Field(None, description="CA bundle of Keystone's certificate (system CAs if unset)")
 
 
 class ApiTLS(Section):

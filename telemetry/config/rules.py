@@ -44,7 +44,8 @@ class PagerDutyConfig(Section):
 
 
 class KeystoneConfig(Section):
-    """Credentials used to get a token for Heat ``signal_url`` actions (``trust+http(s)://``)."""
+    """This service's Keystone user: tokens for Heat ``signal_url`` actions (``trust+http(s)://``), scoped to the
+    URL's trust or to ``project_name``."""
 
     auth_url: str = Field(..., description="Keystone v3 endpoint, e.g. http://keystone:5000/v3")
     username: str = Field(..., description="User name")
@@ -52,6 +53,7 @@ class KeystoneConfig(Section):
     project_name: str = Field(..., description="Project to scope the token to")
     user_domain_name: str = Field("Default", description="Domain of the user")
     project_domain_name: str = Field("Default", description="Domain of the project")
+    ca_file: str | None = Field(None, description="CA bundle of Keystone's certificate (system CAs if unset)")
 
     def password_auth(self) -> dict[str, Any]:
         """The ``POST /v3/auth/tokens`` body of a project-scoped password authentication."""
@@ -69,7 +71,9 @@ class HeatConfig(Section):
         as_written("300s"),
         description="At most one signal per scaling policy in this period, so a flapping alarm cannot thrash a group",
     )
-    keystone: KeystoneConfig | None = Field(None, description="Credentials for signal_url actions; none for pre-signed alarm_url")
+    keystone: KeystoneConfig | None = Field(
+        None, description="The service user whose trust-scoped (trust+http://TRUST_ID@...) or project-scoped tokens "
+                          "signal_url actions carry; none for pre-signed alarm_url")
     endpoints: list[str] = Field(
         default_factory=list,
         description="Heat's API and CFN API URLs (http://heat:8004, http://heat:8000): alarms created through the "

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from telemetry.config.base import Duration, HostPort, Section, as_written, check_scheme
+from telemetry.config.base import Duration, HostPort, Section, as_written, check_scheme, written_is_enabled
 from telemetry.config.core import BusTLS
+from telemetry.config.zabbix import ZabbixPoller, ZabbixSource
 
 #: Where OpenStack and its neighbours log on a stock install. The all-in-one
 #: tails whichever of these exist; globs that match nothing cost nothing.
@@ -251,84 +251,6 @@ class CeilometerSource(Section):
     )
 
 
-def _written_is_enabled(data: Any) -> Any:
-    """A section written in the file is on unless it says ``enabled: false``."""
-    if isinstance(data, dict) and "enabled" not in data:
-        return {**data, "enabled": True}
-    return data
-
-
-class ZabbixActive(Section):
-    """Active checks, as a Zabbix agent in active mode: fetch the item list from a server, push values."""
-
-    enabled: bool = Field(False, description="Fetch active checks from `server` (on when this section is written)")
-    server: HostPort = Field("127.0.0.1:10051", description="host:port of the server's trapper (ServerActive)")
-    host_metadata: str | None = Field(
-        None, description="Sent with the request (HostMetadata); default: this node's check templates, comma-separated"
-    )
-    refresh: Duration = Field(120.0, gt=0, description="Seconds between item-list refreshes (RefreshActiveChecks)")
-    send_interval: Duration = Field(5.0, gt=0, description="Seconds between pushes of collected values (BufferSend)")
-    buffer_size: int = Field(1000, ge=1, description="Values held for sending; the oldest go first when full")
-    timeout: Duration = Field(10.0, gt=0, description="Seconds a request to the server may take")
-
-    _written = model_validator(mode="before")(_written_is_enabled)
-
-
-class ZabbixSource(Section):
-    """Zabbix's protocols: the trapper (server side) and the passive-check listener (agent side)."""
-
-    enabled: bool = Field(True, description="Run the trapper and the passive-check listener")
-    trapper: HostPort | None = Field(
-        "127.0.0.1:10051", description="host:port of the trapper (zabbix_sender data, active checks); null: none"
-    )
-    passive: HostPort | None = Field(
-        "127.0.0.1:10050", description="host:port of the agent's passive-check listener; null: none"
-    )
-    allowed_peers: list[str] = Field(
-        default_factory=list, description="Addresses or networks allowed to connect (Zabbix's Server=); empty: any"
-    )
-    max_connections: int = Field(100, ge=1, description="Open connections per listener; more are closed at once")
-    idle_timeout: Duration = Field(10.0, gt=0, description="Seconds a peer may take to send its request")
-    max_frame_bytes: int = Field(
-        16 << 20, ge=1024, description="Bigger ZBXD frames (or inflated payloads) are refused before reading"
-    )
-    check_timeout: Duration = Field(3.0, gt=0, description="Seconds a passive check may take (Zabbix's Timeout)")
-    active_templates: list[str] = Field(
-        default_factory=list,
-        description="Role templates whose items the trapper hands to agents whose host_metadata names none",
-    )
-    active: ZabbixActive = Field(default_factory=lambda: ZabbixActive(enabled=False))
-
-    @field_validator("allowed_peers")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        for p in v:
-            ipaddress.ip_network(p, strict=False)  # ValueError names the bad entry
-        return v
-
-
-class ZabbixPollTarget(Section):
-    """A host running a Zabbix agent, polled with passive checks."""
-
-    host: str = Field(min_length=1, description="The host's name on the samples (resource_id, metadata host)")
-    address: HostPort | None = Field(None, description="The agent's host:port; default: <host>:10050")
-    keys: list[str] = Field(min_length=1, description="Item keys to ask for")
-    interval: Duration | None = Field(None, gt=0, description="Seconds between polls; default: the poller's")
-    role: str | None = Field(None, description="Role stamped on the samples, so the server binds its template")
-
-
-class ZabbixPoller(Section):
-    """Polls real Zabbix agents, so a site can keep its agents and use this server."""
-
-    enabled: bool = Field(False, description="Poll the targets (on when this section is written)")
-    interval: Duration = Field(60.0, gt=0, description="Default seconds between polls of a target's keys")
-    timeout: Duration = Field(5.0, gt=0, description="Seconds one passive check may take")
-    concurrency: int = Field(16, ge=1, description="Checks in flight at once")
-    targets: list[ZabbixPollTarget] = Field(default_factory=list, description="Agents and their keys")
-
-    _written = model_validator(mode="before")(_written_is_enabled)
-
-
 class HostMetrics(Section):
     """This host's CPU, memory, load, disk and network as samples."""
 
@@ -352,7 +274,7 @@ class ChecksConfig(Section):
         default_factory=dict, description="Per-check settings over the template's (credentials, URLs), by check name"
     )
 
-    _written = model_validator(mode="before")(_written_is_enabled)
+    _written = model_validator(mode="before")(written_is_enabled)
 
 
 class SourcesConfig(Section):

@@ -23,7 +23,8 @@ from telemetry.collect.zabbix import metrics as m
 from telemetry.collect.zabbix.client import request_json
 from telemetry.collect.zabbix.protocol import FrameError
 from telemetry.component import Component
-from telemetry.config.sources import ZabbixActive
+from telemetry.collect.zabbix.tls import TlsEnd
+from telemetry.config.zabbix import ZabbixActive
 from telemetry.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ def _delay(value: Any) -> float:
 class ActiveChecksClient(Component):
     name = "source.zabbix_active"
 
-    def __init__(self, cfg: ZabbixActive, items: ItemCollector, host: str, host_metadata: str) -> None:
+    def __init__(self, cfg: ZabbixActive, items: ItemCollector, host: str, host_metadata: str,
+                 tls: TlsEnd | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.tls = tls
         self.items = items
         self.host = host
         self.host_metadata = cfg.host_metadata if cfg.host_metadata is not None else host_metadata
@@ -63,7 +66,7 @@ class ActiveChecksClient(Component):
         """Fetch the item list; on failure the previous list is kept."""
         doc = await request_json(self.cfg.server, {"request": "active checks", "host": self.host,
                                                    "host_metadata": self.host_metadata, "version": "6.0"},
-                                 self.cfg.timeout)
+                                 self.cfg.timeout, self.tls)
         if doc.get("response") != "success":
             raise ValueError(f"server refused active checks: {doc.get('info', doc)}")
         checks: dict[str, float] = {}
@@ -126,7 +129,7 @@ class ActiveChecksClient(Component):
         clock = time.time()
         doc = await request_json(self.cfg.server, {"request": "agent data", "session": self.session, "data": batch,
                                                    "clock": int(clock), "ns": int((clock % 1) * 1e9)},
-                                 self.cfg.timeout)
+                                 self.cfg.timeout, self.tls)
         if doc.get("response") != "success":
             raise ValueError(f"server refused agent data: {doc.get('info', doc)}")
         sent_ids = {e["id"] for e in batch}
@@ -145,7 +148,8 @@ class ActiveChecksClient(Component):
                 log.warning("%s: %s (%d values kept)", self.name, self.last_error, len(self.buffer))
 
     def details(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"server": self.cfg.server, "checks": len(self.checks), "buffered": len(self.buffer),
+        out: dict[str, Any] = {"server": self.cfg.server, "tls": self.tls is not None, "checks": len(self.checks),
+                               "buffered": len(self.buffer),
                                "sent": self.sent}
         if self.last_error:
             out["last_error"] = self.last_error

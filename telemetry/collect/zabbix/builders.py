@@ -27,6 +27,7 @@ def agent_zabbix_components(runtime: Runtime) -> list[Component]:
     from telemetry.collect.checks.templates import load_templates
     from telemetry.collect.zabbix.active import ActiveChecksClient
     from telemetry.collect.zabbix.passive import PassiveListener
+    from telemetry.collect.zabbix.tls import client_tls
 
     s = runtime.settings
     zbx, checks = s.sources.zabbix, s.sources.checks
@@ -42,7 +43,8 @@ def agent_zabbix_components(runtime: Runtime) -> list[Component]:
         comps.append(CheckScheduler(templates, items, runtime.bus, s.host, interval=checks.interval,
                                     timeout=checks.timeout, bus_format=s.bus.format))
     if zbx.enabled and zbx.active.enabled:
-        comps.append(ActiveChecksClient(zbx.active, items, s.host, ",".join(checks.templates)))
+        comps.append(ActiveChecksClient(zbx.active, items, s.host, ",".join(checks.templates),
+                                        client_tls(zbx.tls, zbx.tls.connect)))
     return [CpuSampler(cpu), *comps] if comps else []
 
 

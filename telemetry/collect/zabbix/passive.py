@@ -18,8 +18,9 @@ import orjson
 from telemetry.collect.checks.items import ItemCollector, NotSupported, format_value
 from telemetry.collect.zabbix import metrics as m
 from telemetry.collect.zabbix.listener import ZabbixListener
+from telemetry.collect.zabbix.tls import server_tls
 from telemetry.collect.zabbix.protocol import NOTSUPPORTED, FrameError, encode
-from telemetry.config.sources import ZabbixSource
+from telemetry.config.zabbix import ZabbixSource
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class PassiveListener(ZabbixListener):
     def __init__(self, cfg: ZabbixSource, items: ItemCollector) -> None:
         assert cfg.passive is not None
         super().__init__(cfg.passive, max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
-                         max_frame_bytes=cfg.max_frame_bytes, allowed_peers=cfg.allowed_peers)
+                         max_frame_bytes=cfg.max_frame_bytes, allowed_peers=cfg.allowed_peers,
+                         accept=cfg.tls.accept, tls=server_tls(cfg.tls))
         self.items = items
         self.timeout = cfg.check_timeout
 

@@ -22,7 +22,8 @@ from telemetry.collect.zabbix import metrics as m
 from telemetry.collect.zabbix.client import get_value
 from telemetry.collect.zabbix.protocol import FrameError
 from telemetry.component import Component
-from telemetry.config.sources import ZabbixPoller, ZabbixPollTarget
+from telemetry.collect.zabbix.tls import TlsEnd, client_tls
+from telemetry.config.zabbix import ZabbixPoller, ZabbixPollTarget
 from telemetry.models import Sample
 from telemetry.timeutil import utcnow
 
@@ -43,6 +44,14 @@ class PollerSource(Component):
         #: Last outcome per "host:key": the value, or the error.
         self.status: dict[str, str] = {}
         self.polled = 0
+        #: Each configured target's TLS (None: unencrypted), by id(); one client context shared by all.
+        self.tls: dict[int, TlsEnd | None] = {}
+        shared = None
+        for t in cfg.targets:
+            end = client_tls(cfg.tls, t.tls_connect or cfg.tls.connect, t.tls_peer_cert_issuer,
+                             t.tls_peer_cert_subject, shared)
+            shared = end.context if end is not None else shared
+            self.tls[id(t)] = end
 
     async def start(self) -> None:
         for i, target in enumerate(self.cfg.targets):
@@ -60,10 +69,14 @@ class PollerSource(Component):
         async with self._sem:
             when = utcnow()
             try:
-                value, error = await get_value(address, key, self.cfg.timeout)
+                value, error = await get_value(address, key, self.cfg.timeout, self.tls[id(target)])
             except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError) as exc:
                 m.POLLS.labels(result="error").inc()
-                self._note(label, f"error: {type(exc).__name__}: {exc}")
+                hint = ""
+                if isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
+                    hint = (" (closed unanswered: this server is not in the agent's Server= list, or the agent takes "
+                            f"{'plain' if self.tls[id(target)] else 'TLS'} connections only: tls_connect)")
+                self._note(label, f"error: {type(exc).__name__}: {exc}{hint}")
                 return None
         if error is not None or value is None:
             m.POLLS.labels(result="notsupported").inc()
@@ -83,7 +96,7 @@ class PollerSource(Component):
         self.status[label] = status
 
     async def poll(self, target: ZabbixPollTarget) -> list[Sample]:
-        """Every key of ``target`` once; the samples are on the bus when this returns."""
+        """Every key of ``target`` (one of ``cfg.targets``) once; the samples are on the bus when this returns."""
         address = target.address or f"{target.host}:10050"
         got = await asyncio.gather(*(self._one(address, target, k) for k in target.keys))
         samples = [s for s in got if s is not None]

@@ -30,8 +30,9 @@ from telemetry.bus.records import publish_records
 from telemetry.collect.checks.samples import item_sample, numeric
 from telemetry.collect.zabbix import metrics as m
 from telemetry.collect.zabbix.listener import ZabbixListener
+from telemetry.collect.zabbix.tls import server_tls
 from telemetry.collect.zabbix.protocol import FrameError, encode, parse_json
-from telemetry.config.sources import ZabbixSource
+from telemetry.config.zabbix import ZabbixSource
 from telemetry.models import Sample
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class TrapperListener(ZabbixListener):
                  template_paths: list[str] | None = None, default_interval: float = 60.0) -> None:
         assert cfg.trapper is not None
         super().__init__(cfg.trapper, max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
-                         max_frame_bytes=cfg.max_frame_bytes, allowed_peers=cfg.allowed_peers)
+                         max_frame_bytes=cfg.max_frame_bytes, allowed_peers=cfg.allowed_peers,
+                         accept=cfg.tls.accept, tls=server_tls(cfg.tls))
         self.bus = bus
         self.bus_format = bus_format
         self.active_templates = cfg.active_templates
