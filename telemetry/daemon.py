@@ -161,17 +161,18 @@ class Daemon:
         if on_started:
             on_started(rt)
         ping = watchdog_interval()
-        ready = False
+        # READY as soon as every component started: a downstream that is already down (a full
+        # spool) must not hold the start until systemd's start timeout kills and restarts us.
+        notify("READY=1")
         try:
             while not self._stopping.is_set():
-                # READY and watchdog pings only while every component says it is not stuck,
-                # so systemd restarts a daemon that is running but no longer doing its job.
-                if all(c.alive() for c in rt.components):
-                    notify("WATCHDOG=1" if ready else "READY=1")
-                    ready = True
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=(ping or 3600) if ready else 0.5)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=ping or 3600)
                 except TimeoutError:
                     pass
+                # Watchdog pings only while every component says it is not stuck, so systemd
+                # restarts a daemon that is running but no longer doing its job.
+                if ping and not self._stopping.is_set() and all(c.alive() for c in rt.components):
+                    notify("WATCHDOG=1")
         finally:
             await self.stop()
