@@ -38,8 +38,9 @@ class AgentPipeline(Component):
         self.spool = Spool(data_dir / "spool", cfg.spool.max_bytes, cfg.spool.compression)
         #: What the spool holds per source, so readers resume after it on restart.
         self.spooled: dict[str, Mark] = self.spool.positions()
-        self.batcher = Batcher(cfg.batch_records, cfg.batch_bytes, cfg.batch_wait)
         target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(bus, fmt)
+        self.batcher = Batcher(cfg.batch_records, cfg.batch_bytes, cfg.batch_wait,
+                               objects=isinstance(target, BusTarget) and bus.in_process)
         self.target_name = cfg.output_file or bus.describe()
         self.shipper = Shipper(target, self.batcher, self.spool, self.checkpoints, cfg.publish_timeout)
 

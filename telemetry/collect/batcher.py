@@ -24,7 +24,12 @@ import orjson
 
 from telemetry.models import RawLog
 
-__all__ = ["Batch", "Batcher", "Mark"]
+__all__ = ["Batch", "Batcher", "Mark", "Value"]
+
+#: A record as a batch carries it: its JSON, or on the all-in-one's in-process bus the RawLog
+#: itself (encoded only if the batch has to be spooled), so nothing between the agent and the
+#: parse stage of one process encodes and decodes it.
+Value = bytes | RawLog
 
 
 @dataclass(slots=True)
@@ -55,9 +60,9 @@ class Mark:
 
 @dataclass
 class Batch:
-    """Records encoded once, as the bus and the spool carry them (JSON), with their partition keys."""
+    """Records as the bus carries them (JSON, or RawLogs in-process), with their partition keys."""
 
-    values: list[bytes] = field(default_factory=list)
+    values: list[Value] = field(default_factory=list)
     keys: list[bytes] = field(default_factory=list)  # each record's host: per-source order on the bus
     marks: dict[str, Mark] = field(default_factory=dict)
     size: int = 0
@@ -66,9 +71,13 @@ class Batch:
     def __len__(self) -> int:
         return len(self.values)
 
+    def encoded(self) -> list[bytes]:
+        """Every record as JSON (what a broker, the spool and the output file carry)."""
+        return [v if v.__class__ is bytes else v.to_json() for v in self.values]  # type: ignore[union-attr]
+
     def to_bytes(self, compression: str = "none") -> bytes:
         """The spool form: JSON, gzip-compressed when asked."""
-        body = b'{"records":[' + b",".join(self.values) + b'],"marks":' + orjson.dumps(
+        body = b'{"records":[' + b",".join(self.encoded()) + b'],"marks":' + orjson.dumps(
             {key: m.to_list() for key, m in self.marks.items()}) + b"}"
         return gzip.compress(body, compresslevel=3) if compression == "gzip" else body
 
@@ -92,8 +101,11 @@ class Batch:
 class Batcher:
     """Fills batches; a full or old batch goes to ``out`` (bounded: backpressure)."""
 
-    def __init__(self, max_records: int, max_bytes: int, max_wait: float, queue_size: int = 4) -> None:
+    def __init__(self, max_records: int, max_bytes: int, max_wait: float, queue_size: int = 4,
+                 objects: bool = False) -> None:
         self.max_records = max_records
+        #: Sources hand over RawLog objects, not their JSON: the batches go to a bus in this process.
+        self.objects = objects
         self.max_bytes = max_bytes
         self.max_wait = max_wait
         self.out: asyncio.Queue[Batch] = asyncio.Queue(queue_size)
@@ -101,11 +113,11 @@ class Batcher:
 
     async def add(self, record: RawLog, source: str | None = None, mark: Mark | None = None) -> None:
         """One record of a source that builds RawLog objects (syslog)."""
-        await self.add_many([record.to_json()], [sum(map(len, record.lines))], record.host.encode(),
+        await self.add_many([record if self.objects else record.to_json()], [sum(map(len, record.lines))], record.host.encode(),
                             source, (lambda i: mark) if mark is not None else None)
 
     async def add_many(
-        self, values: list[bytes], sizes: list[int], hosts: bytes | list[bytes], source: str | None,
+        self, values: list[Value], sizes: list[int], hosts: bytes | list[bytes], source: str | None,
         mark_at: Callable[[int], Mark] | None,
     ) -> None:
         """Consecutive encoded records of one source, with one mark per batch they land in.

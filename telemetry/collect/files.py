@@ -36,14 +36,14 @@ from typing import Any
 import orjson
 
 from telemetry.collect import agent_metrics as m
-from telemetry.collect.batcher import Batcher, Mark
+from telemetry.collect.batcher import Batcher, Mark, Value
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.collect.finder import Finder
 from telemetry.collect.multiline import Entry, Joiner, Span, make_joiner
 from telemetry.collect.tail import Line, Lines, Tail
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, FileSource
-from telemetry.models import iso_utc
+from telemetry.models import RawLog, iso_utc
 from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -281,15 +281,18 @@ class FilesSource(Component):
         if not entries:
             return
         t = reader.tail
-        record, dumps, tags_for = reader.encoder(iso_utc(utcnow())), orjson.dumps, reader.tags_for
-        plain_tags = orjson.dumps(reader.group.tags) if not reader.tagged else None
-        values: list[bytes] = []
+        values: list[Value] = []
         sizes: list[int] = []
-        for e in entries:
-            lines, offset = e.lines, e.offset
-            tags = plain_tags if plain_tags is not None and not e.tags else dumps(tags_for(e))
-            values.append(record % (offset, offset, dumps(lines), tags))
-            sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
+        if self.batcher.objects:
+            self._objects(reader, entries, values, sizes)
+        else:
+            record, dumps, tags_for = reader.encoder(iso_utc(utcnow())), orjson.dumps, reader.tags_for
+            plain_tags = orjson.dumps(reader.group.tags) if not reader.tagged else None
+            for e in entries:
+                lines, offset = e.lines, e.offset
+                tags = plain_tags if plain_tags is not None and not e.tags else dumps(tags_for(e))
+                values.append(record % (offset, offset, dumps(lines), tags))
+                sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
         skips = reader.marks(entries)
         inode, dev, path = reader.inode, t.key[0], t.path
 
@@ -297,6 +300,20 @@ class FilesSource(Component):
             return Mark(entries[i].resume, inode, dev, path, skips[i] if skips else ())
 
         await self.batcher.add_many(values, sizes, reader.host_key, t.fp, mark_at)
+
+    @staticmethod
+    def _objects(reader: FileReader, entries: list[Entry], values: list[Value], sizes: list[int]) -> None:
+        """The entries as RawLog objects, for a bus in this process (the same records ``encoder`` writes)."""
+        t, fast, tags_for, prefix = reader.tail, RawLog.fast, reader.tags_for, reader.id_prefix
+        read_at, host, path, inode = utcnow(), reader.host, t.path, reader.inode
+        component, type_, extra, group_tags = reader.component, reader.type, reader.extra, reader.group.tags
+        for e in entries:
+            lines, offset = e.lines, e.offset
+            tags = list(group_tags) if not reader.tagged and not e.tags else tags_for(e)
+            values.append(fast(id=f"{prefix}{offset:x}", host=host, path=path, component=component, type=type_,
+                               offset=offset, inode=inode, lines=lines, read_at=read_at, tags=tags,
+                               extra=dict(extra) if extra else None))
+            sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
 
     async def _turn(self, reader: FileReader) -> bool:
         """Read a little of one file; True when it had new data."""

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from telemetry.collect import agent_metrics as m
-from telemetry.collect.batcher import Batcher, Mark
+from telemetry.collect.batcher import Batcher, Mark, Value
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, JournaldSource
@@ -259,7 +259,7 @@ class JournalReader(Component):
 
     async def _ship(self, raw_lines: list[bytes]) -> None:
         now = utcnow()
-        values: list[bytes] = []
+        values: list[Value] = []
         hosts: list[bytes] = []
         sizes: list[int] = []
         cursors: list[str] = []
@@ -278,7 +278,7 @@ class JournalReader(Component):
             self.cursor = cursor
             if rec is None:
                 continue
-            values.append(rec.to_json())
+            values.append(rec if self.batcher.objects else rec.to_json())
             hosts.append(rec.host.encode())
             sizes.append(sum(map(len, rec.lines)))
             cursors.append(cursor)

@@ -28,7 +28,7 @@ import orjson
 
 from telemetry.bus import DURABLE, Bus, BusError, OutMessage, Receipt
 from telemetry.collect import agent_metrics as m
-from telemetry.collect.batcher import Batch, Batcher
+from telemetry.collect.batcher import Batch, Batcher, Value
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.collect.spool import Spool
 from telemetry.metrics import BUS_PUBLISHED
@@ -40,7 +40,7 @@ __all__ = ["BusTarget", "FileTarget", "Shipper", "Target"]
 
 
 #: Batches published and not yet durable downstream, at most (then shipping waits for the oldest).
-IN_FLIGHT = 4
+IN_FLIGHT = 32
 
 
 class Target(Protocol):
@@ -48,25 +48,27 @@ class Target(Protocol):
         """Return once the target holds the batch, with the receipt of its durability; raise BusError."""
 
 
-def messages(values: list[bytes], keys: list[bytes]) -> list[OutMessage]:
-    """One message per record; the bytes are the record (nothing handed over as an object)."""
+def messages(values: list[Value], keys: list[bytes]) -> list[OutMessage]:
+    """One message per record: its bytes, or (a bus in this process) the RawLog itself."""
     headers = _NO_HEADERS
-    return [OutMessage(v, k, headers) for v, k in zip(values, keys)]
+    return [OutMessage(v, k, headers) if v.__class__ is bytes else OutMessage(b"", k, headers, v)
+            for v, k in zip(values, keys)]
 
 
 _NO_HEADERS: dict[str, str] = {}
 
 
 class BusTarget:
-    """The ``raw_logs`` topic: the batch's records as they were encoded, one message each."""
+    """The ``raw_logs`` topic, one message a record: handed over as objects on a bus in this process."""
 
     def __init__(self, bus: Bus, fmt: str = "json") -> None:
         self.bus, self.fmt = bus, fmt
 
     async def ship(self, batch: Batch) -> Receipt:
-        values = batch.values
+        values: list[Value] = batch.values if self.bus.in_process else list(batch.encoded())
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
-            values = [msgpack.packb(orjson.loads(v), use_bin_type=True) for v in values]
+            values = [msgpack.packb(orjson.loads(v), use_bin_type=True) if v.__class__ is bytes else v
+                      for v in values]
         receipt = await self.bus.publish(RawLog.topic, messages(values, batch.keys))
         BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(values))
         return receipt
@@ -93,7 +95,7 @@ class FileTarget:
             os.close(fd)
 
     async def ship(self, batch: Batch) -> Receipt:
-        data = b"\n".join(batch.values) + b"\n"
+        data = b"\n".join(batch.encoded()) + b"\n"
         try:
             await asyncio.to_thread(self._write, data)
         except OSError as exc:
