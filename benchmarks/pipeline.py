@@ -276,7 +276,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     agent["sources"] = {**base["sources"], "files": tail(path)}
                     procs.append(Proc("agent", agent, tmp / f"agent{i}", env))
             time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
-            spies = [subprocess.Popen(["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
+            spies = [subprocess.Popen(["py-spy", "record", "--subprocesses", "--threads", "--format", "raw", "--rate", "100",
                                        "-o", f"{profile}.{i}.txt", "-p", str(p.p.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for i, p in enumerate(procs)] if profile else []

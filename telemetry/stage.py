@@ -106,7 +106,7 @@ class BusStage(Component, abc.ABC):
     batch_size: int = 500
     fetch_timeout: float = 0.5
     #: Batches that may wait for their downstream receipts at once.
-    max_inflight: int = 4
+    max_inflight: int = 16
     #: Seconds a short batch waits for more records before it is handled (Logstash's
     #: pipeline.batch.delay, Kafka's fetch.max.wait). A broker hands a consumer what arrived
     #: since its last poll, often a dozen records; each batch costs a store transaction (an

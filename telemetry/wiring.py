@@ -42,7 +42,7 @@ def event_store(rt: Runtime) -> EventBackend:
     s = rt.settings
     try:
         return open_event_store(s.store.events.url, rt.data_dir, ttl=s.store.ttl.events or s.store.ttl.default,
-                                min_free_disk=s.store.min_free_disk)
+                                min_free_disk=s.store.min_free_disk, writer=s.store.events.writer)
     except psycopg.Error as exc:
         raise StartupError(f"store.events.url: cannot open the event store in PostgreSQL ({exc}); "
                            "check the address, that the database exists and that this user may create tables "

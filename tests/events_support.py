@@ -18,7 +18,8 @@ class EventStoreFactory(BackendFactory):
     folder = "events"
 
     def __call__(self, ttl: float, min_free_disk: float = 0.05) -> EventBackend:
-        store = open_event_store(self.url(), self.tmp, ttl, min_free_disk)
+        writer = "process" if self.backend == "sqlite-process" else "thread"
+        store = open_event_store(self.url(), self.tmp, ttl, min_free_disk, writer=writer)
         self.opened.append(store)
         return store
 
@@ -28,7 +29,11 @@ def event_factory(request: Any, tmp: Path) -> EventStoreFactory:
     return EventStoreFactory(request.param, tmp, pg)
 
 
-@pytest.fixture(params=BACKENDS)
+#: The embedded store also with its writes in a child process (``store.events.writer: process``).
+EVENT_BACKENDS = [*BACKENDS, "sqlite-process"]
+
+
+@pytest.fixture(params=EVENT_BACKENDS)
 def make_event_store(request: Any, tmp_path: Path) -> Iterator[EventStoreFactory]:
     factory = event_factory(request, tmp_path)
     yield factory

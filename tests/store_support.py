@@ -63,7 +63,7 @@ class BackendFactory:
     def url(self) -> str:
         """The URL of a new, empty store."""
         self.made += 1
-        if self.backend == "sqlite":
+        if self.backend.startswith("sqlite"):
             return f"sqlite://{self.tmp / f'{self.folder}{self.made}'}"
         assert self.pg_url
         url, schema = pg_schema_url(self.pg_url)

@@ -21,6 +21,11 @@ class StoreUrl(Section):
 
 
 class EventStoreConfig(StoreUrl):
+    writer: Literal["process", "thread"] = Field(
+        "process", description="Where the embedded (sqlite://) store writes: a child process of its own, which "
+        "uses a second core and never waits on the parser for the GIL, or a thread of the daemon (one process, "
+        "for machines with a single core). PostgreSQL writes are the database's work either way",
+    )
     default_operator: Literal["AND", "OR"] = Field(
         "AND", description="Operator between juxtaposed query terms (level:ERROR nova): AND, or OR as in Kibana's Lucene syntax",
     )

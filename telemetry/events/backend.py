@@ -165,9 +165,13 @@ class EventBackend(Protocol):
     def close(self) -> None: ...
 
 
-def open_event_store(url: str, data_dir: Path, ttl: float, min_free_disk: float) -> EventBackend:
+def open_event_store(url: str, data_dir: Path, ttl: float, min_free_disk: float,
+                     writer: str = "thread") -> EventBackend:
     """``sqlite://`` -> day files under ``<data_dir>/events``; ``sqlite:///folder`` elsewhere;
-    ``postgresql://...`` -> day partitions in PostgreSQL, shared by every server pointed at it."""
+    ``postgresql://...`` -> day partitions in PostgreSQL, shared by every server pointed at it.
+
+    ``writer="process"`` has the SQLite files written by a child process (``telemetry.events.writer``).
+    """
     scheme, _, rest = url.partition("://")
     if scheme in ("postgresql", "postgres"):
         from telemetry.events.store_pg import PgEventStore
@@ -175,6 +179,11 @@ def open_event_store(url: str, data_dir: Path, ttl: float, min_free_disk: float)
         return PgEventStore(url, ttl=ttl)
     if scheme != "sqlite":
         raise ValueError(f"unsupported event store URL {url!r} (sqlite:// or postgresql://)")
+    root = Path(rest) if rest else data_dir / "events"
+    if writer == "process":
+        from telemetry.events.writer import ProcessEventStore
+
+        return ProcessEventStore(root, ttl=ttl, min_free_disk=min_free_disk)
     from telemetry.events.store import EventStore
 
-    return EventStore(Path(rest) if rest else data_dir / "events", ttl=ttl, min_free_disk=min_free_disk)
+    return EventStore(root, ttl=ttl, min_free_disk=min_free_disk)

@@ -24,7 +24,7 @@ from contextlib import closing, contextmanager
 from collections.abc import Callable, Iterable, Generator, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Gauge
 
@@ -84,6 +84,14 @@ _INSERT = f"INSERT OR IGNORE INTO events (ts, {', '.join(COLUMNS)}, tags, fields
 #: the rows above the largest seq seen at the start of the transaction are exactly those it added.
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
 _INDEX_NEW = "INSERT INTO events_fts(rowid, message) SELECT seq, message FROM events WHERE seq > ?"
+
+
+class Written(NamedTuple):
+    """What one ``write`` did: rows new to the store, rows given (less the expired), expired per source."""
+
+    new: int
+    total: int
+    expired: dict[str, int]
 
 
 class _Reader:
@@ -184,10 +192,8 @@ class EventStore(DayRetention):
 
     def drop_partition(self, day: date, reason: str) -> int:
         """Unlink one day's files; returns the bytes freed."""
+        self.close_writer(day)
         with self._lock:
-            conn = self._writers.pop(day, None)
-            if conn is not None:
-                conn.close()
             freed = 0
             base = self.path_of(day)
             for reader in self._readers.pop(base, []):
@@ -208,7 +214,19 @@ class EventStore(DayRetention):
 
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
-        floor = self.oldest_kept_us(now)
+        written = self.write(list(rows), now)
+        if written.expired:
+            self._count_expired(written.expired)
+        EVENTS_STORED.inc(written.new)
+        EVENTS_DUPLICATE.inc(written.total - written.new)
+        return written.new
+
+    def write(self, rows: list[Row], now: datetime | None = None) -> Written:
+        """The writing half of ``insert``, without the counting (which the daemon's process keeps)."""
+        return self.write_kept(rows, self.oldest_kept_us(now))
+
+    def write_kept(self, rows: list[Row], floor: int) -> Written:
+        """``write`` with the ttl's floor given (microseconds): older rows are counted, not stored."""
         by_day: dict[date, list[Row]] = defaultdict(list)
         expired: dict[str, int] = {}
         for r in rows:
@@ -218,8 +236,6 @@ class EventStore(DayRetention):
                 expired[source] = expired.get(source, 0) + 1
                 continue
             by_day[day_number(ts // DAY_US)].append(r)
-        if expired:
-            self._count_expired(expired)
         new = total = 0
         with self._lock:
             for day, batch in by_day.items():
@@ -237,9 +253,14 @@ class EventStore(DayRetention):
                     raise
                 new += max(cur.rowcount, 0)  # rows actually inserted; ignored duplicates count 0
                 total += len(batch)
-        EVENTS_STORED.inc(new)
-        EVENTS_DUPLICATE.inc(total - new)
-        return new
+        return Written(new, total, expired)
+
+    def close_writer(self, day: date) -> None:
+        """Close the writer of ``day`` (its partition is about to be unlinked)."""
+        with self._lock:
+            conn = self._writers.pop(day, None)
+            if conn is not None:
+                conn.close()
 
     # -- reads -----------------------------------------------------------------------------------
     def _days(self, start_us: int | None, end_us: int | None, newest_first: bool) -> list[tuple[date, Path]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import msgpack
+import psutil
 import pytest
 from busenv import BUS_SITE, rabbit_vhost
 from faults.brokers import KafkaMock, PrivateRabbit
@@ -134,9 +135,39 @@ def run_fault(name: str, dep: Deployment, fault: Callable[[], None], heal: Calla
     return tally
 
 
+def writer_process(daemon: Any) -> psutil.Process:
+    """The event store's writer, the daemon's child process (``store.events.writer: process``)."""
+    [child] = [c for c in psutil.Process(daemon.proc.pid).children() if "telemetry.events.writer" in c.cmdline()]
+    return child
+
+
 def test_kill9_of_the_all_in_one(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
     dep = Deployment(daemon_factory, tmp_path)
-    run_fault("telemetry run, kill -9 and restart", dep, lambda: kill9(dep.server), dep.server.start, fault_table)
+    writers: list[psutil.Process] = []
+
+    def fault() -> None:
+        writers.append(writer_process(dep.server))
+        kill9(dep.server)
+        writers[0].wait(10)  # its input closed with the daemon: it leaves no writer behind
+
+    run_fault("telemetry run, kill -9 and restart", dep, fault, dep.server.start, fault_table)
+
+
+def test_kill9_of_the_event_writer(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
+    """The writer process dies mid-stream: the batch it held goes back to the bus and a new writer takes it."""
+    dep = Deployment(daemon_factory, tmp_path)
+    killed: list[int] = []
+
+    def fault() -> None:
+        child = writer_process(dep.server)
+        killed.append(child.pid)
+        child.kill()
+
+    def check() -> None:
+        assert writer_process(dep.server).pid != killed[0]
+        assert "writer process" in dep.server.output()
+
+    run_fault("telemetry run, kill -9 of its event writer", dep, fault, lambda: None, fault_table, before_stop=check)
 
 
 @pytest.fixture
