@@ -148,9 +148,11 @@ def batches(urls: list[str]) -> None:
         for stage in ("stage.parse", "stage.events", "stage.rules"):
             n = re.search(rf'telemetry_stage_batch_seconds_count{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
             got = re.search(rf'telemetry_stage_records_in_total{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
+            busy = re.search(rf'telemetry_stage_batch_seconds_sum{{stage="{re.escape(stage)}"}} ([\d.e+]+)', text)
             if n and got and float(n.group(1)):
                 print(f"{url} {stage}: {float(got.group(1)):,.0f} records in {float(n.group(1)):,.0f} batches "
-                      f"({float(got.group(1)) / float(n.group(1)):,.0f} a batch)")
+                      f"({float(got.group(1)) / float(n.group(1)):,.0f} a batch, "
+                      f"{float(busy.group(1)) if busy else 0:.2f} s handling them)")
 
 
 @contextlib.contextmanager

@@ -226,6 +226,10 @@ class ParseConfig(Section):
     """Grok parsing of raw log entries into events (the server's parse stage)."""
 
     enabled: bool = Field(True, description="Run the parse stage in the server")
+    workers: int = Field(
+        2, ge=0, le=32, description="Child processes that parse, each with a core of its own (a batch is shared "
+        "among them); 0 parses in the daemon's own process. One per core the daemon may use beyond its first",
+    )
     patterns_dirs: list[str] = Field(
         default_factory=list,
         description="Extra folders of pattern files in Logstash's format (NAME regex per line), loaded after "

@@ -131,6 +131,20 @@ def source_of(row: Row) -> str:
     return f"{row[3] or row[4] or '?'} on {row[2] or '?'}"
 
 
+class RecordInsert:
+    """``insert_records``, the same on every backend that builds its rows where ``insert`` runs."""
+
+    def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
+        raise NotImplementedError
+
+    def insert_records(self, records: Sequence[Any]) -> tuple[int, list[tuple[int, str]]]:
+        """Store events and notifications (records or contract dicts): (new ones, (index, reason) of refused ones)."""
+        from telemetry.events.rows import rows_of
+
+        rows, bad = rows_of(records)
+        return (self.insert(rows) if rows else 0), bad
+
+
 class EventBackend(Protocol):
     """The calls the events stage, the API and the retention loop make; both backends implement them."""
 
@@ -144,6 +158,10 @@ class EventBackend(Protocol):
 
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
+        ...
+
+    def insert_records(self, records: Sequence[Any]) -> tuple[int, list[tuple[int, str]]]:
+        """``insert`` of the records' rows: (how many were new, (index, reason) of those that cannot be stored)."""
         ...
 
     def search(self, query: str | None = None, start: datetime | None = None, end: datetime | None = None,

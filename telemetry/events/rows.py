@@ -6,7 +6,7 @@ the same one the rule engine matches alarms against.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -68,6 +68,18 @@ def record_row(record: Record | Mapping[str, Any]) -> Row:
     if isinstance(record, (Event, Mapping)):
         return event_row(record)
     raise TypeError(f"the event store keeps events and notifications, not {type(record).__name__}")
+
+
+def rows_of(records: Sequence[Record | Mapping[str, Any]]) -> tuple[list[Row], list[tuple[int, str]]]:
+    """The records' rows, and (index, reason) of each that cannot be stored, so one odd record holds back none."""
+    rows: list[Row] = []
+    bad: list[tuple[int, str]] = []
+    for i, record in enumerate(records):
+        try:
+            rows.append(record_row(record))
+        except Exception as exc:
+            bad.append((i, f"unstorable:{type(exc).__name__}"))
+    return rows, bad
 
 
 #: The SELECT list that ``row_dict`` reads back.

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from telemetry.bus import Delivery, Receipt
 from telemetry.bus.topics import EVENTS, NOTIFICATIONS
-from telemetry.events.rows import Row, record_row
 from telemetry.events.backend import EventBackend
 from telemetry.metrics import RECORDS_OUT
 from telemetry.models import Event, Notification, Record
@@ -52,18 +51,12 @@ class EventStage(BusStage):
         self.store.close()
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
-        rows: list[Row] = []
-        bad: list[tuple[Delivery, str]] = []
-        for delivery, record in records:
-            try:
-                rows.append(record_row(record))
-            except Exception as exc:  # one odd record must not hold back the batch
-                bad.append((delivery, f"unstorable:{type(exc).__name__}"))
-        if rows:
-            new = await asyncio.to_thread(self.store.insert, rows)
-            self.stored += new
-            self._records_out.inc(new)
-        return [await self._dead_letter(bad)] if bad else []
+        # Rows are built where the store writes (its child process, or the thread): not in the event loop.
+        # A record that cannot become a row is dead-lettered with its reason; the others are stored.
+        new, bad = await asyncio.to_thread(self.store.insert_records, [r for _, r in records])
+        self.stored += new
+        self._records_out.inc(new)
+        return [await self._dead_letter([(records[i][0], reason) for i, reason in bad])] if bad else []
 
     async def _maintain(self) -> None:
         while True:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Gauge
 
-from telemetry.events.backend import DayRetention, Histogram, bucket_step, count_expired, histogram_of
+from telemetry.events.backend import DayRetention, Histogram, RecordInsert, bucket_step, count_expired, histogram_of
 from telemetry.events.backend import DAY_US, day_number
 from telemetry.events.backend import day_of as _day_of
 from telemetry.events.paging import recent_page
@@ -117,7 +117,7 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[
         raise
 
 
-class EventStore(DayRetention):
+class EventStore(RecordInsert, DayRetention):
     """Day-partitioned SQLite files under ``root``; see the module docstring for why."""
 
     def __init__(self, root: Path, ttl: float, min_free_disk: float = 0.05,
@@ -214,7 +214,9 @@ class EventStore(DayRetention):
 
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
-        written = self.write(list(rows), now)
+        return self._account(self.write(list(rows), now))
+
+    def _account(self, written: Written) -> int:
         if written.expired:
             self._count_expired(written.expired)
         EVENTS_STORED.inc(written.new)

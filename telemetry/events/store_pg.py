@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from telemetry.events.backend import (
+    RecordInsert,
     DAY_US, DayRetention, Histogram, Row, StoreUnavailable, bucket_step, count_expired, day_of, day_start_us, histogram_of,
     source_of,
 )
@@ -163,7 +164,7 @@ class _Pool:
             self.idle.clear()
 
 
-class PgEventStore(DayRetention):
+class PgEventStore(RecordInsert, DayRetention):
     """Day partitions of one ``events`` table in PostgreSQL; see the module docstring for why."""
 
     def __init__(self, url: str, ttl: float, readers: int = READERS) -> None:

@@ -8,6 +8,7 @@ after a crash yields the same event id, and the event stores drop the copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter as Tally
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
 from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
+from telemetry.parse.worker import ParseWorker, Parsed
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
@@ -52,18 +54,45 @@ class ParseStage(BusStage):
     name = "stage.parse"
     group = "parse"
     topics: ClassVar[dict[str, type[Record]]] = {"raw_logs": RawLog}
+    #: A batch is one round trip to the workers: larger ones spread its fixed cost (a thread hop,
+    #: the wait for the event loop to take the answer) over more entries.
+    batch_size = 2000
 
     def __init__(self, runtime: Runtime, parser: Parser | None = None) -> None:
         super().__init__(runtime)
         cfg = runtime.settings.parse
         # Built here, not in start(): a broken operator pattern fails the daemon's start loudly.
         self.parser = parser or Parser.from_config(cfg)
+        #: Child processes parsing beside the daemon (parse.workers); none with a parser given (tests, embedders).
+        self.workers = [ParseWorker(cfg) for _ in range(cfg.workers)] if parser is None else []
         self.outcomes: Tally[str] = Tally()
         self._fmt = runtime.settings.bus.format
         self._records_out = RECORDS_OUT.labels(stage=self.name)
 
-    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
+    async def stop(self) -> None:
+        await super().stop()
+        for w in self.workers:
+            await asyncio.to_thread(w.close)
+
+    async def _parse(self, raws: list[RawLog]) -> list[Parsed]:
+        """Each entry's event, None (dropped) or the reason it cannot become one; in the workers when there are."""
+        workers = self.workers
+        if workers:
+            size = -(-len(raws) // len(workers))
+            chunks = [raws[i:i + size] for i in range(0, len(raws), size)]
+            parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c) for w, c in zip(workers, chunks)))
+            return [p for part in parts for p in part]
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
+        out: list[Parsed] = []
+        with budget.armed():
+            for raw in raws:
+                try:
+                    out.append(self.parser.parse_raw_dict(raw))
+                except Exception as exc:
+                    out.append(f"unparseable:{type(exc).__name__}")
+        return out
+
+    async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # Events go out as their contract dicts (models.event_dict): the dict itself on the in-process
         # bus, its JSON (the bytes an Event model would give) on a broker, never a model per entry.
         # A record that cannot become an event (a bug, or input no bound caught) is dead-lettered
@@ -72,14 +101,19 @@ class ParseStage(BusStage):
         out: list[OutMessage] = []
         bad: list[tuple[Delivery, str]] = []
         counts: Tally[tuple[str, str]] = Tally()
-        with BATCH_SECONDS.time(), budget.armed():
-            for delivery, raw in records:
+        raws = [raw for _, raw in records]
+        with BATCH_SECONDS.time():
+            parsed = await self._parse(raws)  # type: ignore[arg-type]
+            for (delivery, raw), ev in zip(records, parsed):
                 assert isinstance(raw, RawLog)
+                if ev is None:  # a drop step
+                    _DROPPED(raw.type or "none").inc()
+                    continue
+                if ev.__class__ is str:
+                    bad.append((delivery, ev))
+                    continue
+                assert isinstance(ev, dict)
                 try:
-                    ev = self.parser.parse_raw_dict(raw)
-                    if ev is None:  # a drop step
-                        _DROPPED(raw.type or "none").inc()
-                        continue
                     value = b"" if in_process else _encode(ev, self._fmt)
                 except Exception as exc:
                     bad.append((delivery, f"unparseable:{type(exc).__name__}"))

@@ -165,7 +165,7 @@ def test_kill9_of_the_event_writer(daemon_factory, tmp_path: Path, fault_table: 
 
     def check() -> None:
         assert writer_process(dep.server).pid != killed[0]
-        assert "writer process" in dep.server.output()
+        assert "event store writer: the child process" in dep.server.output()
 
     run_fault("telemetry run, kill -9 of its event writer", dep, fault, lambda: None, fault_table, before_stop=check)
 

@@ -1,0 +1,200 @@
+"""A child process of the daemon that does one stage's CPU work on a core of its own.
+
+The daemon is one process under one GIL; the stages whose work is pure CPU
+(parsing, the embedded store's writes) can run beside it in child processes.
+Both ends are this module: the daemon starts ``python -m <module>`` with pipes
+on its stdin and stdout, sends ``(operation, arguments)`` as length-prefixed
+pickle and waits for ``("ok", value)`` or ``("err", exception)``, in a thread
+that holds no GIL while it waits. The exception is raised in the daemon as the
+child raised it, so the stage still tells a failure of the data (split the
+batch, dead-letter the record) from one of its surroundings (retry).
+
+A child that dies (kill -9, out of memory) fails the call in progress with
+``WorkerGone``, an OSError: stages give that batch back to the bus and retry
+it, and the next call starts a new child. A child exits when the daemon's end
+of its pipe closes, so a kill -9 of the daemon leaves none behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_LEN = struct.Struct("!I")
+
+__all__ = ["ChildProcess", "WorkerGone", "serve_stdio"]
+
+
+class WorkerGone(OSError):
+    """The child process died or cannot be reached; the batch is retried with a new one."""
+
+
+def _send(fd: int, obj: Any) -> None:
+    """One framed message, through the descriptor: a write to a pipe may be partial (a signal, a
+    debugger attaching), and each piece is written until all of it went."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LEN.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _receive(fd: int) -> Any:
+    (n,) = _LEN.unpack(_read_exactly(fd, _LEN.size))
+    return pickle.loads(_read_exactly(fd, n))
+
+
+def _exchange(proc: subprocess.Popen[bytes], request: Any, timeout: float) -> Any:
+    """Send ``request`` and read the reply within ``timeout`` seconds, or raise TimeoutError.
+
+    Through the pipes' descriptors, non-blocking, with poll: a child that stops
+    answering (stopped, wedged) must fail the call, never hang the stage.
+    """
+    assert proc.stdin is not None and proc.stdout is not None
+    wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
+    os.set_blocking(wfd, False)
+    os.set_blocking(rfd, False)
+    deadline = time.monotonic() + timeout
+    data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+    out = memoryview(_LEN.pack(len(data)) + data)
+    poller = select.poll()
+    poller.register(wfd, select.POLLOUT)
+    while out:
+        _wait(poller, deadline)
+        try:
+            out = out[os.write(wfd, out):]
+        except BlockingIOError:
+            pass
+    poller.unregister(wfd)
+    poller.register(rfd, select.POLLIN)
+    buf = bytearray()
+    want = _LEN.size
+    size: int | None = None
+    while True:
+        while len(buf) < want:
+            _wait(poller, deadline)
+            try:
+                chunk = os.read(rfd, max(want - len(buf), 1 << 16))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        if size is None:
+            (size,) = _LEN.unpack_from(buf)
+            want = _LEN.size + size
+            continue
+        return pickle.loads(memoryview(buf)[_LEN.size:want])
+
+
+def _wait(poller: select.poll, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0 or not poller.poll(left * 1000):
+        raise TimeoutError("no answer in time")
+
+
+class ChildProcess:
+    """``python -m module *args``, started now and again after it died; ``call`` blocks (use a thread)."""
+
+    def __init__(self, what: str, module: str, args: list[str], timeout: float = 120.0) -> None:
+        self.what, self.module, self.args = what, module, args
+        #: Seconds a call may take before the child is taken for lost (killed, and the batch retried).
+        self.timeout = timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._start()  # now: it imports while the daemon starts, not on the first batch
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            if proc is not None:
+                log.warning("%s: the child process exited (%s); starting a new one", self.what, proc.returncode)
+            proc = self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        return proc
+
+    def call(self, op: str, *args: Any) -> Any:
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                status, value = _exchange(proc, (op, args), self.timeout)
+            except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:  # ValueError: a closed pipe
+                if isinstance(exc, TimeoutError):
+                    log.warning("%s: no answer within %.0fs; killing the child process", self.what, self.timeout)
+                    proc.kill()
+                self._stop()
+                raise WorkerGone(f"{self.what}: the child process is gone ({type(exc).__name__})") from None
+        if status == "err":
+            raise value
+        return value
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            proc.wait(5)  # it exits once its input closes, after the call in progress
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+def serve_stdio(ops: Mapping[str, Callable[..., Any]], name: str, on_exit: Callable[[], None] | None = None) -> None:
+    """The child's side: answer calls on stdin/stdout until the daemon's end closes, then exit."""
+    logging.basicConfig(level=logging.WARNING, format=f"{name}: %(levelname)s %(message)s")
+    inp, out = sys.stdin.fileno(), os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing but replies may reach the daemon's end
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            op, args = _receive(inp)
+        except EOFError:
+            break
+        try:
+            reply: tuple[str, Any] = ("ok", ops[op](*args))
+        except Exception as exc:  # the daemon decides: retry (environmental) or split the batch (data)
+            reply = ("err", exc)
+        try:
+            _send(out, reply)
+        except (TypeError, pickle.PicklingError, AttributeError):  # an exception that does not pickle
+            _send(out, ("err", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        except BrokenPipeError:
+            break
+    if on_exit is not None:
+        on_exit()
+    os._exit(0)
