@@ -64,8 +64,8 @@ def _receive(fd: int) -> Any:
     return pickle.loads(_read_exactly(fd, n))
 
 
-def _exchange(proc: subprocess.Popen[bytes], request: Any, timeout: float) -> Any:
-    """Send ``request`` and read the reply within ``timeout`` seconds, or raise TimeoutError.
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> memoryview:
+    """Send a pickled request and read the pickled reply within ``timeout`` seconds, or raise TimeoutError.
 
     Through the pipes' descriptors, non-blocking, with poll: a child that stops
     answering (stopped, wedged) must fail the call, never hang the stage.
@@ -75,7 +75,6 @@ def _exchange(proc: subprocess.Popen[bytes], request: Any, timeout: float) -> An
     os.set_blocking(wfd, False)
     os.set_blocking(rfd, False)
     deadline = time.monotonic() + timeout
-    data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
     out = memoryview(_LEN.pack(len(data)) + data)
     poller = select.poll()
     poller.register(wfd, select.POLLOUT)
@@ -104,7 +103,7 @@ def _exchange(proc: subprocess.Popen[bytes], request: Any, timeout: float) -> An
             (size,) = _LEN.unpack_from(buf)
             want = _LEN.size + size
             continue
-        return pickle.loads(memoryview(buf)[_LEN.size:want])
+        return memoryview(buf)[_LEN.size:want]
 
 
 def _wait(poller: select.poll, deadline: float) -> None:
@@ -134,17 +133,25 @@ class ChildProcess:
         return proc
 
     def call(self, op: str, *args: Any) -> Any:
+        # Pickling either way happens outside the lock: a second caller prepares its batch while
+        # the child works on the first.
+        request = pickle.dumps((op, args), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             proc = self._start()
-            assert proc.stdin is not None and proc.stdout is not None
             try:
-                status, value = _exchange(proc, (op, args), self.timeout)
-            except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:  # ValueError: a closed pipe
+                reply = _exchange(proc, request, self.timeout)
+            except (EOFError, OSError, ValueError) as exc:  # ValueError: a closed pipe
                 if isinstance(exc, TimeoutError):
                     log.warning("%s: no answer within %.0fs; killing the child process", self.what, self.timeout)
                     proc.kill()
                 self._stop()
                 raise WorkerGone(f"{self.what}: the child process is gone ({type(exc).__name__})") from None
+        try:
+            status, value = pickle.loads(reply)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            with self._lock:
+                self._stop()
+            raise WorkerGone(f"{self.what}: an unreadable answer ({type(exc).__name__})") from None
         if status == "err":
             raise value
         return value

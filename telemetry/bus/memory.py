@@ -118,13 +118,21 @@ class MemoryBus(Bus):
             receipt = Receipt(len(messages) * writers)
             if not receipt.done:
                 self._open.add(receipt)
-            for m in messages:
-                durable = _Token(next(seq), receipt)
-                watched = _Token(durable.seq, _OBSERVED)
-                for q in queues:
-                    token = durable if q.writes_durably else watched
-                    q.items.append(Delivery(topic, m.value, m.key, dict(m.headers) if m.headers else {}, False, token,
-                                            m.record))
+            # A message's headers are shared by its deliveries, not copied for each: nothing changes
+            # a message once published (OutMessage), and consumers only read them.
+            if len(queues) == 1:
+                [q] = queues
+                append, durably = q.items.append, q.writes_durably
+                for m in messages:
+                    token = _Token(next(seq), receipt if durably else _OBSERVED)
+                    append(Delivery(topic, m.value, m.key, m.headers, False, token, m.record))
+            else:
+                for m in messages:
+                    durable = _Token(next(seq), receipt)
+                    watched = _Token(durable.seq, _OBSERVED)
+                    for q in queues:
+                        q.items.append(Delivery(topic, m.value, m.key, m.headers, False,
+                                                durable if q.writes_durably else watched, m.record))
             orphans = self._orphans.get(name)
             if orphans is not None and len(orphans.items) > self.max_queued:
                 dropped = len(orphans.items) - self.max_queued

@@ -40,7 +40,7 @@ __all__ = ["BusTarget", "FileTarget", "Shipper", "Target"]
 
 
 #: Batches published and not yet durable downstream, at most (then shipping waits for the oldest).
-IN_FLIGHT = 32
+IN_FLIGHT = 64
 
 
 class Target(Protocol):

@@ -227,7 +227,7 @@ class ParseConfig(Section):
 
     enabled: bool = Field(True, description="Run the parse stage in the server")
     workers: int = Field(
-        2, ge=0, le=32, description="Child processes that parse, each with a core of its own (a batch is shared "
+        1, ge=0, le=32, description="Child processes that parse, each with a core of its own (a batch is shared "
         "among them); 0 parses in the daemon's own process. One per core the daemon may use beyond its first",
     )
     patterns_dirs: list[str] = Field(
