@@ -132,17 +132,19 @@ class ChildProcess:
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         return proc
 
-    def call(self, op: str, *args: Any) -> Any:
+    def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        """``op(*args)`` in the child; ``timeout`` (default: the child's) bounds the wait for its answer."""
         # Pickling either way happens outside the lock: a second caller prepares its batch while
         # the child works on the first.
         request = pickle.dumps((op, args), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             proc = self._start()
             try:
-                reply = _exchange(proc, request, self.timeout)
+                reply = _exchange(proc, request, timeout or self.timeout)
             except (EOFError, OSError, ValueError) as exc:  # ValueError: a closed pipe
                 if isinstance(exc, TimeoutError):
-                    log.warning("%s: no answer within %.0fs; killing the child process", self.what, self.timeout)
+                    log.warning("%s: no answer within %.0fs; killing the child process", self.what,
+                                timeout or self.timeout)
                     proc.kill()
                 self._stop()
                 raise WorkerGone(f"{self.what}: the child process is gone ({type(exc).__name__})") from None

@@ -42,10 +42,15 @@ class ParseWorker:
     """The daemon's side: one child, batches in order."""
 
     def __init__(self, cfg: ParseConfig) -> None:
-        self.child = ChildProcess("parse worker", "telemetry.parse.worker", [cfg.model_dump_json()])
+        self.child = ChildProcess("parse worker", "telemetry.parse.worker",
+                                  [cfg.model_dump_json(by_alias=True, exclude_unset=True)])
+        self.budget = cfg.timeout
 
     def parse(self, raws: list[RawLog]) -> list[Parsed]:
-        result: list[Parsed] = self.child.call("parse", [_args(r) for r in raws])
+        # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
+        # answer allows for it, so only a worker that is really gone is taken for lost.
+        result: list[Parsed] = self.child.call("parse", [_args(r) for r in raws],
+                                               timeout=self.child.timeout + 2 * self.budget * len(raws))
         return result
 
     def close(self) -> None:

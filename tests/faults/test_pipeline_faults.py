@@ -135,39 +135,43 @@ def run_fault(name: str, dep: Deployment, fault: Callable[[], None], heal: Calla
     return tally
 
 
-def writer_process(daemon: Any) -> psutil.Process:
-    """The event store's writer, the daemon's child process (``store.events.writer: process``)."""
-    [child] = [c for c in psutil.Process(daemon.proc.pid).children() if "telemetry.events.writer" in c.cmdline()]
+def child_process(daemon: Any, module: str) -> psutil.Process:
+    """The daemon's child process running ``module`` (its event store writer, its parse worker)."""
+    [child] = [c for c in psutil.Process(daemon.proc.pid).children() if module in c.cmdline()]
     return child
 
 
 def test_kill9_of_the_all_in_one(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
     dep = Deployment(daemon_factory, tmp_path)
-    writers: list[psutil.Process] = []
+    children: list[psutil.Process] = []
 
     def fault() -> None:
-        writers.append(writer_process(dep.server))
+        children.extend(child_process(dep.server, m) for m in ("telemetry.events.writer", "telemetry.parse.worker"))
         kill9(dep.server)
-        writers[0].wait(10)  # its input closed with the daemon: it leaves no writer behind
+        for c in children:
+            c.wait(10)  # their input closed with the daemon: it leaves no child behind
 
     run_fault("telemetry run, kill -9 and restart", dep, fault, dep.server.start, fault_table)
 
 
-def test_kill9_of_the_event_writer(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
-    """The writer process dies mid-stream: the batch it held goes back to the bus and a new writer takes it."""
+@pytest.mark.parametrize("module, what", [("telemetry.events.writer", "event store writer"),
+                                          ("telemetry.parse.worker", "parse worker")])
+def test_kill9_of_a_child_process(module: str, what: str, daemon_factory, tmp_path: Path,
+                                  fault_table: list[Tally]) -> None:
+    """A child dies mid-stream: the batch it held goes back to the bus and a new child takes it."""
     dep = Deployment(daemon_factory, tmp_path)
     killed: list[int] = []
 
     def fault() -> None:
-        child = writer_process(dep.server)
+        child = child_process(dep.server, module)
         killed.append(child.pid)
         child.kill()
 
     def check() -> None:
-        assert writer_process(dep.server).pid != killed[0]
-        assert "event store writer: the child process" in dep.server.output()
+        assert child_process(dep.server, module).pid != killed[0]
+        assert f"{what}: the child process" in dep.server.output()
 
-    run_fault("telemetry run, kill -9 of its event writer", dep, fault, lambda: None, fault_table, before_stop=check)
+    run_fault(f"telemetry run, kill -9 of its {what}", dep, fault, lambda: None, fault_table, before_stop=check)
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""Parsing in a worker process gives the events parsing in the daemon gives; a lost worker is replaced.
+
+The stage's use of the workers runs in every daemon test (``parse.workers``
+defaults to 1); the fault suite kills a worker under a running daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from telemetry.config.parse import ParseConfig
+from telemetry.models import RawLog
+from telemetry.parse.parser import Parser
+from telemetry.parse.worker import ParseWorker
+from telemetry.stage import environmental
+from telemetry.workerproc import WorkerGone
+
+#: Sample files and the type the agent would give them.
+FILES = {"nova-compute.log": "openstack", "neutron-server.log": "openstack", "haproxy.log": "haproxy",
+         "rabbitmq.log": "rabbitmq", "libvirtd.log": "libvirt", "horizon-access.log": "apache", "syslog": "syslog"}
+#: Steps and a time zone, so the worker is seen to build its parser from the section it is given.
+CFG = ParseConfig.model_validate({
+    "timezone": "Europe/Paris",
+    "steps": [{"mutate": {"copy": {"host": "node"}, "add_tag": ["parsed"]}},
+              {"if": {"field": "level", "equals": "ERROR"}, "then": [{"mutate": {"add_tag": ["bad"]}}]}],
+})
+
+
+def raws(samples_dir: Path) -> list[RawLog]:
+    now = datetime.now(timezone.utc)
+    out = []
+    for name, type_ in FILES.items():
+        for i, line in enumerate((samples_dir / "logs" / name).read_text().splitlines()):
+            if line.strip():
+                out.append(RawLog.fast(id=f"{name}-{i}", host="cn01", path=f"/var/log/{name}", component="",
+                                       type=type_, offset=i, inode=1, lines=[line], read_at=now, tags=["t"],
+                                       extra={"region": "r1"}))
+    return out
+
+
+@pytest.fixture
+def worker():
+    w = ParseWorker(CFG)
+    yield w
+    w.close()
+
+
+def test_the_worker_gives_the_events_the_daemon_would(worker: ParseWorker, samples_dir: Path) -> None:
+    records = raws(samples_dir)
+    assert len(records) > 30
+    expected = Parser.from_config(CFG).parse_raws_dicts(records)
+    assert worker.parse(records) == expected
+    assert all(e["node"] == "cn01" and "parsed" in e["tags"] for e in expected if e)  # the steps ran in the worker
+    assert any("bad" in e["tags"] for e in expected if e)
+
+
+def test_a_killed_worker_fails_the_batch_as_environmental_and_is_replaced(worker: ParseWorker,
+                                                                          samples_dir: Path) -> None:
+    records = raws(samples_dir)[:50]
+    proc = worker.child.proc
+    assert proc is not None
+    worker.child.timeout, worker.budget = 2.0, 0.01
+    os.kill(proc.pid, signal.SIGSTOP)  # wedged: the call fails in time instead of hanging the stage
+    with pytest.raises(WorkerGone) as err:
+        worker.parse(records)
+    assert environmental(err.value)
+    assert worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
+    assert worker.child.proc is not proc
