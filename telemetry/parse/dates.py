@@ -56,6 +56,8 @@ def _micro(frac: str | None) -> int:
 
 def _aware(dt: datetime, tz: tzinfo) -> datetime:
     """Attach the zone (fixed offset or zoneinfo, DST included) and convert to UTC."""
+    if tz is timezone.utc:  # the usual case: nothing to convert
+        return dt.replace(tzinfo=tz)
     return dt.replace(tzinfo=tz).astimezone(timezone.utc)
 
 
