@@ -259,8 +259,7 @@ class BusStage(Component, abc.ABC):
             try:
                 if cls is None:
                     raise ValueError(f"no record type for topic {d.topic!r}")
-                value = d.value
-                good.append((d, fast_decode(cls, value) or decode(cls, value)))
+                good.append((d, self._record_of(cls, d.value)))
             except Exception as exc:  # bad input is counted and set aside, never fatal
                 bad.append((d, reject_reason(exc)))
         for topic, n in consumed.items():
@@ -268,6 +267,10 @@ class BusStage(Component, abc.ABC):
         if good:
             self._records_in.inc(len(good))
         return good, bad
+
+    def _record_of(self, cls: type[Record], value: bytes) -> Record:
+        """The record of a message's bytes; raises for bad input (the reason comes from the exception)."""
+        return fast_decode(cls, value) or decode(cls, value)
 
     async def _dead_letter(self, bad: list[tuple[Delivery, str]], errors: Sequence[str] | None = None) -> Receipt:
         self.rejected += len(bad)

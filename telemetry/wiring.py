@@ -158,7 +158,10 @@ def agent_components(rt: Runtime) -> list[Component]:
     if sources.files or sources.syslog.enabled or journald:
         from telemetry.collect.agent import AgentPipeline
 
-        rt.agent = AgentPipeline(sources.agent, rt.data_dir, rt.bus, s.bus.format)
+        # Records as objects only for a parse stage in this process that parses here: parse workers
+        # take the JSON the agent writes cheaply and decode it themselves, off the daemon's core.
+        objects = rt.bus.in_process and s.parse.enabled and s.parse.workers == 0
+        rt.agent = AgentPipeline(sources.agent, rt.data_dir, rt.bus, s.bus.format, objects=objects)
         comps.append(rt.agent)
         if sources.files:
             from telemetry.collect.files import FilesSource

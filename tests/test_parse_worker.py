@@ -71,3 +71,27 @@ def test_a_killed_worker_fails_the_batch_as_environmental_and_is_replaced(worker
     assert environmental(err.value)
     assert worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
     assert worker.child.proc is not proc
+
+
+def test_bytes_from_a_broker_are_decoded_in_the_worker_and_bad_ones_named(samples_dir: Path) -> None:
+    """Over a broker the stage hands the records' bytes on undecoded: the worker decodes them, and one
+    that is no RawLog comes back with the reason the bus stage would have dead-lettered it with."""
+    from telemetry.stage import reject_reason
+
+    cfg = ParseConfig.model_validate({"types": {"openstack": {"steps": [
+        {"if": {"field": "level", "equals": "DEBUG"}, "then": [{"drop": None}]}]}}})
+    w = ParseWorker(cfg)
+    try:
+        records = raws(samples_dir)[:20]
+        expected = Parser.from_config(cfg).parse_raws_dicts(records)
+        bad = b'{"id": "x", "host": 5, "lines": "nope"}'
+        got = w.parse([r.to_json() for r in records] + [bad])
+        assert got[:-1] == [e if e is not None else (r.type,) for e, r in zip(expected, records)]
+        with pytest.raises(Exception) as err:
+            from telemetry.models import decode
+
+            decode(RawLog, bad)
+        assert got[-1] == reject_reason(err.value) and got[-1].startswith("invalid:")
+        assert any(e is None for e in expected)  # a drop step ran: it came back as the entry's type
+    finally:
+        w.close()

@@ -31,7 +31,7 @@ DRAIN_ON_STOP = 2.0  # seconds the last batches get on shutdown (the whole stop 
 class AgentPipeline(Component):
     name = "agent.shipper"
 
-    def __init__(self, cfg: AgentConfig, data_dir: Path, bus: Bus, fmt: str = "json") -> None:
+    def __init__(self, cfg: AgentConfig, data_dir: Path, bus: Bus, fmt: str = "json", objects: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.checkpoints = Checkpoints(data_dir / "agent", cfg.checkpoint_ttl)
@@ -40,7 +40,7 @@ class AgentPipeline(Component):
         self.spooled: dict[str, Mark] = self.spool.positions()
         target: Target = FileTarget(cfg.output_file) if cfg.output_file else BusTarget(bus, fmt)
         self.batcher = Batcher(cfg.batch_records, cfg.batch_bytes, cfg.batch_wait,
-                               objects=isinstance(target, BusTarget) and bus.in_process)
+                               objects=objects and isinstance(target, BusTarget) and bus.in_process)
         self.target_name = cfg.output_file or bus.describe()
         self.shipper = Shipper(target, self.batcher, self.spool, self.checkpoints, cfg.publish_timeout)
 

@@ -69,6 +69,11 @@ class ParseStage(BusStage):
         self._fmt = runtime.settings.bus.format
         self._records_out = RECORDS_OUT.labels(stage=self.name)
 
+    def _record_of(self, cls: type[Record], value: bytes) -> Record:
+        # With workers, a broker's bytes go to them as they are: decoding is theirs, off this core
+        # (what cannot be decoded comes back with the reason the bus stage would give).
+        return value if self.workers else super()._record_of(cls, value)  # type: ignore[return-value]
+
     async def stop(self) -> None:
         await super().stop()
         for w in self.workers:
@@ -105,11 +110,10 @@ class ParseStage(BusStage):
         with BATCH_SECONDS.time():
             parsed = await self._parse(raws)  # type: ignore[arg-type]
             for (delivery, raw), ev in zip(records, parsed):
-                assert isinstance(raw, RawLog)
-                if ev is None:  # a drop step
-                    _DROPPED(raw.type or "none").inc()
+                if ev is None or isinstance(ev, tuple):  # a drop step
+                    _DROPPED((ev[0] if ev else getattr(raw, "type", "")) or "none").inc()
                     continue
-                if ev.__class__ is str:
+                if isinstance(ev, str):
                     bad.append((delivery, ev))
                     continue
                 assert isinstance(ev, dict)
@@ -122,7 +126,7 @@ class ParseStage(BusStage):
                 tags = ev["tags"]
                 outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
                            else Outcome.MATCH)
-                counts[outcome, ev["type"] or raw.type or "none"] += 1
+                counts[outcome, ev["type"] or getattr(raw, "type", "") or "none"] += 1
         for (outcome, type_), n in counts.items():  # a counter per label set per batch, not per entry
             _COUNTERS[outcome](type_).inc(n)
             self.outcomes[outcome] += n

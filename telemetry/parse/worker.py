@@ -17,6 +17,7 @@ SIGALRM budget runs in the child's own main thread.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,15 +25,21 @@ from telemetry.config.parse import ParseConfig
 from telemetry.models import RawLog
 from telemetry.workerproc import ChildProcess, serve_stdio
 
-__all__ = ["ParseWorker", "Parsed"]
+__all__ = ["Item", "ParseWorker", "Parsed", "item"]
 
-#: One entry's result: its event (the contract dict), None (a drop step), or why it could not be parsed.
-Parsed = dict[str, Any] | None | str
+#: One entry's result: its event (the contract dict), None or (its type,) when a drop step discarded it
+#: (the worker names the type: it may have decoded the entry itself), or why it could not be parsed.
+Parsed = dict[str, Any] | None | tuple[str] | str
 _Args = tuple[str, str, str, str, str, int, int, list[str], datetime, list[str], dict[str, Any] | None]
+#: An entry as the stage hands it over: the bus's bytes (decoded in the worker), or a RawLog's values.
+Item = bytes | _Args
 
 
-def _args(raw: RawLog) -> _Args:
-    """What ``RawLog.fast`` rebuilds the record from: plain values pickle several times faster than the model."""
+def item(raw: RawLog | bytes) -> Item:
+    """The bytes as they came off the bus, or what ``RawLog.fast`` rebuilds a record from (plain values
+    pickle several times faster than the model)."""
+    if isinstance(raw, bytes):
+        return raw
     d = raw.__dict__
     return (d["id"], d["host"], d["path"], d["component"], d["type"], d["offset"], d["inode"], d["lines"],
             d["read_at"], d["tags"], raw.__pydantic_extra__ or None)
@@ -46,10 +53,10 @@ class ParseWorker:
                                   [cfg.model_dump_json(by_alias=True, exclude_unset=True)])
         self.budget = cfg.timeout
 
-    def parse(self, raws: list[RawLog]) -> list[Parsed]:
+    def parse(self, raws: Sequence[RawLog | bytes]) -> list[Parsed]:
         # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
         # answer allows for it, so only a worker that is really gone is taken for lost.
-        result: list[Parsed] = self.child.call("parse", [_args(r) for r in raws],
+        result: list[Parsed] = self.child.call("parse", [item(r) for r in raws],
                                                timeout=self.child.timeout + 2 * self.budget * len(raws))
         return result
 
@@ -64,16 +71,28 @@ def main() -> None:
 
     parser = Parser.from_config(ParseConfig.model_validate_json(sys.argv[1]))
     tune_for_daemon()  # a long-running process of the daemon's, allocating per line as the daemon does
+    from telemetry.models import decode, fast_rawlog
+    from telemetry.stage import reject_reason
+
     fast, parse_one = RawLog.fast, parser.parse_raw_dict
 
-    def parse(items: list[_Args]) -> list[Parsed]:
+    def parse(items: list[Item]) -> list[Parsed]:
         out: list[Parsed] = []
         with budget.armed():
-            for (id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra) in items:
+            for it in items:
+                if isinstance(it, bytes):
+                    try:
+                        raw = fast_rawlog(it) or decode(RawLog, it)
+                    except Exception as exc:  # bad input: dead-lettered with the reason the stage gives
+                        out.append(reject_reason(exc))
+                        continue
+                else:
+                    id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = it
+                    raw = fast(id=id_, host=host, path=path, component=component, type=type_, offset=offset,
+                               inode=inode, lines=lines, read_at=read_at, tags=tags, extra=extra)
                 try:
-                    out.append(parse_one(fast(id=id_, host=host, path=path, component=component, type=type_,
-                                              offset=offset, inode=inode, lines=lines, read_at=read_at, tags=tags,
-                                              extra=extra)))
+                    ev = parse_one(raw)
+                    out.append(ev if ev is not None else (raw.type,))
                 except Exception as exc:  # the stage dead-letters this one with the reason; the rest go on
                     out.append(f"unparseable:{type(exc).__name__}")
         return out
