@@ -67,6 +67,27 @@ async def test_the_last_line_of_a_file_ships_within_a_second(tmp_path: Path) -> 
                 assert took < 1.0, f"the last entry of the file took {took:.2f}s to ship"
 
 
+async def test_the_first_line_of_a_file_created_empty_ships_within_a_poll(tmp_path: Path) -> None:
+    """A log file created empty (as services and logrotate's ``create`` do) is opened once its first
+    line is complete, within poll_interval, not at the next scan of the globs (here 30 s later)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(3):
+        (logs / f"new-{i}.log").touch()
+    s = default_settings(tmp_path)
+    s.sources.agent.scan_interval = 30.0
+    assert s.sources.agent.poll_interval == 0.25
+    async with InProcessAgent(s, MemoryBus()) as agent:
+        took = []
+        for i in range(3):
+            await asyncio.sleep(0.3)  # the scan at start found them empty; the next is 30 s away
+            written = time.monotonic()
+            write(logs / f"new-{i}.log", f"2026-03-02 09:16:39.001 31842 INFO nova.compute.manager {REQ} line {i}")
+            await agent.collect(lambda got, i=i: any(f"line {i}" in r.lines[0] for r in got), timeout=5)
+            took.append(time.monotonic() - written)
+        assert max(took) < 1.5, f"first lines took {took} s"
+
+
 async def test_an_open_traceback_at_the_end_waits_for_its_rest(tmp_path: Path) -> None:
     """A traceback whose last line so far is a frame is not cut: its rest joins when it comes."""
     logs = tmp_path / "logs"

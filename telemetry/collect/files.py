@@ -181,6 +181,9 @@ class FilesSource(Component):
         self.lines_read = 0
         self.heartbeat = time.monotonic()
         self._scan_due = 0.0
+        #: Files the globs found before their first line was complete: tried again every poll, not
+        #: every scan, so a new log file's first lines ship within ``poll_interval``.
+        self._waiting: list[tuple[str, FileSource]] = []
 
     async def start(self) -> None:
         self.scan()
@@ -196,12 +199,14 @@ class FilesSource(Component):
         """Open files new to us; note which open files are still reachable by a glob."""
         by_key = {r.tail.key: r for r in self.readers.values()}
         reachable: set[tuple[int, int]] = set()
+        self._waiting = []
         for path, group, key in self.finder.matches():
             reachable.add(key)
             if key in by_key:
                 continue
             try:
-                self._open(path, group)
+                if not self._open(path, group):
+                    self._waiting.append((path, group))
             except OSError as exc:
                 log.warning("cannot read %s: %s", path, exc)
         for r in self.readers.values():
@@ -245,20 +250,32 @@ class FilesSource(Component):
     def _open_keys(self) -> set[tuple[int, int]]:
         return {r.tail.key for r in self.readers.values()}
 
-    def _open(self, path: str, group: FileSource, in_globs: bool = True) -> None:
+    def _retry_waiting(self) -> None:
+        """Open the files that had no complete first line at the last scan, once they have one."""
+        still = []
+        for path, group in self._waiting:
+            try:
+                if not self._open(path, group):
+                    still.append((path, group))
+            except OSError:
+                pass  # gone or unreadable: the next scan says so
+        self._waiting = still
+
+    def _open(self, path: str, group: FileSource, in_globs: bool = True) -> bool:
+        """Start reading ``path``; False when its first line is not complete yet (try again later)."""
         tail = Tail.open(path, self.cfg.max_line_bytes, self.cfg.read_bytes)
         if tail is None:
-            return  # first line not complete yet
+            return False  # first line not complete yet
         if tail.fp in self.readers:
             tail.close()  # same content already being read (a copy, or a second name)
-            return
+            return True
         cp, sp = self.checkpoints.get(tail.fp), self.spooled.get(tail.fp)
         start, skips = (cp.offset, list(cp.skips)) if cp else (0, [])
         if sp is not None and sp.end >= start:  # the spool holds more than was acknowledged
             start, skips = sp.end, list(sp.skips)
         if start > tail.size():
-            tail.close()  # a copy still being written: wait until it holds what was read
-            return
+            tail.close()  # a copy still being written: the next scan looks again
+            return True
         inode = cp.inode if cp else sp.inode if sp else tail.key[1]
         if cp is None and sp is None:
             # Remember the inode ids derive from before the first line ships: if the file is
@@ -274,6 +291,7 @@ class FilesSource(Component):
         reader.in_globs = in_globs
         self.readers[tail.fp] = reader
         log.info("reading %s from offset %d", path, start)
+        return True
 
     # -- reading -------------------------------------------------------
     async def _emit(self, reader: FileReader, entries: list[Entry]) -> None:
@@ -375,6 +393,8 @@ class FilesSource(Component):
             if self.heartbeat >= self._scan_due:
                 self.scan()
                 self._scan_due = self.heartbeat + self.cfg.scan_interval
+            elif self._waiting:
+                self._retry_waiting()
             busy = False
             for reader in list(self.readers.values()):
                 try:
