@@ -60,7 +60,10 @@ class ProcessEventStore(EventStore):
 
 
 def main() -> None:
+    from telemetry.gctune import tune_for_daemon
+
     store = EventStore(Path(sys.argv[1]), ttl=float("inf"))  # the floor comes with each write
+    tune_for_daemon()  # a long-running process of the daemon's, unpickling thousands of records a batch
 
     def write_records(records: list[Any], floor: int) -> tuple[Written, list[tuple[int, str]]]:
         rows, bad = rows_of(records)
