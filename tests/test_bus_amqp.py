@@ -126,7 +126,7 @@ async def drain_all(consumer, n: int, ack: bool = True, rounds: int = 40) -> lis
 async def test_log_records_travel_packed_and_come_out_one_by_one_in_key_order(amqp_url: str) -> None:
     """raw_logs and events: many records a message, delivered (and acked) as records, per-key order kept."""
     cfg = config(amqp_url)
-    cfg.amqp_records_per_message = 30
+    cfg.records_per_message = 30
     bus = open_bus(cfg)
     await bus.start()
     consumer = await bus.subscribe(["raw_logs"], "parse")
@@ -145,7 +145,7 @@ async def test_log_records_travel_packed_and_come_out_one_by_one_in_key_order(am
 async def test_a_pack_is_acked_only_when_all_its_records_are(amqp_url: str) -> None:
     """Records given back, or never acked, bring their whole message back; at least once, never lost."""
     cfg = config(amqp_url)
-    cfg.amqp_records_per_message = 10
+    cfg.records_per_message = 10
     bus = open_bus(cfg)
     await bus.start()
     c = await bus.subscribe(["events"], "events")

@@ -13,7 +13,7 @@ Layout on the broker (``P`` is the topic prefix, ``telemetry.`` by default):
   group).
 
 The log topics (``raw_logs``, ``events``: thousands of small records a
-second) are packed, ``bus.amqp_records_per_message`` records of one key to
+second) are packed, ``bus.records_per_message`` records of one key to
 a message (a msgpack list of the records' bytes, header ``x-telemetry-pack``),
 because the broker's cost is per message (one record a message topped out
 near 17,000 records/s). The consumer unpacks them into deliveries of their
@@ -42,41 +42,21 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kombu
-import msgpack
 
 from telemetry.bus.amqp_link import AmqpLink, kombu_connection
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH
-from telemetry.bus.topics import EVENTS, RAW_LOGS
+from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, Pack, bodies, unpack
 from telemetry.config.base import redact_url
 from telemetry.config.core import BusConfig
 
 log = logging.getLogger(__name__)
 
 KEY_HEADER = "x-telemetry-key"
-#: A message carrying several records (a msgpack list of their bytes).
-PACK_HEADER = "x-telemetry-pack"
-PACK_HEADERS = {PACK_HEADER: "msgpack"}
-#: The topics whose records are packed, several to a message.
-PACKED_TOPICS = frozenset({RAW_LOGS, EVENTS})
-
-
-def _pack(values: list[bytes]) -> bytes:
-    return msgpack.packb(values, use_bin_type=True)
-
-
-class _Pack:
-    """The AMQP message behind several deliveries: settled once each of them is."""
-
-    __slots__ = ("left", "requeue", "settled", "tag")
-
-    def __init__(self, tag: int, n: int) -> None:
-        self.tag, self.left, self.requeue = tag, n, False
-        self.settled: set[int] = set()
 DEPTH_EVERY = 5.0  # seconds between passive queue declares for the depth gauge
 
 
@@ -146,7 +126,7 @@ class AmqpBus(Bus):
             self.parking(topic)(channel).declare()
             self._parked.add((gen, topic))
         rk = self.topic(topic)
-        for body, key, hdrs in self._bodies(topic, messages):
+        for body, key, hdrs in bodies(topic, messages, self.config.records_per_message):
             headers = dict(hdrs)
             if key is not None:
                 headers[KEY_HEADER] = key.decode("latin-1")
@@ -167,31 +147,6 @@ class AmqpBus(Bus):
                 continue
         if self._nacked:
             raise BusError("the broker refused (nacked) part of the batch")
-
-    def _bodies(self, topic: str, messages: Sequence[OutMessage]
-                ) -> Iterator[tuple[bytes, bytes | None, Mapping[str, str]]]:
-        """(body, key, headers) of each AMQP message: packs of one key's records on the log topics."""
-        per = self.config.amqp_records_per_message
-        if topic not in PACKED_TOPICS or per <= 1:
-            for m in messages:
-                yield m.value, m.key, m.headers
-            return
-        run: list[bytes] = []
-        run_key: bytes | None = None
-        for m in messages:
-            if m.headers:  # a record with headers of its own travels alone
-                if run:
-                    yield _pack(run), run_key, PACK_HEADERS
-                    run = []
-                yield m.value, m.key, m.headers
-                continue
-            if run and (m.key != run_key or len(run) >= per):
-                yield _pack(run), run_key, PACK_HEADERS
-                run = []
-            run_key = m.key
-            run.append(m.value)
-        if run:
-            yield _pack(run), run_key, PACK_HEADERS
 
     def _publish_sync(self, topic: str, messages: Sequence[OutMessage]) -> None:
         deadline = time.monotonic() + self.config.publish_timeout
@@ -264,7 +219,7 @@ class AmqpConsumer(Consumer):
         """Messages the broker may send ahead: ``prefetch`` counts records, and a pack holds many
         (20 times ``prefetch`` records at most, so a pack-reading stage keeps several batches coming)."""
         cfg = self.bus.config
-        per = cfg.amqp_records_per_message
+        per = cfg.records_per_message
         if per > 1 and any(t in PACKED_TOPICS for t in self.topics):
             return max(10, cfg.prefetch * 20 // per)
         return cfg.prefetch
@@ -278,14 +233,9 @@ class AmqpConsumer(Consumer):
         redelivered = bool(info.get("redelivered"))
         gen, tag = self._link.generation, info["delivery_tag"]
         if headers.pop(PACK_HEADER, None) is not None:
-            try:
-                values = msgpack.unpackb(bytes(message.body), raw=False)
-                if not (isinstance(values, list) and values and all(isinstance(v, bytes) for v in values)):
-                    raise ValueError("not a list of records")
-            except Exception:  # a broken pack: handed on as it is, so the stage dead-letters it
-                values = None
+            values = unpack(bytes(message.body))
             if values is not None:
-                pack = _Pack(tag, len(values))
+                pack = Pack(len(values))
                 for i, v in enumerate(values):
                     self._buffer.append(Delivery(topic, v, key_bytes, {}, redelivered, (gen, tag, pack, i)))
                 return
@@ -339,12 +289,7 @@ class AmqpConsumer(Consumer):
                 done.append(token)
                 continue
             gen, tag, pack, i = token
-            if i in pack.settled:
-                continue
-            pack.settled.add(i)
-            pack.left -= 1
-            pack.requeue |= bool(requeue)
-            if pack.left == 0:
+            if pack.settle(i, bool(requeue)):
                 (again if pack.requeue else packs).append((gen, tag))
         link = self._link
         if done:

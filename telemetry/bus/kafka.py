@@ -35,6 +35,7 @@ from aiokafka.helpers import create_ssl_context
 
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_RECONNECTIONS
+from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, Pack, bodies, unpack
 from telemetry.config.core import BusConfig
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,8 @@ class KafkaBus(Bus):
         name = self.topic(topic)
         try:
             futures = [
-                await producer.send(
-                    name, m.value, key=m.key, headers=[(k, v.encode()) for k, v in m.headers.items()]
-                )
-                for m in messages
+                await producer.send(name, body, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+                for body, key, headers in bodies(topic, messages, self.config.records_per_message)
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.config.publish_timeout)
         except (TimeoutError, KafkaError) as exc:
@@ -185,6 +184,8 @@ class KafkaConsumer(Consumer):
         self.topics = topics
         self.group = group
         self._by_name = {bus.topic(t): t for t in topics}
+        #: It reads a topic whose records are packed (``bus.records_per_message``).
+        self._packed = bus.config.records_per_message > 1 and any(t in PACKED_TOPICS for t in topics)
         self._parts: dict[TopicPartition, _Partition] = {}
         self._closed = False
         self._opened = False
@@ -227,22 +228,27 @@ class KafkaConsumer(Consumer):
             raise BusError("consumer is closed")
         if not await self._joined(timeout):
             return []
+        if self._packed:  # a Kafka record of a log topic holds many: ask for about ``max_records`` of ours
+            max_records = max(1, max_records // self.bus.config.records_per_message)
         batches = await self._c.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         out: list[Delivery] = []
         for tp, records in batches.items():
             part = self._parts.setdefault(tp, _Partition())
+            topic = self._by_name.get(tp.topic, tp.topic)
             for r in records:
                 part.inflight[r.offset] = [part.epoch, False]
                 redelivered = r.offset <= part.max_seen
                 part.max_seen = max(part.max_seen, r.offset)
-                out.append(Delivery(
-                    topic=self._by_name.get(tp.topic, tp.topic),
-                    value=r.value,
-                    key=r.key,
-                    headers={k: v.decode("utf-8", "replace") for k, v in (r.headers or ())},
-                    redelivered=redelivered,
-                    token=(tp, r.offset, part.epoch),
-                ))
+                headers = {k: v.decode("utf-8", "replace") for k, v in (r.headers or ())}
+                if headers.pop(PACK_HEADER, None) is not None:
+                    values = unpack(r.value)
+                    if values is not None:
+                        pack = Pack(len(values))
+                        out += [Delivery(topic, v, r.key, {}, redelivered, (tp, r.offset, part.epoch, pack, i))
+                                for i, v in enumerate(values)]
+                        continue
+                out.append(Delivery(topic=topic, value=r.value, key=r.key, headers=headers,
+                                    redelivered=redelivered, token=(tp, r.offset, part.epoch)))
         await self._lag()
         return out
 
@@ -279,7 +285,10 @@ class KafkaConsumer(Consumer):
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         touched: set[TopicPartition] = set()
         for d in deliveries:
-            tp, offset, epoch = d.token
+            token = d.token
+            if len(token) == 5 and not token[3].settle(token[4], False):
+                continue  # more records of its Kafka record still in flight
+            tp, offset, epoch = token[:3]
             part = self._parts.get(tp)
             if part is not None and part.settle(offset, epoch):
                 touched.add(tp)
@@ -291,7 +300,7 @@ class KafkaConsumer(Consumer):
             return
         lowest: dict[TopicPartition, int] = {}
         for d in deliveries:
-            tp, offset, epoch = d.token
+            tp, offset, epoch = d.token[:3]  # a packed record: its Kafka record comes again whole
             part = self._parts.get(tp)
             if part is None or part.inflight.get(offset, [None])[0] != epoch:
                 continue

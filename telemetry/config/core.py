@@ -56,9 +56,10 @@ class BusConfig(Section):
     prefetch: int = Field(
         500, ge=1, description="AMQP: unacked messages a consumer may hold (flow control); Kafka: records per poll"
     )
-    amqp_records_per_message: int = Field(
-        100, ge=1, le=10_000, description="AMQP: records of the log topics (raw_logs, events) packed into one "
-        "message (of one key, so per-source order holds); the broker's cost is per message. 1: a message each",
+    records_per_message: int = Field(
+        100, ge=1, le=10_000, description="AMQP and Kafka: records of the log topics (raw_logs, events) packed "
+        "into one broker message (of one key, so per-source order holds); a broker's cost is per message. "
+        "1: a message each",
     )
     publish_timeout: Duration = Field(
         30.0, gt=0, description="How long publish keeps retrying (reconnecting) before it reports the bus down"

@@ -1,0 +1,89 @@
+"""Many log records to one broker message, for the buses whose cost is per message.
+
+The log topics (``raw_logs``, ``events``) carry thousands of small records a
+second, and a broker's cost (RabbitMQ's per message, Kafka's per record in
+aiokafka's Python decoder) does not depend on their size. Consecutive records
+of one key (so per-source order holds) without headers of their own travel as
+one message: a msgpack list of their bytes, marked with ``PACK_HEADER``. The
+consumer gives each record a delivery of its own; the message counts as done
+once all of them are settled, and is given back whole if any was given back
+(at least once: records acked beside it come again, and the stores' ids drop
+the repeats). Other topics, and records with headers (dead letters), go one to
+a message with per-record redelivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import msgpack
+
+from telemetry.bus.base import OutMessage
+from telemetry.bus.topics import EVENTS, RAW_LOGS
+
+__all__ = ["PACKED_TOPICS", "PACK_HEADER", "Pack", "bodies", "unpack"]
+
+PACK_HEADER = "x-telemetry-pack"
+PACK_HEADERS: Mapping[str, str] = {PACK_HEADER: "msgpack"}
+#: The topics whose records are packed.
+PACKED_TOPICS = frozenset({RAW_LOGS, EVENTS})
+
+
+def _pack(values: list[bytes]) -> bytes:
+    return msgpack.packb(values, use_bin_type=True)
+
+
+def bodies(topic: str, messages: Sequence[OutMessage], per: int
+           ) -> Iterator[tuple[bytes, bytes | None, Mapping[str, str]]]:
+    """(body, key, headers) of each broker message: runs of one key's records on the log topics."""
+    if topic not in PACKED_TOPICS or per <= 1:
+        for m in messages:
+            yield m.value, m.key, m.headers
+        return
+    run: list[bytes] = []
+    run_key: bytes | None = None
+    for m in messages:
+        if m.headers:  # a record with headers of its own travels alone
+            if run:
+                yield _pack(run), run_key, PACK_HEADERS
+                run = []
+            yield m.value, m.key, m.headers
+            continue
+        if run and (m.key != run_key or len(run) >= per):
+            yield _pack(run), run_key, PACK_HEADERS
+            run = []
+        run_key = m.key
+        run.append(m.value)
+    if run:
+        yield _pack(run), run_key, PACK_HEADERS
+
+
+def unpack(body: bytes) -> list[bytes] | None:
+    """The records of a packed message; None when it is not one (it is then handed on whole, and
+    the stage that cannot decode it dead-letters it)."""
+    try:
+        values = msgpack.unpackb(body, raw=False)
+    except Exception:
+        return None
+    if isinstance(values, list) and values and all(isinstance(v, bytes) for v in values):
+        return values
+    return None
+
+
+class Pack:
+    """The broker message behind several deliveries: done once each of them is settled."""
+
+    __slots__ = ("left", "requeue", "settled")
+
+    def __init__(self, n: int) -> None:
+        self.left, self.requeue = n, False
+        self.settled: set[int] = set()
+
+    def settle(self, index: int, requeue: bool) -> bool:
+        """Settle one record (given back when ``requeue``); True once the whole message is."""
+        if index in self.settled:
+            return False
+        self.settled.add(index)
+        self.left -= 1
+        self.requeue |= requeue
+        return self.left == 0
