@@ -40,76 +40,70 @@ class WorkerGone(OSError):
     """The child process died or cannot be reached; the batch is retried with a new one."""
 
 
-def _send(fd: int, obj: Any) -> None:
-    """One framed message, through the descriptor: a write to a pipe may be partial (a signal, a
-    debugger attaching), and each piece is written until all of it went."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LEN.pack(len(data)) + data)
+def _frame(data: bytes) -> bytes:
+    return _LEN.pack(len(data)) + data
+
+
+def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """All of ``data``: a write to a pipe may be partial (a signal, a debugger attaching). With a
+    deadline the descriptor is non-blocking and each wait for room is bounded by it."""
+    view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        if deadline is not None:
+            _wait(fd, select.POLLOUT, deadline)
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            pass
 
 
-def _read_exactly(fd: int, n: int) -> bytes:
+def _read_exactly(fd: int, n: int, deadline: float | None = None) -> bytes:
+    """``n`` bytes, or EOFError when the other end closed first; with a deadline, as ``_write_all``."""
     buf = bytearray()
     while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if deadline is not None:
+            _wait(fd, select.POLLIN, deadline)
+        try:
+            chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        except BlockingIOError:
+            continue
         if not chunk:
             raise EOFError
         buf += chunk
     return bytes(buf)
 
 
-def _receive(fd: int) -> Any:
-    (n,) = _LEN.unpack(_read_exactly(fd, _LEN.size))
-    return pickle.loads(_read_exactly(fd, n))
+def _wait(fd: int, event: int, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    poller = select.poll()
+    poller.register(fd, event)
+    if left <= 0 or not poller.poll(left * 1000):
+        raise TimeoutError("no answer in time")
 
 
-def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> memoryview:
+def _send(fd: int, obj: Any) -> None:
+    _write_all(fd, _frame(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _receive(fd: int, deadline: float | None = None) -> bytes:
+    """One framed message's bytes (still pickled)."""
+    (n,) = _LEN.unpack(_read_exactly(fd, _LEN.size, deadline))
+    return _read_exactly(fd, n, deadline)
+
+
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytes:
     """Send a pickled request and read the pickled reply within ``timeout`` seconds, or raise TimeoutError.
 
-    Through the pipes' descriptors, non-blocking, with poll: a child that stops
-    answering (stopped, wedged) must fail the call, never hang the stage.
+    Non-blocking on the pipes' descriptors: a child that stops answering (stopped, wedged) must fail
+    the call, never hang the stage.
     """
     assert proc.stdin is not None and proc.stdout is not None
     wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
     os.set_blocking(wfd, False)
     os.set_blocking(rfd, False)
     deadline = time.monotonic() + timeout
-    out = memoryview(_LEN.pack(len(data)) + data)
-    poller = select.poll()
-    poller.register(wfd, select.POLLOUT)
-    while out:
-        _wait(poller, deadline)
-        try:
-            out = out[os.write(wfd, out):]
-        except BlockingIOError:
-            pass
-    poller.unregister(wfd)
-    poller.register(rfd, select.POLLIN)
-    buf = bytearray()
-    want = _LEN.size
-    size: int | None = None
-    while True:
-        while len(buf) < want:
-            _wait(poller, deadline)
-            try:
-                chunk = os.read(rfd, max(want - len(buf), 1 << 16))
-            except BlockingIOError:
-                continue
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        if size is None:
-            (size,) = _LEN.unpack_from(buf)
-            want = _LEN.size + size
-            continue
-        return memoryview(buf)[_LEN.size:want]
-
-
-def _wait(poller: select.poll, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0 or not poller.poll(left * 1000):
-        raise TimeoutError("no answer in time")
+    _write_all(wfd, _frame(data), deadline)
+    return _receive(rfd, deadline)
 
 
 class ChildProcess:
@@ -139,12 +133,12 @@ class ChildProcess:
         request = pickle.dumps((op, args), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             proc = self._start()
+            timeout = timeout or self.timeout
             try:
-                reply = _exchange(proc, request, timeout or self.timeout)
+                reply = _exchange(proc, request, timeout)
             except (EOFError, OSError, ValueError) as exc:  # ValueError: a closed pipe
                 if isinstance(exc, TimeoutError):
-                    log.warning("%s: no answer within %.0fs; killing the child process", self.what,
-                                timeout or self.timeout)
+                    log.warning("%s: no answer within %.0fs; killing the child process", self.what, timeout)
                     proc.kill()
                 self._stop()
                 raise WorkerGone(f"{self.what}: the child process is gone ({type(exc).__name__})") from None
@@ -191,7 +185,7 @@ def serve_stdio(ops: Mapping[str, Callable[..., Any]], name: str, on_exit: Calla
     sys.stdout = sys.stderr
     while True:
         try:
-            op, args = _receive(inp)
+            op, args = pickle.loads(_receive(inp))
         except EOFError:
             break
         try:

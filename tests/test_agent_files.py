@@ -154,6 +154,32 @@ def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path)
         assert not set(other) & set(a)
 
 
+def test_a_reader_hands_the_same_records_as_objects_as_it_encodes(tmp_path: Path) -> None:
+    """The all-in-one without parse workers takes RawLog objects (``records``), everything else their
+    JSON (``encoded``): the two must be the same records, tags and extra fields included."""
+    from telemetry.collect.files import FileReader
+    from telemetry.collect.multiline import Entry
+    from telemetry.collect.tail import Tail
+    from telemetry.config.sources import AgentConfig, FileSource
+    from telemetry.models import RawLog, decode
+
+    (tmp_path / "a.log").write_text("first\n")
+    group = FileSource(paths=[str(tmp_path / "*.log")], tags=["compute"],
+                       fields={"type": "openstack", "component": "nova", "region": "r1"})
+    tail = Tail.open(str(tmp_path / "a.log"), 1000)
+    assert tail is not None
+    reader = FileReader(tail, group, 42, AgentConfig(), "node1")
+    tail.close()
+    entries = [Entry(["one"], 0, 4), Entry(["two", "  more"], 4, 16, tags=["truncated"])]
+    objects = reader.records(entries)
+    from_json = [decode(RawLog, v) for v in reader.encoded(entries)]
+    for o, j in zip(objects, from_json, strict=True):
+        assert isinstance(o, RawLog)
+        assert o.model_dump(exclude={"read_at"}) == j.model_dump(exclude={"read_at"})
+        assert abs((o.read_at - j.read_at).total_seconds()) < 5
+    assert objects[1].tags == ["compute", "truncated"] and objects[0].model_extra == {"region": "r1"}
+
+
 def test_checkpoints_written_every_save_flushed_on_a_timer(tmp_path: Path, monkeypatch) -> None:
     """Every save replaces the file (a kill -9 loses nothing acknowledged); fsync at most once a second."""
     from telemetry.collect import checkpoints as cpmod

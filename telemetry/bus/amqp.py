@@ -50,7 +50,7 @@ import kombu
 from telemetry.bus.amqp_link import AmqpLink, kombu_connection
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_PUBLISH_RETRIES, BUS_QUEUE_DEPTH
-from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, Pack, bodies, unpack
+from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, bodies, unpacked
 from telemetry.config.base import redact_url
 from telemetry.config.core import BusConfig
 
@@ -233,11 +233,9 @@ class AmqpConsumer(Consumer):
         redelivered = bool(info.get("redelivered"))
         gen, tag = self._link.generation, info["delivery_tag"]
         if headers.pop(PACK_HEADER, None) is not None:
-            values = unpack(bytes(message.body))
-            if values is not None:
-                pack = Pack(len(values))
-                for i, v in enumerate(values):
-                    self._buffer.append(Delivery(topic, v, key_bytes, {}, redelivered, (gen, tag, pack, i)))
+            records = unpacked(topic, bytes(message.body), key_bytes, redelivered, (gen, tag))
+            if records is not None:
+                self._buffer.extend(records)
                 return
         self._buffer.append(Delivery(
             topic=topic, value=bytes(message.body), key=key_bytes,

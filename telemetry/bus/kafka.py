@@ -35,7 +35,7 @@ from aiokafka.helpers import create_ssl_context
 
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_RECONNECTIONS
-from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, Pack, bodies, unpack
+from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, bodies, unpacked
 from telemetry.config.core import BusConfig
 
 log = logging.getLogger(__name__)
@@ -241,11 +241,9 @@ class KafkaConsumer(Consumer):
                 part.max_seen = max(part.max_seen, r.offset)
                 headers = {k: v.decode("utf-8", "replace") for k, v in (r.headers or ())}
                 if headers.pop(PACK_HEADER, None) is not None:
-                    values = unpack(r.value)
-                    if values is not None:
-                        pack = Pack(len(values))
-                        out += [Delivery(topic, v, r.key, {}, redelivered, (tp, r.offset, part.epoch, pack, i))
-                                for i, v in enumerate(values)]
+                    records = unpacked(topic, r.value, r.key, redelivered, (tp, r.offset, part.epoch))
+                    if records is not None:
+                        out += records
                         continue
                 out.append(Delivery(topic=topic, value=r.value, key=r.key, headers=headers,
                                     redelivered=redelivered, token=(tp, r.offset, part.epoch)))

@@ -15,13 +15,14 @@ a message with per-record redelivery.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import msgpack
 
-from telemetry.bus.base import OutMessage
+from telemetry.bus.base import Delivery, OutMessage
 from telemetry.bus.topics import EVENTS, RAW_LOGS
 
-__all__ = ["PACKED_TOPICS", "PACK_HEADER", "Pack", "bodies", "unpack"]
+__all__ = ["PACKED_TOPICS", "PACK_HEADER", "Pack", "bodies", "unpack", "unpacked"]
 
 PACK_HEADER = "x-telemetry-pack"
 PACK_HEADERS: Mapping[str, str] = {PACK_HEADER: "msgpack"}
@@ -68,6 +69,17 @@ def unpack(body: bytes) -> list[bytes] | None:
     if isinstance(values, list) and values and all(isinstance(v, bytes) for v in values):
         return values
     return None
+
+
+def unpacked(topic: str, body: bytes, key: bytes | None, redelivered: bool, token: tuple[Any, ...]
+             ) -> list[Delivery] | None:
+    """A packed message's deliveries, one a record, each with the message's ``token`` followed by
+    its Pack and index; None when the body is not a pack (see ``unpack``)."""
+    values = unpack(body)
+    if values is None:
+        return None
+    pack = Pack(len(values))
+    return [Delivery(topic, v, key, {}, redelivered, (*token, pack, i)) for i, v in enumerate(values)]
 
 
 class Pack:

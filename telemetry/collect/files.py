@@ -102,6 +102,24 @@ class FileReader:
                 + b',"offset":%d,"inode":' + js(self.inode) + b',"lines":%s,"read_at":' + js(read_at)
                 + b',"tags":%s' + extra + b"}")
 
+    def encoded(self, entries: list[Entry]) -> list[Value]:
+        """The entries' RawLog records as JSON, one ``encoder`` format each."""
+        record, dumps, tags_for = self.encoder(iso_utc(utcnow())), orjson.dumps, self.tags_for
+        plain_tags = dumps(self.group.tags) if not self.tagged else None
+        return [record % (e.offset, e.offset, dumps(e.lines),
+                          plain_tags if plain_tags is not None and not e.tags else dumps(tags_for(e)))
+                for e in entries]
+
+    def records(self, entries: list[Entry]) -> list[Value]:
+        """The same records as objects, for a bus in this process (nothing encoded between stages)."""
+        fast, tags_for, prefix, read_at, path = RawLog.fast, self.tags_for, self.id_prefix, utcnow(), self.tail.path
+        plain = not self.tagged
+        return [fast(id=f"{prefix}{e.offset:x}", host=self.host, path=path, component=self.component, type=self.type,
+                     offset=e.offset, inode=self.inode, lines=e.lines, read_at=read_at,
+                     tags=list(self.group.tags) if plain and not e.tags else tags_for(e),
+                     extra=dict(self.extra) if self.extra else None)
+                for e in entries]
+
     def record_id(self, offset: int) -> str:
         return f"{self.id_prefix}{offset:x}"
 
@@ -299,18 +317,8 @@ class FilesSource(Component):
         if not entries:
             return
         t = reader.tail
-        values: list[Value] = []
-        sizes: list[int] = []
-        if self.batcher.objects:
-            self._objects(reader, entries, values, sizes)
-        else:
-            record, dumps, tags_for = reader.encoder(iso_utc(utcnow())), orjson.dumps, reader.tags_for
-            plain_tags = orjson.dumps(reader.group.tags) if not reader.tagged else None
-            for e in entries:
-                lines, offset = e.lines, e.offset
-                tags = plain_tags if plain_tags is not None and not e.tags else dumps(tags_for(e))
-                values.append(record % (offset, offset, dumps(lines), tags))
-                sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
+        values: list[Value] = reader.records(entries) if self.batcher.objects else reader.encoded(entries)
+        sizes = [len(e.lines[0]) if len(e.lines) == 1 else sum(map(len, e.lines)) for e in entries]
         skips = reader.marks(entries)
         inode, dev, path = reader.inode, t.key[0], t.path
 
@@ -318,20 +326,6 @@ class FilesSource(Component):
             return Mark(entries[i].resume, inode, dev, path, skips[i] if skips else ())
 
         await self.batcher.add_many(values, sizes, reader.host_key, t.fp, mark_at)
-
-    @staticmethod
-    def _objects(reader: FileReader, entries: list[Entry], values: list[Value], sizes: list[int]) -> None:
-        """The entries as RawLog objects, for a bus in this process (the same records ``encoder`` writes)."""
-        t, fast, tags_for, prefix = reader.tail, RawLog.fast, reader.tags_for, reader.id_prefix
-        read_at, host, path, inode = utcnow(), reader.host, t.path, reader.inode
-        component, type_, extra, group_tags = reader.component, reader.type, reader.extra, reader.group.tags
-        for e in entries:
-            lines, offset = e.lines, e.offset
-            tags = list(group_tags) if not reader.tagged and not e.tags else tags_for(e)
-            values.append(fast(id=f"{prefix}{offset:x}", host=host, path=path, component=component, type=type_,
-                               offset=offset, inode=inode, lines=lines, read_at=read_at, tags=tags,
-                               extra=dict(extra) if extra else None))
-            sizes.append(len(lines[0]) if len(lines) == 1 else sum(map(len, lines)))
 
     async def _turn(self, reader: FileReader) -> bool:
         """Read a little of one file; True when it had new data."""

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgpack
@@ -48,7 +48,7 @@ class Target(Protocol):
         """Return once the target holds the batch, with the receipt of its durability; raise BusError."""
 
 
-def messages(values: list[Value], keys: list[bytes]) -> list[OutMessage]:
+def messages(values: Sequence[Value], keys: list[bytes]) -> list[OutMessage]:
     """One message per record: its bytes, or (a bus in this process) the RawLog itself."""
     headers = _NO_HEADERS
     return [OutMessage(v, k, headers) if v.__class__ is bytes else OutMessage(b"", k, headers, v)
@@ -65,7 +65,7 @@ class BusTarget:
         self.bus, self.fmt = bus, fmt
 
     async def ship(self, batch: Batch) -> Receipt:
-        values: list[Value] = batch.values if self.bus.in_process else list(batch.encoded())
+        values: Sequence[Value] = batch.values if self.bus.in_process else batch.encoded()
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
             values = [msgpack.packb(orjson.loads(v), use_bin_type=True) if v.__class__ is bytes else v
                       for v in values]

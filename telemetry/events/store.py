@@ -214,7 +214,7 @@ class EventStore(RecordInsert, DayRetention):
 
     def insert(self, rows: Iterable[Row], now: datetime | None = None) -> int:
         """Write rows durably; returns how many were new. Duplicates (same ``id``) are ignored."""
-        return self._account(self.write(list(rows), now))
+        return self._account(self.write_kept(list(rows), self.oldest_kept_us(now)))
 
     def _account(self, written: Written) -> int:
         if written.expired:
@@ -223,12 +223,9 @@ class EventStore(RecordInsert, DayRetention):
         EVENTS_DUPLICATE.inc(written.total - written.new)
         return written.new
 
-    def write(self, rows: list[Row], now: datetime | None = None) -> Written:
-        """The writing half of ``insert``, without the counting (which the daemon's process keeps)."""
-        return self.write_kept(rows, self.oldest_kept_us(now))
-
     def write_kept(self, rows: list[Row], floor: int) -> Written:
-        """``write`` with the ttl's floor given (microseconds): older rows are counted, not stored."""
+        """The writing half of ``insert``, without the counting (which the daemon's process keeps): rows
+        older than ``floor`` (microseconds, the ttl's) are counted, not stored."""
         by_day: dict[date, list[Row]] = defaultdict(list)
         expired: dict[str, int] = {}
         for r in rows:

@@ -23,7 +23,7 @@ from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
 from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
-from telemetry.parse.worker import ParseWorker, Parsed
+from telemetry.parse.worker import ParseWorker, Parsed, parsed
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
@@ -80,7 +80,7 @@ class ParseStage(BusStage):
             await asyncio.to_thread(w.close)
 
     async def _parse(self, raws: list[RawLog]) -> list[Parsed]:
-        """Each entry's event, None (dropped) or the reason it cannot become one; in the workers when there are."""
+        """Each entry's event, its type (dropped) or the reason it cannot become one; in the workers when there are."""
         workers = self.workers
         if workers:
             size = -(-len(raws) // len(workers))
@@ -88,14 +88,8 @@ class ParseStage(BusStage):
             parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c) for w, c in zip(workers, chunks)))
             return [p for part in parts for p in part]
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
-        out: list[Parsed] = []
         with budget.armed():
-            for raw in raws:
-                try:
-                    out.append(self.parser.parse_raw_dict(raw))
-                except Exception as exc:
-                    out.append(f"unparseable:{type(exc).__name__}")
-        return out
+            return [parsed(self.parser, raw) for raw in raws]
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # Events go out as their contract dicts (models.event_dict): the dict itself on the in-process
@@ -110,8 +104,8 @@ class ParseStage(BusStage):
         with BATCH_SECONDS.time():
             parsed = await self._parse(raws)  # type: ignore[arg-type]
             for (delivery, raw), ev in zip(records, parsed):
-                if ev is None or isinstance(ev, tuple):  # a drop step
-                    _DROPPED((ev[0] if ev else getattr(raw, "type", "")) or "none").inc()
+                if isinstance(ev, tuple):  # a drop step
+                    _DROPPED(ev[0] or "none").inc()
                     continue
                 if isinstance(ev, str):
                     bad.append((delivery, ev))

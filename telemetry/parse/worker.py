@@ -19,17 +19,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telemetry.config.parse import ParseConfig
 from telemetry.models import RawLog
 from telemetry.workerproc import ChildProcess, serve_stdio
 
-__all__ = ["Item", "ParseWorker", "Parsed", "item"]
+if TYPE_CHECKING:
+    from telemetry.parse.parser import Parser
 
-#: One entry's result: its event (the contract dict), None or (its type,) when a drop step discarded it
-#: (the worker names the type: it may have decoded the entry itself), or why it could not be parsed.
-Parsed = dict[str, Any] | None | tuple[str] | str
+__all__ = ["Item", "ParseWorker", "Parsed", "item", "parsed"]
+
+#: One entry's result: its event (the contract dict), (its type,) when a drop step discarded it (a
+#: worker names the type: it may have decoded the entry itself), or why it could not be parsed.
+Parsed = dict[str, Any] | tuple[str] | str
 _Args = tuple[str, str, str, str, str, int, int, list[str], datetime, list[str], dict[str, Any] | None]
 #: An entry as the stage hands it over: the bus's bytes (decoded in the worker), or a RawLog's values.
 Item = bytes | _Args
@@ -43,6 +46,15 @@ def item(raw: RawLog | bytes) -> Item:
     d = raw.__dict__
     return (d["id"], d["host"], d["path"], d["component"], d["type"], d["offset"], d["inode"], d["lines"],
             d["read_at"], d["tags"], raw.__pydantic_extra__ or None)
+
+
+def parsed(parser: Parser, raw: RawLog) -> Parsed:
+    """One entry's result, in the daemon or in a worker (the caller arms the time budget for the batch)."""
+    try:
+        ev = parser.parse_raw_dict(raw)
+    except Exception as exc:  # the stage dead-letters this one with the reason; the rest go on
+        return f"unparseable:{type(exc).__name__}"
+    return ev if ev is not None else (raw.type,)
 
 
 class ParseWorker:
@@ -66,15 +78,14 @@ class ParseWorker:
 
 def main() -> None:
     from telemetry.gctune import tune_for_daemon
+    from telemetry.models import decode, fast_rawlog
     from telemetry.parse import budget
     from telemetry.parse.parser import Parser
+    from telemetry.stage import reject_reason
 
     parser = Parser.from_config(ParseConfig.model_validate_json(sys.argv[1]))
     tune_for_daemon()  # a long-running process of the daemon's, allocating per line as the daemon does
-    from telemetry.models import decode, fast_rawlog
-    from telemetry.stage import reject_reason
-
-    fast, parse_one = RawLog.fast, parser.parse_raw_dict
+    fast = RawLog.fast
 
     def parse(items: list[Item]) -> list[Parsed]:
         out: list[Parsed] = []
@@ -90,11 +101,7 @@ def main() -> None:
                     id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = it
                     raw = fast(id=id_, host=host, path=path, component=component, type=type_, offset=offset,
                                inode=inode, lines=lines, read_at=read_at, tags=tags, extra=extra)
-                try:
-                    ev = parse_one(raw)
-                    out.append(ev if ev is not None else (raw.type,))
-                except Exception as exc:  # the stage dead-letters this one with the reason; the rest go on
-                    out.append(f"unparseable:{type(exc).__name__}")
+                out.append(parsed(parser, raw))
         return out
 
     serve_stdio({"parse": parse}, "telemetry parse worker")
