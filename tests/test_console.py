@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_api  # a test dependency (pyproject): missing is a failure, not a skip
 import pytest
 import yaml
 
@@ -37,7 +38,6 @@ ALARM = {"name": "cpu-high-vm1", "type": "threshold", "severity": "critical",
          "threshold_rule": {"meter_name": "cpu_util", "threshold": 75, "comparison_operator": "gt", "period": 60,
                             "evaluation_periods": 1, "query": [{"field": "resource_id", "op": "eq", "value": "vm1"}]}}
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():  # scripts/setup.sh installs it (DEBIAN_PEERS); say so instead of a cryptic failure
     pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh test (Debian packages chromium, chromium-driver)",
                 pytrace=False)
