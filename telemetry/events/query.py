@@ -258,7 +258,14 @@ class _Parser:
         if ch == "(":
             return self.group(default_field)
         if ch == '"':
-            return Term(default_field, self.read_phrase(), phrase=True)
+            phrase = self.read_phrase()
+            # "one two"* : the phrase with its last word a prefix, as FTS5 reads it (not the phrase
+            # AND a bare *, which is how it used to split, so alarms and search both missed "one twofold").
+            if (default_field is None and self.text[self.pos:self.pos + 1] == "*"
+                    and not re.search(r"[*?\\]", phrase) and re.search(r"\w", phrase)):
+                self.pos += 1
+                return Term(None, phrase + "*", phrase=True, wildcard=True)
+            return Term(default_field, phrase, phrase=True)
         for kw in ("AND", "OR", "&&", "||", "TO"):
             if self.at_keyword(kw):
                 raise self.error(f"{kw!r} needs a term before it")
