@@ -113,14 +113,17 @@ class Proc:
             else:
                 time.sleep(0.1)
 
-    def cpu(self) -> float:
-        total = 0.0
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the daemon and of each kind of child (``run``, ``run/telemetry.parse.worker``)."""
+        parts: dict[str, float] = {}
         with contextlib.suppress(psutil.Error):
             for p in [self.ps, *self.ps.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     t = p.cpu_times()
-                    total += t.user + t.system
-        return total
+                    cmd = p.cmdline()
+                    kind = self.mode if p is self.ps else f"{self.mode}/{cmd[2] if cmd[1:2] == ['-m'] else cmd[0]}"
+                    parts[kind] = parts.get(kind, 0.0) + t.user + t.system
+        return parts
 
     def stop(self) -> None:
         self.p.terminate()
@@ -241,7 +244,7 @@ def events_store(url: str | None) -> Iterator[str | None]:
 
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
              start: datetime, agents: int = 1, settle: float = 1.0,
-             profile: str | None = None) -> tuple[float, float]:
+             profile: str | None = None, parse_workers: int | None = None) -> tuple[float, float]:
     """Wall and CPU seconds from the first line written to the last searchable.
 
     With ``agents`` > 1 each agent (its own host name, so its own partition key, as the
@@ -251,6 +254,8 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             "sources": {"host_metrics": {"enabled": False}, "ceilometer": {"enabled": False}, "files": [],
                         # Zabbix's fixed ports would collide between servers on one machine.
                         "zabbix": {"trapper": "127.0.0.1:0", "passive": "127.0.0.1:0"}}}
+    if parse_workers is not None:
+        base["parse"] = {"workers": parse_workers}
     # librdkafka's mock coordinator refuses a follower's SyncGroup that comes after the leader's (a real
     # broker does not): the tests' compensation (tests/bus_site) keeps rebalances from failing over and over.
     env = {"PYTHONPATH": str(ROOT / "tests" / "bus_site")} if kind == "kafka" else None
@@ -312,7 +317,8 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             wall = time.monotonic() - t0
             by_role: dict[str, float] = {}
             for p, before in zip(procs, cpu0):
-                by_role[p.mode] = by_role.get(p.mode, 0.0) + p.cpu() - before
+                for kind, secs in p.cpu().items():
+                    by_role[kind] = by_role.get(kind, 0.0) + secs - before.get(kind, 0.0)
             if "application_name=" in (events_url or ""):
                 by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
             print(f"  {servers} server(s): CPU s / M lines by process: "
@@ -376,6 +382,8 @@ def main() -> None:
     ap.add_argument("--profile", default=None, metavar="PREFIX",
                     help="py-spy each daemon while it ingests (its CPU counts in the figure): PREFIX.<n>.txt, "
                          "collapsed stacks")
+    ap.add_argument("--parse-workers", type=int, default=None, metavar="N",
+                    help="parse.workers of each server (default: the daemon's default)")
     a = ap.parse_args()
     if a.scaling and (a.bus == "memory" or a.servers < 2):
         ap.error("--scaling compares one server with --servers >= 2 over --bus amqp or kafka")
@@ -392,7 +400,7 @@ def main() -> None:
             with events_store(a.events_url) as events_url:
                 settle = a.settle if a.settle is not None else 10.0 if n > 1 and a.bus == "kafka" else 1.0
                 wall, cpu = run_ours(tmp, log, lines, a.bus, n, events_url, start - timedelta(seconds=1),
-                                     a.agents, settle, a.profile)
+                                     a.agents, settle, a.profile, a.parse_workers)
             what = "telemetry run" if a.bus == "memory" else f"agent(s) -> {a.bus} -> {n} server(s)"
             runs.append((f"{what}: tailed to searchable", wall, cpu))
         rs = Path(d) / "rsyslog"

@@ -95,3 +95,15 @@ def test_bytes_from_a_broker_are_decoded_in_the_worker_and_bad_ones_named(sample
         assert any(e is None for e in expected)  # a drop step ran: it came back as the entry's type
     finally:
         w.close()
+
+
+def test_a_read_time_outside_utc_crosses_too(worker: ParseWorker) -> None:
+    """``read_at`` crosses as integer microseconds when UTC; any other zone as itself (the batch then pickled)."""
+    from zoneinfo import ZoneInfo
+
+    lines = ["no timestamp on this line", "2026-12-04 10:00:00.123 7 INFO nova.api [-] fine"]
+    for read_at in (datetime(2026, 12, 4, 9, 30, 0, 654321, tzinfo=timezone.utc),
+                    datetime(2026, 12, 4, 10, 30, 0, 654321, tzinfo=ZoneInfo("Europe/Paris"))):
+        records = [RawLog.fast(id=f"r{i}", host="h", path="/p", component="", type="openstack", offset=i, inode=1,
+                               lines=[line], read_at=read_at, tags=[]) for i, line in enumerate(lines)]
+        assert worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
