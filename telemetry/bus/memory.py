@@ -202,21 +202,33 @@ class MemoryConsumer(Consumer):
 
     def _take(self, max_records: int) -> list[Delivery]:
         out: list[Delivery] = []
+        inflight = self._inflight
         for q in self._queues:
-            while q.items and len(out) < max_records:
-                d = q.items.popleft()
-                self._inflight[id(d)] = (q, d)
-                out.append(d)
-            if not q.items:
+            items = q.items
+            n = min(len(items), max_records - len(out))
+            if n > 0:
+                popleft = items.popleft
+                taken = [popleft() for _ in range(n)]
+                inflight.update((id(d), (q, d)) for d in taken)
+                out += taken
+            if not items:
                 q.readable.clear()
         return out
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        done = []
+        # Settled per receipt, not per delivery: a batch's deliveries mostly share one or two.
+        pop = self._inflight.pop
+        by_receipt: dict[Receipt, int] = {}
         for d in deliveries:
-            if self._inflight.pop(id(d), None) is not None:
-                done.append(d.token)
-        self._bus._settled(done)
+            if pop(id(d), None) is not None:
+                r = d.token.receipt
+                by_receipt[r] = by_receipt.get(r, 0) + 1
+        opened = self._bus._open
+        for r, n in by_receipt.items():
+            if not r.done:
+                r.settle(n)
+                if r.done:
+                    opened.discard(r)
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
