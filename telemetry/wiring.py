@@ -158,9 +158,10 @@ def agent_components(rt: Runtime) -> list[Component]:
     if sources.files or sources.syslog.enabled or journald:
         from telemetry.collect.agent import AgentPipeline
 
-        # Records as objects for a parse stage in this process: it parses them itself, or hands their
-        # plain values to its workers (cheaper to send than JSON is to decode there).
-        objects = rt.bus.in_process and s.parse.enabled
+        # Records as objects for a parse stage in this process (the all-in-one): it parses them itself,
+        # or hands their plain values to its workers (cheaper to send than JSON is to decode there).
+        # Anywhere else the JSON template is the cheaper thing to build.
+        objects = rt.mode == "run" and rt.bus.in_process and s.parse.enabled
         rt.agent = AgentPipeline(sources.agent, rt.data_dir, rt.bus, s.bus.format, objects=objects)
         comps.append(rt.agent)
         if sources.files:

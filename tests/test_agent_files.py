@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from agent_support import InProcessAgent, settings, texts
 
 from telemetry.bus import MemoryBus
@@ -155,8 +157,8 @@ def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path)
 
 
 def test_a_reader_hands_the_same_records_as_objects_as_it_encodes(tmp_path: Path) -> None:
-    """The all-in-one without parse workers takes RawLog objects (``records``), everything else their
-    JSON (``encoded``): the two must be the same records, tags and extra fields included."""
+    """The all-in-one takes RawLog objects (``records``), everything else their JSON (``encoded``):
+    the two must be the same records, tags and extra fields included."""
     from telemetry.collect.files import FileReader
     from telemetry.collect.multiline import Entry
     from telemetry.collect.tail import Tail
@@ -324,3 +326,21 @@ async def test_checkpoints_wait_until_the_batch_is_durable_downstream(tmp_path: 
                 break
             await asyncio.sleep(0.05)
         assert [cp.offset for cp in cps.items.values()] == [8]
+
+
+@pytest.mark.parametrize(("mode", "workers", "objects"), [("run", 1, True), ("run", 0, True), ("agent", 1, False),
+                                                          ("agent", 0, False)])
+def test_only_the_all_in_one_hands_its_parse_stage_objects(tmp_path: Path, mode: str, workers: int,
+                                                             objects: bool) -> None:
+    """Objects where a parse stage in this process reads them (parsing itself or sending their values to
+    its workers); an agent builds the JSON template, cheaper than a RawLog, even on an in-process bus."""
+    from telemetry.config import Settings
+    from telemetry.runtime import Runtime
+    from telemetry.wiring import agent_components
+
+    s = Settings.model_validate({"data_dir": str(tmp_path), "host": "h", "parse": {"workers": workers},
+                                 "sources": {"files": [{"paths": [str(tmp_path / "*.log")]}],
+                                             "host_metrics": {"enabled": False}}})
+    rt = Runtime(settings=s, mode=mode, bus=MemoryBus(), data_dir=s.data_dir)
+    agent_components(rt)
+    assert rt.agent is not None and rt.agent.batcher.objects is objects
