@@ -191,6 +191,9 @@ class _Parser:
 
     # -- grammar --------------------------------------------------------------------------------
     def parse(self) -> Node | None:
+        nul = self.text.find("\x00")
+        if nul >= 0:  # SQLite's FTS5 reads its query as a C string: a NUL would end it midway
+            raise self.error("a query cannot hold the NUL character", nul)
         if not self.text.strip():
             return None
         node = self.or_expr(None)
