@@ -8,7 +8,7 @@ by the older generations, the collector cost up to a third of the agent's
 CPU (measured with ``benchmarks/agent.py``).
 
 This is a decision for the whole process, so it is taken once, by the
-``telemetry run|agent|server`` commands after startup, never by a component:
+``telemetry run|agent|server|parse`` commands after startup, never by a component:
 components also run inside other processes (tests, benchmarks, embedders)
 whose collector they have no business changing.
 """

@@ -45,7 +45,7 @@ _LEN = struct.Struct("!I")
 #: Bytes a pipe to or from a child holds (Linux's default pipe-max-size): a batch in one read.
 _PIPE_SIZE = 1 << 20
 
-__all__ = ["ChildProcess", "WorkerGone", "serve_stdio"]
+__all__ = ["ChildProcess", "WorkerGone", "serve_stdio", "write_all"]
 
 
 class WorkerGone(OSError):
@@ -56,9 +56,13 @@ def _frame(data: bytes) -> bytes:
     return _LEN.pack(len(data)) + data
 
 
-def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
     """All of ``data``: a write to a pipe may be partial (a signal, a debugger attaching). With a
-    deadline the descriptor is non-blocking and each wait for room is bounded by it."""
+    deadline the descriptor is non-blocking and each wait for room is bounded by it.
+
+    Also ``telemetry parse``'s output: CPython's buffered writer loses data when a signal (the
+    grok time budget's SIGALRM tick) interrupts a write that a pipe takes only in part.
+    """
     view = memoryview(data)
     while view:
         if deadline is not None:
@@ -70,7 +74,7 @@ def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
 
 
 def _read_exactly(fd: int, n: int, deadline: float | None = None) -> bytes:
-    """``n`` bytes, or EOFError when the other end closed first; with a deadline, as ``_write_all``."""
+    """``n`` bytes, or EOFError when the other end closed first; with a deadline, as ``write_all``."""
     buf = bytearray()
     while len(buf) < n:
         if deadline is not None:
@@ -119,7 +123,7 @@ def _roomy(fd: int) -> None:
 
 
 def _send(fd: int, obj: Any) -> None:
-    _write_all(fd, _frame(_dumps(obj)))
+    write_all(fd, _frame(_dumps(obj)))
 
 
 def _receive(fd: int, deadline: float | None = None) -> bytes:
@@ -139,7 +143,7 @@ def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> byt
     os.set_blocking(wfd, False)
     os.set_blocking(rfd, False)
     deadline = time.monotonic() + timeout
-    _write_all(wfd, _frame(data), deadline)
+    write_all(wfd, _frame(data), deadline)
     return _receive(rfd, deadline)
 
 

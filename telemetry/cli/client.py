@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import httpx
 
 from telemetry.cli.common import fail
 
@@ -32,11 +31,15 @@ class ApiClient:
     """A thin httpx client whose errors become one readable line and exit code 1."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        import httpx  # here, not at import: commands that never call the API start without it
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.url = url
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             r = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

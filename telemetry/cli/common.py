@@ -6,14 +6,15 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from telemetry.config import ConfigError, Settings, load_config
-from telemetry.config.loader import shown
+if TYPE_CHECKING:  # imported where used: the settings' models take a third of a second to build,
+    # which ``telemetry parse`` on a short file and every query command would pay for nothing
+    from telemetry.config import ConfigError, Settings
 from telemetry.timeutil import parse_duration, parse_timestamp, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +34,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def report_config_error(exc: ConfigError) -> None:
+    from telemetry.config.loader import shown
+
     err.print(f"[bold red]invalid configuration[/] in {exc.source}:", highlight=False)
     for p in exc.problems:
         where = p.path or "(top level)"
@@ -44,6 +47,8 @@ def report_config_error(exc: ConfigError) -> None:
 
 def load_or_exit(path: str | None) -> Settings:
     """The settings, or a clear message naming each bad field and exit code 2."""
+    from telemetry.config import ConfigError, load_config
+
     if path is not None and not os.path.exists(path):
         fail(f"configuration file not found: {path}")
     try:
