@@ -154,6 +154,10 @@ def test_run_stores_this_hosts_samples_and_the_cli_shows_them(daemon_factory) ->
     for column in ("Period", "Period Start", "Period End", "Max", "Min", "Avg", "Sum", "Count", "Duration",
                    "Duration Start", "Duration End"):
         assert column in table.stdout, table.stdout
+    # Two samples exist once two 1 s intervals passed: the CLI calls above may take less than that.
+    while time.monotonic() < deadline + 10 and len(httpx.get(d.url + "/v2/meters/hardware.cpu.util",
+                                                             params={"limit": 2}, timeout=5).json()) < 2:
+        time.sleep(0.3)
     listed = cli("sample-list", "-m", "hardware.cpu.util", "--url", d.url, "-l", "2")
     assert listed.returncode == 0 and listed.stdout.count("hardware.cpu.util") == 2
     bad = cli("statistics", "-m", "x", "--url", d.url, "-q", "nonsense")
