@@ -13,6 +13,7 @@ and then failed in the encoder or the database, after being accepted.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,7 +110,8 @@ class PeerRateLimit:
         self.rate = rate
         self.burst = max(burst, 1.0)
         self.max_peers = max_peers
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # Ordered least recently seen first; an OrderedDict, as telemetry.recent explains.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def allow(self, peer: str, now: float) -> bool:
         tokens, last = self._buckets.pop(peer, (self.burst, now))
@@ -118,6 +120,6 @@ class PeerRateLimit:
         if allowed:
             tokens -= 1.0
         if len(self._buckets) >= self.max_peers:
-            del self._buckets[next(iter(self._buckets))]
-        self._buckets[peer] = (tokens, now)  # re-inserted: the dict's order is least recently seen first
+            self._buckets.popitem(last=False)
+        self._buckets[peer] = (tokens, now)  # re-inserted: the order is least recently seen first
         return allowed

@@ -18,6 +18,7 @@ from telemetry.cli.client import ApiClient, api_options
 from telemetry.cli.common import err, fail, limit_option, since_time
 from telemetry.cli.output import Column, emit, output_options
 from telemetry.events.trace import trace_query
+from telemetry.recent import RecentIds
 
 #: Colours by level, as operators know them from coloured log viewers.
 LEVEL_STYLES = {
@@ -142,18 +143,17 @@ def _follow(client: ApiClient, query: str, shown: list[dict[str, Any]], fmt: str
     ids already printed are remembered in a bounded set.
     """
     floor = shown[0]["@timestamp"] if shown else ""
-    seen: dict[str, None] = dict.fromkeys(e["id"] for e in shown)
+    seen = RecentIds(100_000)
+    for e in shown:
+        seen.fresh(e["id"])
     try:
         while True:
             time.sleep(interval)
             batch = client.get("/v1/events", q=query or None, start=f"-{FOLLOW_WINDOW}s",
                                limit=REQUEST_LIMIT, order="asc")
-            new = [e for e in batch if e["id"] not in seen and e["@timestamp"] >= floor]
+            new = [e for e in batch if e["@timestamp"] >= floor and seen.fresh(e["id"])]
             if not new:
                 continue
             _emit(new, fmt, columns)
-            seen.update(dict.fromkeys(e["id"] for e in new))
-            while len(seen) > 100_000:
-                seen.pop(next(iter(seen)))
     except KeyboardInterrupt:
         pass

@@ -26,6 +26,7 @@ from telemetry.bus import Delivery
 from telemetry.exporter.base import ObserverStage
 from telemetry.metrics import REGISTRY, Bound
 from telemetry.models import Event, Record
+from telemetry.recent import RecentIds
 from telemetry.runtime import Runtime
 
 LOG_EVENTS = Counter(
@@ -114,7 +115,7 @@ class LogCounters(ObserverStage):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.components: set[str] = set()
-        self._seen: dict[str, None] = {}
+        self._seen = RecentIds(100_000)
         self._lines = Bound(LOG_EVENTS)
         self._requests = Bound(API_REQUESTS)
         self._duration = Bound(API_DURATION)
@@ -129,12 +130,7 @@ class LogCounters(ObserverStage):
 
     def _fresh(self, event_id: str) -> bool:
         """Redelivery of a batch must not count its lines again (within a recent window)."""
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        if len(self._seen) > 100_000:
-            del self._seen[next(iter(self._seen))]
-        return True
+        return self._seen.fresh(event_id)
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         # Counted per label set over the batch, then one inc() each: a batch holds a handful of

@@ -23,7 +23,6 @@ import asyncio
 import gc
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from telemetry.cluster.membership import Membership
 from telemetry.bus.topics import EVENTS, METERED_SAMPLES, NOTIFICATIONS
 from telemetry.events.documents import notification_document
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, REGISTRY
+from telemetry.recent import RecentIds
 from telemetry.models import (
     AlarmTransition, Event, Notification, Record, Sample, derived_id, fast_sample_doc, sample_doc,
 )
@@ -79,7 +79,7 @@ class RulesStage(BusStage):
         self.store: RulesStore | None = None
         self.store_url = store_url
         self.ruleset = RuleSet()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentIds(DEDUP_WINDOW)
         #: Ids of samples folded in from the store at start: the bus may bring them again.
         self._backfilled: set[str] = set()
         self._backfilled_until = 0.0
@@ -211,14 +211,7 @@ class RulesStage(BusStage):
 
     # -- input -----------------------------------------------------------------
     def _fresh(self, rid: str) -> bool:
-        if not rid:
-            return True
-        if rid in self._seen:
-            return False
-        self._seen[rid] = None
-        if len(self._seen) > DEDUP_WINDOW:
-            self._seen.popitem(last=False)
-        return True
+        return not rid or self._seen.fresh(rid)
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         arrived = time.monotonic()
