@@ -15,6 +15,11 @@ cheapest real path it has (it ships; it neither parses nor indexes).
     .venv/bin/python benchmarks/pipeline.py [--lines 100000] [--bus memory|amqp|kafka] [--servers N]
                                            [--profile PREFIX]
 
+Steady state needs more lines than the default: the stages remember the last
+100,000-200,000 record ids to recognise redeliveries, and a window that costs more
+once full (one did: 39 µs an event) shows only past it. Run ``--lines 300000`` too.
+CPU is printed by process (the daemon, its parse worker and event store writer).
+
 ``--profile`` runs py-spy on each daemon while it ingests and writes its collapsed stacks
 (PREFIX.<n>.txt); py-spy is in the ``bench`` extra and must be on PATH. The daemons print
 how their stages batched (records per batch, from /metrics) before the figures.
