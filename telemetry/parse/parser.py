@@ -300,8 +300,15 @@ class Parser:
 
     def parse_raw_dict(self, raw: RawLog) -> dict[str, Any] | None:
         """One record as the stage publishes it (None: dropped by a step)."""
-        return self.parse_dict(raw.lines, raw.type, _raw_fields(raw), event_id=raw.id, now=raw.read_at,
-                               header=header_captures(raw.model_extra or {}))
+        d = raw.__dict__
+        return self.parse_values(d["id"], d["host"], d["path"], d["component"], d["type"], d["lines"], d["read_at"],
+                                 d["tags"], raw.model_extra)
+
+    def parse_values(self, id_: str, host: str, path: str, component: str, type_: str, lines: list[str],
+                     read_at: datetime, tags: list[str], extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``parse_raw_dict`` of the RawLog with these values, without building it (a parse worker's entries)."""
+        return self.parse_dict(lines, type_, _fields(host, component, path, tags, extra), event_id=id_, now=read_at,
+                               header=header_captures(extra or {}))
 
     def parse_raws_dicts(self, raws: Iterable[RawLog]) -> list[dict[str, Any] | None]:
         """``[e.to_dict() for e in parse_raws(raws)]``, without building the models when not needed."""
@@ -343,9 +350,12 @@ class Parser:
 
 
 def _raw_fields(raw: RawLog) -> dict[str, Any]:
+    return _fields(raw.host, raw.component, raw.path, raw.tags, raw.model_extra)
+
+
+def _fields(host: str, component: str, path: str, tags: list[str], extra: dict[str, Any] | None) -> dict[str, Any]:
     """What a RawLog carries into its event: where it came from, its tags, and any extra fields."""
-    fields: dict[str, Any] = {"host": raw.host, "component": raw.component, "path": raw.path, "tags": raw.tags}
-    extra = raw.model_extra
+    fields: dict[str, Any] = {"host": host, "component": component, "path": path, "tags": tags}
     if extra:
         for k, v in extra.items():
             fields.setdefault(k, v)

@@ -41,7 +41,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def item(raw: RawLog | bytes) -> Item:
-    """The bytes as they came off the bus, or what ``RawLog.fast`` rebuilds a record from: plain values
+    """The bytes as they came off the bus, or a RawLog's values (parsed without rebuilding the model): plain values
     cross to the worker many times faster than the model, and faster than its JSON is decoded there."""
     if isinstance(raw, bytes):
         return raw
@@ -66,13 +66,20 @@ def _instant(read_at: int | datetime, last: list[Any]) -> datetime:
     return last[1]
 
 
-def parsed(parser: Parser, raw: RawLog) -> Parsed:
+#: What ``Parser.parse_values`` takes: a RawLog's values, as a worker rebuilds them from an ``Item``.
+Values = tuple[str, str, str, str, str, list[str], datetime, list[str], "dict[str, Any] | None"]
+
+
+def parsed(parser: Parser, raw: RawLog | Values) -> Parsed:
     """One entry's result, in the daemon or in a worker (the caller arms the time budget for the batch)."""
     try:
-        ev = parser.parse_raw_dict(raw)
+        if isinstance(raw, RawLog):
+            type_, ev = raw.type, parser.parse_raw_dict(raw)
+        else:  # a worker's entry: no RawLog is built for it
+            type_, ev = raw[4], parser.parse_values(*raw)
     except Exception as exc:  # the stage dead-letters this one with the reason; the rest go on
         return f"unparseable:{type(exc).__name__}"
-    return ev if ev is not None else (raw.type,)
+    return ev if ev is not None else (type_,)
 
 
 class ParseWorker:
@@ -96,14 +103,13 @@ class ParseWorker:
 
 def main() -> None:
     from telemetry.gctune import tune_for_daemon
-    from telemetry.models import decode, fast_rawlog
+    from telemetry.models import decode, derived_id, fast_rawlog
     from telemetry.parse import budget
     from telemetry.parse.parser import Parser
     from telemetry.stage import reject_reason
 
     parser = Parser.from_config(ParseConfig.model_validate_json(sys.argv[1]))
     tune_for_daemon()  # a long-running process of the daemon's, allocating per line as the daemon does
-    fast = RawLog.fast
 
     def parse(items: list[Item]) -> list[Parsed]:
         out: list[Parsed] = []
@@ -116,11 +122,11 @@ def main() -> None:
                     except Exception as exc:  # bad input: dead-lettered with the reason the stage gives
                         out.append(reject_reason(exc))
                         continue
+                    out.append(parsed(parser, raw))
                 else:
                     id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = it
-                    raw = fast(id=id_, host=host, path=path, component=component, type=type_, offset=offset,
-                               inode=inode, lines=lines, read_at=_instant(read_at, last), tags=tags, extra=extra)
-                out.append(parsed(parser, raw))
+                    out.append(parsed(parser, (id_ or derived_id("rawlog", host, inode, offset), host, path,
+                                               component, type_, lines, _instant(read_at, last), tags, extra)))
         return out
 
     serve_stdio({"parse": parse}, "telemetry parse worker")
