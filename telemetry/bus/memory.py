@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage, Receipt
 from telemetry.metrics import BUS_UNCLAIMED_DROPPED
@@ -144,11 +144,15 @@ class MemoryBus(Bus):
                     q.readable.set()
         return receipt
 
-    def _settled(self, tokens: Sequence[_Token]) -> None:
+    def _settled(self, tokens: Iterable[_Token]) -> None:
+        # Settled per receipt, not per delivery: a batch's deliveries mostly share one or two.
+        by_receipt: dict[Receipt, int] = {}
         for t in tokens:
             r = t.receipt
+            by_receipt[r] = by_receipt.get(r, 0) + 1
+        for r, n in by_receipt.items():
             if not r.done:
-                r.settle()
+                r.settle(n)
                 if r.done:
                     self._open.discard(r)
 
@@ -216,19 +220,8 @@ class MemoryConsumer(Consumer):
         return out
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        # Settled per receipt, not per delivery: a batch's deliveries mostly share one or two.
         pop = self._inflight.pop
-        by_receipt: dict[Receipt, int] = {}
-        for d in deliveries:
-            if pop(id(d), None) is not None:
-                r = d.token.receipt
-                by_receipt[r] = by_receipt.get(r, 0) + 1
-        opened = self._bus._open
-        for r, n in by_receipt.items():
-            if not r.done:
-                r.settle(n)
-                if r.done:
-                    opened.discard(r)
+        self._bus._settled([d.token for d in deliveries if pop(id(d), None) is not None])
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
