@@ -172,7 +172,7 @@ class ChildProcess:
 
     def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         """``op(*args)`` in the child; ``timeout`` (default: the child's) bounds the wait for its answer."""
-        # Pickling either way happens outside the lock: a second caller prepares its batch while
+        # Encoding either way happens outside the lock: a second caller prepares its batch while
         # the child works on the first.
         request = _dumps((op, args))
         with self._lock:

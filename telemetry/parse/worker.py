@@ -38,6 +38,7 @@ _Args = tuple[str, str, str, str, str, int, int, list[str], "int | datetime", li
 #: (``read_at`` as integer microseconds since the epoch when it is UTC, so the batch stays marshal's).
 Item = bytes | _Args
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def item(raw: RawLog | bytes) -> Item:
@@ -52,9 +53,6 @@ def item(raw: RawLog | bytes) -> Item:
     extra = raw.__pydantic_extra__
     return (d["id"], d["host"], d["path"], d["component"], d["type"], d["offset"], d["inode"], d["lines"],
             read_at, d["tags"], extra or None)
-
-
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def _instant(read_at: int | datetime, last: list[Any]) -> datetime:
