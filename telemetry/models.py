@@ -92,7 +92,10 @@ def _plain(values: dict[str, Any]) -> bool:
 class Record(BaseModel):
     """Base of every bus record: unknown fields are kept, names may be aliases."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants")
+    # defer_build: the validators are built on first use, not at import; a CLI command that only
+    # reads or prints records (`telemetry parse`) no longer pays for all of them at start.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants",
+                              defer_build=True)
 
     #: Default bus topic for this record kind (before the configured prefix).
     topic: ClassVar[str] = ""

@@ -92,3 +92,17 @@ def test_patterns_dir_overrides_the_library(tmp_path: Path) -> None:
     assert p.parse("abc!").to_dict()["w"] == "abc"
     with pytest.raises(FileNotFoundError):
         Parser(patterns_dirs=[tmp_path / "nope"])
+
+
+def test_parser_compiles_only_the_types_it_is_asked_for() -> None:
+    """`telemetry parse -t` compiles the one type it reads (compiling every type's expressions was
+    half the command's start); a syslog type keeps them all: each header's program picks its message's."""
+
+    full = Parser()
+    one = Parser(types=["nova"])  # an alias of openstack
+    assert set(one._plans) == {"openstack"} and len(full._plans) > 10
+    assert one.types == full.types  # what the library knows, compiled or not
+    line = "2026-03-02 09:14:07.112 2931 INFO nova.compute.manager [req-1 - - - - -] Claim successful"
+    assert one.parse_dict([line], "openstack", with_id=False) == full.parse_dict([line], "openstack", with_id=False)
+    assert set(Parser(types=["syslog"])._plans) == set(full._plans)
+    assert not Parser(patterns=["%{WORD:w}"], types=())._plans

@@ -105,6 +105,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
     """Parse log lines into events: one JSON object per event on stdout (steps applied, drops left out)."""
     if not type_ and not patterns:
         fail("give --type (a built-in pattern set) or at least one --pattern")
+    types = () if patterns else (type_,)  # compile only what this run uses (--pattern replaces the type's)
     try:
         if config is not None:
             from telemetry.config import ConfigError, load_config
@@ -114,9 +115,9 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
             except ConfigError as exc:
                 fail(str(exc))
             cfg = cfg.model_copy(update={"patterns_dirs": [*cfg.patterns_dirs, *patterns_dirs], "timeout": timeout})
-            parser = Parser.from_config(cfg, patterns=patterns)
+            parser = Parser.from_config(cfg, patterns=patterns, types=types)
         else:
-            parser = Parser(patterns_dirs=patterns_dirs, patterns=patterns, timeout=timeout)
+            parser = Parser(patterns_dirs=patterns_dirs, patterns=patterns, timeout=timeout, types=types)
     except (GrokError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if type_ and not patterns and parser.library.typedef(type_) is None:

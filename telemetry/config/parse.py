@@ -16,21 +16,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from telemetry.config.base import Duration, Section
-
-#: App name (shell pattern, tried in order) -> the type that parses its message.
-DEFAULT_PROGRAMS: dict[str, str] = {
-    "proxy-server": "swift", "object-*": "swift", "container-*": "swift", "account-*": "swift",
-    "swift*": "swift", "haproxy": "haproxy", "keepalived*": "keepalived", "Keepalived*": "keepalived",
-    "pacemaker*": "pacemaker", "corosync": "pacemaker", "crmd": "pacemaker", "cib": "pacemaker",
-    "stonith*": "pacemaker", "attrd": "pacemaker", "lrmd": "pacemaker", "pengine": "pacemaker",
-    "ceph-*": "ceph", "memcached": "memcached", "nginx": "nginx", "apache2": "apache-error",
-    "httpd": "apache-error", "rabbitmq*": "rabbitmq", "mysqld": "mariadb", "mariadbd": "mariadb",
-    "libvirtd": "libvirt", "ovs-vswitchd": "ovs", "ovsdb-server": "ovs",
-    "nova-*": "openstack", "neutron-*": "openstack", "glance-*": "openstack", "keystone*": "openstack",
-    "cinder-*": "openstack", "heat-*": "openstack", "ceilometer-*": "openstack", "aodh-*": "openstack",
-    "placement-*": "openstack", "octavia-*": "openstack", "manila-*": "openstack", "ironic-*": "openstack",
-    "designate-*": "openstack", "barbican-*": "openstack", "magnum-*": "openstack",
-}
+from telemetry.parse.syslog import DEFAULT_PROGRAMS
 
 #: Fields a step may neither remove nor rename: every event has them, with their type.
 PROTECTED = frozenset({"id", "@timestamp", "tags"})
