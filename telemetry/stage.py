@@ -268,8 +268,9 @@ class BusStage(Component, abc.ABC):
             self._records_in.inc(len(good))
         return good, bad
 
-    def _record_of(self, cls: type[Record], value: bytes) -> Record:
-        """The record of a message's bytes; raises for bad input (the reason comes from the exception)."""
+    def _record_of(self, cls: type[Record], value: bytes) -> Any:
+        """The record of a message's bytes (an event as its contract dict, as handed over in this
+        process); raises for bad input (the reason comes from the exception)."""
         return fast_decode(cls, value) or decode(cls, value)
 
     async def _dead_letter(self, bad: list[tuple[Delivery, str]], errors: Sequence[str] | None = None) -> Receipt:

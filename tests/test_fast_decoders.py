@@ -105,3 +105,64 @@ def test_fast_rawlog_equals_the_model_or_declines(data: dict[str, Any], fmt: str
         return
     model = decode(RawLog, raw)
     assert fast.to_dict() == model.to_dict() and fast.model_extra == model.model_extra, data
+
+
+EVENTS = st.fixed_dictionaries(
+    {"@timestamp": _field(st.sampled_from(["2026-03-02T10:00:00Z", "2026-03-02T10:00:00.112000Z",
+                                           "2026-03-02T10:00:00.5+00:00", "2026-03-02 10:00:00.5+02:00",
+                                           "2026-03-02T10:00:00", " 2026-03-02T10:00:00Z", "bad", 1772445600.5,
+                                           "2026-03-02T10:00:00,112000Z", "2026-03-02T10:00:00.000000Z",
+                                           "2026-03-02T10:00:00.112Z", "2026-W09-1T10:00:00.112000Z",
+                                           "2026-061T10:00:00.112000Z", "2026-03-02T10:00Z"]))},
+    optional={
+        "id": _field(TEXT), "host": _field(TEXT), "component": _field(TEXT), "type": _field(TEXT),
+        "level": _field(st.one_of(st.none(), TEXT)), "logger": _field(st.one_of(st.none(), TEXT)),
+        "pid": _field(st.one_of(st.none(), st.integers(-(1 << 62), 1 << 62), st.sampled_from(["123", "0123", "x"]))),
+        "request_id": _field(st.one_of(st.none(), TEXT)), "instance_id": _field(TEXT),
+        "message": _field(TEXT), "tags": _field(st.lists(TEXT, max_size=2)),
+        "timestamp": _field(TEXT), "status": ODD, "http": ODD,
+    },
+)
+
+
+def _model_event(raw: bytes) -> dict[str, Any] | None:
+    from telemetry.models import Event
+
+    try:
+        return decode(Event, raw).to_dict()
+    except (ValidationError, ValueError, TypeError, OverflowError, OSError):
+        return None
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(EVENTS, st.sampled_from(["json", "msgpack"]))
+def test_fast_event_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
+    """A server behind a broker takes each event this way: the model's dict, key order included."""
+    from telemetry.models import fast_event
+
+    try:
+        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
+    except (TypeError, OverflowError, orjson.JSONEncodeError):
+        return
+    fast = fast_event(raw)
+    if fast is None:
+        return
+    model = _model_event(raw)
+    assert model is not None, data
+    assert list(fast.items()) == list(model.items()), data
+
+
+def test_fast_event_takes_what_the_parse_stage_publishes() -> None:
+    """The usual event is never declined: the fast path is the path (and garbage is declined)."""
+    from telemetry.models import fast_event
+    from telemetry.parse import Parser
+
+    line = ("2026-03-02 09:14:07.112 2931 INFO nova.compute.manager [req-5f2c8a1b-0d7c-4e0b-9a51-6f7c9d1e2a3b "
+            "6f1c0a3b 9a8b7c6d - default default] [instance: 0f5e2c4a-1b3d-4e6f-8a9b-0c1d2e3f4a5b] Took 1.5 s")
+    published = Parser(types=["openstack"]).parse_dict([line], "openstack", {"host": "cn01", "path": "/l", "tags": []},
+                                                       event_id="abc-10")
+    assert published is not None
+    raw = orjson.dumps(published)
+    assert fast_event(raw) == published == _model_event(raw)
+    for bad in (b"", b"[]", b"{", b'{"@timestamp": 5}', b'{"@timestamp": "2026-03-02T10:00:00Z", "pid": 1.5}'):
+        assert fast_event(bad) is None, bad
