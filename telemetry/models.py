@@ -85,6 +85,12 @@ def iso_utc(dt: datetime) -> str:
     return text
 
 
+def remember_iso(dt: datetime, text: str) -> None:
+    """Tell ``iso_utc`` that ``dt`` is written ``text`` (a decoder that read it so): not formatted again."""
+    global _last_iso
+    _last_iso = (dt, text)
+
+
 def _plain(values: dict[str, Any]) -> bool:
     return all(v.__class__ in _PLAIN for v in values.values())
 
@@ -208,65 +214,6 @@ class RawLog(Record):
 
 
 _RAWLOG_FIELDS = frozenset(RawLog.model_fields)
-_RAWLOG_TEXT = (("host", None), ("path", None), ("component", ""), ("type", ""), ("id", ""))
-
-
-def _wire_map(raw: bytes) -> dict[str, Any] | None:
-    """A bus message's map (JSON or msgpack), or None: the fast decoders' common first step."""
-    try:
-        d = orjson.loads(raw) if raw[:1] == b"{" else msgpack.unpackb(raw, raw=False)
-    except Exception:
-        return None
-    return d if d.__class__ is dict else None
-
-
-def fast_rawlog(raw: bytes) -> RawLog | None:
-    """``decode(RawLog, raw)`` without validation, or None where the model must decide.
-
-    The agent sends every log entry as a RawLog and the parse stage decodes each:
-    validation was a large share of its time. Every check the model makes is
-    made here; anything unusual declines, so the model (and its error, for the
-    dead-letter reason) handles it. ``tests/test_fast_decoders.py`` holds the two
-    equal on arbitrary input.
-    """
-    d = _wire_map(raw)
-    if d is None:
-        return None
-    text = {}
-    for key, default in _RAWLOG_TEXT:
-        v = d.get(key, default)
-        if v.__class__ is not str:
-            return None
-        text[key] = v
-    offset, inode, lines, tags = d.get("offset", 0), d.get("inode", 0), d.get("lines"), d.get("tags", [])
-    if (offset.__class__ is not int or inode.__class__ is not int or lines.__class__ is not list
-            or tags.__class__ is not list or not all(x.__class__ is str for x in lines)
-            or not all(x.__class__ is str for x in tags)):
-        return None
-    if "read_at" in d:
-        try:
-            read_at = parse_timestamp(d["read_at"])
-        except (ValueError, TypeError, OverflowError, OSError):
-            return None
-    else:
-        read_at = utcnow()
-    extra = {k: v for k, v in d.items() if k not in _RAWLOG_FIELDS}
-    return RawLog.fast(id=text["id"], host=text["host"], path=text["path"], component=text["component"],
-                       type=text["type"], offset=offset, inode=inode, lines=lines, read_at=read_at, tags=tags,
-                       extra=extra or None)
-
-
-def fast_decode(cls: type[R], raw: bytes) -> R | dict[str, Any] | None:
-    """The record from bus bytes through its hand-written decoder, or None: use ``decode``.
-
-    An event comes as its contract dict, the form the parse stage hands over in this process
-    (every consumer of the events topic reads either).
-    """
-    if cls is RawLog:
-        return fast_rawlog(raw)  # type: ignore[return-value]
-    if cls is Event:
-        return fast_event(raw)
-    return None
 
 
 class Event(Record):
@@ -305,114 +252,6 @@ class Event(Record):
 def _event_id(host: str, ts: datetime, message: str) -> str:
     digest = _sha1(message.encode("utf-8", "replace")).hexdigest()
     return derived_id("event", host, ts.isoformat(), digest)
-
-
-#: How event_dict checks each contract key; a value failing its check needs validation.
-_EVENT_CHECK = {"id": "str", "@timestamp": "ts", "host": "str", "component": "str", "type": "str",
-                "level": "opt", "logger": "opt", "pid": "pid", "request_id": "opt", "user_id": "opt",
-                "project_id": "opt", "instance_id": "opt", "message": "str", "tags": "tags"}
-assert list(_EVENT_CHECK) == [f.alias or n for n, f in Event.model_fields.items()]
-_EVENT_TEMPLATE: dict[str, Any] = {k: ("" if c == "str" else None) for k, c in _EVENT_CHECK.items()}
-
-
-def event_dict(data: dict[str, Any], with_id: bool = True) -> dict[str, Any] | None:
-    """``Event.model_validate(data).to_dict()`` without the model, for data that needs no conversion.
-
-    The parse stage and ``telemetry parse`` produce one Event per log entry, and
-    building and serialising the model was most of their cost; this builds the
-    JSON-ready dict (contract names, field order, extras after) directly.
-    ``data`` must carry an aware UTC ``@timestamp`` and typed values (``pid`` may
-    be digits, as grok captures it); otherwise it returns None and the caller
-    validates. Without ``with_id`` the ``id`` key is left out (and not computed).
-    The parse tests hold the output equal to the validated Event's.
-    """
-    out = dict(_EVENT_TEMPLATE)
-    extra: dict[str, Any] = {}
-    check = _EVENT_CHECK
-    for k, v in data.items():
-        c = check.get(k)
-        if c is None:
-            if v.__class__ is not str and not _json_plain(v):
-                return None
-            extra[k] = v
-        elif c == "str":
-            if v.__class__ is not str:
-                return None
-            out[k] = v
-        elif c == "opt":
-            if v is not None and v.__class__ is not str:
-                return None
-            out[k] = v
-        elif c == "pid":
-            if v.__class__ is str and v.isascii() and v.isdigit() and len(v) < 19:
-                v = int(v)
-            elif v is not None and v.__class__ is not int:
-                return None
-            out[k] = v
-        elif c == "tags":
-            if v.__class__ is not list or not all(t.__class__ is str for t in v):
-                return None
-            out[k] = list(v)
-        else:  # @timestamp
-            if v.__class__ is not datetime or v.tzinfo is not timezone.utc:
-                return None
-            out[k] = v
-    ts = out["@timestamp"]
-    if ts is None:
-        return None  # the default (now) is the model's to give
-    if out["tags"] is None:
-        out["tags"] = []
-    if not with_id:
-        del out["id"]
-    elif not out["id"]:
-        out["id"] = _event_id(out["host"], ts, out["message"])
-    out["@timestamp"] = iso_utc(ts)
-    if extra:
-        out.update(extra)
-    return out
-
-
-def _json_plain(value: Any) -> bool:
-    """Values JSON mode leaves as they are: text, ints, finite floats, None, lists and dicts of them."""
-    cls = value.__class__
-    if cls in _PLAIN:
-        return True
-    if cls is float:
-        return value - value == 0  # not inf or nan
-    if cls is dict:
-        return all(k.__class__ is str and _json_plain(v) for k, v in value.items())
-    if cls is list:
-        return all(_json_plain(v) for v in value)
-    return False
-
-
-def fast_event(raw: bytes) -> dict[str, Any] | None:
-    """``decode(Event, raw).to_dict()`` without the model, or None where the model must decide.
-
-    A server behind a broker decodes each event once per consumer group (store, rules,
-    exporter, sinks): through the model that was validation and a dump every time, a third
-    of a split server's CPU. An event as the parse stage publishes it (a UTC time, typed
-    values) needs neither; ``event_dict`` makes the same checks as for the parser's data.
-    ``tests/test_fast_decoders.py`` holds the two equal, key order included, on arbitrary input.
-    """
-    d = _wire_map(raw)
-    if d is None:
-        return None
-    ts = d.get("@timestamp")
-    if ts.__class__ is not str:
-        return None
-    try:
-        when = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    if when.tzinfo is not timezone.utc:  # another zone, or none: the model's rules apply
-        return None
-    if (ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[10] == "T" and ts[13] == ":" and ts[16] == ":"
-            and (len(ts) == 27 and ts[19] == "." if when.microsecond else len(ts) == 20)):
-        global _last_iso  # already as iso_utc writes it (the parse stage did): not formatted again
-        _last_iso = (when, ts)
-    d["@timestamp"] = when
-    return event_dict(d)
 
 
 class Notification(Record):
@@ -475,53 +314,12 @@ class Sample(Record):
         return self
 
 
-_COUNTER_TYPES = frozenset(t.value for t in CounterType)
-_OPTIONAL_TEXT = ("project_id", "user_id", "message_signature")
-
-
 def sample_doc(s: Sample) -> dict[str, Any]:
     """What the rule engine and the exporters read of a sample, as a plain dict (``ts`` in epoch seconds)."""
     return {"counter_name": s.counter_name, "counter_type": s.counter_type.value, "counter_unit": s.counter_unit,
             "counter_volume": s.counter_volume, "resource_id": s.resource_id,
             "project_id": s.project_id, "user_id": s.user_id, "source": s.source,
             "resource_metadata": s.resource_metadata, "message_id": s.message_id, "ts": s.timestamp.timestamp()}
-
-
-def fast_sample_doc(raw: bytes) -> dict[str, Any] | None:
-    """``sample_doc(decode(Sample, raw))`` without the model, or None where the model must decide.
-
-    At 10,000 samples/s validation was most of the rule stage's time. Every
-    check the model would make is made here; anything unusual declines, so the
-    model (and its error, for the dead-letter reason) handles it.
-    ``tests/test_models.py`` holds the two equal on arbitrary input.
-    """
-    d = _wire_map(raw)
-    if d is None:
-        return None
-    name, volume, rid, ctype = d.get("counter_name"), d.get("counter_volume"), d.get("resource_id"), d.get("counter_type")
-    if (name.__class__ is not str or rid.__class__ is not str or volume.__class__ not in (int, float)
-            or ctype.__class__ is not str or ctype not in _COUNTER_TYPES or d.get("counter_unit", "").__class__ is not str):
-        return None
-    for key in _OPTIONAL_TEXT:
-        v = d.get(key)
-        if v is not None and v.__class__ is not str:
-            return None
-    source = d.get("source", "openstack")
-    meta = d.get("resource_metadata", {})
-    mid = d.get("message_id", "")
-    if source.__class__ is not str or meta.__class__ is not dict or mid.__class__ is not str:
-        return None
-    try:
-        volume = float(volume)
-        when = parse_timestamp(d["timestamp"]) if "timestamp" in d else utcnow()
-    except (ValueError, TypeError, OverflowError, OSError):
-        return None
-    if not mid:
-        mid = derived_id("sample", name, rid, when.isoformat(), source)
-    return {"counter_name": name, "counter_type": ctype, "counter_unit": d.get("counter_unit", ""),
-            "counter_volume": volume, "resource_id": rid,
-            "project_id": d.get("project_id"), "user_id": d.get("user_id"), "source": source,
-            "resource_metadata": meta, "message_id": mid, "ts": when.timestamp()}
 
 
 class AlarmTransition(Record):

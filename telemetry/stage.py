@@ -37,7 +37,8 @@ from telemetry.metrics import (
     BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
     STAGE_FAILURES, Bound,
 )
-from telemetry.models import Record, decode, fast_decode
+from telemetry.fastcodec import fast_decode
+from telemetry.models import Record, decode
 from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from telemetry.config.exporter import MeterGauges
 from telemetry.exporter.alarms import AlarmState, AlarmStateTable
 from telemetry.exporter.logs import access, level_label
 from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, doc_row, family_name, sample_row
-from telemetry.models import fast_sample_doc
+from telemetry.fastcodec import fast_sample_doc
 from telemetry.models import AlarmTransition, Sample
 from tests.conftest import free_port
 

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from telemetry.models import Sample, decode, fast_sample_doc, sample_doc
+from telemetry.fastcodec import fast_event, fast_rawlog, fast_sample_doc
+from telemetry.models import Event, RawLog, Sample, decode, sample_doc
 
 TEXT = st.text(max_size=12)
 ODD = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans(), TEXT,
@@ -92,8 +93,6 @@ RAWLOGS = st.fixed_dictionaries(
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(RAWLOGS, st.sampled_from(["json", "msgpack"]))
 def test_fast_rawlog_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
-    from telemetry.models import RawLog, fast_rawlog
-
     if "read_at" not in data:
         data["read_at"] = "2026-03-02T10:00:00Z"  # the default is "now": the two would differ by microseconds
     try:
@@ -126,8 +125,6 @@ EVENTS = st.fixed_dictionaries(
 
 
 def _model_event(raw: bytes) -> dict[str, Any] | None:
-    from telemetry.models import Event
-
     try:
         return decode(Event, raw).to_dict()
     except (ValidationError, ValueError, TypeError, OverflowError, OSError):
@@ -138,8 +135,6 @@ def _model_event(raw: bytes) -> dict[str, Any] | None:
 @given(EVENTS, st.sampled_from(["json", "msgpack"]))
 def test_fast_event_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
     """A server behind a broker takes each event this way: the model's dict, key order included."""
-    from telemetry.models import fast_event
-
     try:
         raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
     except (TypeError, OverflowError, orjson.JSONEncodeError):
@@ -154,7 +149,6 @@ def test_fast_event_equals_the_model_or_declines(data: dict[str, Any], fmt: str)
 
 def test_fast_event_takes_what_the_parse_stage_publishes() -> None:
     """The usual event is never declined: the fast path is the path (and garbage is declined)."""
-    from telemetry.models import fast_event
     from telemetry.parse import Parser
 
     line = ("2026-03-02 09:14:07.112 2931 INFO nova.compute.manager [req-5f2c8a1b-0d7c-4e0b-9a51-6f7c9d1e2a3b "

@@ -131,7 +131,7 @@ EVENT_DATA = [
 def test_event_dict_is_the_validated_events(data: dict) -> None:
     from datetime import datetime, timezone
 
-    from telemetry.models import event_dict
+    from telemetry.fastcodec import event_dict
 
     data = {**data, "@timestamp": datetime(2026, 3, 2, 9, 0, 0, 1000, tzinfo=timezone.utc)}
     want = Event.model_validate(dict(data)).to_dict()
@@ -148,6 +148,6 @@ def test_event_dict_is_the_validated_events(data: dict) -> None:
 def test_event_dict_leaves_conversions_to_validation(change: dict) -> None:
     from datetime import datetime, timezone
 
-    from telemetry.models import event_dict
+    from telemetry.fastcodec import event_dict
 
     assert event_dict({"message": "m", "@timestamp": datetime.now(timezone.utc), **change}) is None

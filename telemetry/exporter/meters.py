@@ -33,7 +33,8 @@ from telemetry.bus import Delivery
 from telemetry.bus.topics import METERED_SAMPLES
 from telemetry.config.exporter import MeterGauges
 from telemetry.metrics import BUS_CONSUMED, RECORDS_IN, REGISTRY
-from telemetry.models import CounterType, Record, Sample, fast_sample_doc
+from telemetry.fastcodec import fast_sample_doc
+from telemetry.models import CounterType, Record, Sample
 from telemetry.exporter.base import CollectorStage
 from telemetry.runtime import Runtime
 
@@ -146,7 +147,7 @@ def sample_row(s: Sample) -> MeterRow:
 
 
 def doc_row(d: Mapping[str, Any]) -> MeterRow:
-    """The row of a sample doc (``models.fast_sample_doc``, the one fast decoder beside the model)."""
+    """The row of a sample doc (``fastcodec.fast_sample_doc``, the one fast decoder beside the model)."""
     return (d["counter_name"], d["counter_type"], d["counter_unit"], d["counter_volume"], d["resource_id"],
             d["project_id"] or "", sample_host(d["resource_metadata"]), d["ts"])
 

@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from telemetry.models import Event, RawLog, event_dict
+from telemetry.fastcodec import event_dict
+from telemetry.models import Event, RawLog
 from telemetry.parse import budget
 from telemetry.parse.dates import parse_log_time
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout

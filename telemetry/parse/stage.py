@@ -92,7 +92,7 @@ class ParseStage(BusStage):
             return [parsed(self.parser, raw) for raw in raws]
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
-        # Events go out as their contract dicts (models.event_dict): the dict itself on the in-process
+        # Events go out as their contract dicts (fastcodec.event_dict): the dict itself on the in-process
         # bus, its JSON (the bytes an Event model would give) on a broker, never a model per entry.
         # A record that cannot become an event (a bug, or input no bound caught) is dead-lettered
         # with its reason; the others go on.

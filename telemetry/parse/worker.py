@@ -101,7 +101,8 @@ class ParseWorker:
 
 def main() -> None:
     from telemetry.gctune import tune_for_daemon
-    from telemetry.models import decode, derived_id, fast_rawlog
+    from telemetry.fastcodec import fast_rawlog
+    from telemetry.models import decode, derived_id
     from telemetry.parse import budget
     from telemetry.parse.parser import Parser
     from telemetry.stage import reject_reason

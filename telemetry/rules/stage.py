@@ -36,9 +36,8 @@ from telemetry.bus.topics import EVENTS, METERED_SAMPLES, NOTIFICATIONS
 from telemetry.events.documents import notification_document
 from telemetry.metrics import BUS_CONSUMED, BUS_REDELIVERED, RECORDS_IN, RECORDS_REJECTED, REGISTRY
 from telemetry.recent import RecentIds
-from telemetry.models import (
-    AlarmTransition, Event, Notification, Record, Sample, derived_id, fast_sample_doc, sample_doc,
-)
+from telemetry.fastcodec import fast_sample_doc
+from telemetry.models import AlarmTransition, Event, Notification, Record, Sample, derived_id, sample_doc
 from telemetry.rules.evaluator import Engine, Transition
 from telemetry.rules.loader import RuleSet, load_rules
 from telemetry.rules.backfill import backfill
