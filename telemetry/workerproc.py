@@ -52,8 +52,10 @@ class WorkerGone(OSError):
     """The child process died or cannot be reached; the batch is retried with a new one."""
 
 
-def _frame(data: bytes) -> bytes:
-    return _LEN.pack(len(data)) + data
+def _write_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """The length, then the message as it is: a batch is megabytes, and joining the two copied it."""
+    write_all(fd, _LEN.pack(len(data)), deadline)
+    write_all(fd, data, deadline)
 
 
 def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
@@ -73,20 +75,26 @@ def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
             pass
 
 
-def _read_exactly(fd: int, n: int, deadline: float | None = None) -> bytes:
-    """``n`` bytes, or EOFError when the other end closed first; with a deadline, as ``write_all``."""
-    buf = bytearray()
-    while len(buf) < n:
-        if deadline is not None:
-            _wait(fd, select.POLLIN, deadline)
-        try:
-            chunk = os.read(fd, min(n - len(buf), 1 << 20))
-        except BlockingIOError:
-            continue
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return bytes(buf)
+def _read_exactly(fd: int, n: int, deadline: float | None = None) -> bytearray:
+    """``n`` bytes, or EOFError when the other end closed first; with a deadline, as ``write_all``.
+
+    Read in place into one buffer of the message's size (chunks joined, then copied to bytes, were
+    two more copies of every batch).
+    """
+    buf = bytearray(n)
+    with memoryview(buf) as view:
+        got = 0
+        while got < n:
+            if deadline is not None:
+                _wait(fd, select.POLLIN, deadline)
+            try:
+                k = os.readv(fd, [view[got:got + (1 << 20)]])
+            except BlockingIOError:
+                continue
+            if not k:
+                raise EOFError
+            got += k
+    return buf
 
 
 def _wait(fd: int, event: int, deadline: float) -> None:
@@ -104,7 +112,7 @@ def _dumps(obj: Any) -> bytes:
         return b"P" + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _loads(data: bytes) -> Any:
+def _loads(data: bytes | bytearray) -> Any:
     body = memoryview(data)[1:]
     if data[:1] == b"M":
         try:
@@ -123,16 +131,16 @@ def _roomy(fd: int) -> None:
 
 
 def _send(fd: int, obj: Any) -> None:
-    write_all(fd, _frame(_dumps(obj)))
+    _write_frame(fd, _dumps(obj))
 
 
-def _receive(fd: int, deadline: float | None = None) -> bytes:
+def _receive(fd: int, deadline: float | None = None) -> bytearray:
     """One framed message's bytes (still encoded)."""
     (n,) = _LEN.unpack(_read_exactly(fd, _LEN.size, deadline))
     return _read_exactly(fd, n, deadline)
 
 
-def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytes:
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytearray:
     """Send an encoded request and read the encoded reply within ``timeout`` seconds, or raise TimeoutError.
 
     Non-blocking on the pipes' descriptors: a child that stops answering (stopped, wedged) must fail
@@ -143,7 +151,7 @@ def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> byt
     os.set_blocking(wfd, False)
     os.set_blocking(rfd, False)
     deadline = time.monotonic() + timeout
-    write_all(wfd, _frame(data), deadline)
+    _write_frame(wfd, data, deadline)
     return _receive(rfd, deadline)
 
 
