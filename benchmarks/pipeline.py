@@ -182,6 +182,11 @@ def bus_for(kind: str) -> Iterator[str]:
         cluster.close()
 
 
+#: bus.kafka.fetch_max_wait of the daemons on the mock cluster: a real broker answers a fetch as soon as
+#: records arrive, the mock holds an empty one for the whole wait (500 ms by default), and every stage that
+#: caught up then slept that long: the figure was the mock's, not ours.
+MOCK_FETCH_WAIT = 0.02
+
 #: Partitions of a topic librdkafka's mock cluster creates on first use.
 MOCK_PARTITIONS = 4
 
@@ -274,7 +279,9 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 procs.append(Proc("run", cfg, tmp / "run"))
                 api_urls = [procs[0].url]
             else:
-                env_bus = {"url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
+                env_bus: dict = {"url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
+                if kind == "kafka":
+                    env_bus["kafka"] = {"fetch_max_wait": MOCK_FETCH_WAIT}
                 for i in range(servers):
                     cfg = {**base, "host": f"server{i}", "data_dir": str(tmp / f"server{i}"), "bus": env_bus}
                     if events_url:
@@ -322,8 +329,8 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             wall = time.monotonic() - t0
             by_role: dict[str, float] = {}
             for p, before in zip(procs, cpu0):
-                for kind, secs in p.cpu().items():
-                    by_role[kind] = by_role.get(kind, 0.0) + secs - before.get(kind, 0.0)
+                for role, secs in p.cpu().items():
+                    by_role[role] = by_role.get(role, 0.0) + secs - before.get(role, 0.0)
             if "application_name=" in (events_url or ""):
                 by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
             print(f"  {servers} server(s): CPU s / M lines by process: "
@@ -332,10 +339,32 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                 spy.wait(30)
-            return wall, sum(by_role.values())
+            result = wall, sum(by_role.values())
         finally:
             for p in procs:
                 p.stop()
+        if kind == "kafka":
+            bare_aiokafka_beside(url, len(lines), len(lines) / result[0])
+        return result
+
+
+def bare_aiokafka_beside(url: str, n: int, ours: float) -> None:
+    """What aiokafka alone reaches on the same mock cluster, once our daemons have stopped.
+
+    ``benchmarks/bus.py``'s bare producer and consumer (acks=all, gzip, a group with manual
+    commits), ``n`` records of about a log line's size, a record a message, no decoding.
+    """
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bus import bare_aiokafka
+
+    from tests.busenv import patch_aiokafka_for_mock
+
+    patch_aiokafka_for_mock()
+    pub, con = asyncio.run(bare_aiokafka(url.removeprefix("kafka://"), f"bare{uuid.uuid4().hex[:6]}", n))
+    print(f"  bare aiokafka on the same mock cluster: publish {pub:,.0f}, consume {con:,.0f} records/s; "
+          f"ours end to end / the slower of the two: {ours / min(pub, con):.2f}x", flush=True)
 
 
 def run_rsyslog(tmp: Path, log: Path, n: int) -> tuple[float, float]:

@@ -133,6 +133,30 @@ async def test_kafka_commits_only_contiguous_acks(bus: Bus) -> None:
     await c2.close()
 
 
+async def test_kafka_consumer_waits_as_configured(kafka: MockKafka) -> None:
+    """``bus.kafka.fetch_max_wait`` reaches aiokafka: the mock cluster holds a fetch that finds nothing
+    for the whole wait, so a record published after the consumer caught up came 0.5 s late by default."""
+    cfg = bus_config(kafka.url)
+    cfg.kafka.fetch_max_wait = 0.05
+    b = open_bus(cfg)
+    await b.start()
+    try:
+        c = await ready(await b.subscribe(["t"], "g"))
+        assert c._c._fetch_max_wait_ms == 50  # type: ignore[attr-defined]
+        late = []
+        for i in range(3):
+            await c.fetch(10, 0.2)  # caught up: the next fetch finds nothing at first
+            t0 = asyncio.get_running_loop().time()
+            await b.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"k")])
+            got = await drain(c, 1, quiet=5.0)
+            late.append(asyncio.get_running_loop().time() - t0)
+            assert values(got) == [f"m{i}".encode()]
+        assert sorted(late)[1] < 0.2, late
+        await c.close()
+    finally:
+        await b.close()
+
+
 async def test_nack_requeue(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     await bus.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"one") for i in range(5)])

@@ -192,6 +192,7 @@ class KafkaConsumer(Consumer):
             session_timeout_ms=int(k.session_timeout * 1000),
             heartbeat_interval_ms=int(k.heartbeat_interval * 1000),
             max_poll_records=bus.config.prefetch,
+            fetch_max_wait_ms=int(k.fetch_max_wait * 1000),
             **bus.client_options(),
         )
 

@@ -45,6 +45,11 @@ class KafkaOptions(Section):
         10.0, gt=0, description="A consumer silent this long is dropped and its partitions move to the others"
     )
     heartbeat_interval: Duration = Field(3.0, gt=0, description="Consumer heartbeat period (well under session_timeout)")
+    fetch_max_wait: Duration = Field(
+        0.5, gt=0, le=30, description="How long the broker may hold a fetch that finds no new records "
+        "(fetch.max.wait.ms); a real broker answers as soon as records arrive, librdkafka's mock cluster "
+        "holds it the whole time"
+    )
 
 
 class BusConfig(Section):
