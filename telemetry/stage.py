@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -185,7 +186,8 @@ class BusStage(Component, abc.ABC):
                 backoff = min(backoff * 2, 10.0)
                 continue
             backoff = 0.2
-            self._failing_since = None
+            if all(r.done for r in receipts):  # else once they are (``_ack_when_durable``)
+                self._failing_since = None
             if good:
                 self._batch_seconds.observe(time.perf_counter() - began)
             if bad:
@@ -209,8 +211,17 @@ class BusStage(Component, abc.ABC):
 
     async def _ack_when_durable(self, consumer: Consumer, deliveries: list[Delivery], receipts: list[Receipt],
                                 good: int) -> None:
-        await all_durable(receipts)
+        try:
+            await all_durable(receipts)
+        except BusError as exc:  # an output that never became durable (a publish given up after handle returned)
+            self._failed(exc)
+            log.warning("%s: output of %d records not durable (%s); they go back to the bus", self.name,
+                        len(deliveries), exc)
+            with contextlib.suppress(BusError):  # a consumer closing meanwhile gives them back anyway
+                await consumer.nack(deliveries)
+            return
         await consumer.ack(deliveries)
+        self._failing_since = None
         self.processed += good
 
     async def _handle_or_split(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from telemetry.bus import MemoryBus, OutMessage
+from telemetry.bus import DURABLE, BusError, MemoryBus, OutMessage, Receipt
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
 from telemetry.runtime import Runtime
@@ -169,4 +169,63 @@ async def test_a_short_batch_waits_briefly_for_more_and_a_full_one_goes_at_once(
     await publish_records(rt.bus, [sample(i) for i in range(40, 43)])  # then nothing: goes after the delay
     await wait_for(lambda: len(stage.written) == 43, timeout=10)
     assert stage.batches[-1][0] == 3 and 2.5 < stage.batches[-1][1] - t0 < 6.0
+    await stage.stop()
+
+
+class Confirming(BusStage):
+    """Its output's receipt completes after ``handle`` returned, when the test says: the parse stage
+    publishing to a broker (``Receipt.after``), whose confirm comes tens of milliseconds later."""
+
+    name = "test.confirming"
+    topics = {"samples": Sample}
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.confirms: list[asyncio.Future[Receipt]] = []
+        self.handled: list[list[int]] = []
+
+    async def handle(self, records) -> list[Receipt]:
+        self.handled.append([int(r.counter_volume) for _, r in records])
+        confirm: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self.confirms.append(confirm)
+        return [Receipt.after(confirm)]
+
+
+async def test_a_batch_is_acked_once_its_later_receipt_completes_and_the_next_goes_meanwhile(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    stage = Confirming(rt)
+    await stage.start()
+    first = await rt.bus.publish("samples", [OutMessage(sample(1).to_json())])
+    await wait_for(lambda: len(stage.handled) == 1)
+    second = await rt.bus.publish("samples", [OutMessage(sample(2).to_json())])
+    await wait_for(lambda: len(stage.handled) == 2, what="the next batch, while the first awaits its confirm")
+    await asyncio.sleep(0.1)
+    assert not first.done and not second.done  # nothing acked before its output is durable
+    stage.confirms[1].set_result(DURABLE)
+    await asyncio.wait_for(second, 5)
+    assert not first.done
+    stage.confirms[0].set_result(DURABLE)
+    await asyncio.wait_for(first, 5)
+    assert stage.problem() is None
+    await stage.stop()
+
+
+async def test_a_batch_whose_later_receipt_fails_comes_again_and_is_reported(tmp_path: Path, monkeypatch) -> None:
+    import telemetry.stage
+
+    monkeypatch.setattr(telemetry.stage, "DEGRADED_AFTER", 0.3)
+    rt = runtime(tmp_path)
+    stage = Confirming(rt)
+    await stage.start()
+    stage.mark("running")
+    done = await rt.bus.publish("samples", [OutMessage(sample(7).to_json())])
+    await wait_for(lambda: len(stage.handled) == 1)
+    stage.confirms[0].set_exception(BusError("the broker refused (nacked) part of the batch"))
+    await wait_for(lambda: len(stage.handled) == 2, what="the batch given back and handled again")
+    assert stage.handled == [[7], [7]] and not done.done
+    await asyncio.sleep(0.4)
+    assert "nacked" in (stage.problem() or "")  # the stage keeps failing: /healthz says degraded
+    stage.confirms[1].set_result(DURABLE)
+    await asyncio.wait_for(done, 5)
+    await wait_for(lambda: stage.problem() is None, what="the problem to clear")
     await stage.stop()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Awaitable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,13 +98,42 @@ class Receipt:
     Awaiting it raises BusError when the bus closed before that happened.
     """
 
-    __slots__ = ("_future", "_left")
+    __slots__ = ("_follow", "_future", "_left")
 
     def __init__(self, pending: int = 0) -> None:
         self._left = pending
         self._future: asyncio.Future[None] | None = None
+        self._follow: asyncio.Future[None] | None = None
         if pending:
             self._future = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    def after(cls, publishing: Awaitable[Receipt]) -> Receipt:
+        """The receipt of a ``publish`` still under way: done once the bus took the batch and it is
+        durable; a publish that fails fails it (BusError), so whoever waits acks nothing.
+
+        A publisher that need not wait for the broker's confirm before its next batch (the parse
+        stage, whose input is acked only through its receipts) gives this instead of awaiting.
+        """
+        receipt = cls(1)
+
+        async def follow() -> None:
+            try:
+                await (await publishing)
+            except BaseException as exc:
+                receipt._fail(exc if isinstance(exc, BusError) else BusError(f"publish failed: {exc!r}"))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                receipt.settle()
+
+        receipt._follow = asyncio.ensure_future(follow())  # referenced: a task nobody holds may be collected
+        return receipt
+
+    def _fail(self, exc: BusError) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_exception(exc)
+            self._future.exception()  # retrieved here, so an unawaited receipt logs nothing
 
     @property
     def done(self) -> bool:
@@ -118,9 +147,7 @@ class Receipt:
 
     def abandon(self) -> None:
         """The bus closed: whoever waits learns the batch was not taken."""
-        if self._future is not None and not self._future.done():
-            self._future.set_exception(BusError("the bus closed before the batch was durable downstream"))
-            self._future.exception()  # retrieved here, so an unawaited receipt logs nothing
+        self._fail(BusError("the bus closed before the batch was durable downstream"))
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._future is None:
