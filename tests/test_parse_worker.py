@@ -59,6 +59,28 @@ def test_the_worker_gives_the_events_the_daemon_would(worker: ParseWorker, sampl
     assert any("bad" in e["tags"] for e in expected if e)
 
 
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_for_a_broker_the_worker_encodes_the_events_as_the_stage_would(worker: ParseWorker, samples_dir: Path,
+                                                                      fmt: str) -> None:
+    """Behind a broker the events come back as the bytes the stage publishes, with its key, type and outcome."""
+    import msgpack
+    import orjson
+
+    from telemetry.parse.parser import outcome_of
+    from telemetry.parse.worker import encode_event
+
+    records = raws(samples_dir)
+    expected = Parser.from_config(CFG).parse_raws_dicts(records)
+    got = worker.parse(records, fmt)
+    assert len(got) == len(expected)
+    for ev, out in zip(expected, got):
+        assert ev is not None and isinstance(out, tuple) and len(out) == 4
+        value, host, type_, outcome = out
+        assert value == encode_event(ev, fmt) and (host, type_, outcome) == (ev["host"], ev["type"], outcome_of(ev["tags"]))
+        assert (orjson.loads(value) if fmt == "json" else msgpack.unpackb(value)) == ev
+    assert {o[3] for o in got} >= {"match"}
+
+
 def test_a_killed_worker_fails_the_batch_as_environmental_and_is_replaced(worker: ParseWorker,
                                                                           samples_dir: Path) -> None:
     records = raws(samples_dir)[:50]

@@ -60,10 +60,11 @@ class Outcome:
     TIMEOUT = "timeout"
 
 
-def outcome_of(event: Event) -> str:
-    if TIMEOUT_TAG in event.tags:
+def outcome_of(tags: Sequence[str]) -> str:
+    """What grok made of an entry, from its event's tags (the parse stage counts each outcome by type)."""
+    if TIMEOUT_TAG in tags:
         return Outcome.TIMEOUT
-    if FAILURE_TAG in event.tags:
+    if FAILURE_TAG in tags:
         return Outcome.FAILURE
     return Outcome.MATCH
 

@@ -1,8 +1,9 @@
 """The server's parse stage: RawLog records in, Events out, counted per type.
 
-Events are published to the ``events`` topic before ``handle`` returns, so
-the RawLogs are acknowledged only once their events are durable on the bus
-(BusStage's contract). An Event takes its RawLog's id: a RawLog redelivered
+Events are published to the ``events`` topic, and the RawLogs acknowledged
+only once their events are durable on the bus (BusStage's contract: behind a
+broker the next batch is parsed while the broker confirms, and the ack waits
+for that receipt). An Event takes its RawLog's id: a RawLog redelivered
 after a crash yields the same event id, and the event stores drop the copy.
 """
 
@@ -14,16 +15,13 @@ from typing import Any, ClassVar
 
 from prometheus_client import Counter, Histogram
 
-import msgpack
-import orjson
-
 from telemetry.bus import Delivery, Receipt
 from telemetry.bus.base import OutMessage
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
-from telemetry.parse.parser import FAILURE_TAG, TIMEOUT_TAG, Outcome, Parser
-from telemetry.parse.worker import ParseWorker, Parsed, parsed
+from telemetry.parse.parser import Outcome, Parser, outcome_of
+from telemetry.parse.worker import ParseWorker, Parsed, encode_event, parsed
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
@@ -41,13 +39,6 @@ _NO_HEADERS: dict[str, str] = {}
 _COUNTERS = {Outcome.MATCH: Bound(PARSED), Outcome.FAILURE: Bound(FAILED), Outcome.TIMEOUT: Bound(TIMED_OUT)}
 _DROPPED = Bound(DROPPED)
 _PUBLISHED = BUS_PUBLISHED.labels(topic=Event.topic)
-
-
-def _encode(event: dict[str, Any], fmt: str) -> bytes:
-    """As ``telemetry.models.encode`` does for an Event (its to_dict is this dict)."""
-    if fmt == "msgpack":
-        return msgpack.packb(event, use_bin_type=True)
-    return orjson.dumps(event)
 
 
 class ParseStage(BusStage):
@@ -80,12 +71,14 @@ class ParseStage(BusStage):
             await asyncio.to_thread(w.close)
 
     async def _parse(self, raws: list[RawLog]) -> list[Parsed]:
-        """Each entry's event, its type (dropped) or the reason it cannot become one; in the workers when there are."""
+        """Each entry's event, its type (dropped) or the reason it cannot become one; in the workers when there
+        are, which encode the events for a broker too."""
         workers = self.workers
         if workers:
             size = -(-len(raws) // len(workers))
             chunks = [raws[i:i + size] for i in range(0, len(raws), size)]
-            parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c) for w, c in zip(workers, chunks)))
+            fmt = None if self.runtime.bus.in_process else self._fmt
+            parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c, fmt) for w, c in zip(workers, chunks)))
             return [p for part in parts for p in part]
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
         with budget.armed():
@@ -104,23 +97,25 @@ class ParseStage(BusStage):
         with BATCH_SECONDS.time():
             parsed = await self._parse(raws)  # type: ignore[arg-type]
             for (delivery, raw), ev in zip(records, parsed):
-                if isinstance(ev, tuple):  # a drop step
-                    _DROPPED(ev[0] or "none").inc()
+                if isinstance(ev, tuple):
+                    if len(ev) == 1:  # a drop step
+                        _DROPPED(ev[0] or "none").inc()
+                        continue
+                    value, host, type_, outcome = ev  # encoded by a worker for the broker
+                    out.append(OutMessage(value, host.encode() or None, _NO_HEADERS, None))
+                    counts[outcome, type_ or getattr(raw, "type", "") or "none"] += 1
                     continue
                 if isinstance(ev, str):
                     bad.append((delivery, ev))
                     continue
                 assert isinstance(ev, dict)
                 try:
-                    value = b"" if in_process else _encode(ev, self._fmt)
+                    value = b"" if in_process else encode_event(ev, self._fmt)
                 except Exception as exc:
                     bad.append((delivery, f"unparseable:{type(exc).__name__}"))
                     continue
                 out.append(OutMessage(value, ev["host"].encode() or None, _NO_HEADERS, ev if in_process else None))
-                tags = ev["tags"]
-                outcome = (Outcome.TIMEOUT if TIMEOUT_TAG in tags else Outcome.FAILURE if FAILURE_TAG in tags
-                           else Outcome.MATCH)
-                counts[outcome, ev["type"] or getattr(raw, "type", "") or "none"] += 1
+                counts[outcome_of(ev["tags"]), ev["type"] or getattr(raw, "type", "") or "none"] += 1
         for (outcome, type_), n in counts.items():  # a counter per label set per batch, not per entry
             _COUNTERS[outcome](type_).inc(n)
             self.outcomes[outcome] += n

@@ -21,18 +21,25 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+import orjson
+
 from telemetry.config.parse import ParseConfig
 from telemetry.models import RawLog
+from telemetry.parse.parser import outcome_of
 from telemetry.workerproc import ChildProcess, serve_stdio
 
 if TYPE_CHECKING:
     from telemetry.parse.parser import Parser
 
-__all__ = ["Item", "ParseWorker", "Parsed", "item", "parsed"]
+__all__ = ["Encoded", "Item", "ParseWorker", "Parsed", "encode_event", "item", "parsed"]
 
-#: One entry's result: its event (the contract dict), (its type,) when a drop step discarded it (a
-#: worker names the type: it may have decoded the entry itself), or why it could not be parsed.
-Parsed = dict[str, Any] | tuple[str] | str
+#: An event a worker encoded for a broker (``ParseWorker.parse`` with ``fmt``): its bytes, its key (the
+#: host), its type and grok's outcome, what the stage publishes and counts.
+Encoded = tuple[bytes, str, str, str]
+#: One entry's result: its event (the contract dict, or ``Encoded``), (its type,) when a drop step discarded
+#: it (a worker names the type: it may have decoded the entry itself), or why it could not be parsed.
+Parsed = dict[str, Any] | Encoded | tuple[str] | str
 _Args = tuple[str, str, str, str, str, int, int, list[str], "int | datetime", list[str], dict[str, Any] | None]
 #: An entry as the stage hands it over: the bus's bytes (decoded in the worker), or a RawLog's values
 #: (``read_at`` as integer microseconds since the epoch when it is UTC, so the batch stays marshal's).
@@ -68,6 +75,26 @@ def _instant(read_at: int | datetime, last: list[Any]) -> datetime:
 Values = tuple[str, str, str, str, str, list[str], datetime, list[str], "dict[str, Any] | None"]
 
 
+def encode_event(event: dict[str, Any], fmt: str) -> bytes:
+    """As ``telemetry.models.encode`` does for an Event (its to_dict is this dict)."""
+    if fmt == "msgpack":
+        return msgpack.packb(event, use_bin_type=True)
+    return orjson.dumps(event)
+
+
+def encoded(result: Parsed, fmt: str) -> Parsed:
+    """An event's result as a worker returns it for a broker: encoded where the work is, not by the daemon's
+    event loop (which would take the dict apart from marshal only to encode it); a reason if it cannot be."""
+    if result.__class__ is not dict:
+        return result
+    event: dict[str, Any] = result
+    try:
+        value = encode_event(event, fmt)
+    except Exception as exc:
+        return f"unparseable:{type(exc).__name__}"
+    return value, event["host"], event["type"], outcome_of(event["tags"])
+
+
 def parsed(parser: Parser, raw: RawLog | Values) -> Parsed:
     """One entry's result, in the daemon or in a worker (the caller arms the time budget for the batch)."""
     try:
@@ -88,10 +115,11 @@ class ParseWorker:
                                   [cfg.model_dump_json(by_alias=True, exclude_unset=True)])
         self.budget = cfg.timeout
 
-    def parse(self, raws: Sequence[RawLog | bytes]) -> list[Parsed]:
+    def parse(self, raws: Sequence[RawLog | bytes], fmt: str | None = None) -> list[Parsed]:
+        """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``."""
         # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
         # answer allows for it, so only a worker that is really gone is taken for lost.
-        result: list[Parsed] = self.child.call("parse", [item(r) for r in raws],
+        result: list[Parsed] = self.child.call("parse", [item(r) for r in raws], fmt,
                                                timeout=self.child.timeout + 2 * self.budget * len(raws))
         return result
 
@@ -110,7 +138,7 @@ def main() -> None:
     parser = Parser.from_config(ParseConfig.model_validate_json(sys.argv[1]))
     tune_for_daemon()  # a long-running process of the daemon's, allocating per line as the daemon does
 
-    def parse(items: list[Item]) -> list[Parsed]:
+    def parse(items: list[Item], fmt: str | None = None) -> list[Parsed]:
         out: list[Parsed] = []
         last: list[Any] = [None, None]
         with budget.armed():
@@ -126,7 +154,7 @@ def main() -> None:
                     id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = it
                     out.append(parsed(parser, (id_ or derived_id("rawlog", host, inode, offset), host, path,
                                                component, type_, lines, _instant(read_at, last), tags, extra)))
-        return out
+        return [encoded(r, fmt) for r in out] if fmt else out
 
     serve_stdio({"parse": parse}, "telemetry parse worker")
 
