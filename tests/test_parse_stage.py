@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,8 +102,9 @@ def test_cli_output_to_a_slow_pipe_keeps_every_event(tmp_path: Path) -> None:
                     f"dddddddddddd - - - - -] [instance: 0b0f6a1e-2c3d-4e5f-8a9b-{i:012d}] line {i} "
                     + "x" * 80 + "\n")
     assert log.stat().st_size > 4 << 20
+    # As on a terminal: the progress bar's path, the one that showed the loss.
     proc = subprocess.Popen([sys.executable, "-m", "telemetry", "parse", "-t", "openstack", str(log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TTY_COMPATIBLE": "1"})
     assert proc.stdout is not None
     import time
 
@@ -114,6 +116,11 @@ def test_cli_output_to_a_slow_pipe_keeps_every_event(tmp_path: Path) -> None:
     lines = got.splitlines()
     assert len(lines) == n
     assert orjson.loads(lines[-1])["message"].startswith(f"line {n - 1} ")
+    # Standard error no terminal (a log, a pipe): no progress bar, and nothing written there.
+    quiet = subprocess.run([sys.executable, "-m", "telemetry", "parse", "-t", "openstack", str(log)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TTY_COMPATIBLE": "0"},
+                           timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == b""
 
 
 def test_cli_now_moves_every_event_of_a_file_so_the_newest_is_now(samples_dir: Path) -> None:

@@ -138,7 +138,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         fail(f"cannot read {source}: {exc.strerror or exc}")
     with stream:
         fields["path"] = os.path.abspath(source)
-        if size < PROGRESS_BYTES:
+        if size < PROGRESS_BYTES or not err.is_terminal:
             _run(parser, _entries(stream, multiline), type_, fields, out)
             _finish(out)
             return
