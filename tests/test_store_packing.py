@@ -218,7 +218,10 @@ def test_sealing_falls_back_to_this_process_when_the_worker_dies(tmp_path: Path,
     from telemetry.models import Sample
 
     store = SqliteSampleStore(tmp_path, TtlPolicy(7 * 86400))
-    t0 = (datetime.now(timezone.utc) - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
+    # Yesterday's 08:00 to 11:00, one day's partition: a day's file seals an hour when a later hour of
+    # the same day arrives. From six hours ago, between 03:00 and 06:00 UTC the fourth hour fell on
+    # the next day, sealed nothing, and the test failed by the clock.
+    t0 = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
 
     def hour(h: int) -> list[Sample]:
         return [Sample(counter_name="cpu_util", counter_type="gauge", counter_volume=float(i), resource_id=f"r{i % 5}",

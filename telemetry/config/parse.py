@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from telemetry.config.base import Duration, Section
-from telemetry.parse.syslog import DEFAULT_PROGRAMS
+from telemetry.syslog_programs import DEFAULT_PROGRAMS
 
 #: Fields a step may neither remove nor rename: every event has them, with their type.
 PROTECTED = frozenset({"id", "@timestamp", "tags"})

@@ -15,22 +15,9 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-__all__ = ["DEFAULT_PROGRAMS", "HEADER_FIELDS", "ProgramMap", "header_captures", "parse_structured_data"]
+from telemetry.syslog_programs import DEFAULT_PROGRAMS
 
-#: App name (shell pattern, tried in order) -> the type that parses its message.
-DEFAULT_PROGRAMS: dict[str, str] = {
-    "proxy-server": "swift", "object-*": "swift", "container-*": "swift", "account-*": "swift",
-    "swift*": "swift", "haproxy": "haproxy", "keepalived*": "keepalived", "Keepalived*": "keepalived",
-    "pacemaker*": "pacemaker", "corosync": "pacemaker", "crmd": "pacemaker", "cib": "pacemaker",
-    "stonith*": "pacemaker", "attrd": "pacemaker", "lrmd": "pacemaker", "pengine": "pacemaker",
-    "ceph-*": "ceph", "memcached": "memcached", "nginx": "nginx", "apache2": "apache-error",
-    "httpd": "apache-error", "rabbitmq*": "rabbitmq", "mysqld": "mariadb", "mariadbd": "mariadb",
-    "libvirtd": "libvirt", "ovs-vswitchd": "ovs", "ovsdb-server": "ovs",
-    "nova-*": "openstack", "neutron-*": "openstack", "glance-*": "openstack", "keystone*": "openstack",
-    "cinder-*": "openstack", "heat-*": "openstack", "ceilometer-*": "openstack", "aodh-*": "openstack",
-    "placement-*": "openstack", "octavia-*": "openstack", "manila-*": "openstack", "ironic-*": "openstack",
-    "designate-*": "openstack", "barbican-*": "openstack", "magnum-*": "openstack",
-}
+__all__ = ["DEFAULT_PROGRAMS", "HEADER_FIELDS", "ProgramMap", "header_captures", "parse_structured_data"]
 
 
 #: The RawLog extras a syslog listener fills (telemetry.collect.syslog), as the event keeps them.
