@@ -159,3 +159,44 @@ async def test_a_topic_no_writer_reads_is_durable_at_once() -> None:
     receipt = await bus.publish("nobody", msgs("a"))
     assert receipt.done
     await receipt
+
+
+async def test_groups_share_a_message_without_sharing_its_fate() -> None:
+    """A message's one delivery sits in every group's queue: one group giving it back, or an observer
+    acking it, changes nothing for another group or for the publisher's receipt."""
+    bus = MemoryBus()
+    store = await bus.subscribe(["t"], "store", writes_durably=True)
+    rules = await bus.subscribe(["t"], "rules", writes_durably=True)
+    watcher = await bus.subscribe(["t"], "watch")
+    receipt = await bus.publish("t", msgs("a"))
+    seen = await watcher.fetch(10, 0.1)
+    await watcher.ack(seen)  # an observer's ack is no durable write
+    assert not receipt.done
+    [r] = await rules.fetch(10, 0.1)
+    await rules.nack([r])  # given back: only the rules group reads it again
+    [s] = await store.fetch(10, 0.1)
+    assert not s.redelivered
+    [again] = await rules.fetch(10, 0.1)
+    assert again.redelivered and again.value == b"a"
+    await store.ack([s])
+    assert not receipt.done
+    await rules.ack([again])
+    await asyncio.wait_for(receipt, 1)
+
+
+async def test_a_group_that_turns_durable_counts_only_for_later_messages() -> None:
+    """Receipts count the writing groups there were when they were published: a group that starts
+    writing durably later cannot complete an earlier receipt for the group that was counted."""
+    bus = MemoryBus()
+    store = await bus.subscribe(["t"], "store", writes_durably=True)
+    late = await bus.subscribe(["t"], "late")
+    before = await bus.publish("t", msgs("a"))
+    late = await bus.subscribe(["t"], "late", writes_durably=True)
+    await late.ack(await late.fetch(10, 0.1))
+    assert not before.done  # the store has not written it yet
+    after = await bus.publish("t", msgs("b"))
+    await store.ack(await store.fetch(10, 0.1))
+    await asyncio.wait_for(before, 1)
+    assert not after.done  # counted for both groups now: the late one has not acked "b"
+    await late.ack(await late.fetch(10, 0.1))
+    await asyncio.wait_for(after, 1)

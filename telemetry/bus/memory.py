@@ -40,8 +40,6 @@ class _Token:
         self.receipt = receipt
 
 
-#: The receipt an observer's deliveries point at: complete, so their acks settle nothing.
-_OBSERVED = Receipt()
 
 
 class _Queue:
@@ -49,10 +47,16 @@ class _Queue:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        #: Its group acks after a durable write: receipts count its acks.
+        #: Its group acks after a durable write: receipts count its acks, of messages published
+        #: since it does (``durable_from``, a publish sequence number).
         self.writes_durably = False
+        self.durable_from = 0
         self.items: deque[Delivery] = deque()
         self.readable = asyncio.Event()
+
+    def counts(self, token: _Token) -> bool:
+        """Whether this group's acknowledgement of the delivery settles its receipt."""
+        return self.writes_durably and token.seq >= self.durable_from
 
     def put(self, d: Delivery) -> None:
         self.items.append(d)
@@ -60,8 +64,8 @@ class _Queue:
 
     def put_back(self, ds: Sequence[Delivery]) -> None:
         for d in reversed(ds):
-            d.redelivered = True
-            self.items.appendleft(d)
+            # A copy: the other groups' queues hold the same delivery, and theirs was not given back.
+            self.items.appendleft(Delivery(d.topic, d._value, d.key, d.headers, True, d.token, d.record))
         if self.items:
             self.readable.set()
 
@@ -120,19 +124,13 @@ class MemoryBus(Bus):
                 self._open.add(receipt)
             # A message's headers are shared by its deliveries, not copied for each: nothing changes
             # a message once published (OutMessage), and consumers only read them.
-            if len(queues) == 1:
-                [q] = queues
-                append, durably = q.items.append, q.writes_durably
-                for m in messages:
-                    token = _Token(next(seq), receipt if durably else _OBSERVED)
-                    append(Delivery(topic, m.value, m.key, m.headers, False, token, m.record))
-            else:
-                for m in messages:
-                    durable = _Token(next(seq), receipt)
-                    watched = _Token(durable.seq, _OBSERVED)
-                    for q in queues:
-                        q.items.append(Delivery(topic, m.value, m.key, m.headers, False,
-                                                durable if q.writes_durably else watched, m.record))
+            # One delivery per message, shared by every group's queue: consumers only read it, an
+            # acknowledgement settles the receipt only from a group that writes durably (the
+            # consumer knows its queue), and a delivery given back is requeued as a copy.
+            batch = [Delivery(topic, m.value, m.key, m.headers, False, _Token(next(seq), receipt), m.record)
+                     for m in messages]
+            for q in queues:
+                q.items.extend(batch)
             orphans = self._orphans.get(name)
             if orphans is not None and len(orphans.items) > self.max_queued:
                 dropped = len(orphans.items) - self.max_queued
@@ -165,7 +163,8 @@ class MemoryBus(Bus):
                 q = self._orphans.pop(name, None) if not groups else None
                 groups[group] = q or _Queue(name)
             queue = groups[group]
-            queue.writes_durably = queue.writes_durably or writes_durably
+            if writes_durably and not queue.writes_durably:
+                queue.writes_durably, queue.durable_from = True, next(self._seq)
             queues.append(queue)
         return MemoryConsumer(self, queues)
 
@@ -221,7 +220,12 @@ class MemoryConsumer(Consumer):
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         pop = self._inflight.pop
-        self._bus._settled([d.token for d in deliveries if pop(id(d), None) is not None])
+        tokens = []
+        for d in deliveries:
+            entry = pop(id(d), None)
+            if entry is not None and entry[0].counts(d.token):
+                tokens.append(d.token)
+        self._bus._settled(tokens)
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
@@ -230,7 +234,7 @@ class MemoryConsumer(Consumer):
             entry = self._inflight.pop(id(d), None)
             if entry and requeue:
                 by_queue.setdefault(id(entry[0]), (entry[0], []))[1].append(d)
-            elif entry:
+            elif entry and entry[0].counts(d.token):
                 dropped.append(d.token)  # the consumer dead-lettered it: its fate is settled
         self._bus._settled(dropped)
         for q, ds in by_queue.values():
