@@ -17,7 +17,7 @@ import msgpack
 import orjson
 
 from telemetry.models import (
-    _PLAIN, _RAWLOG_FIELDS, CounterType, Event, RawLog, Record, _event_id, derived_id, iso_utc, remember_iso,
+    _PLAIN, _RAWLOG_FIELDS, CounterType, Event, RawLog, Record, _event_id, derived_id, iso_utc,
 )
 from telemetry.timeutil import parse_timestamp, utcnow
 
@@ -93,7 +93,7 @@ assert list(_EVENT_CHECK) == [f.alias or n for n, f in Event.model_fields.items(
 _EVENT_TEMPLATE: dict[str, Any] = {k: ("" if c == "str" else None) for k, c in _EVENT_CHECK.items()}
 
 
-def event_dict(data: dict[str, Any], with_id: bool = True) -> dict[str, Any] | None:
+def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None = None) -> dict[str, Any] | None:
     """``Event.model_validate(data).to_dict()`` without the model, for data that needs no conversion.
 
     The parse stage and ``telemetry parse`` produce one Event per log entry, and
@@ -102,6 +102,8 @@ def event_dict(data: dict[str, Any], with_id: bool = True) -> dict[str, Any] | N
     ``data`` must carry an aware UTC ``@timestamp`` and typed values (``pid`` may
     be digits, as grok captures it); otherwise it returns None and the caller
     validates. Without ``with_id`` the ``id`` key is left out (and not computed).
+    ``written`` is the time as ``iso_utc`` would write it, when the caller read it so
+    (``fast_event``): it is then not formatted again.
     The parse tests hold the output equal to the validated Event's.
     """
     out = dict(_EVENT_TEMPLATE)
@@ -144,7 +146,7 @@ def event_dict(data: dict[str, Any], with_id: bool = True) -> dict[str, Any] | N
         del out["id"]
     elif not out["id"]:
         out["id"] = _event_id(out["host"], ts, out["message"])
-    out["@timestamp"] = iso_utc(ts)
+    out["@timestamp"] = written or iso_utc(ts)
     if extra:
         out.update(extra)
     return out
@@ -185,11 +187,10 @@ def fast_event(raw: bytes) -> dict[str, Any] | None:
         return None
     if when.tzinfo is not timezone.utc:  # another zone, or none: the model's rules apply
         return None
-    if (ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[10] == "T" and ts[13] == ":" and ts[16] == ":"
-            and (len(ts) == 27 and ts[19] == "." if when.microsecond else len(ts) == 20)):
-        remember_iso(when, ts)  # already as iso_utc writes it (the parse stage did)
+    canonical = (ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[10] == "T" and ts[13] == ":"
+                 and ts[16] == ":" and (len(ts) == 27 and ts[19] == "." if when.microsecond else len(ts) == 20))
     d["@timestamp"] = when
-    return event_dict(d)
+    return event_dict(d, written=ts if canonical else None)  # as iso_utc writes it (the parse stage did)
 
 
 _COUNTER_TYPES = frozenset(t.value for t in CounterType)

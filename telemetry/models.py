@@ -85,12 +85,6 @@ def iso_utc(dt: datetime) -> str:
     return text
 
 
-def remember_iso(dt: datetime, text: str) -> None:
-    """Tell ``iso_utc`` that ``dt`` is written ``text`` (a decoder that read it so): not formatted again."""
-    global _last_iso
-    _last_iso = (dt, text)
-
-
 def _plain(values: dict[str, Any]) -> bool:
     return all(v.__class__ in _PLAIN for v in values.values())
 

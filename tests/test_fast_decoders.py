@@ -9,7 +9,8 @@ fixed so "now" defaults cannot differ between the two.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgpack
 import orjson
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from telemetry.fastcodec import fast_event, fast_rawlog, fast_sample_doc
-from telemetry.models import Event, RawLog, Sample, decode, sample_doc
+from telemetry.models import Event, RawLog, Record, Sample, decode, sample_doc
 
+R = TypeVar("R", bound=Record)
 TEXT = st.text(max_size=12)
 ODD = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False), st.booleans(), TEXT,
                 st.lists(st.integers(), max_size=2), st.dictionaries(TEXT, st.integers(), max_size=2))
@@ -47,19 +49,31 @@ SAMPLES = st.fixed_dictionaries(
 )
 
 
-def _model_doc(raw: bytes) -> dict[str, Any] | None:
+def _wire(data: dict[str, Any], fmt: str) -> bytes | None:
+    """``data`` as a bus carries it in ``fmt``, or None where that wire cannot carry it."""
     try:
-        return sample_doc(decode(Sample, raw))
+        return orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
+    except (TypeError, OverflowError, orjson.JSONEncodeError):
+        return None
+
+
+def _model(raw: bytes, cls: type[R], view: Callable[[R], dict[str, Any]]) -> dict[str, Any] | None:
+    """What the consumers read of the validated record, or None where the model refuses it."""
+    try:
+        return view(decode(cls, raw))
     except (ValidationError, ValueError, TypeError, OverflowError, OSError):
         return None
+
+
+def _model_doc(raw: bytes) -> dict[str, Any] | None:
+    return _model(raw, Sample, sample_doc)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(SAMPLES, st.sampled_from(["json", "msgpack"]))
 def test_fast_sample_doc_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
-    try:
-        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
-    except (TypeError, OverflowError, orjson.JSONEncodeError):
+    raw = _wire(data, fmt)
+    if raw is None:
         return  # not encodable on this wire (integers past 64 bits in msgpack)
     fast = fast_sample_doc(raw)
     if fast is None:
@@ -95,10 +109,9 @@ RAWLOGS = st.fixed_dictionaries(
 def test_fast_rawlog_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
     if "read_at" not in data:
         data["read_at"] = "2026-03-02T10:00:00Z"  # the default is "now": the two would differ by microseconds
-    try:
-        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
-    except (TypeError, OverflowError, orjson.JSONEncodeError):
-        return  # not encodable on this wire
+    raw = _wire(data, fmt)
+    if raw is None:
+        return  # not encodable on this wire (integers past 64 bits in msgpack)
     fast = fast_rawlog(raw)
     if fast is None:
         return
@@ -125,20 +138,16 @@ EVENTS = st.fixed_dictionaries(
 
 
 def _model_event(raw: bytes) -> dict[str, Any] | None:
-    try:
-        return decode(Event, raw).to_dict()
-    except (ValidationError, ValueError, TypeError, OverflowError, OSError):
-        return None
+    return _model(raw, Event, Event.to_dict)
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EVENTS, st.sampled_from(["json", "msgpack"]))
 def test_fast_event_equals_the_model_or_declines(data: dict[str, Any], fmt: str) -> None:
     """A server behind a broker takes each event this way: the model's dict, key order included."""
-    try:
-        raw = orjson.dumps(data) if fmt == "json" else msgpack.packb(data, use_bin_type=True)
-    except (TypeError, OverflowError, orjson.JSONEncodeError):
-        return
+    raw = _wire(data, fmt)
+    if raw is None:
+        return  # not encodable on this wire (integers past 64 bits in msgpack)
     fast = fast_event(raw)
     if fast is None:
         return

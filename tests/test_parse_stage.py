@@ -61,6 +61,41 @@ async def test_stage_parses_raw_logs_into_events(tmp_path: Path, samples_dir: Pa
     assert stage.outcomes["match"] == 3 and stage.outcomes["failure"] == 1
 
 
+class _WireBus(MemoryBus):
+    """The memory bus as a broker looks to a publisher: records must travel as bytes."""
+
+    in_process = False
+
+
+async def test_behind_a_broker_the_stage_publishes_the_events_bytes_with_or_without_workers(tmp_path: Path,
+                                                                                        samples_dir: Path) -> None:
+    """Parsed in a worker or in the daemon (``parse.workers: 0``), an event goes out as the same bytes."""
+    from telemetry.parse.parser import Parser
+
+    lines = (samples_dir / "logs" / "keystone.log").read_text().splitlines()
+    raws = [RawLog(host="ctl01", path="/k.log", type="openstack", offset=i, inode=7, lines=[line], read_at=0)
+            for i, line in enumerate(lines)]
+    published: dict[str, list[bytes]] = {}
+    for how in ("worker", "daemon"):
+        rt = Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=_WireBus(), data_dir=tmp_path)
+        events_in = await rt.bus.subscribe(["events"], "inspect")
+        stage = ParseStage(rt) if how == "worker" else ParseStage(rt, Parser.from_config(rt.settings.parse))
+        assert bool(stage.workers) == (how == "worker")
+        await stage.start()
+        await publish_records(rt.bus, raws)
+        got: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(got) < len(raws) and asyncio.get_running_loop().time() < deadline:
+            ds = await events_in.fetch(100, 0.2)
+            assert all(d.record is None for d in ds)  # bytes, as a broker carries them
+            got += [d.value for d in ds]
+            await events_in.ack(ds)
+        await stage.stop()
+        published[how] = sorted(got)
+    assert len(published["worker"]) == len(raws) and published["worker"] == published["daemon"]
+    assert {decode(Event, v).host for v in published["daemon"]} == {"ctl01"}
+
+
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "telemetry", "parse", *args], input=stdin,
                           capture_output=True, timeout=60)

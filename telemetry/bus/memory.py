@@ -40,8 +40,6 @@ class _Token:
         self.receipt = receipt
 
 
-
-
 class _Queue:
     """One (topic, group) queue."""
 

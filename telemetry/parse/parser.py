@@ -114,11 +114,13 @@ class Parser:
         self.default_tz = default_tz
         # Compile everything up front: a broken pattern fails at startup, not on the first line.
         self.user = [self.cache.get(p) for p in patterns]
-        self.header = [self.cache.get(e, f"syslog_header[{i}]") for i, e in enumerate(self.library.syslog_header)]
-        self._plans: dict[str, _Plan] = {}
         wanted = None if types is None else {self.library.canonical(t) for t in types}
         if wanted and any((td := self.library.typedef(t)) is not None and td.syslog for t in wanted):
             wanted = None
+        # The header expressions read syslog-framed files: only a syslog type (which compiles all) uses them.
+        self.header = [] if wanted is not None else [
+            self.cache.get(e, f"syslog_header[{i}]") for i, e in enumerate(self.library.syslog_header)]
+        self._plans: dict[str, _Plan] = {}
         for name, td in self.library.types.items():
             if wanted is not None and name not in wanted:
                 continue

@@ -21,7 +21,7 @@ from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
 from telemetry.parse.parser import Outcome, Parser, outcome_of
-from telemetry.parse.worker import ParseWorker, Parsed, encode_event, parsed
+from telemetry.parse.worker import ParseWorker, Parsed, encoded, parsed
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
 
@@ -74,15 +74,16 @@ class ParseStage(BusStage):
         """Each entry's event, its type (dropped) or the reason it cannot become one; in the workers when there
         are, which encode the events for a broker too."""
         workers = self.workers
+        fmt = None if self.runtime.bus.in_process else self._fmt  # a broker's: the events come ``Encoded``
         if workers:
             size = -(-len(raws) // len(workers))
             chunks = [raws[i:i + size] for i in range(0, len(raws), size)]
-            fmt = None if self.runtime.bus.in_process else self._fmt
             parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c, fmt) for w, c in zip(workers, chunks)))
             return [p for part in parts for p in part]
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
         with budget.armed():
-            return [parsed(self.parser, raw) for raw in raws]
+            results = [parsed(self.parser, raw) for raw in raws]
+        return [encoded(r, fmt) for r in results] if fmt else results
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> list[Receipt]:
         # Events go out as their contract dicts (fastcodec.event_dict): the dict itself on the in-process
@@ -101,20 +102,15 @@ class ParseStage(BusStage):
                     if len(ev) == 1:  # a drop step
                         _DROPPED(ev[0] or "none").inc()
                         continue
-                    value, host, type_, outcome = ev  # encoded by a worker for the broker
+                    value, host, type_, outcome = ev  # encoded for the broker
                     out.append(OutMessage(value, host.encode() or None, _NO_HEADERS, None))
                     counts[outcome, type_ or getattr(raw, "type", "") or "none"] += 1
                     continue
                 if isinstance(ev, str):
                     bad.append((delivery, ev))
                     continue
-                assert isinstance(ev, dict)
-                try:
-                    value = b"" if in_process else encode_event(ev, self._fmt)
-                except Exception as exc:
-                    bad.append((delivery, f"unparseable:{type(exc).__name__}"))
-                    continue
-                out.append(OutMessage(value, ev["host"].encode() or None, _NO_HEADERS, ev if in_process else None))
+                assert isinstance(ev, dict)  # in this process: the dict itself is handed over
+                out.append(OutMessage(b"", ev["host"].encode() or None, _NO_HEADERS, ev))
                 counts[outcome_of(ev["tags"]), ev["type"] or getattr(raw, "type", "") or "none"] += 1
         for (outcome, type_), n in counts.items():  # a counter per label set per batch, not per entry
             _COUNTERS[outcome](type_).inc(n)

@@ -19,7 +19,6 @@ from telemetry.syslog_programs import DEFAULT_PROGRAMS
 
 __all__ = ["DEFAULT_PROGRAMS", "HEADER_FIELDS", "ProgramMap", "header_captures", "parse_structured_data"]
 
-
 #: The RawLog extras a syslog listener fills (telemetry.collect.syslog), as the event keeps them.
 HEADER_FIELDS = ("priority", "facility", "severity", "timestamp", "logsource", "program", "pid", "msgid",
                  "structured_data", "rfc")

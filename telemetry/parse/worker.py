@@ -32,7 +32,7 @@ from telemetry.workerproc import ChildProcess, serve_stdio
 if TYPE_CHECKING:
     from telemetry.parse.parser import Parser
 
-__all__ = ["Encoded", "Item", "ParseWorker", "Parsed", "encode_event", "item", "parsed"]
+__all__ = ["Encoded", "Item", "ParseWorker", "Parsed", "encode_event", "encoded", "item", "parsed"]
 
 #: An event a worker encoded for a broker (``ParseWorker.parse`` with ``fmt``): its bytes, its key (the
 #: host), its type and grok's outcome, what the stage publishes and counts.
@@ -83,8 +83,9 @@ def encode_event(event: dict[str, Any], fmt: str) -> bytes:
 
 
 def encoded(result: Parsed, fmt: str) -> Parsed:
-    """An event's result as a worker returns it for a broker: encoded where the work is, not by the daemon's
-    event loop (which would take the dict apart from marshal only to encode it); a reason if it cannot be."""
+    """An event's result as published on a broker: a worker returns it so, encoded where the work is, not
+    by the daemon's event loop (which would take the dict apart from marshal only to encode it); a reason
+    if it cannot be encoded."""
     if result.__class__ is not dict:
         return result
     event: dict[str, Any] = result
