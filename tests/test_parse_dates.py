@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from telemetry.parse import TIMEOUT_TAG, Parser
-from telemetry.parse.dates import parse_log_time
+from telemetry.parse.dates import fast_zone, parse_log_time
+from telemetry.models import iso_utc
 from telemetry.parse.normalise import normal_level
 
 UTC = timezone.utc
@@ -40,6 +41,8 @@ def test_syslog_year_and_default_zone() -> None:
     assert parse_log_time("2026-07-01 12:00:00", paris) == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
     assert parse_log_time("2026-07-01 12:00:00+00:00", paris) == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
     assert parse_log_time("yesterday") is None
+    # the right shape, no such instant: no time read (the line is tagged), never an exception
+    assert parse_log_time("2026-13-02 09:14:21.330") is None and parse_log_time("31/Feb/2026:10:14:02") is None
 
 
 def test_unparseable_timestamp_is_tagged_not_fatal() -> None:
@@ -56,7 +59,9 @@ def test_levels() -> None:
 def test_budget_off_the_main_thread_uses_the_regex_timeout() -> None:
     pattern = "^" + ",".join(f"%{{DATA:f{i}}}" for i in range(12)) + ";END"
     parser = Parser(patterns=[pattern], timeout=0.1)
-    line = ",".join(str(i) for i in range(60))
+    # ";END" in the line, before the fields: the literal pre-filter (telemetry.parse.literals) lets
+    # the engine run, and the engine backtracks through every split of the sixty numbers.
+    line = ";END" + ",".join(str(i) for i in range(60))
     out: list = []
     t = threading.Thread(target=lambda: out.append(parser.parse(line)))
     t.start()
@@ -68,19 +73,28 @@ def test_budget_off_the_main_thread_uses_the_regex_timeout() -> None:
     "2026-03-02 09:14:21.330", "2026-03-02T09:14:21.330115", "2026-03-02 09:14:21", "2026-03-02 09:14:21,330",
     "2026-13-02 09:14:21.330", "2026-03-02 24:00:00.000", "2026-03-02 09:14:21.33Z", "2026-03-02 09:14:2.3300",
     "2026-02-29 09:14:21.330", "2026-03-02 09:14:21.33+01", "2026-03-02  9:14:21.330",
+    "2026-03-02 09:14:21.000", "2026-03-02 09:14:21.330+01", "2026-03-02T09:14:21.3+01:00", "2026-W09-1T09:14:21.330",
+    "2026-03-02 09:14:21.000000", "2026-03-02 09:14:60.330", "2026-03-02T091421.330000",
 ])
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Oslo", "America/New_York"])
-def test_iso_fast_path_reads_what_the_regex_reads(text: str, zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("zone", [None, "UTC", "Europe/Oslo", "America/New_York"])  # None: timezone.utc
+def test_iso_fast_path_reads_what_the_regex_reads(text: str, zone: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     from zoneinfo import ZoneInfo
 
     import telemetry.parse.dates as dates
 
-    def read() -> object:
-        try:
-            return dates.parse_log_time(text, ZoneInfo(zone))
-        except ValueError as exc:
-            return str(exc)
+    tz = ZoneInfo(zone) if zone else UTC
 
-    fast = read()
+    when, written = dates.read_log_time(text, tz)
+    if written is not None:  # the ISO form cut from the text is the one iso_utc writes
+        assert when is not None and written == iso_utc(when)
     monkeypatch.setattr(dates, "_ISO_FAST_LENGTHS", frozenset())
-    assert fast == read()
+    assert when == dates.parse_log_time(text, tz)
+
+
+def test_utc_by_name_is_the_fixed_utc() -> None:
+    """The configured default zone "UTC" reads as timezone.utc: nothing converted per line."""
+    for name in ("UTC", "Etc/UTC", "Zulu"):
+        assert fast_zone(ZoneInfo(name)) is UTC
+    oslo = ZoneInfo("Europe/Oslo")
+    assert fast_zone(oslo) is oslo and fast_zone(UTC) is UTC
+    assert Parser(default_tz=ZoneInfo("Etc/UTC")).default_tz is UTC

@@ -68,12 +68,14 @@ def test_break_on_match_and_user_patterns_do_not_normalise() -> None:
 
 
 # A naive CSV pattern: every lazy DATA may end at any comma, so a line where the
-# last literal never comes makes the engine try all the splits.
+# last literal never comes after the fields makes the engine try all the splits.
 CATASTROPHIC = "^" + ",".join(f"%{{DATA:{c}}}" for c in "abcdefghijkl") + ";END"
+#: ";END" is in the line (before the fields), so the literal pre-filter lets the engine run.
+CATASTROPHIC_LINE = ";END" + ",".join(str(i) for i in range(60))
 
 
 def test_catastrophic_backtracking_is_cut_by_the_budget() -> None:
-    line = ",".join(str(i) for i in range(60))
+    line = CATASTROPHIC_LINE
     with pytest.raises(GrokTimeout):
         Grok(CATASTROPHIC, LIB).match(line, timeout=0.05)
     parser = Parser(patterns=[CATASTROPHIC], timeout=0.1)
@@ -84,6 +86,17 @@ def test_catastrophic_backtracking_is_cut_by_the_budget() -> None:
     assert ev.tags == [TIMEOUT_TAG] and ev.message == line
     # and the parser goes on with the next entry
     assert Parser(timeout=0.1).parse("Mar  2 09:00:05 cn01 systemd[1]: ok", "syslog").tags == []
+
+
+def test_a_line_without_a_required_literal_is_no_match_without_the_engine() -> None:
+    """The same line without ";END" anywhere: no split can match, and the pre-filter says so at
+    once (the engine would have spent the whole budget), with the same answer: no match."""
+    g = Grok(CATASTROPHIC, LIB)
+    assert g.needs == (";END",)
+    start = time.monotonic()
+    assert g.match(",".join(str(i) for i in range(60)), timeout=5.0) is None
+    assert time.monotonic() - start < 0.05
+    assert g.match("1,2,3,4,5,6,7,8,9,10,11,12;END") == dict(zip("abcdefghijkl", map(str, range(1, 13))))
 
 
 def test_patterns_dir_overrides_the_library(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import regex
 
 from telemetry.parse import budget, onig
+from telemetry.parse.literals import required_literals
 
 __all__ = ["CONVERSION_FAILURES", "CaptureSpec", "Grok", "GrokError", "GrokTimeout", "compile_grok", "set_field"]
 
@@ -220,7 +221,8 @@ class Grok:
     or None; it raises GrokTimeout past ``timeout`` seconds.
     """
 
-    __slots__ = ("expression", "name", "source", "_regex", "fast", "specs", "_names", "_fast", "_convs", "_dups")
+    __slots__ = ("expression", "name", "source", "_regex", "fast", "specs", "_names", "_fast", "_convs", "_dups",
+                 "needs")
 
     def __init__(self, expression: str, patterns: Mapping[str, str], name: str | None = None) -> None:
         self.expression = expression
@@ -242,6 +244,8 @@ class Grok:
                 pass  # e.g. a variable-width look-behind: the regex module reads it
         if self.fast is None:
             self._compile_regex()
+        #: Literals of which a matching text holds one (``literals``): without any, no engine runs.
+        self.needs = required_literals(self.fast) if self.fast is not None else None
         compiled: Any = self.fast if self.fast is not None else self._regex
         index = compiled.groupindex
         self.specs = [CaptureSpec(index[g], path, conv) for g, path, conv in exp.specs]
@@ -275,6 +279,9 @@ class Grok:
 
     def match(self, text: str, timeout: float | None = None) -> dict[str, Any] | None:
         """Captures, or None; past ``timeout`` seconds GrokTimeout (None: no budget at all)."""
+        needs = self.needs
+        if needs is not None and not any(map(text.__contains__, needs)):
+            return None
         fast = self.fast
         if fast is not None and (timeout is None or budget.watch.active):
             w = budget.watch

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from telemetry.fastcodec import event_dict
 from telemetry.models import Event, RawLog
 from telemetry.parse import budget
-from telemetry.parse.dates import parse_log_time
+from telemetry.parse.dates import fast_zone, read_log_time
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout
 from telemetry.parse.jsonline import decode_object, event_fields
 from telemetry.parse.normalise import normal_level, service_of_logger, syslog_severity_level
@@ -80,6 +80,14 @@ class _Plan:
     json: bool
     fail_tags: list[str]
     break_on_match: bool
+    inner_needs: tuple[str, ...] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        #: What a message must hold for any message_match expression to match (``Grok.needs``):
+        #: most oslo.log messages are no access line, and this says so before any call is made.
+        needs = [g.needs for g in self.message_match]
+        object.__setattr__(self, "inner_needs", None if not needs or any(n is None for n in needs)
+                           else tuple(dict.fromkeys(lit for n in needs for lit in n or ())))
 
 
 class _Timeout(Exception):
@@ -111,7 +119,7 @@ class Parser:
         self.library = PatternSet(patterns_dirs, types_file)
         self.cache = GrokCache(self.library.patterns)
         self.timeout = timeout
-        self.default_tz = default_tz
+        self.default_tz = default_tz = fast_zone(default_tz)
         # Compile everything up front: a broken pattern fails at startup, not on the first line.
         self.user = [self.cache.get(p) for p in patterns]
         wanted = None if types is None else {self.library.canonical(t) for t in types}
@@ -194,6 +202,9 @@ class Parser:
         """The type's message_match on the captured message (an access line inside an oslo.log line)."""
         message = caps.get("message")
         if plan.message_match and isinstance(message, str):
+            needs = plan.inner_needs
+            if needs is not None and not any(map(message.__contains__, needs)):
+                return
             found = self._first(plan.message_match, message, deadline)
             if found is not None:
                 caps.update(found)
@@ -240,17 +251,18 @@ class Parser:
         ``fields`` (host, component, path, tags) carry over; ``header`` is a syslog
         header the listener already read (the entry is then its message).
         """
-        data = self._data(text, type_, fields, event_id, now, header)
-        return None if data is None else _event(data)
+        got = self._data(text, type_, fields, event_id, now, header)
+        return None if got is None else _event(got[0])
 
     def parse_dict(self, text: str | Sequence[str], type_: str = "", fields: Mapping[str, Any] | None = None,
                    event_id: str = "", now: datetime | None = None, with_id: bool = True,
                    header: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """``parse(...).to_dict()``, built without the model when nothing needs converting (the hot path)."""
-        data = self._data(text, type_, fields, event_id, now, header)
-        if data is None:
+        got = self._data(text, type_, fields, event_id, now, header)
+        if got is None:
             return None
-        out = event_dict(data, with_id)
+        data, written = got
+        out = event_dict(data, with_id, written)
         if out is None:
             out = _event(data).to_dict()
             if not with_id:
@@ -258,8 +270,10 @@ class Parser:
         return out
 
     def _data(self, text: str | Sequence[str], type_: str, fields: Mapping[str, Any] | None,
-              event_id: str, now: datetime | None, header: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """The Event's data as grok, normalisation and the steps give it, before any validation."""
+              event_id: str, now: datetime | None, header: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any], str | None] | None:
+        """The Event's data as grok, normalisation and the steps give it, before any validation, and
+        its ``@timestamp`` as ``iso_utc`` writes it when that came with the reading (None otherwise)."""
         if not isinstance(text, str):
             text = "\n".join(text)
         canonical = self.library.canonical(type_) if type_ else ""
@@ -285,7 +299,8 @@ class Parser:
         data["tags"] = [*(fields or {}).get("tags", ()), *tags]
         if event_id:
             data["id"] = event_id
-        self._timestamp(data, caps, now, when)
+        written = self._timestamp(data, caps, now, when)
+        stamp = data["@timestamp"]
         if normalise_as and caps:
             self._normalise(data, caps, normalise_as)
         _bound_pid(data)
@@ -295,7 +310,9 @@ class Parser:
                 return None
             if self.steps and not self.steps.run(data):
                 return None
-        return data
+            if written is not None and data.get("@timestamp") is not stamp:
+                written = None  # a step set another time
+        return data, written
 
     def _user(self, text: str) -> tuple[dict[str, Any], list[str]]:
         """Captures of the operator's ``--pattern`` list, and tags."""
@@ -337,13 +354,16 @@ class Parser:
             return [self.parse_raw(r) for r in raws]
 
     def _timestamp(self, data: dict[str, Any], caps: Mapping[str, Any], now: datetime | None,
-                   when: datetime | None) -> None:
+                   when: datetime | None) -> str | None:
+        """Set ``@timestamp``; returns it as ``iso_utc`` writes it when the line's text gave that too."""
         raw = caps.get("timestamp")
+        written = None
         if when is None and isinstance(raw, str):
-            when = parse_log_time(raw, self.default_tz, now)
+            when, written = read_log_time(raw, self.default_tz, now)
             if when is None:
                 data["tags"].append(DATE_FAILURE_TAG)
         data["@timestamp"] = when or now or datetime.now(timezone.utc)
+        return written
 
     @staticmethod
     def _normalise(data: dict[str, Any], caps: Mapping[str, Any], type_: str) -> None:

@@ -15,6 +15,7 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from telemetry.parse.dates import fast_zone
 from telemetry.textformats import Dissector, compile_format
 from telemetry.parse.grok import field_path, set_field
 from telemetry.parse.jsonline import decode_object
@@ -197,7 +198,7 @@ def _json(cfg: JsonStep) -> StepFn:
 
 def _date(cfg: DateStep, default_tz: tzinfo) -> StepFn:
     source, formats = cfg.match[0], [compile_format(f) for f in cfg.match[1:]]
-    tz = ZoneInfo(cfg.timezone) if cfg.timezone else default_tz
+    tz = fast_zone(ZoneInfo(cfg.timezone)) if cfg.timezone else default_tz
 
     def run(data: Data) -> bool:
         value = get_field(data, source)

@@ -1,0 +1,77 @@
+"""The literal pre-filter: what it finds, and that it never turns away a text the expression matches."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry.parse import Parser
+from telemetry.parse.literals import required_literals
+
+
+@pytest.mark.parametrize("pattern,want", [
+    ("abc|defg", ("defg", "abc")),
+    (r"^\d+ status: \d+$", (" status: ",)),
+    ("x(?:abc)?y", None),  # the optional part is not needed; x and y are too short to filter by
+    ("(?:abc)+", ("abc",)),
+    ("(?:abc)*", None),
+    ("(?:abc|d)efgh", ("efgh",)),  # the longer requirement wins
+    ("(?i)abcdef", None),  # case folded: `in` would miss ABCDEF
+    ("(?i:abc)defg", ("defg",)),
+    ("ab[cd]ef", None),  # no run of three
+    (r"foo\bbar", ("foobar",)),  # zero-width items do not break the run
+    ("(?:GET|PUT|POST|DELETE) /v", (" /v",)),
+    ("(?:a1|b2|c3|d4|e5|f6|g7|h8|i9)zz", None),  # nine alternatives, each too short anyway
+    ("(?:aaa1|bbb2|ccc3|ddd4|eee5|fff6|ggg7|hhh8|iii9)", None),  # more than eight to look for
+])
+def test_what_the_analysis_finds(pattern: str, want: tuple[str, ...] | None) -> None:
+    assert required_literals(re.compile(pattern)) == want
+
+
+PIECES = st.sampled_from([*map(re.escape, ["abc", "status: ", "://", "x", "-", " - - [", "HTTP"]),
+                          r"\d", r"\d+", "[a-c]", ".", r"\s"])
+
+
+def _regex() -> st.SearchStrategy[str]:
+    def grow(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.lists(inner, min_size=1, max_size=4).map("".join),
+            st.lists(inner, min_size=2, max_size=3).map(lambda xs: "(?:" + "|".join(xs) + ")"),
+            inner.map(lambda x: f"(?:{x})?"), inner.map(lambda x: f"(?:{x})+"), inner.map(lambda x: f"(?:{x})*"),
+            inner.map(lambda x: f"(?:{x}){{2,3}}"), inner.map(lambda x: f"({x})"),
+        )
+    return st.recursive(PIECES, grow, max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), pattern=_regex())
+def test_every_match_holds_a_required_literal(data: st.DataObject, pattern: str) -> None:
+    compiled = re.compile(pattern)
+    needs = required_literals(compiled)
+    if needs is None:
+        return
+    text = data.draw(st.from_regex(compiled, fullmatch=False))
+    if compiled.search(text):
+        assert any(lit in text for lit in needs), (pattern, needs, text)
+
+
+def test_the_library_filters_soundly_on_every_sample_line(samples_dir: Path) -> None:
+    """No line of the sample logs that an expression of the library matches is turned away by its filter."""
+    parser = Parser()
+    groks = [g for plan in parser._plans.values() for g in (*plan.match, *plan.body, *plan.message_match)]
+    groks += parser.header
+    filtered = [g for g in groks if g.needs is not None]
+    assert any("status: " in "".join(g.needs) for g in filtered)  # the oslo access lines have one
+    lines = [line for f in sorted((samples_dir / "logs").iterdir()) for line in f.read_text().splitlines()]
+    checked = 0
+    for g in filtered:
+        assert g.fast is not None
+        for line in lines:
+            if g.fast.search(line):
+                checked += 1
+                assert any(lit in line for lit in g.needs), (g.name, line)
+    assert checked > 20
