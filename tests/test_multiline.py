@@ -261,3 +261,46 @@ def test_the_layout_shortcut_joins_as_the_prefix_regex_does(samples_dir: Path) -
         regex_only += j.flush()
         assert [(e.offset, e.lines, e.resume) for e in shortcut] == \
             [(e.offset, e.lines, e.resume) for e in regex_only]
+
+
+def test_the_first_pending_entry_starts_lowest() -> None:
+    """``_done`` takes the resume point from the first pending entry, not a min over all of them:
+    entries are made in file order and a completed one leaves, so the first must start lowest."""
+    for seed in range(10):
+        lines = _workload(random.Random(seed), 80)
+        j = PythonJoiner(max_lines=10)
+        offset = 0
+        for line in lines:
+            j.feed(line, offset, offset + len(line) + 1)
+            offset += len(line) + 1
+            if j.pending:
+                assert next(iter(j.pending.values())).offset == min(p.offset for p in j.pending.values())
+
+
+def test_marks_keep_the_skips_each_resume_point_needs() -> None:
+    """``FileReader.marks`` (insort and a cut) gives, per entry, the sorted skips at or past its resume
+    point, as sorting everything and filtering each time did."""
+    from types import SimpleNamespace
+
+    from telemetry.collect.files import FileReader
+
+    for seed in range(10):
+        lines = _workload(random.Random(seed), 80)
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        j = PythonJoiner(max_lines=10)
+        reader = SimpleNamespace(skips=[], joiner=j, marked=0)
+        want_acc: list[Span] = []
+        for i in range(0, len(lines), 7):
+            entries = j.feed_many(lines[i:i + 7], offsets[i:i + 7], offsets[i + 1:i + 8])
+            if not entries:
+                continue
+            j.skipped = True  # compare every batch, with or without skips
+            got = FileReader.marks(reader, entries)  # type: ignore[arg-type]
+            want = []
+            for e in entries:
+                want_acc = sorted(want_acc + list(e.skips))
+                want_acc = [s for s in want_acc if s[0] >= e.resume]
+                want.append(tuple(want_acc))
+            assert got == want, seed

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import time
+from bisect import bisect_left, insort
 from typing import Any
 
 import orjson
@@ -158,11 +159,12 @@ class FileReader:
             return None
         self.joiner.skipped = False
         out: list[tuple[Span, ...]] = []
+        acc = list(acc)
         for e in entries:
-            if e.skips:
-                acc = sorted(acc + list(e.skips))
-            if acc:
-                acc = [s for s in acc if s[0] >= e.resume]
+            for span in e.skips:
+                insort(acc, span)
+            if acc and acc[0][0] < e.resume:  # sorted by start: those below the resume point are first
+                del acc[:bisect_left(acc, (e.resume,))]
             out.append(tuple(acc))
         self.skips = acc
         return out

@@ -232,7 +232,9 @@ class PythonJoiner:
             self.last = None
         resume = e.end
         if pending:
-            first = min(p.offset for p in pending.values())
+            # The first pending entry starts lowest: entries are made as their first lines are read,
+            # in file order, and one that completes leaves (a new one of its process goes last).
+            first = next(iter(pending.values())).offset
             if first < resume:
                 resume = first
         e.resume = resume
