@@ -21,7 +21,7 @@ import orjson
 from telemetry.cli import main
 from telemetry.cli.client import ApiClient, api_options
 from telemetry.cli.common import err, fail
-from telemetry.collect.multiline import Entry, make_joiner
+from telemetry.collect.multiline import make_joiner
 from telemetry.gctune import tune_for_daemon
 from telemetry.parse import GrokError, Parser
 from telemetry.parse.budget import armed
@@ -67,15 +67,28 @@ def _lines(stream: BinaryIO, advance: Callable[[int], object] | None = None) -> 
         offset += last + 1
 
 
+#: An entry as ``_run`` takes it: its text (one line) or its lines, and the joiner's tags.
+Item = tuple[str | list[str], list[str]]
+
+
 def _entries(stream: BinaryIO, multiline: str, advance: Callable[[int], object] | None = None
-             ) -> Iterator[list[Entry]]:
-    """The entries each read completes, a list per read: the output is written a read at a time."""
+             ) -> Iterator[list[Item]]:
+    """The entries each read completes, a list per read: the output is written a read at a time.
+
+    Without joining, each line is an entry as it is: no Entry object (offsets, resume point)
+    is made for it, which was a twentieth of the command's time.
+    """
+    if multiline == "none":
+        no_tags: list[str] = []
+        for lines, _ in _lines(stream, advance):
+            yield [(line, no_tags) for line in lines]
+        return
     joiner = make_joiner(multiline)
     for lines, offset in _lines(stream, advance):
         # Offsets only order the entries here (nothing is checkpointed): line starts by characters.
         offsets = list(accumulate((len(line) + 1 for line in lines), initial=offset))
-        yield joiner.feed_many(lines, offsets[:-1], offsets[1:])
-    yield joiner.flush()
+        yield [(e.lines, e.tags) for e in joiner.feed_many(lines, offsets[:-1], offsets[1:])]
+    yield [(e.lines, e.tags) for e in joiner.flush()]
 
 
 @main.command("parse")
@@ -151,7 +164,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         _finish(out)
 
 
-def _run(parser: Parser, batches: Iterator[list[Entry]], type_: str, fields: dict, out: IO[bytes] | None) -> None:
+def _run(parser: Parser, batches: Iterator[list[Item]], type_: str, fields: dict, out: IO[bytes] | None) -> None:
     """Events as JSON lines to ``out``, or to standard output (None).
 
     One write per read of the input: a pipe written 8 KB at a time (the buffer's size) cost a
@@ -170,12 +183,13 @@ def _run(parser: Parser, batches: Iterator[list[Entry]], type_: str, fields: dic
         except (AttributeError, OSError, ValueError):  # no descriptor (an embedding, a test's runner)
             out = sys.stdout.buffer
             write = out.write
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    dumps, newline, parse = orjson.dumps, orjson.OPT_APPEND_NEWLINE, parser.parse_dict
+    plain = {**fields, "tags": []}  # shared by the entries the joiner tagged nothing: only read
     with armed():  # one time budget for the whole run: the fast engine
         for entries in batches:
             chunk = []
-            for entry in entries:
-                d = parser.parse_dict(entry.lines, type_, {**fields, "tags": entry.tags}, with_id=False)
+            for text, tags in entries:
+                d = parse(text, type_, {**fields, "tags": tags} if tags else plain, with_id=False)
                 if d is not None:  # None: a drop step
                     chunk.append(dumps(d, option=newline))
             if chunk:
