@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage, Receipt
 from telemetry.metrics import BUS_UNCLAIMED_DROPPED
@@ -38,6 +39,9 @@ class _Token:
     def __init__(self, seq: int, receipt: Receipt) -> None:
         self.seq = seq
         self.receipt = receipt
+
+
+_RECEIPT = attrgetter("receipt")
 
 
 class _Queue:
@@ -142,11 +146,7 @@ class MemoryBus(Bus):
 
     def _settled(self, tokens: Iterable[_Token]) -> None:
         # Settled per receipt, not per delivery: a batch's deliveries mostly share one or two.
-        by_receipt: dict[Receipt, int] = {}
-        for t in tokens:
-            r = t.receipt
-            by_receipt[r] = by_receipt.get(r, 0) + 1
-        for r, n in by_receipt.items():
+        for r, n in Counter(map(_RECEIPT, tokens)).items():
             if not r.done:
                 r.settle(n)
                 if r.done:
@@ -208,22 +208,24 @@ class MemoryConsumer(Consumer):
             items = q.items
             n = min(len(items), max_records - len(out))
             if n > 0:
-                popleft = items.popleft
-                taken = [popleft() for _ in range(n)]
-                inflight.update((id(d), (q, d)) for d in taken)
+                if n == len(items):  # the usual case: the whole queue
+                    taken = list(items)
+                    items.clear()
+                else:
+                    popleft = items.popleft
+                    taken = [popleft() for _ in range(n)]
+                inflight.update(zip(map(id, taken), zip(itertools.repeat(q), taken)))
                 out += taken
             if not items:
                 q.readable.clear()
         return out
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        pop = self._inflight.pop
-        tokens = []
-        for d in deliveries:
-            entry = pop(id(d), None)
-            if entry is not None and entry[0].counts(d.token):
-                tokens.append(d.token)
-        self._bus._settled(tokens)
+        entries = list(map(self._inflight.pop, map(id, deliveries), itertools.repeat(None)))
+        if not any(q.writes_durably for q in self._queues):  # an observer: its acks settle nothing
+            return
+        self._bus._settled([d.token for d, entry in zip(deliveries, entries)
+                            if entry is not None and entry[0].counts(d.token)])
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
