@@ -183,12 +183,20 @@ def test_access_lines_and_levels_are_bounded() -> None:
         None,
     )
     assert access({"method": "GET", "status": 999}) is None and access({"message": "hi"}) is None
-    assert [level_label(v) for v in ("warn", "ERROR", "chatty", None)] == [
-        "WARNING",
-        "ERROR",
-        "other",
-        "none",
-    ]
+    for _ in range(2):  # the second time from the memo of level texts
+        assert [level_label(v) for v in ("warn", "ERROR", "chatty", None, "", 5)] == [
+            "WARNING",
+            "ERROR",
+            "other",
+            "none",
+            "none",
+            "none",
+        ]
+    from telemetry.exporter import logs
+
+    for i in range(3 * logs._MAX_LABELS):  # hostile level texts: the memo stays bounded
+        assert level_label(f"lvl{i}") == "other"
+    assert len(logs._LABELS) <= logs._MAX_LABELS and level_label("Warn") == "WARNING"
 
 
 # -- a real daemon, promtool and a real Prometheus -----------------------------------------------------------

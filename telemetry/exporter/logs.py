@@ -76,11 +76,24 @@ def _first(doc: Mapping[str, Any], names: tuple[str, ...]) -> Any:
 
 
 def level_label(level: Any) -> str:
+    label = _LABELS.get(level) if level.__class__ is str else None
+    if label is not None:
+        return label
     if not isinstance(level, str) or not level:
         return "none"
     up = level.upper()
     up = _LEVEL_ALIASES.get(up, up)
-    return up if up in LEVELS else OTHER
+    label = up if up in LEVELS else OTHER
+    if len(_LABELS) < _MAX_LABELS:  # levels come from log text: the memo is bounded like the labels
+        _LABELS[level] = label
+    return label
+
+
+#: Each level text seen, and its label: a handful of spellings in practice.
+_LABELS: dict[str, str] = {}
+_MAX_LABELS = 1000
+#: Names an access line's method may have: an event with none of them is no access line.
+_METHOD_NAMES = frozenset(METHOD_FIELDS)
 
 
 def access(doc: Mapping[str, Any]) -> tuple[str, str, float | None] | None:
@@ -137,13 +150,19 @@ class LogCounters(ObserverStage):
         # (component, level) pairs, and a labels() lookup per line was a share of the daemon's CPU.
         lines: Tally[tuple[str, str]] = Tally()
         requests: Tally[tuple[str, str, str]] = Tally()
+        components = self.components
         for _, r in records:
-            # an Event from a broker, its contract dict in this process (read, never changed)
-            doc = r.to_dict() if isinstance(r, Event) else r if isinstance(r, dict) else None
+            # its contract dict in this process (read, never changed), an Event from a broker
+            doc = (r if r.__class__ is dict else r.to_dict() if isinstance(r, Event)
+                   else r if isinstance(r, dict) else None)
             if doc is None or not self._fresh(doc["id"]):
                 continue
-            component = self._component(doc.get("component") or "none")
+            component = doc.get("component") or "none"
+            if component not in components:
+                component = self._component(component)
             lines[component, level_label(doc.get("level"))] += 1
+            if _METHOD_NAMES.isdisjoint(doc):
+                continue
             hit = access(doc)
             if hit is None:
                 continue
