@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
@@ -167,21 +168,32 @@ class RawLog(Record):
         each entry was its largest cost. ``tests/test_models.py`` holds the result
         equal, field for field and byte for byte, to the validated record.
         """
-        obj = cls.__new__(cls)
-        _object_setattr(obj, "__dict__", {
-            "id": id or derived_id("rawlog", host, inode, offset), "host": host, "path": path,
-            "component": component, "type": type, "offset": offset, "inode": inode, "lines": lines,
-            "read_at": read_at, "tags": tags,
-        })
-        fields_set = set(_RAWLOG_FIELDS)
-        if extra:
-            fields_set.update(extra)
-        else:
-            extra = {}
-        _object_setattr(obj, "__pydantic_fields_set__", fields_set)
-        _object_setattr(obj, "__pydantic_extra__", extra)
-        _object_setattr(obj, "__pydantic_private__", None)
-        return obj
+        common = {"id": id, "host": host, "path": path, "component": component, "type": type, "offset": offset,
+                  "inode": inode, "lines": lines, "read_at": read_at, "tags": tags}
+        return cls.fast_many(common, ((id, offset, lines, tags),), extra)[0]
+
+    @classmethod
+    def fast_many(cls, common: dict[str, Any], entries: Iterable[tuple[str, int, list[str], list[str]]],
+                  extra: dict[str, Any] | None = None) -> list[RawLog]:
+        """``fast`` for the entries of one read of one file, (id, offset, lines, tags) each: the values
+        they share (``common``, every field in the model's order) given once, not as eleven keyword
+        arguments per entry. An empty id is derived as ``fast`` derives it; each record gets its own
+        copy of ``extra``."""
+        new, setattr_ = cls.__new__, _object_setattr
+        names = _RAWLOG_FIELDS | extra.keys() if extra else _RAWLOG_FIELDS
+        host, inode = common["host"], common["inode"]
+        out = []
+        for id_, offset, lines, tags in entries:
+            obj = new(cls)
+            d = dict(common)
+            d["id"], d["offset"], d["lines"], d["tags"] = (id_ or derived_id("rawlog", host, inode, offset), offset,
+                                                          lines, tags)
+            setattr_(obj, "__dict__", d)
+            setattr_(obj, "__pydantic_fields_set__", set(names))
+            setattr_(obj, "__pydantic_extra__", dict(extra) if extra else {})
+            setattr_(obj, "__pydantic_private__", None)
+            out.append(obj)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """As ``Record.to_dict``, written out for the common case (the agent ships one per entry)."""

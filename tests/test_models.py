@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from telemetry.models import AlarmTransition, Event, Notification, RawLog, Sample, decode, encode
+from telemetry.models import AlarmTransition, Event, Notification, RawLog, Sample, decode, derived_id, encode
 
 RECORDS = [
     RawLog(host="cn01", path="/var/log/nova/nova-compute.log", component="nova", type="openstack",
@@ -107,6 +107,26 @@ def test_rawlog_fast_is_the_validated_record(extra: dict, given_id: str) -> None
     assert list(fast.to_dict()) == list(generic)  # same key order, so the same JSON bytes
     assert fast.to_json() == slow.to_json() == orjson.dumps(generic)
     assert decode(RawLog, fast.to_json()) == slow
+
+
+def test_rawlog_fast_many_is_fast_for_each_entry() -> None:
+    """One read's entries built with their shared values given once: each record equal to ``fast``'s
+    (ids derived where empty), each with extras and lists of its own."""
+    from telemetry.timeutil import utcnow
+
+    now, extra = utcnow(), {"env": "prod"}
+    common = {"id": "", "host": "cn01", "path": "/var/log/nova/nova-api.log", "component": "nova",
+              "type": "openstack", "offset": 0, "inode": 77, "lines": None, "read_at": now, "tags": None}
+    entries = [("", 0, ["a"], []), ("given", 10, ["b", " c"], ["t"])]
+    many = RawLog.fast_many(common, entries, extra)
+    for rec, (id_, offset, lines, tags) in zip(many, entries, strict=True):
+        one = RawLog.fast(id=id_, host="cn01", path="/var/log/nova/nova-api.log", component="nova",
+                          type="openstack", offset=offset, inode=77, lines=lines, read_at=now, tags=tags,
+                          extra=dict(extra))
+        assert rec == one and rec.to_json() == one.to_json() and rec.model_fields_set == one.model_fields_set
+    assert many[0].id == derived_id("rawlog", "cn01", 77, 0) and many[1].id == "given"
+    many[0].model_extra["env"] = "dev"  # type: ignore[index]
+    assert many[1].model_extra == extra == {"env": "prod"}
 
 
 def test_rawlog_to_dict_falls_back_for_other_values() -> None:

@@ -48,15 +48,25 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+_last_read: tuple[datetime | None, int] = (None, 0)
+
+
 def item(raw: RawLog | bytes) -> Item:
     """The bytes as they came off the bus, or a RawLog's values (parsed without rebuilding the model): plain values
     cross to the worker many times faster than the model, and faster than its JSON is decoded there."""
     if isinstance(raw, bytes):
         return raw
+    global _last_read
     d = raw.__dict__
     read_at = d["read_at"]
     if read_at.tzinfo is timezone.utc:
-        read_at = (read_at - _EPOCH) // _MICROSECOND
+        last = _last_read  # the entries of one read share their read_at: converted once
+        if last[0] is read_at:
+            read_at = last[1]
+        else:
+            micros = (read_at - _EPOCH) // _MICROSECOND
+            _last_read = (read_at, micros)
+            read_at = micros
     extra = raw.__pydantic_extra__
     return (d["id"], d["host"], d["path"], d["component"], d["type"], d["offset"], d["inode"], d["lines"],
             read_at, d["tags"], extra or None)
