@@ -240,3 +240,31 @@ def test_a_row_from_the_contract_dict_equals_the_row_from_the_event(extra: dict)
             "pid": 31842, "request_id": REQ, "message": "Creating image", **extra}
     ev = Event.model_validate(data)
     assert record_row(ev.to_dict()) == record_row(ev)
+
+
+def test_request_and_instance_lookups_use_their_partial_indexes(tmp_path: Path) -> None:
+    """Lines outside any request ([-]) add no request-id index entry, and a query by request id or
+    instance still finds its rows through the index (an equality implies IS NOT NULL)."""
+    import sqlite3
+
+    from telemetry.events.sql import compile_query
+
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    store.insert([record_row(oslo_event(i, "INFO", f"line {i}", request_id=None if i % 2 else REQ))
+                  for i in range(20)])
+    assert len(store.search(f"request_id:{REQ}", limit=100)) == 10
+    (_, path), = store.partitions()
+    conn = sqlite3.connect(path)
+    try:
+        for index in ("events_request", "events_instance"):
+            sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
+            assert "IS NOT NULL" in sql, sql
+        for query, index in ((f"request_id:{REQ}", "events_request"),
+                             ("instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21", "events_instance")):
+            compiled = compile_query(query)
+            plan = " ".join(str(r) for r in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE {compiled.where}", compiled.params))
+            assert index in plan, (query, plan)
+    finally:
+        conn.close()
+        store.close()
