@@ -9,6 +9,7 @@ What a user's own ``--pattern`` captured is never rewritten.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["LEVELS", "normal_level", "service_of_logger", "syslog_severity_level"]
@@ -42,7 +43,13 @@ SERVICES = frozenset({
 
 def normal_level(raw: Any, type_: str = "") -> str | None:
     """``Warning``/``warn``/``WARN`` -> ``WARNING``; unknown text is upper-cased as is."""
-    if not isinstance(raw, str) or not raw:
+    return _normal_level(raw, type_) if isinstance(raw, str) else None
+
+
+# Memoised (bounded): a log has a handful of level spellings and loggers, asked once per line.
+@lru_cache(maxsize=4096)
+def _normal_level(raw: str, type_: str) -> str | None:
+    if not raw:
         return None
     key = raw.strip().lower()
     special = _TYPE_LEVELS.get(type_)
@@ -61,7 +68,10 @@ def syslog_severity_level(priority: Any) -> str | None:
 
 def service_of_logger(logger: Any) -> str | None:
     """``nova.compute.manager`` -> ``nova``, for entries read without a component."""
-    if not isinstance(logger, str):
-        return None
+    return _service_of_logger(logger) if isinstance(logger, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _service_of_logger(logger: str) -> str | None:
     head = logger.split(".", 1)[0]
     return head if head in SERVICES else None
