@@ -22,6 +22,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -48,8 +49,12 @@ TEMPLATES = [
 PHRASE = "Instance failed to spawn"
 
 
-def make_rows(count: int, seed: int = 7) -> tuple[list[Row], str]:
-    """Oslo-like events over three days, five lines per request; one in 10,000 is the phrase."""
+def make_rows(count: int, seed: int = 7, random_ids: bool = False) -> tuple[list[Row], str]:
+    """Oslo-like events over three days, five lines per request; one in 10,000 is the phrase.
+
+    Request ids count up unless ``random_ids``: then they are random, as OpenStack's (uuid4) are,
+    and the request-id index takes its keys in random order.
+    """
     rnd = random.Random(seed)
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
     step_us = int(3 * 86400 * 1_000_000 / count)
@@ -57,7 +62,9 @@ def make_rows(count: int, seed: int = 7) -> tuple[list[Row], str]:
     rows: list[Row] = []
     probe_request = ""
     for i in range(count):
-        req = f"req-{i // 5:08x}-5b3c-4f0e-9a55-0c2d6b3e8f11"
+        if i % 5 == 0 or not random_ids:
+            req = (f"req-{uuid.UUID(int=rnd.getrandbits(128), version=4)}" if random_ids
+                   else f"req-{i // 5:08x}-5b3c-4f0e-9a55-0c2d6b3e8f11")
         if i == count // 2:
             probe_request = req
         comp = COMPONENTS[(i // 5) % len(COMPONENTS)]
@@ -89,6 +96,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=5_000, help="rows per insert transaction (a bus batch)")
     ap.add_argument("--url", default=None, help="store.events.url of the store to measure (default: SQLite files)")
+    ap.add_argument("--random-ids", action="store_true",
+                    help="random request ids (uuid4, as OpenStack's), not counting up: the index takes random keys")
     args = ap.parse_args()
     with events_store(args.url) as url:
         run(args, url)
@@ -96,15 +105,23 @@ def main() -> None:
 
 def run(args: argparse.Namespace, url: str | None) -> None:
 
-    rows, probe = make_rows(args.events)
+    rows, probe = make_rows(args.events, random_ids=args.random_ids)
     tmp = Path(tempfile.mkdtemp(prefix="events-bench-"))
     print(f"{args.events:,} events over 3 days, batches of {args.batch:,}, in {tmp}")
 
     store = open_event_store(url or f"sqlite://{tmp / 'sqlite'}", tmp, ttl=30 * 86400.0, min_free_disk=0)
     ours_name = "postgresql (ours)" if url else "sqlite+fts5 (ours)"
     t, cpu, db0 = time.perf_counter(), time.process_time(), database_cpu(url)
+    # CPU µs per row of each fifth of the load (this process's): does a row cost more as the days fill?
+    fifths: list[float] = []
+    fifth, mark_cpu, mark_rows = max(1, len(rows) // 5), cpu, 0
     for i in range(0, len(rows), args.batch):
         store.insert(rows[i: i + args.batch])
+        done = min(i + args.batch, len(rows))
+        if done >= (len(fifths) + 1) * fifth or done == len(rows):
+            now_cpu = time.process_time()
+            fifths.append((now_cpu - mark_cpu) / (done - mark_rows) * 1e6)
+            mark_cpu, mark_rows = now_cpu, done
     store.maintain()  # the stage's retention pass (PostgreSQL: merges the text index's pending words)
     ours_insert = len(rows) / (time.perf_counter() - t)
     # PostgreSQL does the indexing in its own backends: their CPU counts as ours.
@@ -139,6 +156,8 @@ def run(args: argparse.Namespace, url: str | None) -> None:
     print(f"{'measure':32} {ours_name:>20} {'duckdb (peer)':>16} {'ratio peer/ours':>16}")
     print(f"{'insert rate (events/s)':32} {ours_insert:20,.0f} {peer_insert:16,.0f} {peer_insert / ours_insert:16.2f}")
     print(f"{'insert per CPU second (events)':32} {ours_cpu:20,.0f} {peer_cpu:16,.0f} {peer_cpu / ours_cpu:16.2f}")
+    print(f"{'insert CPU µs per row, by fifth':32} {' '.join(f'{f:.1f}' for f in fifths):>20}"
+          f"{'' if url else '   (the request-id index takes random keys)' if args.random_ids else ''}")
     for name, (ours, peer) in probes.items():
         ours_ms, got = median_ms(ours)
         peer_ms, expect = median_ms(peer)

@@ -258,7 +258,7 @@ def test_request_and_instance_lookups_use_their_partial_indexes(tmp_path: Path) 
     try:
         for index in ("events_request", "events_instance"):
             sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
-            assert "IS NOT NULL" in sql, sql
+            assert "IS NOT NULL" in sql and "3600000000" in sql, sql  # partial, and led by the hour
         for query, index in ((f"request_id:{REQ}", "events_request"),
                              ("instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21", "events_instance")):
             compiled = compile_query(query)
@@ -267,4 +267,31 @@ def test_request_and_instance_lookups_use_their_partial_indexes(tmp_path: Path) 
             assert index in plan, (query, plan)
     finally:
         conn.close()
+        store.close()
+
+
+def test_request_and_instance_lookups_in_every_hour_before_1970_and_in_older_files(tmp_path: Path) -> None:
+    """The hour-led indexes are sought in every hour of the day, also the negative hours of a time
+    before 1970 (integer division truncates toward zero); a day file made before, with the request
+    id then time index, answers the same query through its own index."""
+    import sqlite3
+
+    store = EventStore(tmp_path, ttl=86400 * 365 * 100)
+    times = [datetime(1969, 12, 31, 20, 30, tzinfo=timezone.utc), *(T0.replace(hour=h) for h in range(24))]
+    events = [Event(**{"@timestamp": t}, host="cn01", component="nova", type="openstack", request_id=REQ,
+                    instance_id="3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21", message=f"at {t}") for t in times]
+    store.insert([record_row(e) for e in events], now=T0)
+    start, end = datetime(1969, 1, 1, tzinfo=timezone.utc), T0 + timedelta(days=2)
+    for query in (f"request_id:{REQ}", f"request_id:{REQ.upper()}", "instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21"):
+        assert len(store.search(query, start, end, limit=100)) == 25, query
+    assert len(store.search(f"NOT request_id:{REQ}", start, end, limit=100)) == 0
+    (_, old_path) = store.partitions()[-1]
+    store.close()
+    conn = sqlite3.connect(old_path)  # as an earlier version made it
+    conn.executescript("DROP INDEX events_request; CREATE INDEX events_request ON events(request_id, ts);")
+    conn.close()
+    store = EventStore(tmp_path, ttl=86400 * 365 * 100)
+    try:
+        assert len(store.search(f"request_id:{REQ}", start, end, limit=100)) == 25
+    finally:
         store.close()

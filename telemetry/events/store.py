@@ -33,7 +33,7 @@ from telemetry.events.backend import DAY_US, day_number
 from telemetry.events.backend import day_of as _day_of
 from telemetry.events.paging import recent_page
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
-from telemetry.events.sql import compile_query
+from telemetry.events.sql import compile_query, hour_of_day
 from telemetry.events.times import to_micros
 from telemetry.metrics import REGISTRY
 
@@ -64,13 +64,16 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_component ON events(component, ts);
 CREATE INDEX IF NOT EXISTS events_level ON events(level, ts);
--- Partial: most log lines name no instance, periodic tasks run outside any request ([-]) and no log
--- line has an event_type, and an index entry per NULL cost every insert a b-tree descent for
--- nothing (for the request id, whose NULLs sort together by time, mostly disk: 10 bytes a row
--- when half the lines name none). An equality on the column implies IS NOT NULL, so the planner
--- still uses them (files made before keep their full indexes).
-CREATE INDEX IF NOT EXISTS events_request ON events(request_id, ts) WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_instance ON events(instance_id) WHERE instance_id IS NOT NULL;
+-- The request-id and instance keys are random: an index taking them all day had more of its pages
+-- rewritten at every commit as the day went on (an insert cost 15 µs at the start of a day file of
+-- a million rows, 34 at its end). Led by the hour of the day, each hour's keys fill their own
+-- part, and the cost stays that of an hour's index (18 µs at the end); sql.py's equality names
+-- every hour (HOUR_FIRST), one seek each. Partial: most log lines name no instance, periodic tasks
+-- run outside any request ([-]) and no log line has an event_type; an equality on the column
+-- implies IS NOT NULL, so the planner still uses them. Files made before keep their indexes
+-- (request id then time, instance alone), which the same equality still uses.
+CREATE INDEX IF NOT EXISTS events_request ON events({hour_of_day("ts")}, request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_instance ON events({hour_of_day("ts")}, instance_id) WHERE instance_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_event_type ON events(event_type) WHERE event_type IS NOT NULL;
 -- detail=full (the default) keeps token positions, which phrase queries need; columnsize=0
 -- drops the per-row size table, used only by bm25 ranking, which no query uses.
