@@ -27,6 +27,7 @@ from telemetry.parse.literals import required_literals
     ("(?:GET|PUT|POST|DELETE) /v", (" /v",)),
     ("(?:a1|b2|c3|d4|e5|f6|g7|h8|i9)zz", None),  # nine alternatives, each too short anyway
     ("(?:aaa1|bbb2|ccc3|ddd4|eee5|fff6|ggg7|hhh8|iii9)", None),  # more than eight to look for
+    ("(?:aaaa1|bbbb2|cccc3|dddd4|eeee5|ffff6|gggg7|hhhh8|iiii9)xyz", ("xyz",)),  # the usable one wins
 ])
 def test_what_the_analysis_finds(pattern: str, want: tuple[str, ...] | None) -> None:
     assert required_literals(re.compile(pattern)) == want

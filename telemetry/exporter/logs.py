@@ -150,16 +150,12 @@ class LogCounters(ObserverStage):
         # (component, level) pairs, and a labels() lookup per line was a share of the daemon's CPU.
         lines: Tally[tuple[str, str]] = Tally()
         requests: Tally[tuple[str, str, str]] = Tally()
-        components = self.components
         for _, r in records:
             # its contract dict in this process (read, never changed), an Event from a broker
-            doc = (r if r.__class__ is dict else r.to_dict() if isinstance(r, Event)
-                   else r if isinstance(r, dict) else None)
+            doc = r if isinstance(r, dict) else r.to_dict() if isinstance(r, Event) else None
             if doc is None or not self._fresh(doc["id"]):
                 continue
-            component = doc.get("component") or "none"
-            if component not in components:
-                component = self._component(component)
+            component = self._component(doc.get("component") or "none")
             lines[component, level_label(doc.get("level"))] += 1
             if _METHOD_NAMES.isdisjoint(doc):
                 continue

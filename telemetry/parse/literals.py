@@ -33,13 +33,19 @@ MAX_ALTERNATIVES = 8
 Need = frozenset[str] | None  # one of these must occur; None: nothing known
 
 
+def _usable(need: frozenset[str]) -> bool:
+    return min(map(len, need)) >= MIN_LENGTH and len(need) <= MAX_ALTERNATIVES
+
+
 def _better(a: Need, b: Need) -> Need:
-    """The more selective of two requirements: the longer shortest literal, then fewer alternatives."""
+    """The more selective of two requirements: one worth looking for (``_usable``), then the longer
+    shortest literal, then fewer alternatives. Usable first: nine long alternatives must not push
+    out a single literal of three that the filter can use."""
     if a is None:
         return b
     if b is None:
         return a
-    ka, kb = (min(map(len, a)), -len(a)), (min(map(len, b)), -len(b))
+    ka, kb = (_usable(a), min(map(len, a)), -len(a)), (_usable(b), min(map(len, b)), -len(b))
     return b if kb > ka else a
 
 
@@ -87,6 +93,6 @@ def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
         need = _sequence(P.parse(pattern.pattern, pattern.flags & ~re.UNICODE))
     except (re.error, RecursionError, OverflowError):
         return None
-    if need is None or min(map(len, need)) < MIN_LENGTH or len(need) > MAX_ALTERNATIVES:
+    if need is None or not _usable(need):
         return None
     return tuple(sorted(need, key=len, reverse=True))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,14 +80,6 @@ class _Plan:
     json: bool
     fail_tags: list[str]
     break_on_match: bool
-    inner_needs: tuple[str, ...] | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        #: What a message must hold for any message_match expression to match (``Grok.needs``):
-        #: most oslo.log messages are no access line, and this says so before any call is made.
-        needs = [g.needs for g in self.message_match]
-        object.__setattr__(self, "inner_needs", None if not needs or any(n is None for n in needs)
-                           else tuple(dict.fromkeys(lit for n in needs for lit in n or ())))
 
 
 class _Timeout(Exception):
@@ -202,9 +194,6 @@ class Parser:
         """The type's message_match on the captured message (an access line inside an oslo.log line)."""
         message = caps.get("message")
         if plan.message_match and isinstance(message, str):
-            needs = plan.inner_needs
-            if needs is not None and not any(map(message.__contains__, needs)):
-                return
             found = self._first(plan.message_match, message, deadline)
             if found is not None:
                 caps.update(found)

@@ -48,25 +48,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-_last_read: tuple[datetime | None, int] = (None, 0)
-
-
-def item(raw: RawLog | bytes) -> Item:
+def item(raw: RawLog | bytes, last: list[Any]) -> Item:
     """The bytes as they came off the bus, or a RawLog's values (parsed without rebuilding the model): plain values
-    cross to the worker many times faster than the model, and faster than its JSON is decoded there."""
+    cross to the worker many times faster than the model, and faster than its JSON is decoded there.
+
+    ``last`` is the batch's [read_at, its microseconds]: the entries of one read share their read_at,
+    converted once (``_instant`` is the way back).
+    """
     if isinstance(raw, bytes):
         return raw
-    global _last_read
     d = raw.__dict__
     read_at = d["read_at"]
     if read_at.tzinfo is timezone.utc:
-        last = _last_read  # the entries of one read share their read_at: converted once
-        if last[0] is read_at:
-            read_at = last[1]
-        else:
-            micros = (read_at - _EPOCH) // _MICROSECOND
-            _last_read = (read_at, micros)
-            read_at = micros
+        if last[0] is not read_at:
+            last[:] = [read_at, (read_at - _EPOCH) // _MICROSECOND]
+        read_at = last[1]
     extra = raw.__pydantic_extra__
     return (d["id"], d["host"], d["path"], d["component"], d["type"], d["offset"], d["inode"], d["lines"],
             read_at, d["tags"], extra or None)
@@ -130,7 +126,8 @@ class ParseWorker:
         """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``."""
         # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
         # answer allows for it, so only a worker that is really gone is taken for lost.
-        result: list[Parsed] = self.child.call("parse", [item(r) for r in raws], fmt,
+        last: list[Any] = [None, 0]
+        result: list[Parsed] = self.child.call("parse", [item(r, last) for r in raws], fmt,
                                                timeout=self.child.timeout + 2 * self.budget * len(raws))
         return result
 
