@@ -81,8 +81,41 @@ def fast_decode(cls: type[R], raw: bytes) -> R | dict[str, Any] | None:
     if cls is RawLog:
         return fast_rawlog(raw)  # type: ignore[return-value]
     if cls is Event:
-        return fast_event(raw)
+        return _SHARED_EVENTS.get(raw)
     return None
+
+
+class _SharedEvents:
+    """The events this process decoded lately, by their bytes.
+
+    A server behind a broker receives each event once per consumer group (the rules, the /metrics
+    exporter, each sink), the same bytes each time, and decoding them was a third of its main
+    thread. The decoded dict is shared among the groups as the in-process bus shares it: every
+    consumer only reads it. Two generations of ``size`` bound the memory (a few thousand dicts);
+    the groups read the same events within a few batches of each other.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = 0
+        self._new: dict[bytes, dict[str, Any]] = {}
+        self._old: dict[bytes, dict[str, Any]] = {}
+
+    def get(self, raw: bytes) -> dict[str, Any] | None:
+        ev = self._new.get(raw) or self._old.get(raw)
+        if ev is not None:
+            self.hits += 1
+            return ev
+        ev = fast_event(raw)
+        if ev is not None:
+            new = self._new
+            new[raw] = ev
+            if len(new) >= self.size:
+                self._old, self._new = new, {}
+        return ev
+
+
+_SHARED_EVENTS = _SharedEvents(4096)
 
 
 #: How event_dict checks each contract key; a value failing its check needs validation.

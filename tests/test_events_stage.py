@@ -78,3 +78,58 @@ async def test_a_record_postgresql_cannot_key_is_dead_lettered_alone(tmp_path: P
     finally:
         await stage.stop()
         drop_schemas(pg_database, [schema])
+
+
+class _WireBus(MemoryBus):
+    """The memory bus as a broker looks to a consumer: records arrive as bytes."""
+
+    in_process = False
+
+
+async def test_behind_a_broker_the_writer_decodes_the_events_and_names_what_is_not_one(tmp_path: Path) -> None:
+    """The events' bytes go to the store's writer process as they came (decoded there, off the daemon's
+    core); bytes that are not an event are dead-lettered with the reason the bus stage gives, the rest stored."""
+    from telemetry.events.writer import ProcessEventStore
+    from telemetry.models import encode
+    from telemetry.stage import DEAD_LETTER_TOPIC
+
+    rt = Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=_WireBus(), data_dir=tmp_path)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
+    assert isinstance(rt.event_store, ProcessEventStore)
+    seen: list[list[object]] = []
+    own = stage._record_of
+    stage._record_of = lambda cls, value: seen.append([own(cls, value)]) or seen[-1][0]  # type: ignore[method-assign]
+    await stage.start()
+    now = datetime.now(timezone.utc)
+    events = [Event(**{"@timestamp": now - timedelta(seconds=i)}, host="cn01", component="nova",
+                    request_id=f"req-{i}", message=f"line {i}", **{"flavor": "m1.small"}) for i in range(20)]
+    values = [encode(e, "msgpack" if i % 2 else "json") for i, e in enumerate(events)]
+    values[7] = b'{"id": "x", "@timestamp": "yesterday"}'
+    values[9] = b"\xff not json"
+    from telemetry.bus.base import OutMessage
+
+    try:
+        await rt.bus.publish("events", [OutMessage(v, b"cn01") for v in values])
+        await wait_for(lambda: stage.processed == 20)
+        assert stage.stored == 18
+        assert all(isinstance(r, bytes) for [r] in seen)  # handed to the writer undecoded
+        letters = await dead.fetch(10, timeout=5)
+        # the reasons the daemon's own decoding gives
+        from telemetry.stage import BusStage, reject_reason
+
+        expected = []
+        for bad in (values[7], values[9]):
+            try:
+                BusStage._record_of(stage, Event, bad)
+            except Exception as exc:
+                expected.append(reject_reason(exc))
+        assert sorted(d.headers["reason"] for d in letters) == sorted(expected) == [
+            "invalid:@timestamp", "undecodable:ExtraData"]
+        assert {d.headers["stage"] for d in letters} == {"stage.events"}
+        store = rt.event_store
+        assert len(store.search("", start=now - timedelta(hours=1), limit=100)) == 18
+        [e] = store.search('"line 3"', start=now - timedelta(hours=1))
+        assert e["request_id"] == "req-3" and e["flavor"] == "m1.small"
+    finally:
+        await stage.stop()

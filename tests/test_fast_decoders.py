@@ -10,6 +10,7 @@ fixed so "now" defaults cannot differ between the two.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import msgpack
@@ -169,3 +170,23 @@ def test_fast_event_takes_what_the_parse_stage_publishes() -> None:
     assert fast_event(raw) == published == _model_event(raw)
     for bad in (b"", b"[]", b"{", b'{"@timestamp": 5}', b'{"@timestamp": "2026-03-02T10:00:00Z", "pid": 1.5}'):
         assert fast_event(bad) is None, bad
+
+
+def test_an_event_read_by_several_groups_is_decoded_once_and_the_memory_stays_bounded() -> None:
+    """Behind a broker each consumer group gets its own copy of an event's bytes: the rules and the exporter
+    share one decoded dict (as they share the publisher's on the in-process bus), a few thousand at most."""
+    from telemetry.fastcodec import _SharedEvents
+    from telemetry.models import encode
+
+    shared = _SharedEvents(size=3)
+    now = datetime.now(timezone.utc)
+    values = [encode(Event(**{"@timestamp": now}, host="cn01", message=f"line {i}"), "json") for i in range(8)]
+    first = shared.get(values[0])
+    again = shared.get(bytes(bytearray(values[0])))  # another group's copy: equal bytes, another object
+    assert again is first and first == fast_event(values[0]) and shared.hits == 1
+    for v in values[1:]:
+        shared.get(v)
+    assert len(shared._new) + len(shared._old) <= 2 * 3
+    later = shared.get(values[0])  # long forgotten: decoded anew, the same event
+    assert later == first and later is not first
+    assert shared.get(b"\xff not json") is None and shared.get(b"\xff not json") is None and shared.hits == 1

@@ -13,7 +13,9 @@ import orjson
 
 from telemetry.events.documents import COLUMNS, CORE, int_or_none, notification_document
 from telemetry.events.times import format_micros, iso_micros, to_micros
-from telemetry.models import Event, Notification, Record
+from telemetry.fastcodec import fast_event
+from telemetry.models import Event, Notification, Record, decode
+from telemetry.stage import reject_reason
 
 #: Keys of a notification document that are not stored as fields.
 _DOC_ONLY = frozenset({"@timestamp", "tags"})
@@ -70,11 +72,23 @@ def record_row(record: Record | Mapping[str, Any]) -> Row:
     raise TypeError(f"the event store keeps events and notifications, not {type(record).__name__}")
 
 
-def rows_of(records: Sequence[Record | Mapping[str, Any]]) -> tuple[list[Row], list[tuple[int, str]]]:
-    """The records' rows, and (index, reason) of each that cannot be stored, so one odd record holds back none."""
+def rows_of(records: Sequence[Record | Mapping[str, Any] | bytes]) -> tuple[list[Row], list[tuple[int, str]]]:
+    """The records' rows, and (index, reason) of each that cannot be stored, so one odd record holds back none.
+
+    An event may come as the bytes a broker carried (``EventStage``): decoded here, where the rows are
+    built, with the reason the bus stage would give for bytes that are not an event.
+    """
     rows: list[Row] = []
     bad: list[tuple[int, str]] = []
-    for i, record in enumerate(records):
+    for i, given in enumerate(records):
+        if isinstance(given, bytes):
+            try:
+                record: Record | Mapping[str, Any] = fast_event(given) or decode(Event, given)
+            except Exception as exc:
+                bad.append((i, reject_reason(exc)))
+                continue
+        else:
+            record = given
         try:
             rows.append(record_row(record))
         except Exception as exc:
