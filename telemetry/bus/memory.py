@@ -32,7 +32,7 @@ from telemetry.metrics import BUS_UNCLAIMED_DROPPED
 
 
 class _Token:
-    """A delivery's place in publish order and the receipt its acknowledgement settles."""
+    """A published batch's place in publish order and the receipt its deliveries' acknowledgements settle."""
 
     __slots__ = ("receipt", "seq")
 
@@ -129,8 +129,9 @@ class MemoryBus(Bus):
             # One delivery per message, shared by every group's queue: consumers only read it, an
             # acknowledgement settles the receipt only from a group that writes durably (the
             # consumer knows its queue), and a delivery given back is requeued as a copy.
-            batch = [Delivery(topic, m.value, m.key, m.headers, False, _Token(next(seq), receipt), m.record)
-                     for m in messages]
+            # One token for the batch: its deliveries share their place in publish order and their receipt.
+            token = _Token(next(seq), receipt)
+            batch = [Delivery(topic, m.value, m.key, m.headers, False, token, m.record) for m in messages]
             for q in queues:
                 q.items.extend(batch)
             orphans = self._orphans.get(name)
