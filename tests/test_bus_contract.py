@@ -157,6 +157,27 @@ async def test_kafka_consumer_waits_as_configured(kafka: MockKafka) -> None:
         await b.close()
 
 
+async def test_kafka_batches_several_large_messages_together(kafka: MockKafka) -> None:
+    """``bus.kafka.batch_bytes`` reaches the producer: messages of tens of KiB (a packed message of the log
+    topics) published together go in one batch, and a consumer gets them in one fetch; with the client's
+    16 KiB default each had a batch of its own and came in a fetch of its own."""
+    b = open_bus(bus_config(kafka.url))
+    await b.start()
+    try:
+        c = await ready(await b.subscribe(["t"], "g"))
+        await c.fetch(10, 0.2)
+        big = [OutMessage(value=bytes([65 + i]) * 40_000, key=b"k") for i in range(5)]
+        await b.publish("t", big)
+        first: list[Delivery] = []
+        while not first:
+            first = await c.fetch(100, 2.0)
+        assert [d.value for d in first] == [m.value for m in big]
+        await c.ack(first)
+        await c.close()
+    finally:
+        await b.close()
+
+
 async def test_nack_requeue(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     await bus.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"one") for i in range(5)])

@@ -88,6 +88,7 @@ class KafkaBus(Bus):
             enable_idempotence=True,
             compression_type=None if k.compression == "none" else k.compression,
             linger_ms=k.linger_ms,
+            max_batch_size=k.batch_bytes,
             request_timeout_ms=int(self.config.publish_timeout * 1000),
             **self.client_options(),
         )

@@ -41,6 +41,11 @@ class KafkaOptions(Section):
         "gzip", description="Producer batch compression (lz4/snappy/zstd need their Python codecs)"
     )
     linger_ms: int = Field(5, ge=0, description="How long the producer waits to fill a batch")
+    batch_bytes: int = Field(
+        512 * 1024, ge=16 * 1024, le=1024 * 1024, description="Largest producer batch before compression "
+        "(batch.size): a packed message of the log topics is tens of KiB, and the client's 16 KiB held one, "
+        "so a consumer fetched one at a time; at most a broker's message.max.bytes (1 MiB by default)",
+    )
     session_timeout: Duration = Field(
         10.0, gt=0, description="A consumer silent this long is dropped and its partitions move to the others"
     )
