@@ -23,6 +23,7 @@ from busenv import MockKafka, patch_aiokafka_for_mock, rabbit_vhost
 
 from telemetry.bus import MemoryBus, open_bus
 from telemetry.bus.base import Bus, OutMessage
+from telemetry.config.core import KafkaOptions
 from telemetry.config.core import BusConfig
 from telemetry.models import Sample
 
@@ -58,7 +59,7 @@ async def measure(bus: Bus, n: int) -> tuple[float, float]:
 async def bare_aiokafka(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     """aiokafka alone on the same mock cluster, set up as our Kafka bus sets it up.
 
-    Producer: acks=all, idempotence, gzip, linger 5 ms (the bus defaults), a batch of sends
+    Producer: acks=all, idempotence, the bus's default compression, linger and batch size, a batch of sends
     awaited together. Consumer: a group, manual commits, getmany() of up to a batch, a commit
     after each. The same records (bytes and keys) as ``measure``; no decoding either side.
     """
@@ -66,8 +67,9 @@ async def bare_aiokafka(bootstrap: str, topic: str, n: int) -> tuple[float, floa
 
     body = [(Sample(counter_name="cpu", counter_type="gauge", counter_volume=i,
                     resource_id=f"r{i % 64}").to_json(), f"r{i % 64}".encode()) for i in range(BATCH)]
+    k = KafkaOptions()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                compression_type="gzip", linger_ms=5)
+                                compression_type=k.compression, linger_ms=k.linger_ms, max_batch_size=k.batch_bytes)
     await producer.start()
     t0 = time.perf_counter()
     for _ in range(n // BATCH):

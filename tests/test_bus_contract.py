@@ -178,6 +178,29 @@ async def test_kafka_batches_several_large_messages_together(kafka: MockKafka) -
         await b.close()
 
 
+@pytest.mark.parametrize("codec", ["none"])
+async def test_kafka_consumers_read_batches_of_any_codec(kafka: MockKafka, codec: str) -> None:
+    """gzip by default; a producer configured otherwise (an agent set up apart) is still read."""
+    assert KafkaOptions().compression == "gzip"
+    cfg = bus_config(kafka.url)
+    ours = open_bus(cfg)
+    other_cfg = cfg.model_copy(deep=True)
+    other_cfg.kafka.compression = codec  # type: ignore[assignment]
+    other = open_bus(other_cfg)
+    await ours.start()
+    await other.start()
+    try:
+        c = await ready(await ours.subscribe(["t"], "g"))
+        await other.publish("t", msgs(5))
+        await ours.publish("t", msgs(5, start=5))
+        got = await drain(c, 10)
+        assert sorted(values(got)) == sorted(m.value for m in msgs(10))
+        await c.close()
+    finally:
+        await other.close()
+        await ours.close()
+
+
 async def test_nack_requeue(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     await bus.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"one") for i in range(5)])

@@ -43,7 +43,7 @@ class EventStage(BusStage):
         self.store = store
         #: Behind a broker, with the store's writes in a child process, an event's bytes go to the child as
         #: they came: decoded where its row is built, not on the daemon's core, and cheaper to hand over
-        #: than the decoded dict (the rules and the exporter still decode their own copies).
+        #: than the decoded dict (the rules, the exporter and the sinks share one decoded copy: fastcodec).
         self._bytes_to_writer = not runtime.bus.in_process and isinstance(store, ProcessEventStore)
         self.stored = 0
         self._records_out = RECORDS_OUT.labels(stage=self.name)
