@@ -201,6 +201,42 @@ async def test_kafka_consumers_read_batches_of_any_codec(kafka: MockKafka, codec
         await ours.close()
 
 
+async def test_kafka_records_deleted_before_a_group_read_them_are_counted(kafka: MockKafka,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Retention shorter than a group's lag: the broker deletes records the group has not read, and the
+    client goes on from the oldest kept. Not silent: a warning names the offsets, a counter counts them.
+    The mock cluster keeps only a partition's newest few MiB: 20 MB published behind a consumer does it."""
+    import os
+
+    from telemetry.bus.metrics import BUS_OFFSETS_SKIPPED
+
+    cfg = bus_config(kafka.url)
+    cfg.kafka.compression = "none"
+    cfg.records_per_message = 1
+    b = open_bus(cfg)
+    await b.start()
+    try:
+        c = await ready(await b.subscribe(["t"], "g"))
+        await b.publish("t", [OutMessage(value=b"first", key=b"k")])
+        got: list[Delivery] = []
+        while not got:
+            got = await c.fetch(1, 1.0)
+        await c.ack(got)
+        counter = BUS_OFFSETS_SKIPPED.labels(topic="t", group="g")
+        before = counter._value.get()
+        for _ in range(40):
+            await b.publish("t", [OutMessage(value=os.urandom(50_000), key=b"k") for _ in range(10)])
+        later = await drain(c, 400, per_fetch=100, quiet=4.0)
+        offsets = [d.token[1] for d in got + later]
+        assert offsets[0] == 0 and offsets[-1] == 400 and len(offsets) < 401  # the mock dropped the oldest
+        skipped = counter._value.get() - before
+        assert skipped == 401 - len(offsets) > 0
+        assert any("were gone from the broker before this group read them" in r.message for r in caplog.records)
+        await c.close()
+    finally:
+        await b.close()
+
+
 async def test_nack_requeue(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     await bus.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"one") for i in range(5)])

@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
-from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_RECONNECTIONS
+from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_OFFSETS_SKIPPED, BUS_RECONNECTIONS
 from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, bodies, unpacked
 from telemetry.config.core import BusConfig
 
@@ -241,6 +241,8 @@ class KafkaConsumer(Consumer):
                 inflight[offset] = [epoch, False]
                 redelivered = offset <= max_seen
                 if not redelivered:
+                    if offset != max_seen + 1 and max_seen >= 0:
+                        self._skipped(topic, max_seen, offset)
                     max_seen = offset
                 headers: dict[str, str] = {}
                 if r.headers:
@@ -254,6 +256,16 @@ class KafkaConsumer(Consumer):
             part.max_seen = max_seen
         await self._lag()
         return out
+
+    def _skipped(self, topic: str, seen: int, offset: int) -> None:
+        """A gap in a partition's offsets: our topics have no compaction and no transactions, so the records
+        between were deleted (retention) before this group read them, and the client went on from the oldest
+        one kept (``auto_offset_reset``). Lost, so said loudly and counted."""
+        n = offset - seen - 1
+        BUS_OFFSETS_SKIPPED.labels(topic=topic, group=self.group).inc(n)
+        log.warning("kafka %s: %d records of %s (offsets %d-%d) were gone from the broker before this group read "
+                    "them (retention shorter than this group's lag?); going on from offset %d",
+                    self.group, n, topic, seen + 1, offset - 1, offset)
 
     async def _lag(self) -> None:
         now = time.monotonic()

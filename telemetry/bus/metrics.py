@@ -26,3 +26,8 @@ BUS_PUBLISH_RETRIES = Counter(
     "telemetry_bus_publish_retries", "Batches published again after the broker failed to confirm them", ["bus"],
     registry=REGISTRY,
 )
+BUS_OFFSETS_SKIPPED = Counter(
+    "telemetry_bus_kafka_offsets_skipped", "Kafka: offsets a group's consumer jumped over in a partition, records "
+    "the broker no longer held when it came to them (retention deleted them unread)", ["topic", "group"],
+    registry=REGISTRY,
+)
