@@ -23,8 +23,7 @@ from busenv import MockKafka, patch_aiokafka_for_mock, rabbit_vhost
 
 from telemetry.bus import MemoryBus, open_bus
 from telemetry.bus.base import Bus, OutMessage
-from telemetry.config.core import KafkaOptions
-from telemetry.config.core import BusConfig
+from telemetry.config.core import BusConfig, KafkaOptions
 from telemetry.models import Sample
 
 BATCH = 500

@@ -178,14 +178,13 @@ async def test_kafka_batches_several_large_messages_together(kafka: MockKafka) -
         await b.close()
 
 
-@pytest.mark.parametrize("codec", ["none"])
-async def test_kafka_consumers_read_batches_of_any_codec(kafka: MockKafka, codec: str) -> None:
-    """gzip by default; a producer configured otherwise (an agent set up apart) is still read."""
+async def test_kafka_consumers_read_batches_of_another_codec(kafka: MockKafka) -> None:
+    """gzip by default; a producer configured otherwise (an agent set up apart, uncompressed) is still read."""
     assert KafkaOptions().compression == "gzip"
     cfg = bus_config(kafka.url)
     ours = open_bus(cfg)
     other_cfg = cfg.model_copy(deep=True)
-    other_cfg.kafka.compression = codec  # type: ignore[assignment]
+    other_cfg.kafka.compression = "none"
     other = open_bus(other_cfg)
     await ours.start()
     await other.start()
