@@ -11,6 +11,7 @@ holds each equal to its model on arbitrary input.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any, TypeVar
 
 import msgpack
@@ -124,6 +125,8 @@ _EVENT_CHECK = {"id": "str", "@timestamp": "ts", "host": "str", "component": "st
                 "project_id": "opt", "instance_id": "opt", "message": "str", "tags": "tags"}
 assert list(_EVENT_CHECK) == [f.alias or n for n, f in Event.model_fields.items()]
 _EVENT_TEMPLATE: dict[str, Any] = {k: ("" if c == "str" else None) for k, c in _EVENT_CHECK.items()}
+_STR_KEYS = tuple(k for k, c in _EVENT_CHECK.items() if c == "str")
+_OPT_KEYS = tuple(k for k, c in _EVENT_CHECK.items() if c == "opt")
 
 
 def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None = None) -> dict[str, Any] | None:
@@ -139,49 +142,41 @@ def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None =
     (``fast_event``): it is then not formatted again.
     The parse tests hold the output equal to the validated Event's.
     """
-    out = dict(_EVENT_TEMPLATE)
-    extra: dict[str, Any] = {}
-    check = _EVENT_CHECK
-    for k, v in data.items():
-        c = check.get(k)
-        if c is None:
-            if v.__class__ is not str and not _json_plain(v):
-                return None
-            extra[k] = v
-        elif c == "str":
-            if v.__class__ is not str:
-                return None
-            out[k] = v
-        elif c == "opt":
-            if v is not None and v.__class__ is not str:
-                return None
-            out[k] = v
-        elif c == "pid":
-            if v.__class__ is str and v.isascii() and v.isdigit() and len(v) < 19:
-                v = int(v)
-            elif v is not None and v.__class__ is not int:
-                return None
-            out[k] = v
-        elif c == "tags":
-            if v.__class__ is not list or not all(t.__class__ is str for t in v):
-                return None
-            out[k] = list(v)
-        else:  # @timestamp
-            if v.__class__ is not datetime or v.tzinfo is not timezone.utc:
-                return None
-            out[k] = v
-    ts = out["@timestamp"]
-    if ts is None:
-        return None  # the default (now) is the model's to give
-    if out["tags"] is None:
+    # The contract keys first, in the model's order, with their defaults; the extras after, in data's
+    # order: one merge in C, then only the values that can be wrong are looked at.
+    out = {**_EVENT_TEMPLATE, **data}
+    for k in _STR_KEYS:
+        if out[k].__class__ is not str:
+            return None
+    for k in _OPT_KEYS:
+        v = out[k]
+        if v is not None and v.__class__ is not str:
+            return None
+    pid = out["pid"]
+    if pid is not None and pid.__class__ is not int:
+        if pid.__class__ is not str or not (pid.isascii() and pid.isdigit() and len(pid) < 19):
+            return None
+        out["pid"] = int(pid)
+    tags = out["tags"]
+    if tags is None:
+        if "tags" in data:
+            return None
         out["tags"] = []
+    elif tags.__class__ is not list or (tags and not all(t.__class__ is str for t in tags)):
+        return None
+    else:
+        out["tags"] = list(tags)
+    for v in islice(out.values(), len(_EVENT_TEMPLATE), None):
+        if v.__class__ is not str and not _json_plain(v):
+            return None
+    ts = out["@timestamp"]
+    if ts.__class__ is not datetime or ts.tzinfo is not timezone.utc:
+        return None  # None: the default (now) is the model's to give
     if not with_id:
         del out["id"]
     elif not out["id"]:
         out["id"] = _event_id(out["host"], ts, out["message"])
     out["@timestamp"] = written or iso_utc(ts)
-    if extra:
-        out.update(extra)
     return out
 
 

@@ -144,6 +144,7 @@ EVENT_DATA = [
      "loglevel": "INFO", "tags": ["a"], "http": {"status": [200, 1.5]}, "level": "INFO", "logger": "nova.x"},
     {"message": "é", "host": "cn01", "id": "given-id", "pid": 7, "tags": [], "request_id": "req-1"},
     {"message": "x", "tags": []},
+    {"logger": "first", "f": None, "message": "no tags, an extra before the contract's keys"},
 ]
 
 
@@ -164,7 +165,8 @@ def test_event_dict_is_the_validated_events(data: dict) -> None:
 
 @pytest.mark.parametrize("change", [{"pid": "abc"}, {"pid": True}, {"level": ["a", "b"]}, {"host": None},
                                     {"@timestamp": "2026-03-02T09:00:00"}, {"tags": ["a", 1]}, {"f": float("inf")},
-                                    {"t": (1, 2)}, {"@timestamp": None}])
+                                    {"t": (1, 2)}, {"@timestamp": None}, {"tags": None}, {"id": 5},
+                                    {"pid": "1" * 19}, {"request_id": 7}])
 def test_event_dict_leaves_conversions_to_validation(change: dict) -> None:
     from datetime import datetime, timezone
 
