@@ -38,8 +38,8 @@ from telemetry.metrics import (
     BUS_CONSUMED, BUS_REDELIVERED, RECORDS_DEAD_LETTERED, RECORDS_IN, RECORDS_REJECTED, STAGE_BATCH_SECONDS,
     STAGE_FAILURES, Bound,
 )
-from telemetry.fastcodec import fast_decode
-from telemetry.models import Record, decode
+from telemetry.fastcodec import decode_record
+from telemetry.models import Record
 from telemetry.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class BusStage(Component, abc.ABC):
     def _record_of(self, cls: type[Record], value: bytes) -> Any:
         """The record of a message's bytes (an event as its contract dict, as handed over in this
         process); raises for bad input (the reason comes from the exception)."""
-        return fast_decode(cls, value) or decode(cls, value)
+        return decode_record(cls, value)
 
     async def _dead_letter(self, bad: list[tuple[Delivery, str]], errors: Sequence[str] | None = None) -> Receipt:
         self.rejected += len(bad)

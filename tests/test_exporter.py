@@ -184,9 +184,11 @@ def test_access_lines_and_levels_are_bounded() -> None:
     )
     assert access({"method": "GET", "status": 999}) is None and access({"message": "hi"}) is None
     for _ in range(2):  # the second time from the memo of level texts
-        assert [level_label(v) for v in ("warn", "ERROR", "chatty", None, "", 5)] == [
+        assert [level_label(v) for v in ("warn", "ERROR", "emerg", "Notice", "chatty", None, "", 5)] == [
             "WARNING",
             "ERROR",
+            "CRITICAL",  # as the parser normalises them (telemetry.parse.normalise), not a second mapping
+            "INFO",
             "other",
             "none",
             "none",

@@ -13,8 +13,8 @@ import orjson
 
 from telemetry.events.documents import COLUMNS, CORE, int_or_none, notification_document
 from telemetry.events.times import format_micros, iso_micros, to_micros
-from telemetry.fastcodec import fast_event
-from telemetry.models import Event, Notification, Record, decode
+from telemetry.fastcodec import decode_record
+from telemetry.models import Event, Notification, Record
 from telemetry.stage import reject_reason
 
 #: Keys of a notification document that are not stored as fields.
@@ -83,7 +83,7 @@ def rows_of(records: Sequence[Record | Mapping[str, Any] | bytes]) -> tuple[list
     for i, given in enumerate(records):
         if isinstance(given, bytes):
             try:
-                record: Record | Mapping[str, Any] = fast_event(given) or decode(Event, given)
+                record: Record | Mapping[str, Any] = decode_record(Event, given, shared=False)
             except Exception as exc:
                 bad.append((i, reject_reason(exc)))
                 continue

@@ -26,6 +26,7 @@ from telemetry.bus import Delivery
 from telemetry.exporter.base import ObserverStage
 from telemetry.metrics import REGISTRY, Bound
 from telemetry.models import Event, Record
+from telemetry.parse.normalise import LEVELS, normal_level
 from telemetry.recent import RecentIds
 from telemetry.runtime import Runtime
 
@@ -49,16 +50,6 @@ API_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-LEVELS = frozenset(
-    {"TRACE", "DEBUG", "INFO", "AUDIT", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"}
-)
-_LEVEL_ALIASES = {
-    "WARN": "WARNING",
-    "ERR": "ERROR",
-    "FATAL": "CRITICAL",
-    "CRIT": "CRITICAL",
-    "EMERG": "EMERGENCY",
-}
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "COPY", "CONNECT", "TRACE"})
 METHOD_FIELDS = ("method", "verb", "http_verb")
 STATUS_FIELDS = ("status", "response", "http_status_code")
@@ -81,9 +72,8 @@ def level_label(level: Any) -> str:
         return label
     if not isinstance(level, str) or not level:
         return "none"
-    up = level.upper()
-    up = _LEVEL_ALIASES.get(up, up)
-    label = up if up in LEVELS else OTHER
+    normal = normal_level(level)  # as the parser reads a level: the label and the stored event agree
+    label = normal if normal in LEVELS else OTHER
     if len(_LABELS) < _MAX_LABELS:  # levels come from log text: the memo is bounded like the labels
         _LABELS[level] = label
     return label

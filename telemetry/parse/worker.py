@@ -137,8 +137,8 @@ class ParseWorker:
 
 def main() -> None:
     from telemetry.gctune import tune_for_daemon
-    from telemetry.fastcodec import fast_rawlog
-    from telemetry.models import decode, derived_id
+    from telemetry.fastcodec import decode_record
+    from telemetry.models import derived_id
     from telemetry.parse import budget
     from telemetry.parse.parser import Parser
     from telemetry.stage import reject_reason
@@ -153,7 +153,7 @@ def main() -> None:
             for it in items:
                 if isinstance(it, bytes):
                     try:
-                        raw = fast_rawlog(it) or decode(RawLog, it)
+                        raw = decode_record(RawLog, it)
                     except Exception as exc:  # bad input: dead-lettered with the reason the stage gives
                         out.append(reject_reason(exc))
                         continue
