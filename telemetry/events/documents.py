@@ -20,7 +20,7 @@ from telemetry.models import Notification
 #: The event store's columns besides ``ts``/``seq``, in table order; anything else is a field.
 COLUMNS = (
     "id", "host", "component", "type", "level", "logger", "pid", "request_id", "user_id",
-    "project_id", "instance_id", "event_type", "publisher_id", "message",
+    "project_id", "instance_id", "message", "event_type", "publisher_id",
 )
 #: The Event contract's fields a document always carries, in the order the API shows them.
 CORE = ("host", "component", "type", "level", "logger", "pid", "request_id", "user_id",
