@@ -73,20 +73,6 @@ def fast_rawlog(raw: bytes) -> RawLog | None:
                        extra=extra or None)
 
 
-def fast_decode(cls: type[R], raw: bytes, shared: bool = True) -> R | dict[str, Any] | None:
-    """The record from bus bytes through its hand-written decoder, or None: use ``decode``.
-
-    An event comes as its contract dict, the form the parse stage hands over in this process
-    (every consumer of the events topic reads either); ``shared``, the one dict this process's
-    consumers share (``_SharedEvents``), else a dict of its own (a process with one consumer).
-    """
-    if cls is RawLog:
-        return fast_rawlog(raw)  # type: ignore[return-value]
-    if cls is Event:
-        return _SHARED_EVENTS.get(raw) if shared else fast_event(raw)
-    return None
-
-
 @overload
 def decode_record(cls: type[RawLog], raw: bytes, shared: bool = True) -> RawLog: ...
 @overload
@@ -94,9 +80,20 @@ def decode_record(cls: type[R], raw: bytes, shared: bool = True) -> R | dict[str
 
 
 def decode_record(cls: type[R], raw: bytes, shared: bool = True) -> R | dict[str, Any]:
-    """``fast_decode``, or the model where it declines: the model's error, for bad input, names the
-    dead-letter reason (``reject_reason``), so every reader of bus bytes gives the same one."""
-    return fast_decode(cls, raw, shared) or decode(cls, raw)
+    """The record of bus bytes: through its hand-written decoder where there is one, else the model,
+    whose error for bad input names the dead-letter reason (``reject_reason``), so every reader of
+    bus bytes gives the same one.
+
+    An event comes as its contract dict, the form the parse stage hands over in this process
+    (every consumer of the events topic reads either); ``shared``, the one dict this process's
+    consumers share (``_SharedEvents``), else a dict of its own (a process with one consumer).
+    """
+    fast: Any = None
+    if cls is RawLog:
+        fast = fast_rawlog(raw)
+    elif cls is Event:
+        fast = _SHARED_EVENTS.get(raw) if shared else fast_event(raw)
+    return fast or decode(cls, raw)
 
 
 class _SharedEvents:
