@@ -8,12 +8,15 @@ from pathlib import Path
 from events_support import EventStoreFactory, make_event_store  # noqa: F401 (fixture)
 from store_support import pg_database  # noqa: F401 (fixture)
 from telemetry.bus import MemoryBus
+from telemetry.bus.base import OutMessage
 from telemetry.bus.records import publish_records
 from telemetry.config import Settings
 from telemetry.events.stage import EventStage
+from telemetry.events.writer import ProcessEventStore
 from telemetry.runtime import Runtime
+from telemetry.stage import DEAD_LETTER_TOPIC, BusStage, reject_reason
 from telemetry.wiring import server_components
-from telemetry.models import Event, Notification
+from telemetry.models import Event, Notification, encode
 from tests.support import wait_for
 
 
@@ -58,7 +61,6 @@ async def test_a_record_postgresql_cannot_key_is_dead_lettered_alone(tmp_path: P
     from store_support import drop_schemas, pg_schema_url
 
     from telemetry.events.store_pg import MAX_ID_CHARS
-    from telemetry.stage import DEAD_LETTER_TOPIC
 
     url, schema = pg_schema_url(pg_database)
     rt = runtime(tmp_path, url)
@@ -89,10 +91,6 @@ class _WireBus(MemoryBus):
 async def test_behind_a_broker_the_writer_decodes_the_events_and_names_what_is_not_one(tmp_path: Path) -> None:
     """The events' bytes go to the store's writer process as they came (decoded there, off the daemon's
     core); bytes that are not an event are dead-lettered with the reason the bus stage gives, the rest stored."""
-    from telemetry.events.writer import ProcessEventStore
-    from telemetry.models import encode
-    from telemetry.stage import DEAD_LETTER_TOPIC
-
     rt = Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=_WireBus(), data_dir=tmp_path)
     dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
     [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
@@ -107,18 +105,13 @@ async def test_behind_a_broker_the_writer_decodes_the_events_and_names_what_is_n
     values = [encode(e, "msgpack" if i % 2 else "json") for i, e in enumerate(events)]
     values[7] = b'{"id": "x", "@timestamp": "yesterday"}'
     values[9] = b"\xff not json"
-    from telemetry.bus.base import OutMessage
-
     try:
         await rt.bus.publish("events", [OutMessage(v, b"cn01") for v in values])
         await wait_for(lambda: stage.processed == 20)
         assert stage.stored == 18
         assert all(isinstance(r, bytes) for [r] in seen)  # handed to the writer undecoded
         letters = await dead.fetch(10, timeout=5)
-        # the reasons the daemon's own decoding gives
-        from telemetry.stage import BusStage, reject_reason
-
-        expected = []
+        expected = []  # the reasons the daemon's own decoding gives
         for bad in (values[7], values[9]):
             try:
                 BusStage._record_of(stage, Event, bad)
