@@ -126,3 +126,41 @@ async def test_behind_a_broker_the_writer_decodes_the_events_and_names_what_is_n
         assert e["request_id"] == "req-3" and e["flavor"] == "m1.small"
     finally:
         await stage.stop()
+
+
+async def test_in_this_process_packed_events_go_to_the_writer_as_packed_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    """A batch the parse workers packed reaches the writer process as those bytes (no dict is encoded again
+    on the daemon's core); a record in it that cannot be stored is dead-lettered as itself, the rest stored,
+    whether the batch came whole or beside records published one by one."""
+    import marshal
+
+    rt = runtime(tmp_path)
+    dead = await rt.bus.subscribe([DEAD_LETTER_TOPIC], "inspect")
+    [stage] = [c for c in server_components(rt) if isinstance(c, EventStage)]
+    assert isinstance(rt.event_store, ProcessEventStore) and stage._packs_to_writer
+    sent: list[tuple[int, int]] = []
+    own = rt.event_store.insert_records
+
+    def spy(records, packs=()):  # type: ignore[no-untyped-def]
+        sent.append((len(records), len(packs)))
+        return own(records, packs)
+
+    rt.event_store.insert_records = spy  # type: ignore[method-assign]
+    now = datetime.now(timezone.utc)
+    events = [Event(**{"@timestamp": now - timedelta(seconds=i)}, host="cn01", component="nova",
+                    message=f"packed {i}").to_dict() for i in range(12)]
+    events[5] = {k: v for k, v in events[5].items() if k != "@timestamp"}  # no row can be built of it
+    assert isinstance(rt.bus, MemoryBus)
+    await publish_records(rt.bus, [Event(**{"@timestamp": now}, host="cn02", message="alone")])
+    await rt.bus.publish("events", [OutMessage(b"", b"cn01", {}, e) for e in events], packed=marshal.dumps(events))
+    await stage.start()
+    try:
+        await wait_for(lambda: stage.processed == 13)
+        assert sent == [(1, 1)] and stage.stored == 12
+        [letter] = await dead.fetch(10, timeout=5)
+        assert letter.headers["reason"] == "unstorable:KeyError" and b'"packed 5"' in letter.value
+        store = rt.event_store
+        assert len(store.search("", start=now - timedelta(hours=1), limit=100)) == 12
+        assert store.search('"packed 11"', start=now - timedelta(hours=1))[0]["component"] == "nova"
+    finally:
+        await stage.stop()

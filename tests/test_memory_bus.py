@@ -200,3 +200,34 @@ async def test_a_group_that_turns_durable_counts_only_for_later_messages() -> No
     assert not after.done  # counted for both groups now: the late one has not acked "b"
     await late.ack(await late.fetch(10, 0.1))
     await asyncio.wait_for(after, 1)
+
+
+async def test_a_batch_published_packed_is_whole_only_when_all_of_it_came_in_order() -> None:
+    """``packed_batches``: a consumer forwards the publisher's bytes only for a batch it holds whole; a batch
+    split by a fetch or given back in part, and messages published without a pack, come as they are."""
+    from telemetry.bus.memory import packed_batches
+
+    bus = MemoryBus()
+    c = await bus.subscribe(["x"], "g")
+    a, b = [{"n": i} for i in range(3)], [{"n": i} for i in range(3, 5)]
+    await bus.publish("x", [OutMessage(b"", None, {}, r) for r in a], packed=b"pack-a")
+    await bus.publish("x", msgs("plain"))
+    await bus.publish("x", [OutMessage(b"", None, {}, r) for r in b], packed=b"pack-b")
+    got = await c.fetch(10, timeout=0.1)
+    rest, whole = packed_batches(got)
+    assert [(blob, [d.record for d in ds]) for blob, ds in whole] == [(b"pack-a", a), (b"pack-b", b)]
+    assert [d.value for d in rest] == [b"plain"]
+    await c.nack(got)
+    first = await c.fetch(2, timeout=0.1)  # two of batch a's three
+    rest, whole = packed_batches(first)
+    assert whole == [] and [d.record for d in rest] == a[:2]
+    await c.ack(first)
+    more = await c.fetch(10, timeout=0.1)
+    rest, whole = packed_batches(more)
+    assert [blob for blob, _ in whole] == [b"pack-b"] and [d.record for d in rest[:1]] == a[2:]
+    # The same deliveries out of their published order are not the pack's either.
+    await c.nack(more)
+    again = await c.fetch(10, timeout=0.1)
+    swapped = [again[0], again[1], again[3], again[2]]
+    rest, whole = packed_batches(swapped)
+    assert whole == [] and rest == swapped

@@ -129,3 +129,15 @@ def test_a_read_time_outside_utc_crosses_too(worker: ParseWorker) -> None:
         records = [RawLog.fast(id=f"r{i}", host="h", path="/p", component="", type="openstack", offset=i, inode=1,
                                lines=[line], read_at=read_at, tags=[]) for i, line in enumerate(lines)]
         assert worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
+
+
+def test_for_the_bus_in_this_process_the_events_also_come_packed_as_one_list(worker: ParseWorker,
+                                                                             samples_dir: Path) -> None:
+    """``parse_packed`` gives what ``parse`` gives, and the batch's events once more as the bytes the child
+    marshalled (in order): the bytes the event stage hands to the store's writer as they are."""
+    import marshal
+
+    records = raws(samples_dir)
+    results, packed = worker.parse_packed(records)
+    assert results == worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
+    assert packed is not None and marshal.loads(packed) == [r for r in results if isinstance(r, dict)]

@@ -25,23 +25,51 @@ import asyncio
 import itertools
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
+from operator import attrgetter, is_
+from typing import Any
 
 from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage, Receipt
 from telemetry.metrics import BUS_UNCLAIMED_DROPPED
 
 
 class _Token:
-    """A published batch's place in publish order and the receipt its deliveries' acknowledgements settle."""
+    """A published batch's place in publish order, the receipt its deliveries' acknowledgements settle, and
+    what its publisher packed of it (``MemoryBus.publish``): the bytes and the records they encode, in order."""
 
-    __slots__ = ("receipt", "seq")
+    __slots__ = ("packed", "receipt", "seq")
 
-    def __init__(self, seq: int, receipt: Receipt) -> None:
+    def __init__(self, seq: int, receipt: Receipt, packed: tuple[bytes, list[Any]] | None = None) -> None:
         self.seq = seq
         self.receipt = receipt
+        self.packed = packed
 
 
 _RECEIPT = attrgetter("receipt")
+_TOKEN = attrgetter("token")
+_RECORD = attrgetter("record")
+
+
+def packed_batches(deliveries: Sequence[Delivery]) -> tuple[list[Delivery], list[tuple[bytes, list[Delivery]]]]:
+    """The published batches whose every delivery is here, in publish order, each with its packed bytes
+    (``MemoryBus.publish``'s ``packed``); and the other deliveries, as they came.
+
+    For a consumer that hands whole batches to another process (the event store's writer): it sends the
+    bytes the publisher made instead of encoding each record again. A batch split by a fetch, or given
+    back in part, is not whole here: its deliveries are among the others.
+    """
+    rest: list[Delivery] = []
+    whole: list[tuple[bytes, list[Delivery]]] = []
+    for token, run in itertools.groupby(deliveries, _TOKEN):
+        ds = list(run)
+        packed = token.packed if token.__class__ is _Token else None
+        if packed is not None:
+            blob, records = packed
+            # The same records in the same order, by identity: the bytes then encode exactly these deliveries.
+            if len(ds) == len(records) and all(map(is_, map(_RECORD, ds), records)):
+                whole.append((blob, ds))
+                continue
+        rest += ds
+    return rest, whole
 
 
 class _Queue:
@@ -103,7 +131,9 @@ class MemoryBus(Bus):
             return len(q.items) if q else len(self._orphans.get(topic, _Queue(topic)).items)
         return max((len(q.items) for q in self._queues(topic)), default=0)
 
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+    async def publish(self, topic: str, messages: Sequence[OutMessage], packed: bytes | None = None) -> Receipt:
+        """As ``Bus.publish``; ``packed``, when the publisher has it, is the messages' records encoded as one
+        batch for another process (the parse workers' marshalled events), kept for ``packed_batches``."""
         if self._closed:
             raise BusError("the memory bus is closed")
         name = self.topic(topic)
@@ -130,7 +160,7 @@ class MemoryBus(Bus):
             # acknowledgement settles the receipt only from a group that writes durably (the
             # consumer knows its queue), and a delivery given back is requeued as a copy.
             # One token for the batch: its deliveries share their place in publish order and their receipt.
-            token = _Token(next(seq), receipt)
+            token = _Token(next(seq), receipt, None if packed is None else (packed, [m.record for m in messages]))
             batch = [Delivery(topic, m.value, m.key, m.headers, False, token, m.record) for m in messages]
             for q in queues:
                 q.items.extend(batch)

@@ -19,6 +19,7 @@ dropping whatever the lost one had committed.
 
 from __future__ import annotations
 
+import marshal
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -45,9 +46,13 @@ class ProcessEventStore(EventStore):
     def write_kept(self, rows: list[Row], floor: int) -> Written:
         return Written(*self.child.call("write_kept", rows, floor))
 
-    def insert_records(self, records: Sequence[Any]) -> tuple[int, list[tuple[int, str]]]:
-        """The records themselves go to the child, which builds their rows: off the daemon's GIL too."""
-        written, bad = self.child.call("write_records", list(records), self.oldest_kept_us())
+    def insert_records(self, records: Sequence[Any], packs: Sequence[bytes] = ()) -> tuple[int, list[tuple[int, str]]]:
+        """The records themselves go to the child, which builds their rows: off the daemon's GIL too.
+
+        ``packs`` are more records as the parse workers marshalled them (``packed_batches``), passed on
+        as they are; a reason's index counts the records first, then each pack's in order.
+        """
+        written, bad = self.child.call("write_records", list(records), self.oldest_kept_us(), list(packs))
         return self._account(Written(*written)), bad
 
     def close_writer(self, day: date) -> None:
@@ -65,7 +70,9 @@ def main() -> None:
     store = EventStore(Path(sys.argv[1]), ttl=float("inf"))  # the floor comes with each write
     tune_for_daemon()  # a long-running process of the daemon's, unpickling thousands of records a batch
 
-    def write_records(records: list[Any], floor: int) -> tuple[Written, list[tuple[int, str]]]:
+    def write_records(records: list[Any], floor: int, packs: Sequence[bytes] = ()) -> tuple[Written, list[tuple[int, str]]]:
+        for packed in packs:
+            records += marshal.loads(packed)
         rows, bad = rows_of(records)
         return store.write_kept(rows, floor), bad
 
