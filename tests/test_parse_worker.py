@@ -140,4 +140,16 @@ def test_for_the_bus_in_this_process_the_events_also_come_packed_as_one_list(wor
     records = raws(samples_dir)
     results, packed = worker.parse_packed(records)
     assert results == worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
-    assert packed is not None and marshal.loads(packed) == [r for r in results if isinstance(r, dict)]
+    assert packed is not None and marshal.loads(packed) == results  # every entry became an event
+    # Entries that become no event (a drop step here) keep their places among the events.
+    cfg = ParseConfig.model_validate({"types": {"openstack": {"steps": [
+        {"if": {"field": "level", "equals": "DEBUG"}, "then": [{"drop": None}]}]}}})
+    w = ParseWorker(cfg)
+    try:
+        results, packed = w.parse_packed(records)
+        expected = Parser.from_config(cfg).parse_raws_dicts(records)
+        assert results == [e if e is not None else (r.type,) for e, r in zip(expected, records)]
+        assert any(isinstance(r, tuple) for r in results)
+        assert packed is not None and marshal.loads(packed) == [e for e in expected if e is not None]
+    finally:
+        w.close()

@@ -17,7 +17,7 @@ def test_an_id_is_fresh_once_within_the_window_and_the_oldest_is_forgotten_first
 
 def test_the_cost_per_id_stays_flat_once_the_window_is_full() -> None:
     """A dict emptied from the front (the exporter's old way) took 39 µs an id here past 100,000 ids:
-    12 s for these 300,000. An OrderedDict takes well under a second."""
+    12 s for these 300,000. A set with a deque of the ids in order takes well under a second."""
     seen = RecentIds(100_000)
     started = time.process_time()
     for i in range(400_000):

@@ -142,8 +142,11 @@ class ParseWorker:
                                           timeout=self.child.timeout + 2 * self.budget * len(raws))
         if packed is None:
             return results, None
-        events = iter(marshal.loads(packed))
-        return [next(events) if r is None else r for r in results], packed
+        events = marshal.loads(packed)
+        if results is None:  # every entry became an event (the usual batch)
+            return events, packed
+        it = iter(events)
+        return [next(it) if r is None else r for r in results], packed
 
     def close(self) -> None:
         self.child.close()
@@ -178,13 +181,17 @@ def main() -> None:
                                                component, type_, lines, _instant(read_at, last), tags, extra)))
         return [encoded(r, fmt) for r in out] if fmt else out
 
-    def parse_packed(items: list[Item]) -> tuple[list[Parsed | None], bytes | None]:
-        # Each event's place is None in the results, its dict in the pack: it crosses once.
+    def parse_packed(items: list[Item]) -> tuple[list[Parsed | None] | None, bytes | None]:
+        # Each event's place is None in the results, its dict in the pack: it crosses once. No
+        # results at all when every entry became an event.
         out = parse(items)
+        events = [r for r in out if r.__class__ is dict]
         try:
-            packed = marshal.dumps([r for r in out if r.__class__ is dict])
+            packed = marshal.dumps(events)
         except ValueError:  # a value marshal cannot carry: the events cross in the results, as ``parse`` gives them
             return list(out), None
+        if len(events) == len(out):
+            return None, packed
         return [None if r.__class__ is dict else r for r in out], packed
 
     serve_stdio({"parse": parse, "parse_packed": parse_packed}, "telemetry parse worker")
