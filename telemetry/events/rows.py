@@ -98,7 +98,9 @@ def rows_of(records: Sequence[Record | Mapping[str, Any] | bytes]) -> tuple[list
         else:
             record = given
         try:
-            rows.append(record_row(record))
+            # An event's contract dict (as the parse stage hands them over) straight to its row: record_row's
+            # type checks, a Mapping ABC among them, were a tenth of building it.
+            rows.append(event_row(record) if record.__class__ is dict else record_row(record))
         except Exception as exc:
             bad.append((i, f"unstorable:{type(exc).__name__}"))
     return rows, bad
