@@ -244,7 +244,8 @@ def test_a_restart_at_any_entry_ships_every_line_once() -> None:
 
 
 def test_the_layout_shortcut_joins_as_the_prefix_regex_does(samples_dir: Path) -> None:
-    """Lines laid out as the record before them skip the regex: the entries must be the same."""
+    """Lines laid out as the record before them, or as an earlier record of another of the file's processes
+    (the workload interleaves three), skip the regex: the entries must be the same."""
     logs = [p.read_text().splitlines() for p in sorted((samples_dir / "logs").glob("*.log"))]
     for seed in range(5):
         logs.append(_workload(random.Random(seed), 60))
@@ -257,6 +258,7 @@ def test_the_layout_shortcut_joins_as_the_prefix_regex_does(samples_dir: Path) -
         regex_only = []
         for i, line in enumerate(lines):
             j._layout = (0, "\0", "")  # no layout known: every line goes through OSLO_HEAD
+            j._markers.clear()
             regex_only += j.feed(line, offsets[i], offsets[i + 1])
         regex_only += j.flush()
         assert [(e.offset, e.lines, e.resume) for e in shortcut] == \

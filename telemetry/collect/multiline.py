@@ -62,6 +62,9 @@ MAX_GAP_LINES = 1000
 #: A byte range ``(start, end)`` of whole lines in the file.
 Span = tuple[int, int]
 
+#: `` <pid> <level> `` layouts a python joiner remembers at most (processes times levels), then starts over.
+_MAX_MARKERS = 256
+
 #: Traceback states of an entry (``Entry.tb``).
 _PLAIN, _OPEN, _CLOSED = 0, 1, 2
 _TB_HEAD = "Traceback (most recent call last)"
@@ -221,6 +224,8 @@ class PythonJoiner:
         self.skipped = False
         #: Where the last record's `` <pid> <level> `` stood, what it read, and the pid (a NUL: none yet).
         self._layout: tuple[int, str, str] = (0, "\0", "")
+        #: Every `` <pid> <level> `` read at that column by the regex (a record's level), and its pid.
+        self._markers: dict[str, str] = {}
 
     # -- completing entries --------------------------------------------
     def _done(self, e: Entry, out: list[Entry]) -> None:
@@ -239,7 +244,11 @@ class PythonJoiner:
                 resume = first
         e.resume = resume
         if resume < e.end:  # lines of this entry lie past the checkpoint it allows: never re-read them
-            e.skips = tuple(s for s in e.segments or [(e.offset, e.end)] if s[0] >= resume)
+            segments = e.segments
+            if segments is None:  # its lines in one run (the usual entry, a line): past resume as a whole
+                e.skips = ((e.offset, e.end),) if e.offset >= resume else ()
+            else:
+                e.skips = tuple(s for s in segments if s[0] >= resume)
             self.skipped = True
         out.append(e)
 
@@ -291,13 +300,21 @@ class PythonJoiner:
         pending = self.pending
         fed, last = self.lines_fed, self.last
         col, marker, same = self._layout
+        known = self._markers
         for line, offset, end in zip(lines, offsets, ends):
             fed += 1
             if line.startswith(marker, col) and line[4] == "-" and line[13] == ":":
                 # Laid out as the last record (same column, pid and level, the date's dashes and
                 # colons in place): a record of that process, without the regex.
-                pid, m = same, None
+                pid: str | None = same
+                m = None
             else:
+                # Several processes interleaved (a service's workers): laid out as an earlier record
+                # of one of them, " <pid> <level> " at the same column, read back from the line.
+                sep = line.find(" ", col + 1)
+                pid = known.get(line[col:line.find(" ", sep + 1) + 1]) if sep > 0 else None
+                m = None
+            if pid is None or line[4] != "-" or line[13] != ":":
                 m = oslo(line)
                 if m is None:
                     pid = ""
@@ -306,7 +323,10 @@ class PythonJoiner:
                     if level == "ERROR" or level == "TRACE":
                         pid = ""
                     else:
+                        if col != m.end(1) or len(known) >= _MAX_MARKERS:
+                            known.clear()  # another layout: the markers read at the old column mean nothing
                         col, marker, same = m.end(1), line[m.end(1):m.end(3) + 1], pid
+                        known[marker] = pid
             if pid:  # a record of its own
                 cur = pending.get(pid)
                 if cur is not None:
