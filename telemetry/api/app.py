@@ -20,6 +20,7 @@ from telemetry import __version__
 from telemetry.api.auth import GuardMiddleware
 from telemetry.api.core import router as core_router
 from telemetry.api.listener import bounded_protocol
+from telemetry.bounds import MAX_DEPTH
 from telemetry.component import Component
 from telemetry.api.gnocchi.common import PREFIX as GNOCCHI_PREFIX, error_response as gnocchi_error
 from telemetry.errors import problems
@@ -119,6 +120,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)  # also routing's 404/405 and FastAPI's body parsing errors
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's "There was an error parsing the body"
+            detail = f"the body nests deeper than can be read (a record may nest {MAX_DEPTH} levels)"
         if request.url.path.startswith(GNOCCHI_PREFIX):  # gnocchiclient reads Gnocchi's error form only
             return gnocchi_error(exc.status_code, detail, exc.headers)
         return JSONResponse(
