@@ -75,11 +75,10 @@ class EventStage(BusStage):
             rest, whole = packed_batches(deliveries)
         if whole:
             assert isinstance(self.store, ProcessEventStore)
-            if rest:  # their records as decoded (a message published as bytes has no record of its own)
-                packed = {id(d) for _, ds in whole for d in ds}
-                rest_records = [r for d, r in records if id(d) not in packed]
-            new, bad = await asyncio.to_thread(self.store.insert_records, rest_records if rest else [],
-                                               [blob for blob, _ in whole])
+            # The others' records as decoded (a message published as bytes has no record of its own).
+            packed = {id(d) for _, ds in whole for d in ds} if rest else set()
+            others = [r for d, r in records if id(d) not in packed] if rest else []
+            new, bad = await asyncio.to_thread(self.store.insert_records, others, [blob for blob, _ in whole])
             deliveries = rest + [d for _, ds in whole for d in ds]  # the order the reasons' indexes count in
         else:
             new, bad = await asyncio.to_thread(self.store.insert_records, [r for _, r in records])
