@@ -181,6 +181,8 @@ def test_dragging_over_the_histogram_zooms_and_live_tail_adds_new_lines(daemon: 
     page.mouse.move(box["x"] + box["width"] - 1, y, steps=5)  # into the last bar, the current minute's
     page.mouse.up()
     page.wait_for_function("location.hash.includes('range=custom')")
+    # The page is drawn again for the new hash after the hash changes: wait for it, not only for the hash.
+    page.wait_for_function("document.querySelector('#range').value === 'custom'")
     assert page.input_value("#range") == "custom" and page.input_value("#start")
     assert 4 <= results(page) < before
     # Live tail: a line stored while the page is open appears at the top within a couple of polls.
