@@ -67,6 +67,9 @@ class Writer(threading.Thread):
         self.written: list[str] = []
         self.rotations = 0
         self.ts = datetime(2026, 3, 2, 9, 0, 0)
+        #: Set once the agent was killed often enough: the last lines wait for it, so a fast machine
+        #: (or a run of long random intervals between kills) cannot finish the file before that.
+        self.may_finish = threading.Event()
 
     def line(self, level: str, text: str) -> str:
         return f"{self.ts:%Y-%m-%d %H:%M:%S.%f} 4242 {level} nova.compute.manager {text}"
@@ -87,6 +90,8 @@ class Writer(threading.Thread):
         f = open(self.logs / "app.log", "a")
         n = 0
         while n < self.total:
+            if n >= self.total - 10:
+                self.may_finish.wait(timeout=60)
             self.ts += timedelta(milliseconds=1)
             group = [self.line("INFO", f"[-] seq {n:06d} " + "p" * self.rng.randint(0, 200))]
             n += 1
@@ -145,6 +150,8 @@ def test_kill9_while_writing_and_rotating_loses_and_repeats_nothing(
         agent.proc.wait()
         agent.log.close()
         kills += 1
+        if kills >= 3:
+            writer.may_finish.set()
     writer.join()
     assert kills >= 3 and writer.rotations >= 2, (kills, writer.rotations)
 
