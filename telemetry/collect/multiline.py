@@ -303,17 +303,16 @@ class PythonJoiner:
         known = self._markers
         for line, offset, end in zip(lines, offsets, ends):
             fed += 1
+            m = None
             if line.startswith(marker, col) and line[4] == "-" and line[13] == ":":
                 # Laid out as the last record (same column, pid and level, the date's dashes and
                 # colons in place): a record of that process, without the regex.
                 pid: str | None = same
-                m = None
             else:
                 # Several processes interleaved (a service's workers): laid out as an earlier record
                 # of one of them, " <pid> <level> " at the same column, read back from the line.
                 sep = line.find(" ", col + 1)
                 pid = known.get(line[col:line.find(" ", sep + 1) + 1]) if sep > 0 else None
-                m = None
             if pid is None or line[4] != "-" or line[13] != ":":
                 m = oslo(line)
                 if m is None:

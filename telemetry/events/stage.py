@@ -48,7 +48,8 @@ class EventStage(BusStage):
         self._bytes_to_writer = not runtime.bus.in_process and isinstance(store, ProcessEventStore)
         #: In this process, the events the parse workers marshalled go to the writer as those bytes
         #: (``packed_batches``), not encoded again here: the largest single cost of this stage's core.
-        self._packs_to_writer = isinstance(runtime.bus, MemoryBus) and isinstance(store, ProcessEventStore)
+        self._packs_to_writer = (runtime.bus.in_process and isinstance(runtime.bus, MemoryBus)
+                                 and isinstance(store, ProcessEventStore))
         self.stored = 0
         self._records_out = RECORDS_OUT.labels(stage=self.name)
 

@@ -123,13 +123,16 @@ class ParseWorker:
                                   [cfg.model_dump_json(by_alias=True, exclude_unset=True)])
         self.budget = cfg.timeout
 
-    def parse(self, raws: Sequence[RawLog | bytes], fmt: str | None = None) -> list[Parsed]:
-        """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``."""
+    def _call(self, op: str, raws: Sequence[RawLog | bytes], *args: Any) -> Any:
         # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
         # answer allows for it, so only a worker that is really gone is taken for lost.
         last: list[Any] = [None, 0]
-        result: list[Parsed] = self.child.call("parse", [item(r, last) for r in raws], fmt,
-                                               timeout=self.child.timeout + 2 * self.budget * len(raws))
+        return self.child.call(op, [item(r, last) for r in raws], *args,
+                               timeout=self.child.timeout + 2 * self.budget * len(raws))
+
+    def parse(self, raws: Sequence[RawLog | bytes], fmt: str | None = None) -> list[Parsed]:
+        """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``."""
+        result: list[Parsed] = self._call("parse", raws, fmt)
         return result
 
     def parse_packed(self, raws: Sequence[RawLog | bytes]) -> tuple[list[Parsed], bytes | None]:
@@ -137,9 +140,7 @@ class ParseWorker:
         (one list, in order): the event stage hands those bytes to the store's writer process as they are,
         instead of encoding the same dicts again on the daemon's core. None when they could not be.
         """
-        last: list[Any] = [None, 0]
-        results, packed = self.child.call("parse_packed", [item(r, last) for r in raws],
-                                          timeout=self.child.timeout + 2 * self.budget * len(raws))
+        results, packed = self._call("parse_packed", raws)
         if packed is None:
             return results, None
         events = marshal.loads(packed)
