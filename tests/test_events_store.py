@@ -25,11 +25,12 @@ LONG_TTL = 3650 * 86400.0
 
 
 def oslo_event(seconds: float, level: str, message: str, component: str = "nova", host: str = "cn01",
-               request_id: str | None = REQ, **extra: object) -> Event:
+               request_id: str | None = REQ, instance_id: str | None = "3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21",
+               **extra: object) -> Event:
     """An event as the parse stage makes one from an oslo.log line."""
     return Event(**{"@timestamp": T0 + timedelta(seconds=seconds)}, host=host, component=component,
                  type="openstack", level=level, logger=f"{component}.compute.manager", pid=31842,
-                 request_id=request_id, instance_id="3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21",
+                 request_id=request_id, instance_id=instance_id,
                  message=message, **extra)
 
 
@@ -242,40 +243,122 @@ def test_a_row_from_the_contract_dict_equals_the_row_from_the_event(extra: dict)
     assert record_row(ev.to_dict()) == record_row(ev)
 
 
-def test_request_and_instance_lookups_use_their_partial_indexes(tmp_path: Path) -> None:
-    """Lines outside any request ([-]) add no request-id index entry, and a query by request id or
-    instance still finds its rows through the index (an equality implies IS NOT NULL)."""
+def test_request_and_instance_lookups_use_the_id_index(tmp_path: Path) -> None:
+    """Request and instance ids are found through the id index (terms, then the column checked), case
+    aside; lines outside any request ([-]) add nothing to it, and a
+    value that only shares a term with an id, or names the other id column, finds nothing."""
+    import sqlite3
+
+    from telemetry.events.sql import compile_query
+
+    inst = "3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21"
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    store.insert([record_row(oslo_event(i, "INFO", f"line {i}", request_id=None if i % 2 else REQ,
+                                        instance_id=inst if i % 3 == 0 else None)) for i in range(20)])
+    try:
+        assert len(store.search(f"request_id:{REQ}", limit=100)) == 10
+        assert len(store.search(f"request_id:{REQ.upper()}", limit=100)) == 10
+        assert len(store.search(f"instance_id:{inst}", limit=100)) == 7
+        assert len(store.search(f"request_id:{REQ} AND instance_id:{inst}", limit=100)) == 4
+        assert len(store.search(f"request_id:{REQ} AND component:nova", limit=100)) == 10
+        assert len(store.search(f"NOT request_id:{REQ}", limit=100)) == 10
+        assert store.search(f"request_id:{inst}", limit=100) == []  # in the index, but not this column's
+        assert store.search(f'request_id:"{REQ} x"', limit=100) == []  # every term, then the column
+        assert store.search("request_id:req", limit=100) == []
+        assert store.search('request_id:"-"', limit=100) == []
+        assert store.search('request_id:"/"', limit=100) == []  # no term at all: the column is read
+        (_, path), = store.partitions()
+        conn = sqlite3.connect(path)
+        try:
+            def held(value: str) -> int:
+                return conn.execute("SELECT count(*) FROM events_ids WHERE events_ids MATCH ?", [f'"{value}"']).fetchone()[0]
+
+            assert (held(REQ), held(inst), held("req")) == (10, 7, 0)  # one term each id
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            assert not names & {"events_request", "events_instance"}
+            for query in (f"request_id:{REQ}", f"instance_id:{inst}"):
+                compiled = compile_query(query)
+                plan = " ".join(str(r) for r in conn.execute(
+                    f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE {compiled.where} ORDER BY e.ts DESC",
+                    compiled.params))
+                assert "VIRTUAL TABLE INDEX" in plan, (query, plan)
+        finally:
+            conn.close()
+    finally:
+        store.close()
+
+
+def _as_an_earlier_version_made_it(path: Path, index: str) -> None:
+    """A day file without the id index, with the B-tree ``index`` on request ids and the hour-led one
+    on instances that earlier versions made."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.executescript(f"""DROP TABLE events_ids;
+        CREATE INDEX events_request ON events({index}) WHERE request_id IS NOT NULL;
+        CREATE INDEX events_instance ON events(((ts / 3600000000) % 24), instance_id) WHERE instance_id IS NOT NULL;""")
+    conn.close()
+
+
+@pytest.mark.parametrize("index", ["((ts / 3600000000) % 24), request_id", "request_id, ts"])
+def test_a_day_file_of_an_earlier_version_is_searched_through_its_own_indexes(tmp_path: Path, index: str) -> None:
+    """Until the writer opens it again, a file without the id index answers id lookups from its B-tree
+    indexes (each hour of the hour-led one, or the older request id then time): through them, not a scan."""
     import sqlite3
 
     from telemetry.events.sql import compile_query
 
     store = EventStore(tmp_path, ttl=86400 * 365)
-    store.insert([record_row(oslo_event(i, "INFO", f"line {i}", request_id=None if i % 2 else REQ))
-                  for i in range(20)])
-    assert len(store.search(f"request_id:{REQ}", limit=100)) == 10
+    store.insert([record_row(oslo_event(i, "INFO", f"line {i}", request_id=REQ if i % 2 else None)) for i in range(20)])
     (_, path), = store.partitions()
+    store.close()
+    _as_an_earlier_version_made_it(path, index)
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    try:
+        assert len(store.search(f"request_id:{REQ}", limit=100)) == 10
+        assert store.histogram(f"request_id:{REQ}", 86400).total == 10
+    finally:
+        store.close()
     conn = sqlite3.connect(path)
     try:
-        for index in ("events_request", "events_instance"):
-            sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
-            assert "IS NOT NULL" in sql and "3600000000" in sql, sql  # partial, and led by the hour
-        for query, index in ((f"request_id:{REQ}", "events_request"),
-                             ("instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21", "events_instance")):
-            compiled = compile_query(query)
-            plan = " ".join(str(r) for r in conn.execute(
-                f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE {compiled.where}", compiled.params))
-            assert index in plan, (query, plan)
+        compiled = compile_query(f"request_id:{REQ}", id_index=False)
+        plan = " ".join(str(r) for r in conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE {compiled.where}", compiled.params))
+        assert "events_request" in plan, plan
     finally:
         conn.close()
+
+
+def test_the_writer_gives_a_day_file_of_an_earlier_version_the_id_index_with_every_row(tmp_path: Path) -> None:
+    """Written to again (a file an earlier version began today), a day file gets the id index with the
+    rows it already held, and loses the B-tree indexes it replaces: old and new rows are found."""
+    import sqlite3
+
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    store.insert([record_row(oslo_event(i, "INFO", f"line {i}")) for i in range(5)])
+    (_, path), = store.partitions()
+    store.close()
+    _as_an_earlier_version_made_it(path, "((ts / 3600000000) % 24), request_id")
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    try:
+        store.insert([record_row(oslo_event(i, "INFO", f"line {i}")) for i in range(5, 8)])
+        assert len(store.search(f"request_id:{REQ}", limit=100)) == 8
+        assert len(store.search("instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21", limit=100)) == 8
+        conn = sqlite3.connect(path)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            assert "events_ids" in names and not names & {"events_request", "events_instance"}
+            assert conn.execute("SELECT count(*) FROM events_ids WHERE events_ids MATCH ?", [f'"{REQ}"']).fetchone()[0] == 8
+        finally:
+            conn.close()
+    finally:
         store.close()
 
 
 def test_request_and_instance_lookups_in_every_hour_before_1970_and_in_older_files(tmp_path: Path) -> None:
-    """The hour-led indexes are sought in every hour of the day, also the negative hours of a time
-    before 1970 (integer division truncates toward zero); a day file made before, with the request
-    id then time index, answers the same query through its own index."""
-    import sqlite3
-
+    """Ids are found at every hour of the day, also before 1970, through the id index and through the
+    hour-led indexes of a file an earlier version made (each hour sought, also the negative hours of
+    a time before 1970: integer division truncates toward zero)."""
     store = EventStore(tmp_path, ttl=86400 * 365 * 100)
     times = [datetime(1969, 12, 31, 20, 30, tzinfo=timezone.utc), *(T0.replace(hour=h) for h in range(24))]
     events = [Event(**{"@timestamp": t}, host="cn01", component="nova", type="openstack", request_id=REQ,
@@ -285,13 +368,12 @@ def test_request_and_instance_lookups_in_every_hour_before_1970_and_in_older_fil
     for query in (f"request_id:{REQ}", f"request_id:{REQ.upper()}", "instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21"):
         assert len(store.search(query, start, end, limit=100)) == 25, query
     assert len(store.search(f"NOT request_id:{REQ}", start, end, limit=100)) == 0
-    (_, old_path) = store.partitions()[-1]
     store.close()
-    conn = sqlite3.connect(old_path)  # as an earlier version made it
-    conn.executescript("DROP INDEX events_request; CREATE INDEX events_request ON events(request_id, ts);")
-    conn.close()
+    for _, path in EventStore(tmp_path, ttl=0).partitions():
+        _as_an_earlier_version_made_it(path, "((ts / 3600000000) % 24), request_id")
     store = EventStore(tmp_path, ttl=86400 * 365 * 100)
     try:
-        assert len(store.search(f"request_id:{REQ}", start, end, limit=100)) == 25
+        for query in (f"request_id:{REQ}", "instance_id:3f6c2b1e-8d4a-4c1b-9e2f-7a6b5c4d3e21"):
+            assert len(store.search(query, start, end, limit=100)) == 25, query
     finally:
         store.close()

@@ -25,21 +25,28 @@ TEXT_COLUMNS = (
     "instance_id", "event_type", "publisher_id",
 )
 TIME_FIELDS = {"@timestamp", "timestamp"}
-#: Columns whose index leads with the hour of the day (store.py: their keys are random, and an index
-#: taking random keys all day rewrote more of its pages at every commit as the day went on). An
-#: equality names every hour, so the index is read with one seek per hour (-23..23: SQLite's integer
-#: division truncates toward zero for a time before 1970), in a subquery of row ids like the full-text
-#: match: beside another condition (component:nova) the planner would otherwise weigh 47 seeks
-#: against that column's index and scan every nova row.
-HOUR_FIRST = frozenset({"request_id", "instance_id"})
+#: Columns looked up through the store's id index (``store.ID_INDEX``: their keys are random, which a
+#: B-tree index pays for at every commit). An equality is the rows the index gives for the value's
+#: terms, checked against the column itself: a subquery of row ids like the full-text match, which the
+#: planner drives from (beside component:nova it would otherwise scan every nova row).
+ID_COLUMNS = frozenset({"request_id", "instance_id"})
+#: Characters the id index keeps inside a term besides ASCII letters and digits (and every non-ASCII
+#: character, as FTS5's ascii tokenizer does): "req-<uuid>" is one term.
+ID_TOKEN_CHARS = "-_.:"
+_ID_SEPARATORS = re.compile(r"[^0-9A-Za-z" + re.escape(ID_TOKEN_CHARS) + r"\x80-\U0010ffff]+")
+ID_MATCH = "e.seq IN (SELECT rowid FROM events_ids WHERE events_ids MATCH ?)"
 
 
-def hour_of_day(ts: str) -> str:
-    """The hour of the day of a microsecond time column, as the store's indexes and queries both write it."""
-    return f"(({ts} / 3600000000) % 24)"
+def id_terms(value: str) -> list[str]:
+    """The terms FTS5's ascii tokenizer makes of ``value`` with ``ID_TOKEN_CHARS``, quoted for a MATCH:
+    each alone (the index keeps no positions for phrases), all required."""
+    return [_fts_phrase(t) for t in _ID_SEPARATORS.split(value) if t]
 
 
-_EVERY_HOUR = f"{hour_of_day('ts')} IN ({', '.join(map(str, range(-23, 24)))})"
+#: Day files of earlier versions index these columns in B-trees led by the hour of the day: an equality
+#: seeks every hour (-23..23: SQLite's integer division truncates toward zero for a time before 1970);
+#: the oldest files' (id, time) indexes answer the same SQL.
+_EVERY_HOUR = f"((ts / 3600000000) % 24) IN ({', '.join(map(str, range(-23, 24)))})"
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 #: A number in SQL from a JSON value or text; NULL when the text is not numeric.
 _NUMERIC = (
@@ -104,9 +111,13 @@ def _walk(n: Node, p: list[Any], text: str, d: Dialect) -> str:
     return d.term(n, p, text)
 
 
-def compile_query(text: str | None) -> Compiled:
-    """Parse and translate; raises QueryError naming the position of the problem."""
-    return compile_tree(text, SQLITE)
+def compile_query(text: str | None, id_index: bool = True) -> Compiled:
+    """Parse and translate; raises QueryError naming the position of the problem.
+
+    ``id_index=False``: for a day file an earlier version wrote, which has B-tree indexes on the id
+    columns instead (``store.has_id_index``).
+    """
+    return compile_tree(text, SQLITE if id_index else _SQLITE_EARLIER)
 
 
 def _json_path(name: str) -> str:
@@ -148,7 +159,7 @@ def _text_match(t: Term, p: list[Any]) -> str:
     return "(e.message LIKE ? ESCAPE '\\')"
 
 
-def _term(t: Term, p: list[Any], text: str) -> str:
+def _term(t: Term, p: list[Any], text: str, id_index: bool = True) -> str:
     name = t.field
     if name is None or name == "message":
         return _text_match(t, p)
@@ -165,9 +176,15 @@ def _term(t: Term, p: list[Any], text: str) -> str:
         if t.wildcard:
             p.append(_like(value))
             return f"(e.{name} LIKE ? ESCAPE '\\')"
+        if name in ID_COLUMNS:
+            if not id_index:
+                p.append(value)
+                return f"(e.seq IN (SELECT seq FROM events WHERE {_EVERY_HOUR} AND {name} = ?))"
+            terms = id_terms(value)
+            if terms:  # else a value of separators alone, which no term finds: the column is read
+                p.extend([" AND ".join(terms), value])
+                return f"({ID_MATCH} AND e.{name} = ?)"
         p.append(value)
-        if name in HOUR_FIRST:
-            return f"(e.seq IN (SELECT seq FROM events WHERE {_EVERY_HOUR} AND {name} = ?))"
         return f"(e.{name} = ?)"
     source = "json_each(e.tags)" if name == "tags" else "json_each(e.fields, ?)"
     if name != "tags":
@@ -250,3 +267,4 @@ def _range(r: Range, p: list[Any], text: str) -> str:
 
 
 SQLITE = Dialect(_term, _range, _exists, "1", "0")
+_SQLITE_EARLIER = Dialect(lambda t, p, text: _term(t, p, text, id_index=False), _range, _exists, "1", "0")

@@ -33,7 +33,7 @@ from telemetry.events.backend import DAY_US, day_number
 from telemetry.events.backend import day_of as _day_of
 from telemetry.events.paging import recent_page
 from telemetry.events.rows import COLUMNS, SELECT_COLUMNS, Row, row_dict
-from telemetry.events.sql import compile_query, hour_of_day
+from telemetry.events.sql import ID_TOKEN_CHARS, Compiled, compile_query
 from telemetry.events.times import to_micros
 from telemetry.metrics import REGISTRY
 
@@ -64,16 +64,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_component ON events(component, ts);
 CREATE INDEX IF NOT EXISTS events_level ON events(level, ts);
--- The request-id and instance keys are random: an index taking them all day had more of its pages
--- rewritten at every commit as the day went on (an insert cost 15 µs at the start of a day file of
--- a million rows, 34 at its end). Led by the hour of the day, each hour's keys fill their own
--- part, and the cost stays that of an hour's index (18 µs at the end); sql.py's equality names
--- every hour (HOUR_FIRST), one seek each. Partial: most log lines name no instance, periodic tasks
--- run outside any request ([-]) and no log line has an event_type; an equality on the column
--- implies IS NOT NULL, so the planner still uses them. Files made before keep their indexes
--- (request id then time, instance alone), which the same equality still uses.
-CREATE INDEX IF NOT EXISTS events_request ON events({hour_of_day("ts")}, request_id) WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_instance ON events({hour_of_day("ts")}, instance_id) WHERE instance_id IS NOT NULL;
+-- The request-id and instance keys are random (uuid4) and have no B-tree index: one taking them rewrote
+-- more of its pages at every commit as the file grew (ID_INDEX below has them instead). Partial:
+-- no log line has an event_type, and an equality on the column implies IS NOT NULL.
 CREATE INDEX IF NOT EXISTS events_event_type ON events(event_type) WHERE event_type IS NOT NULL;
 -- detail=full (the default) keeps token positions, which phrase queries need; columnsize=0
 -- drops the per-row size table, used only by bm25 ranking, which no query uses.
@@ -89,6 +82,25 @@ _INSERT = f"INSERT OR IGNORE INTO events (ts, {', '.join(COLUMNS)}, tags, fields
 #: the rows above the largest seq seen at the start of the transaction are exactly those it added.
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
 _INDEX_NEW = "INSERT INTO events_fts(rowid, message) SELECT seq, message FROM events WHERE seq > ?"
+#: Request and instance ids, for equality lookups. Their keys are random (uuid4), and a B-tree index
+#: taking them has nearly every leaf page rewritten at every commit once it outgrows the page cache:
+#: 600,000 pipeline-benchmark rows (ten minutes of their log time, so one hour of the day) cost the
+#: writer 14.8 µs a row in the first quarter and 33.7 in the last with the hour-led B-tree indexes of
+#: earlier versions, 10.5 and 11.7 without them. FTS5 writes a batch's terms as one new segment and
+#: merges segments in the background of later commits, so its cost per row does not grow that way.
+#: Both ids share one column (a lookup checks the column itself after the match, sql.py); no content
+#: or positions are kept, only which rows hold a term. The ascii tokenizer with these token
+#: characters keeps "req-<uuid>" one term, and ``sql.id_terms`` splits a queried value the same way.
+ID_INDEX = (f"CREATE VIRTUAL TABLE events_ids USING fts5(ids, content='', columnsize=0, detail=none, "
+            f"tokenize=\"ascii tokenchars '{ID_TOKEN_CHARS}'\")")
+#: Segments of one size each full-text index lets accumulate before merging them (FTS5's default is 4).
+#: Each commit writes a segment; merging later and more at once cut the writer's CPU per row by a
+#: seventh (600,000 pipeline-benchmark rows in 43 commits: 14.8 µs a row on average, 12.7 at 16),
+#: while a lookup reads a few more segments.
+AUTOMERGE = 16
+_IDS_OF = "coalesce(request_id, '') || ' ' || coalesce(instance_id, '')"
+_IDS_NEW = (f"INSERT INTO events_ids(rowid, ids) SELECT seq, {_IDS_OF} FROM events "
+            "WHERE seq > ? AND (request_id IS NOT NULL OR instance_id IS NOT NULL)")
 
 
 class Written(NamedTuple):
@@ -113,12 +125,54 @@ class _Reader:
             self.conn.close()
 
 
+class _Queries:
+    """A query compiled for the day files with the id index, and (when one without is searched) for those."""
+
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+        self.current = compile_query(text)  # raises QueryError at once, before any file is opened
+        self.earlier: Compiled | None = None
+
+    def of(self, id_index: bool) -> Compiled:
+        if id_index:
+            return self.current
+        if self.earlier is None:
+            self.earlier = compile_query(self.text, id_index=False)
+        return self.earlier
+
+
 def _fetch(conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     try:
         return conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):  # a partition file created a moment ago, schema not yet in
             return []
+        raise
+
+
+def has_id_index(conn: sqlite3.Connection) -> bool:
+    """Whether a day file has ``events_ids``: files an earlier version wrote and never opened again keep
+    their B-tree indexes instead, which the queries of ``compile_query(..., id_index=False)`` use."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_ids'").fetchone() is not None
+
+
+def _add_id_index(conn: sqlite3.Connection) -> None:
+    """Give a day file its id index, with every row it already holds (a file an earlier version began
+    today), and drop the B-tree indexes it replaces: in one transaction, so a crash leaves either."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not has_id_index(conn):
+            conn.execute(ID_INDEX)
+            held = conn.execute(_IDS_NEW, (0,)).rowcount
+            conn.execute("DROP INDEX IF EXISTS events_request")
+            conn.execute("DROP INDEX IF EXISTS events_instance")
+            if held > 0:
+                log.info("event store: indexed the request and instance ids of %d events already in %s",
+                         held, conn.execute("PRAGMA database_list").fetchone()[2])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -167,6 +221,9 @@ class EventStore(RecordInsert, DayRetention):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
             conn.executescript(_SCHEMA)
+            _add_id_index(conn)
+            for index in ("events_fts", "events_ids"):  # a setting kept in the file, set again at no cost
+                conn.execute(f"INSERT INTO {index}({index}, rank) VALUES ('automerge', {AUTOMERGE})")
             self._writers[day] = conn
         return conn
 
@@ -250,6 +307,7 @@ class EventStore(RecordInsert, DayRetention):
                     cur = conn.executemany(_INSERT, batch)
                     if cur.rowcount:  # all duplicates (a redelivery): nothing to index
                         conn.execute(_INDEX_NEW, (last,))
+                        conn.execute(_IDS_NEW, (last,))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:  # a failed COMMIT (a full disk) rolled back already
@@ -274,8 +332,9 @@ class EventStore(RecordInsert, DayRetention):
         return parts[::-1] if newest_first else parts
 
     def _each(self, start: datetime | None, end: datetime | None, newest_first: bool = True
-              ) -> Generator[tuple[sqlite3.Connection, str, list[Any]], None, None]:
-        """A connection per overlapping partition with the time condition and its parameters."""
+              ) -> Generator[tuple[sqlite3.Connection, str, list[Any], bool], None, None]:
+        """A connection per overlapping partition with the time condition, its parameters, and whether the
+        file has the id index (``has_id_index``)."""
         start_us = to_micros(start) if start else None
         end_us = to_micros(end) if end else None
         cond, params = ["1"], []
@@ -288,24 +347,29 @@ class EventStore(RecordInsert, DayRetention):
         for _, path in self._days(start_us, end_us, newest_first):
             with self._reader(path) as conn:
                 if conn is not None:
-                    yield conn, " AND ".join(cond), params
+                    try:
+                        ids = has_id_index(conn)
+                    except sqlite3.OperationalError:  # a file created a moment ago, schema not yet in
+                        continue
+                    yield conn, " AND ".join(cond), params, ids
 
     def search(self, query: str | None = None, start: datetime | None = None, end: datetime | None = None,
                limit: int = 100, newest_first: bool = True) -> list[dict[str, Any]]:
         """Matching events in time order (newest first by default); raises QueryError for a bad query."""
-        compiled = compile_query(query)
+        compiled = _Queries(query)
         order = "DESC" if newest_first else "ASC"
         out: list[dict[str, Any]] = []
         with closing(self._each(start, end, newest_first)) as parts:  # closing: release the reader at once
-            for conn, cond, params in parts:
+            for conn, cond, params, ids in parts:
                 if len(out) >= limit:
                     break
+                c = compiled.of(ids)
                 want = limit - len(out)
-                rows = recent_page(conn, cond, params, compiled, want, newest_first) if compiled.full_text else None
+                rows = recent_page(conn, cond, params, c, want, newest_first) if c.full_text else None
                 if rows is None:
-                    sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {compiled.where} "
+                    sql = (f"SELECT {SELECT_COLUMNS} FROM events e WHERE {cond} AND {c.where} "
                            f"ORDER BY e.ts {order}, e.seq {order} LIMIT ?")
-                    rows = _fetch(conn, sql, [*params, *compiled.params, want])
+                    rows = _fetch(conn, sql, [*params, *c.params, want])
                 out.extend(row_dict(r) for r in rows)
         return out
 
@@ -313,12 +377,12 @@ class EventStore(RecordInsert, DayRetention):
                   end: datetime | None = None, max_buckets: int = 10_000) -> Histogram:
         """Counts per ``interval`` seconds; empty buckets between the first and last are filled with 0."""
         step = bucket_step(interval)
-        compiled = compile_query(query)
+        compiled = _Queries(query)
         counts: dict[int, int] = defaultdict(int)
-        for conn, cond, params in self._each(start, end):
-            sql = (f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e WHERE {cond} AND {compiled.where} "
-                   "GROUP BY b")
-            for b, n in _fetch(conn, sql, [step, step, *params, *compiled.params]):
+        for conn, cond, params, ids in self._each(start, end):
+            c = compiled.of(ids)
+            sql = f"SELECT (e.ts / ?) * ? AS b, count(*) FROM events e WHERE {cond} AND {c.where} GROUP BY b"
+            for b, n in _fetch(conn, sql, [step, step, *params, *c.params]):
                 counts[b] += n
         return histogram_of(counts, interval, step, start, end, max_buckets)
 
