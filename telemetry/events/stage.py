@@ -29,12 +29,12 @@ class EventStage(BusStage):
     group = "events"
     critical = True  # a store that cannot open (bad path, full disk) must stop the server, not hide
     topics: ClassVar[dict[str, type[Record]]] = {EVENTS: Event, NOTIFICATIONS: Notification}
-    #: Up to ten of the parse stage's batches per transaction when the store falls behind: FTS5 writes
-    #: a segment per commit, each commit costs an fsync, and every commit writes each index page it
-    #: touched whole. The request-id and instance indexes take their keys in random order, so a commit
-    #: of 4,000 rows into a day file of 300,000 rewrote nearly all of their pages; 20,000 rows a commit
-    #: made the writer's CPU per row 14% lower there. A quiet stream still commits whatever arrived,
-    #: at once (the bus's fetch does not wait to fill a batch).
+    #: Up to ten of the parse stage's batches per transaction when the store falls behind: each commit
+    #: costs an fsync and writes a segment of each full-text index. (It once mattered more: B-tree
+    #: indexes on the random request and instance ids had most of their pages rewritten at each commit.
+    #: Without them, commits of 4,000 and 20,000 rows cost the writer the same CPU per row, and the
+    #: pipeline benchmark ran alike with 5,000 and 20,000 here.) A quiet stream still commits whatever
+    #: arrived, at once (the bus's fetch does not wait to fill a batch).
     batch_size = 20000
     #: Seconds between retention passes (ttl expiry and the free-space guard).
     maintenance_interval: float = 60.0
