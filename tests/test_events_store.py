@@ -377,3 +377,50 @@ def test_request_and_instance_lookups_in_every_hour_before_1970_and_in_older_fil
             assert len(store.search(query, start, end, limit=100)) == 25, query
     finally:
         store.close()
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40))
+def test_any_request_id_is_found_by_itself_through_the_id_index(value: str) -> None:
+    """``sql.id_terms`` splits a value as FTS5's ascii tokenizer does (else a stored id would not be
+    found, or a quoted term of two tokens would be a phrase, which an index without positions refuses):
+    any id, punctuation and non-ASCII letters included, is found by its own equality, and only it."""
+    import sqlite3
+    import tempfile
+
+    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EventStore(Path(tmp), ttl=86400 * 365 * 100)
+        try:
+            store.insert([record_row(oslo_event(0, "INFO", "one", request_id=value, instance_id=None)),
+                          record_row(oslo_event(1, "INFO", "two", request_id=value + "x", instance_id=None))], now=T0)
+            found = store.search(f"request_id:{quoted}", T0 - timedelta(days=1), T0 + timedelta(days=1), limit=10)
+            assert [e["message"] for e in found] == ["one"]
+        except sqlite3.OperationalError as exc:  # pragma: no cover - the failure this test exists for
+            raise AssertionError(f"{value!r}: {exc}") from exc
+        finally:
+            store.close()
+
+
+def test_both_full_text_indexes_merge_sixteen_segments_at_a_time(tmp_path: Path) -> None:
+    """The merge setting is kept in each day file, one an earlier version made included."""
+    import sqlite3
+
+    from telemetry.events.store import AUTOMERGE
+
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    store.insert([record_row(oslo_event(0, "INFO", "one"))])
+    (_, path), = store.partitions()
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 4)")
+    conn.commit()
+    conn.close()
+    store = EventStore(tmp_path, ttl=86400 * 365)
+    store.insert([record_row(oslo_event(1, "INFO", "two"))])
+    store.close()
+    conn = sqlite3.connect(path)
+    try:
+        for index in ("events_fts", "events_ids"):
+            assert conn.execute(f"SELECT v FROM {index}_config WHERE k = 'automerge'").fetchone() == (AUTOMERGE,)
+    finally:
+        conn.close()

@@ -158,7 +158,8 @@ def has_id_index(conn: sqlite3.Connection) -> bool:
 
 def _add_id_index(conn: sqlite3.Connection) -> None:
     """Give a day file its id index, with every row it already holds (a file an earlier version began
-    today), and drop the B-tree indexes it replaces: in one transaction, so a crash leaves either."""
+    today), and drop the B-tree indexes it replaces: in one transaction, so a crash leaves either.
+    The full-text indexes' merge setting (``AUTOMERGE``) is set in the same commit, files made before too."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if not has_id_index(conn):
@@ -169,6 +170,8 @@ def _add_id_index(conn: sqlite3.Connection) -> None:
             if held > 0:
                 log.info("event store: indexed the request and instance ids of %d events already in %s",
                          held, conn.execute("PRAGMA database_list").fetchone()[2])
+        for index in ("events_fts", "events_ids"):  # kept in the file: set again in the same commit
+            conn.execute(f"INSERT INTO {index}({index}, rank) VALUES ('automerge', {AUTOMERGE})")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -222,8 +225,6 @@ class EventStore(RecordInsert, DayRetention):
             conn.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
             conn.executescript(_SCHEMA)
             _add_id_index(conn)
-            for index in ("events_fts", "events_ids"):  # a setting kept in the file, set again at no cost
-                conn.execute(f"INSERT INTO {index}({index}, rank) VALUES ('automerge', {AUTOMERGE})")
             self._writers[day] = conn
         return conn
 
