@@ -245,7 +245,7 @@ def test_a_row_from_the_contract_dict_equals_the_row_from_the_event(extra: dict)
 
 def test_request_and_instance_lookups_use_the_id_index(tmp_path: Path) -> None:
     """Request and instance ids are found through the id index (terms, then the column checked), case
-    aside; lines outside any request ([-]) add nothing to it, and a
+    aside, and it finds the rows also beside another condition; lines outside any request ([-]) add nothing to it, and a
     value that only shares a term with an id, or names the other id column, finds nothing."""
     import sqlite3
 
@@ -261,6 +261,8 @@ def test_request_and_instance_lookups_use_the_id_index(tmp_path: Path) -> None:
         assert len(store.search(f"instance_id:{inst}", limit=100)) == 7
         assert len(store.search(f"request_id:{REQ} AND instance_id:{inst}", limit=100)) == 4
         assert len(store.search(f"request_id:{REQ} AND component:nova", limit=100)) == 10
+        assert len(store.search(f"request_id:{REQ} AND component:NOVA AND pid:31842", limit=100)) == 10
+        assert store.search(f"request_id:{REQ} AND component:neutron", limit=100) == []
         assert len(store.search(f"NOT request_id:{REQ}", limit=100)) == 10
         assert store.search(f"request_id:{inst}", limit=100) == []  # in the index, but not this column's
         assert store.search(f'request_id:"{REQ} x"', limit=100) == []  # every term, then the column
@@ -276,12 +278,15 @@ def test_request_and_instance_lookups_use_the_id_index(tmp_path: Path) -> None:
             assert (held(REQ), held(inst), held("req")) == (10, 7, 0)  # one term each id
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
             assert not names & {"events_request", "events_instance"}
-            for query in (f"request_id:{REQ}", f"instance_id:{inst}"):
+            # The id drives also beside an equality on an indexed column (it would walk the component's rows).
+            for query in (f"request_id:{REQ}", f"instance_id:{inst}", f"component:nova AND request_id:{REQ}",
+                          f"request_id:{REQ} AND level:INFO AND (host:cn01 OR host:cn02)"):
                 compiled = compile_query(query)
                 plan = " ".join(str(r) for r in conn.execute(
-                    f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE {compiled.where} ORDER BY e.ts DESC",
-                    compiled.params))
-                assert "VIRTUAL TABLE INDEX" in plan, (query, plan)
+                    f"EXPLAIN QUERY PLAN SELECT e.seq FROM events e WHERE e.ts >= ? AND e.ts <= ? AND "
+                    f"{compiled.where} ORDER BY e.ts DESC", [0, 2**62, *compiled.params]))
+                assert "VIRTUAL TABLE INDEX" in plan and "events_component" not in plan, (query, plan)
+                assert "events_level" not in plan, (query, plan)
         finally:
             conn.close()
     finally:

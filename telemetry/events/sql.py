@@ -81,6 +81,8 @@ class Dialect:
     exists: Callable[[str, list[Any]], str]
     true: str
     false: str
+    #: Writes the AND of the items' SQL (SQLite: ``_and_ids_first``).
+    conjunction: Callable[[list[str]], str] = lambda parts: "(" + " AND ".join(parts) + ")"
 
 
 def compile_tree(text: str | None, dialect: Dialect) -> Compiled:
@@ -98,7 +100,7 @@ def compile_tree(text: str | None, dialect: Dialect) -> Compiled:
 
 def _walk(n: Node, p: list[Any], text: str, d: Dialect) -> str:
     if isinstance(n, And):
-        return "(" + " AND ".join(_walk(i, p, text, d) for i in n.items) + ")"
+        return d.conjunction([_walk(i, p, text, d) for i in n.items])
     if isinstance(n, Or):
         return "(" + " OR ".join(_walk(i, p, text, d) for i in n.items) + ")"
     if isinstance(n, Not):
@@ -266,5 +268,21 @@ def _range(r: Range, p: list[Any], text: str) -> str:
     return f"EXISTS (SELECT 1 FROM json_each(e.fields, ?) WHERE {cond('value')})"
 
 
-SQLITE = Dialect(_term, _range, _exists, "1", "0")
+#: An equality on a text column as ``_term`` writes it.
+_TEXT_EQUALITY = re.compile(r"\(e\.(" + "|".join(TEXT_COLUMNS) + r") = \?\)")
+
+
+def _and_ids_first(parts: list[str]) -> str:
+    """An AND in which an id lookup finds the rows: the other items' equalities are read off those rows.
+
+    Beside component:nova the planner would otherwise walk the component's index and test each of its
+    rows against the id's few (64 ms against 0.6 for one request among 600,000 rows). A unary ``+``
+    keeps a column's value and its NOCASE collation but not its index.
+    """
+    if any(ID_MATCH in part for part in parts):
+        parts = [part if ID_MATCH in part else _TEXT_EQUALITY.sub(r"(+e.\1 = ?)", part) for part in parts]
+    return "(" + " AND ".join(parts) + ")"
+
+
+SQLITE = Dialect(_term, _range, _exists, "1", "0", _and_ids_first)
 _SQLITE_EARLIER = Dialect(lambda t, p, text: _term(t, p, text, id_index=False), _range, _exists, "1", "0")
