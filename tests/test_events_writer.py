@@ -74,3 +74,86 @@ def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
     assert proc is not None
     s.close()
     assert proc.poll() == 0
+
+
+def test_kill_9_while_the_writer_gives_a_file_of_an_earlier_version_its_id_index_loses_nothing(tmp_path: Path) -> None:
+    """The writer that opens a day file an earlier version began (no id index, B-tree indexes on the ids)
+    indexes its rows and drops those B-trees in one transaction: killed at any moment of it, the file
+    is the old one or the new one, never half, and every id is found once a writer finished."""
+    import random
+    import shutil
+    import threading
+    import time
+
+    from telemetry.events.store import EventStore
+
+    now = datetime.now(timezone.utc)
+    held = 60_000
+
+    def events(start: int, n: int, request: str | None = None) -> list[tuple]:
+        return [record_row(Event(**{"@timestamp": now}, id=f"e-{i}", host="cn01", component="nova",
+                                 request_id=request or f"req-{i % 500:04d}", instance_id=f"inst-{i % 7}",
+                                 message=f"line {i}"))
+                for i in range(start, start + n)]
+
+    plain = EventStore(tmp_path / "made", ttl=86400.0)
+    plain.insert(events(0, held))
+    (_, made), = plain.partitions()
+    plain.close()
+    conn = sqlite3.connect(made)
+    conn.executescript("""DROP TABLE events_ids;
+        CREATE INDEX events_request ON events(((ts / 3600000000) % 24), request_id) WHERE request_id IS NOT NULL;
+        CREATE INDEX events_instance ON events(((ts / 3600000000) % 24), instance_id) WHERE instance_id IS NOT NULL;
+        PRAGMA wal_checkpoint(TRUNCATE);""")
+    conn.close()
+    folder = tmp_path / "events"
+
+    def fresh() -> tuple[ProcessEventStore, Path]:
+        """The store over a copy of the file as the earlier version left it."""
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        shutil.copy(made, folder / made.name)
+        store = ProcessEventStore(folder, ttl=86400.0)
+        store.close_writer(now.date())  # answered once the child is up: the kill's clock starts at the writing
+        return store, folder / made.name
+
+    store, path = fresh()
+    began = time.monotonic()
+    store.insert(events(held, 1, "req-new"))  # the writer's open indexes the rows, then this one goes in
+    whole = time.monotonic() - began
+    store.close()
+
+    rng = random.Random(5)
+    shapes = {"old": 0, "new": 0}
+    for _ in range(10):
+        store, path = fresh()
+        proc = store.child.proc
+        assert proc is not None
+        killer = threading.Timer(rng.uniform(0.0, whole), lambda p=proc: p.poll() is None and os.kill(p.pid, signal.SIGKILL))
+        killer.start()
+        try:
+            store.insert(events(held + 1, 1, "req-new"))
+        except Exception as exc:  # killed mid-call: an environmental failure the stage retries
+            assert environmental(exc), exc
+        finally:
+            killer.join()
+            store.close()
+        conn = sqlite3.connect(path)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            old, new = {"events_request", "events_instance"} <= names, "events_ids" in names
+            assert old != new, names  # one shape or the other, whole
+            shapes["new" if new else "old"] += 1
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            conn.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")
+        finally:
+            conn.close()
+        store = ProcessEventStore(folder, ttl=86400.0)  # a writer that finishes, on what the kill left
+        try:
+            store.insert(events(held + 2, 1, "req-new"))
+            assert len(store.search("request_id:req-0007", limit=1000)) == held // 500
+            assert store.histogram("instance_id:inst-3", 86400).total >= held // 7
+            assert len(store.search("request_id:req-new", limit=10)) in (1, 2)  # the killed call's row, if it was in
+        finally:
+            store.close()
+    assert shapes["old"] >= 1 and shapes["new"] >= 1, shapes  # kills before the index was in (during it), and after
