@@ -80,7 +80,6 @@ def test_kill_9_while_the_writer_gives_a_file_of_an_earlier_version_its_id_index
     """The writer that opens a day file an earlier version began (no id index, B-tree indexes on the ids)
     indexes its rows and drops those B-trees in one transaction: killed at any moment of it, the file
     is the old one or the new one, never half, and every id is found once a writer finished."""
-    import random
     import shutil
     import threading
     import time
@@ -123,13 +122,16 @@ def test_kill_9_while_the_writer_gives_a_file_of_an_earlier_version_its_id_index
     whole = time.monotonic() - began
     store.close()
 
-    rng = random.Random(5)
+    # The kills close in on the moment the transaction commits (bisection between a kill that left the
+    # old shape and one that left the new), so most land in the transaction or right beside it.
     shapes = {"old": 0, "new": 0}
+    early, late = 0.0, 2 * whole
     for _ in range(10):
         store, path = fresh()
         proc = store.child.proc
         assert proc is not None
-        killer = threading.Timer(rng.uniform(0.0, whole), lambda p=proc: p.poll() is None and os.kill(p.pid, signal.SIGKILL))
+        delay = (early + late) / 2
+        killer = threading.Timer(delay, lambda p=proc: p.poll() is None and os.kill(p.pid, signal.SIGKILL))
         killer.start()
         try:
             store.insert(events(held + 1, 1, "req-new"))
@@ -144,6 +146,7 @@ def test_kill_9_while_the_writer_gives_a_file_of_an_earlier_version_its_id_index
             old, new = {"events_request", "events_instance"} <= names, "events_ids" in names
             assert old != new, names  # one shape or the other, whole
             shapes["new" if new else "old"] += 1
+            early, late = (early, delay) if new else (delay, late)
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             conn.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")
         finally:
