@@ -48,8 +48,8 @@ PARTITIONS_DROPPED = Counter("telemetry_events_partitions_dropped", "Day partiti
 PARTITIONS = Gauge("telemetry_events_partitions", "Day partitions the event store holds", registry=REGISTRY)
 STORE_BYTES = Gauge("telemetry_events_store_bytes", "Bytes on disk of the event store", registry=REGISTRY)
 
-#: Page cache of each day's writer: the id and request-id indexes take keys in random order,
-#: and with SQLite's default 2 MB their pages were re-read on nearly every insert.
+#: Page cache of each day's writer: with SQLite's default 2 MB, the pages of the indexes that took
+#: random keys (request ids, in B-trees before ID_INDEX) were re-read on nearly every insert.
 WRITER_CACHE_KIB = 32 << 10
 _FILE = re.compile(r"^events-(\d{4}-\d{2}-\d{2})\.db$")
 _SCHEMA = f"""
