@@ -49,15 +49,16 @@ TEMPLATES = [
 PHRASE = "Instance failed to spawn"
 
 
-def make_rows(count: int, seed: int = 7, random_ids: bool = False) -> tuple[list[Row], str]:
-    """Oslo-like events over three days, five lines per request; one in 10,000 is the phrase.
+def make_rows(count: int, seed: int = 7, random_ids: bool = False, span: float = 3 * 86400) -> tuple[list[Row], str]:
+    """Oslo-like events over ``span`` seconds (three days), five lines per request; one in 10,000 is the phrase.
 
     Request ids count up unless ``random_ids``: then they are random, as OpenStack's (uuid4) are,
-    and the request-id index takes its keys in random order.
+    and the request-id index takes its keys in random order. A short ``span`` is a sustained rate:
+    a million events in ten minutes is one hour of one day file, as a busy cloud writes it.
     """
     rnd = random.Random(seed)
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
-    step_us = int(3 * 86400 * 1_000_000 / count)
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=span)
+    step_us = int(span * 1_000_000 / count)
     base = to_micros(start)
     rows: list[Row] = []
     probe_request = ""
@@ -98,6 +99,9 @@ def main() -> None:
     ap.add_argument("--url", default=None, help="store.events.url of the store to measure (default: SQLite files)")
     ap.add_argument("--random-ids", action="store_true",
                     help="random request ids (uuid4, as OpenStack's), not counting up: the index takes random keys")
+    ap.add_argument("--span", type=float, default=3 * 86400,
+                    help="seconds of log time the events cover (default three days; 600: a sustained rate, one hour "
+                         "of one day file)")
     args = ap.parse_args()
     with events_store(args.url) as url:
         run(args, url)
@@ -105,9 +109,9 @@ def main() -> None:
 
 def run(args: argparse.Namespace, url: str | None) -> None:
 
-    rows, probe = make_rows(args.events, random_ids=args.random_ids)
+    rows, probe = make_rows(args.events, random_ids=args.random_ids, span=args.span)
     tmp = Path(tempfile.mkdtemp(prefix="events-bench-"))
-    print(f"{args.events:,} events over 3 days, batches of {args.batch:,}, in {tmp}")
+    print(f"{args.events:,} events over {timedelta(seconds=args.span)}, batches of {args.batch:,}, in {tmp}")
 
     store = open_event_store(url or f"sqlite://{tmp / 'sqlite'}", tmp, ttl=30 * 86400.0, min_free_disk=0)
     ours_name = "postgresql (ours)" if url else "sqlite+fts5 (ours)"
