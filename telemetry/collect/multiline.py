@@ -313,7 +313,9 @@ class PythonJoiner:
                 # of one of them, " <pid> <level> " at the same column, read back from the line.
                 sep = line.find(" ", col + 1)
                 pid = known.get(line[col:line.find(" ", sep + 1) + 1]) if sep > 0 else None
-            if pid is None or line[4] != "-" or line[13] != ":":
+                if pid is not None and (line[4] != "-" or line[13] != ":"):
+                    pid = None  # the date's dashes and colons not in place: the regex decides
+            if pid is None:
                 m = oslo(line)
                 if m is None:
                     pid = ""
