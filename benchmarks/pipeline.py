@@ -335,7 +335,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             if "application_name=" in (events_url or ""):
                 by_role["postgresql"] = sum(t - db0.get(pid, 0.0) for pid, t in database_cpu(events_url).items())
             print(f"  {servers} server(s): CPU s / M lines by process: "
-                  + ", ".join(f"{k} {v / n * 1e6:.0f}" for k, v in by_role.items()), flush=True)
+                  + ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in by_role.items()), flush=True)
             batches(api_urls)
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT

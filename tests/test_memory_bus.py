@@ -231,3 +231,31 @@ async def test_a_batch_published_packed_is_whole_only_when_all_of_it_came_in_ord
     swapped = [again[0], again[1], again[3], again[2]]
     rest, whole = packed_batches(swapped)
     assert whole == [] and rest == swapped
+
+
+async def test_objects_published_as_they_are_keep_a_message_s_semantics() -> None:
+    """``publish_objects``: each record is a delivery of its own (its key, no bytes until asked, no headers),
+    fanned out to every group, durable once the writing groups acked, and whole for ``packed_batches``."""
+    from telemetry.bus.memory import packed_batches
+
+    bus = MemoryBus()
+    store = await bus.subscribe(["x"], "store", writes_durably=True)
+    watch = await bus.subscribe(["x"], "watch")
+    records = [{"id": "a", "host": "h1"}, {"id": "b", "host": "h2"}]
+    receipt = await bus.publish_objects("x", records, [b"h1", None], packed=b"pack")
+    got = await store.fetch(10, timeout=0.1)
+    assert [(d.record, d.key, d.headers, d.topic, d.redelivered) for d in got] == [
+        (records[0], b"h1", {}, "x", False), (records[1], None, {}, "x", False)]
+    assert got[0].value == b'{"id":"a","host":"h1"}'  # encoded only for whoever needs the bytes
+    assert packed_batches(got) == ([], [(b"pack", got)])
+    seen = await watch.fetch(10, timeout=0.1)
+    assert [d.record for d in seen] == records
+    await store.nack(got[1:])  # given back: not durable, and not the pack's any more
+    await store.ack(got[:1])
+    assert not receipt.done
+    again = await store.fetch(10, timeout=0.1)
+    assert [d.record for d in again] == records[1:] and again[0].redelivered
+    assert packed_batches(again) == (again, [])
+    await store.ack(again)
+    await asyncio.wait_for(receipt, 1)
+    assert (await bus.publish_objects("x", [], [])).done

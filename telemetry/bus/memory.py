@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from itertools import repeat
 from operator import attrgetter, is_
 from typing import Any
 
@@ -45,6 +47,7 @@ class _Token:
 
 
 _RECEIPT = attrgetter("receipt")
+_NO_HEADERS: dict[str, str] = {}  # shared by the deliveries of publish_objects: consumers only read headers
 _TOKEN = attrgetter("token")
 _RECORD = attrgetter("record")
 
@@ -134,6 +137,23 @@ class MemoryBus(Bus):
     async def publish(self, topic: str, messages: Sequence[OutMessage], packed: bytes | None = None) -> Receipt:
         """As ``Bus.publish``; ``packed``, when the publisher has it, is the messages' records encoded as one
         batch for another process (the parse workers' marshalled events), kept for ``packed_batches``."""
+        return await self._put(topic, len(messages), lambda token: [
+            Delivery(topic, m.value, m.key, m.headers, False, token, m.record) for m in messages],
+            None if packed is None else (packed, [m.record for m in messages]))
+
+    async def publish_objects(self, topic: str, records: Sequence[Any], keys: Sequence[bytes | None],
+                              packed: bytes | None = None) -> Receipt:
+        """``publish`` of records as they are (``OutMessage.record``, no bytes, no headers) with their keys:
+        a delivery each and no message object. The agent's raw logs and the parse stage's events, two
+        of each log line's objects (0.66 µs a record with the message, 0.27 without)."""
+        deliver = partial(Delivery, topic, b"")
+        return await self._put(topic, len(records), lambda token: list(
+            map(deliver, keys, repeat(_NO_HEADERS), repeat(False), repeat(token), records)),
+            None if packed is None else (packed, list(records)))
+
+    async def _put(self, topic: str, n: int, deliveries: Callable[[_Token], list[Delivery]],
+                   packed: tuple[bytes, list[Any]] | None) -> Receipt:
+        """One batch of ``n`` messages into every group's queue, as ``deliveries`` builds them for its token."""
         if self._closed:
             raise BusError("the memory bus is closed")
         name = self.topic(topic)
@@ -151,7 +171,7 @@ class MemoryBus(Bus):
             # Messages kept for a group that has not subscribed yet have no one to make them durable,
             # and an observing group's acks make nothing durable: neither counts.
             writers = sum(1 for q in queues if q.writes_durably)
-            receipt = Receipt(len(messages) * writers)
+            receipt = Receipt(n * writers)
             if not receipt.done:
                 self._open.add(receipt)
             # A message's headers are shared by its deliveries, not copied for each: nothing changes
@@ -160,8 +180,7 @@ class MemoryBus(Bus):
             # acknowledgement settles the receipt only from a group that writes durably (the
             # consumer knows its queue), and a delivery given back is requeued as a copy.
             # One token for the batch: its deliveries share their place in publish order and their receipt.
-            token = _Token(next(seq), receipt, None if packed is None else (packed, [m.record for m in messages]))
-            batch = [Delivery(topic, m.value, m.key, m.headers, False, token, m.record) for m in messages]
+            batch = deliveries(_Token(next(seq), receipt, packed))
             for q in queues:
                 q.items.extend(batch)
             orphans = self._orphans.get(name)

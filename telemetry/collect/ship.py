@@ -27,6 +27,7 @@ import msgpack
 import orjson
 
 from telemetry.bus import DURABLE, Bus, BusError, OutMessage, Receipt
+from telemetry.bus.memory import MemoryBus
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batch, Batcher, Value
 from telemetry.collect.checkpoints import Checkpoints
@@ -65,6 +66,11 @@ class BusTarget:
         self.bus, self.fmt = bus, fmt
 
     async def ship(self, batch: Batch) -> Receipt:
+        bus = self.bus
+        if isinstance(bus, MemoryBus) and not any(v.__class__ is bytes for v in batch.values):
+            receipt = await bus.publish_objects(RawLog.topic, batch.values, batch.keys)  # the RawLogs themselves
+            BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(batch.values))
+            return receipt
         values: Sequence[Value] = batch.values if self.bus.in_process else batch.encoded()
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
             values = [msgpack.packb(orjson.loads(v), use_bin_type=True) if v.__class__ is bytes else v

@@ -106,7 +106,9 @@ class ParseStage(BusStage):
             parts = await self._parse(raws)  # type: ignore[arg-type]
         at = 0
         for results, packed in parts:
-            out: list[OutMessage] = []
+            out: list[OutMessage] = []  # encoded for a broker
+            events: list[dict[str, Any]] = []  # in this process: the dicts themselves are handed over
+            keys: list[bytes | None] = []
             for (delivery, raw), ev in zip(records[at:at + len(results)], results):
                 if isinstance(ev, tuple):
                     if len(ev) == 1:  # a drop step
@@ -119,16 +121,18 @@ class ParseStage(BusStage):
                 if isinstance(ev, str):
                     bad.append((delivery, ev))
                     continue
-                assert isinstance(ev, dict)  # in this process: the dict itself is handed over
-                out.append(OutMessage(b"", ev["host"].encode() or None, _NO_HEADERS, ev))
+                assert isinstance(ev, dict)
+                events.append(ev)
+                keys.append(ev["host"].encode() or None)
                 counts[outcome_of(ev["tags"]), ev["type"] or getattr(raw, "type", "") or "none"] += 1
             at += len(results)
-            published += len(out)
-            if packed is not None:  # every event of the part, in order: what the pack holds
-                assert isinstance(bus, MemoryBus)
-                receipts.append(await bus.publish(Event.topic, out, packed=packed))
+            published += len(out) + len(events)
+            if isinstance(bus, MemoryBus) and not out:
+                # ``packed``: every event of the part, in order, as the worker marshalled them
+                receipts.append(await bus.publish_objects(Event.topic, events, keys, packed=packed))
             elif in_process:
-                receipts.append(await bus.publish(Event.topic, out))
+                receipts.append(await bus.publish(Event.topic, [
+                    *out, *(OutMessage(b"", k, _NO_HEADERS, ev) for ev, k in zip(events, keys))]))
             else:
                 # A broker confirms persistent messages once they are on its disk, tens of milliseconds
                 # (40% of this stage's time behind RabbitMQ): the next batch is parsed meanwhile. The raw
