@@ -196,6 +196,24 @@ async def test_event_and_log_alarms_through_the_bus(tmp_path: Path) -> None:
         assert ts["instance-error"].reason_data["event"]["event_type"] == "compute.instance.update"
 
 
+async def test_a_log_event_delivered_again_counts_once(tmp_path: Path) -> None:
+    """The rules stage tells new events from redelivered ones a batch at a time (``RecentIds.fresh_many``):
+    a copy within a batch, and a batch of copies alone, count nothing more."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mine.yaml").write_text(yaml.safe_dump({"alarms": [
+        {"name": "nova-errors", "type": "log", "log_rule": {"query": "level:ERROR AND component:nova",
+                                                            "mode": "count", "period": 60, "threshold": 2}}]}))
+    async with Server(tmp_path) as s:
+        first = Event(host="cc01", component="nova", level="ERROR", message="first")
+        await s.send(first, first)
+        await s.send(first)
+        assert {t.current for t in await s.next_transitions(n=2, timeout=1.0)} <= {"ok"}  # one, not three
+        await s.send(Event(host="cc01", component="nova", level="ERROR", message="second"))
+        [breach] = [t for t in await s.next_transitions(n=1) if t.current == "alarm"]
+        assert breach.reason_data["count"] == 2
+
+
 async def test_triggers_from_templates_with_dependencies_and_ack(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -118,6 +118,7 @@ class LogCounters(ObserverStage):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.components: set[str] = set()
+        #: Redelivery of a batch must not count its lines again (within a recent window).
         self._seen = RecentIds(100_000)
         self._lines = Bound(LOG_EVENTS)
         self._requests = Bound(API_REQUESTS)
@@ -131,19 +132,16 @@ class LogCounters(ObserverStage):
             return name
         return OTHER
 
-    def _fresh(self, event_id: str) -> bool:
-        """Redelivery of a batch must not count its lines again (within a recent window)."""
-        return self._seen.fresh(event_id)
-
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         # Counted per label set over the batch, then one inc() each: a batch holds a handful of
         # (component, level) pairs, and a labels() lookup per line was a share of the daemon's CPU.
         lines: Tally[tuple[str, str]] = Tally()
         requests: Tally[tuple[str, str, str]] = Tally()
-        for _, r in records:
-            # its contract dict in this process (read, never changed), an Event from a broker
-            doc = r if isinstance(r, dict) else r.to_dict() if isinstance(r, Event) else None
-            if doc is None or not self._fresh(doc["id"]):
+        # its contract dict in this process (read, never changed), an Event from a broker
+        docs = [r if isinstance(r, dict) else r.to_dict() if isinstance(r, Event) else None for _, r in records]
+        known = [doc for doc in docs if doc is not None]
+        for doc, fresh in zip(known, self._seen.fresh_many([doc["id"] for doc in known])):
+            if not fresh:
                 continue
             component = self._component(doc.get("component") or "none")
             lines[component, level_label(doc.get("level"))] += 1

@@ -214,9 +214,30 @@ class RulesStage(BusStage):
 
     async def handle(self, records: list[tuple[Delivery, Record]]) -> None:
         arrived = time.monotonic()
-        self.ingest([(d.topic, r) for d, r in records])
+        if all(d.topic == EVENTS for d, _ in records):  # the log path's batches: the events' ids at once
+            self._ingest_events([r for _, r in records])
+        else:
+            self.ingest([(d.topic, r) for d, r in records])
         await self.flush()
         LATENCY.observe(time.monotonic() - arrived)
+
+    def _ingest_events(self, events: Sequence[Any]) -> None:
+        """``ingest`` of events only (contract dicts, or Events from a broker), new ones told apart by
+        ``RecentIds.fresh_many`` for the whole batch."""
+        docs = [r if isinstance(r, dict) else r.to_dict() for r in events]
+        rids = [str(d.get("message_id") or d.get("id") or "") for d in docs]
+        fresh = self._seen.fresh_many(rids) if all(rids) else [self._fresh(rid) for rid in rids]
+        on_event = self.engine.on_event
+        for d, new in zip(docs, fresh):
+            if new:
+                try:
+                    on_event(d)  # its time is read only if a log alarm matches it
+                except Exception as exc:  # bad input must not stop the good records beside it
+                    self._rejected(d, exc)
+
+    def _rejected(self, record: Any, exc: Exception) -> None:
+        RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
+        log.warning("%s: could not evaluate a %s record: %s", self.name, type(record).__name__, exc)
 
     def ingest(self, records: Sequence[Record | tuple[str, Any]]) -> None:
         """Feed records (or ``(topic, record)`` pairs as they came off the bus) to the engines; no I/O.
@@ -230,8 +251,7 @@ class RulesStage(BusStage):
             try:
                 self._ingest_one(topic, r, now)
             except Exception as exc:  # bad input must not stop the good records beside it
-                RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
-                log.warning("%s: could not evaluate a %s record: %s", self.name, type(r).__name__, exc)
+                self._rejected(r, exc)
 
     def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Any]], list[tuple[Delivery, str]]]:
         """Well-formed samples take a fast path (a checked dict, no model); the rest the full one.
