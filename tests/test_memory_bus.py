@@ -259,3 +259,31 @@ async def test_objects_published_as_they_are_keep_a_message_s_semantics() -> Non
     await store.ack(again)
     await asyncio.wait_for(receipt, 1)
     assert (await bus.publish_objects("x", [], [])).done
+
+
+async def test_a_consumer_of_two_topics_settles_each_batch_once() -> None:
+    """Acks are counted per published batch, each against the queue of its own topic: a delivery acked
+    twice, or acked after it was given back, settles nothing more; an observer's acks settle nothing."""
+    bus = MemoryBus()
+    both = await bus.subscribe(["a", "b"], "store", writes_durably=True)
+    late = await bus.subscribe(["b"], "rules")  # an observer of b
+    ra = await bus.publish("a", msgs("a1", "a2"))
+    rb = await bus.publish_objects("b", [{"n": 1}, {"n": 2}], [None, None])
+    got = await both.fetch(10, timeout=0.1)
+    assert sorted(d.topic for d in got) == ["a", "a", "b", "b"]
+    first_a = next(d for d in got if d.topic == "a")
+    await both.ack([first_a])
+    await both.ack([first_a])  # twice: still one of a's two
+    assert not ra.done
+    bs = [d for d in got if d.topic == "b"]
+    await both.nack(bs[:1])  # given back: its ack below is not one
+    await both.ack(bs)
+    assert not rb.done
+    await both.ack([d for d in got if d.topic == "a" and d is not first_a])
+    await asyncio.wait_for(ra, 1)
+    await late.ack(await late.fetch(10, timeout=0.1))
+    assert not rb.done  # an observer's acks count for nothing
+    again = await both.fetch(10, timeout=0.1)
+    assert [(d.topic, d.record) for d in again] == [("b", {"n": 1})] and again[0].redelivered
+    await both.ack(again)
+    await asyncio.wait_for(rb, 1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from itertools import repeat
 from operator import attrgetter, is_
@@ -35,18 +35,20 @@ from telemetry.metrics import BUS_UNCLAIMED_DROPPED
 
 
 class _Token:
-    """A published batch's place in publish order, the receipt its deliveries' acknowledgements settle, and
-    what its publisher packed of it (``MemoryBus.publish``): the bytes and the records they encode, in order."""
+    """A published batch's topic and place in publish order, the receipt its deliveries' acknowledgements
+    settle, and what its publisher packed of it (``MemoryBus.publish``): the bytes and the records they
+    encode, in order."""
 
-    __slots__ = ("packed", "receipt", "seq")
+    __slots__ = ("packed", "receipt", "seq", "topic")
 
-    def __init__(self, seq: int, receipt: Receipt, packed: tuple[bytes, list[Any]] | None = None) -> None:
+    def __init__(self, seq: int, receipt: Receipt, packed: tuple[bytes, list[Any]] | None = None,
+                 topic: str = "") -> None:
         self.seq = seq
         self.receipt = receipt
         self.packed = packed
+        self.topic = topic
 
 
-_RECEIPT = attrgetter("receipt")
 _NO_HEADERS: dict[str, str] = {}  # shared by the deliveries of publish_objects: consumers only read headers
 _TOKEN = attrgetter("token")
 _RECORD = attrgetter("record")
@@ -180,7 +182,7 @@ class MemoryBus(Bus):
             # acknowledgement settles the receipt only from a group that writes durably (the
             # consumer knows its queue), and a delivery given back is requeued as a copy.
             # One token for the batch: its deliveries share their place in publish order and their receipt.
-            batch = deliveries(_Token(next(seq), receipt, packed))
+            batch = deliveries(_Token(next(seq), receipt, packed, topic))
             for q in queues:
                 q.items.extend(batch)
             orphans = self._orphans.get(name)
@@ -194,9 +196,11 @@ class MemoryBus(Bus):
                     q.readable.set()
         return receipt
 
-    def _settled(self, tokens: Iterable[_Token]) -> None:
-        # Settled per receipt, not per delivery: a batch's deliveries mostly share one or two.
-        for r, n in Counter(map(_RECEIPT, tokens)).items():
+    def _settled(self, tokens: Mapping[_Token, int]) -> None:
+        """``n`` more acknowledgements of each token's batch that count (``_Queue.counts``)."""
+        # Settled per batch, not per delivery: a fetch's deliveries mostly share one or two.
+        for token, n in tokens.items():
+            r = token.receipt
             if not r.done:
                 r.settle(n)
                 if r.done:
@@ -214,7 +218,7 @@ class MemoryBus(Bus):
             if writes_durably and not queue.writes_durably:
                 queue.writes_durably, queue.durable_from = True, next(self._seq)
             queues.append(queue)
-        return MemoryConsumer(self, queues)
+        return MemoryConsumer(self, dict(zip(topics, queues)))
 
     async def _freed(self) -> None:
         async with self._space:
@@ -229,10 +233,14 @@ class MemoryBus(Bus):
 
 
 class MemoryConsumer(Consumer):
-    def __init__(self, bus: MemoryBus, queues: list[_Queue]) -> None:
+    def __init__(self, bus: MemoryBus, queues: dict[str, _Queue]) -> None:
         self._bus = bus
-        self._queues = queues
-        self._inflight: dict[int, tuple[_Queue, Delivery]] = {}
+        #: The group's queue of each topic it reads: a delivery's own (its ``topic``) when it is acked,
+        #: given back or left unacknowledged, so the deliveries in flight are kept without it.
+        self._queue_of = queues
+        self._queues = list(queues.values())
+        self._durable = any(q.writes_durably for q in self._queues)
+        self._inflight: dict[int, Delivery] = {}
         self._closed = False
 
     async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
@@ -264,29 +272,37 @@ class MemoryConsumer(Consumer):
                 else:
                     popleft = items.popleft
                     taken = [popleft() for _ in range(n)]
-                inflight.update(zip(map(id, taken), zip(itertools.repeat(q), taken)))
+                inflight.update(zip(map(id, taken), taken))
                 out += taken
             if not items:
                 q.readable.clear()
         return out
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        entries = list(map(self._inflight.pop, map(id, deliveries), itertools.repeat(None)))
-        if not any(q.writes_durably for q in self._queues):  # an observer: its acks settle nothing
+        taken = list(map(self._inflight.pop, map(id, deliveries), repeat(None)))
+        if not self._durable:  # an observer: its acks settle nothing
             return
-        self._bus._settled([d.token for d, entry in zip(deliveries, entries)
-                            if entry is not None and entry[0].counts(d.token)])
+        if None in taken:  # some were not in flight here (acked twice, or given back meanwhile)
+            deliveries = [d for d, t in zip(deliveries, taken) if t is not None]
+        self._bus._settled(self._counting(Counter(map(_TOKEN, deliveries))))
+
+    def _counting(self, tokens: Mapping[_Token, int]) -> dict[_Token, int]:
+        """The tokens whose acknowledgements from this group settle their receipts (``_Queue.counts``)."""
+        queue_of = self._queue_of
+        return {t: n for t, n in tokens.items() if queue_of[t.topic].counts(t)}
 
     async def nack(self, deliveries: Sequence[Delivery], requeue: bool = True) -> None:
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
-        dropped = []
+        dropped: Counter[_Token] = Counter()
         for d in deliveries:
-            entry = self._inflight.pop(id(d), None)
-            if entry and requeue:
-                by_queue.setdefault(id(entry[0]), (entry[0], []))[1].append(d)
-            elif entry and entry[0].counts(d.token):
-                dropped.append(d.token)  # the consumer dead-lettered it: its fate is settled
-        self._bus._settled(dropped)
+            if self._inflight.pop(id(d), None) is None:
+                continue
+            if requeue:
+                q = self._queue_of[d.topic]
+                by_queue.setdefault(id(q), (q, []))[1].append(d)
+            else:
+                dropped[d.token] += 1  # the consumer dead-lettered it: its fate is settled
+        self._bus._settled(self._counting(dropped))
         for q, ds in by_queue.values():
             q.put_back(ds)
 
@@ -297,7 +313,8 @@ class MemoryConsumer(Consumer):
         pending = list(self._inflight.values())
         self._inflight.clear()
         by_queue: dict[int, tuple[_Queue, list[Delivery]]] = {}
-        for q, d in pending:
+        for d in pending:
+            q = self._queue_of[d.topic]
             by_queue.setdefault(id(q), (q, []))[1].append(d)
         for q, ds in by_queue.values():
             ds.sort(key=lambda d: d.token.seq)
