@@ -37,24 +37,42 @@ def _wire_map(raw: bytes) -> dict[str, Any] | None:
     return d if d.__class__ is dict else None
 
 
+#: A RawLog's values in its fields' order (``RawLog.fast``'s keywords), ``extra`` last (None: none).
+RawValues = tuple[str, str, str, str, str, int, int, list[str], datetime, list[str], "dict[str, Any] | None"]
+
+
 def fast_rawlog(raw: bytes) -> RawLog | None:
     """``decode(RawLog, raw)`` without validation, or None where the model must decide.
 
     The agent sends every log entry as a RawLog and the parse stage decodes each:
     validation was a large share of its time. Every check the model makes is
-    made here; anything unusual declines, so the model (and its error, for the
-    dead-letter reason) handles it. ``tests/test_fast_decoders.py`` holds the two
-    equal on arbitrary input.
+    made here (``rawlog_values``); anything unusual declines, so the model (and its
+    error, for the dead-letter reason) handles it. ``tests/test_fast_decoders.py``
+    holds the two equal on arbitrary input.
+    """
+    values = rawlog_values(raw)
+    if values is None:
+        return None
+    id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = values
+    return RawLog.fast(id=id_, host=host, path=path, component=component, type=type_, offset=offset, inode=inode,
+                       lines=lines, read_at=read_at, tags=tags, extra=extra)
+
+
+def rawlog_values(raw: bytes) -> RawValues | None:
+    """The values ``fast_rawlog`` builds its RawLog of (None where the model must decide).
+
+    A parse worker behind a broker parses these as they are (``Parser.parse_values``): building
+    the model only to read its values back was a fifth of decoding each entry.
     """
     d = _wire_map(raw)
     if d is None:
         return None
-    text = {}
+    text = []
     for key, default in _RAWLOG_TEXT:
         v = d.get(key, default)
         if v.__class__ is not str:
             return None
-        text[key] = v
+        text.append(v)
     offset, inode, lines, tags = d.get("offset", 0), d.get("inode", 0), d.get("lines"), d.get("tags", [])
     if (offset.__class__ is not int or inode.__class__ is not int or lines.__class__ is not list
             or tags.__class__ is not list or not all(x.__class__ is str for x in lines)
@@ -62,15 +80,28 @@ def fast_rawlog(raw: bytes) -> RawLog | None:
         return None
     if "read_at" in d:
         try:
-            read_at = parse_timestamp(d["read_at"])
+            read_at = _read_at(d["read_at"])
         except (ValueError, TypeError, OverflowError, OSError):
             return None
     else:
         read_at = utcnow()
     extra = {k: v for k, v in d.items() if k not in _RAWLOG_FIELDS}
-    return RawLog.fast(id=text["id"], host=text["host"], path=text["path"], component=text["component"],
-                       type=text["type"], offset=offset, inode=inode, lines=lines, read_at=read_at, tags=tags,
-                       extra=extra or None)
+    host, path, component, type_, id_ = text
+    return id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra or None
+
+
+_last_read_at: tuple[Any, datetime | None] = (None, None)
+
+
+def _read_at(value: Any) -> datetime:
+    """``parse_timestamp`` of a RawLog's read_at, the last one kept: the entries of one read share it."""
+    global _last_read_at
+    last = _last_read_at
+    if value.__class__ is str and last[0] == value and last[1] is not None:
+        return last[1]
+    when = parse_timestamp(value)
+    _last_read_at = (value, when)
+    return when
 
 
 @overload

@@ -155,7 +155,7 @@ class ParseWorker:
 
 def main() -> None:
     from telemetry.gctune import tune_for_daemon
-    from telemetry.fastcodec import decode_record
+    from telemetry.fastcodec import decode_record, rawlog_values
     from telemetry.models import derived_id
     from telemetry.parse import budget
     from telemetry.parse.parser import Parser
@@ -170,16 +170,20 @@ def main() -> None:
         with budget.armed():
             for it in items:
                 if isinstance(it, bytes):
-                    try:
-                        raw = decode_record(RawLog, it)
-                    except Exception as exc:  # bad input: dead-lettered with the reason the stage gives
-                        out.append(reject_reason(exc))
+                    values: _Args | None = rawlog_values(it)  # a broker's bytes: their values, no model built
+                    if values is None:  # what the model must decide, and name the reason of
+                        try:
+                            raw = decode_record(RawLog, it)
+                        except Exception as exc:  # bad input: dead-lettered with the reason the stage gives
+                            out.append(reject_reason(exc))
+                            continue
+                        out.append(parsed(parser, raw))
                         continue
-                    out.append(parsed(parser, raw))
                 else:
-                    id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = it
-                    out.append(parsed(parser, (id_ or derived_id("rawlog", host, inode, offset), host, path,
-                                               component, type_, lines, _instant(read_at, last), tags, extra)))
+                    values = it
+                id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = values
+                out.append(parsed(parser, (id_ or derived_id("rawlog", host, inode, offset), host, path,
+                                           component, type_, lines, _instant(read_at, last), tags, extra)))
         return [encoded(r, fmt) for r in out] if fmt else out
 
     def parse_packed(items: list[Item]) -> tuple[list[Parsed | None] | None, bytes | None]:
