@@ -319,3 +319,29 @@ async def test_bad_samples_are_dead_lettered_and_good_ones_still_fire(tmp_path: 
         assert len(reasons) == 2 and reasons[0] == "invalid:counter_volume", reasons
         assert all(d.headers["stage"] == "stage.pipeline" for d in letters)  # the first stage to read samples
         await dead.close()
+
+
+def test_a_broker_batch_is_decoded_in_order_with_one_count(tmp_path: Path) -> None:
+    """Behind a broker the rules stage reads samples by their fast path and the rest through the models in
+    one call: the records keep their order, bad ones come back with their reason, each counted once."""
+    from telemetry.bus import Delivery
+    from telemetry.bus.memory import MemoryBus
+    from telemetry.metrics import RECORDS_IN
+    from telemetry.models import encode
+    from telemetry.rules.stage import RulesStage
+    from telemetry.runtime import Runtime
+
+    rt = Runtime(settings=Settings(data_dir=tmp_path), mode="server", bus=MemoryBus(), data_dir=tmp_path)
+    stage = RulesStage(rt)
+    slow = b'{"counter_name": "cpu_util", "counter_type": "gauge", "counter_volume": "97", "resource_id": "vm1"}'
+    event = Event(host="cc01", component="nova", level="ERROR", message="boom")
+    given = [Delivery("metered_samples", encode(cpu(91))), Delivery("events", encode(event)),
+             Delivery("metered_samples", slow), Delivery("events", b"not json"),
+             Delivery("metered_samples", encode(cpu(93), "msgpack"), redelivered=True)]
+    counted = RECORDS_IN.labels(stage=stage.name)._value.get()
+    good, bad = stage._decode(given)
+    assert [d for d, _ in good] == [given[0], given[1], given[2], given[4]]
+    assert [r["counter_volume"] if isinstance(r, dict) and "counter_volume" in r else type(r).__name__
+            for _, r in good] == [91.0, "dict", "Sample", 93.0]
+    assert [(d, reason.split(":")[0]) for d, reason in bad] == [(given[3], "undecodable")]
+    assert RECORDS_IN.labels(stage=stage.name)._value.get() == counted + 4

@@ -263,27 +263,29 @@ class RulesStage(BusStage):
         if all(d.record is not None for d in deliveries):
             # In this process, the publishers' own objects: counted once for the batch, not per record.
             return super()._decode(deliveries)
-        good: list[tuple[Delivery, Any]] = []
-        bad: list[tuple[Delivery, str]] = []
-        fast = 0
+        fast: list[tuple[Delivery, Any] | None] = []  # per delivery, in order: its sample's doc, or None
+        rest: list[Delivery] = []  # the others, for the full path: one call, counted once for them all
+        redelivered = 0
         for d in deliveries:
-            if d.record is not None:
-                g, b = super()._decode([d])
-                good += g
+            doc = fast_sample_doc(d.value) if d.record is None and d.topic == METERED_SAMPLES else None
+            if doc is None:
+                rest.append(d)
+                fast.append(None)
                 continue
-            doc = fast_sample_doc(d.value) if d.topic == METERED_SAMPLES else None
-            if doc is not None:
-                fast += 1
-                good.append((d, doc))
-                if d.redelivered:
-                    BUS_REDELIVERED.labels(topic=d.topic).inc()
-                continue
-            g, b = super()._decode([d])
-            good += g
-            bad += b
-        if fast:
-            BUS_CONSUMED.labels(topic=METERED_SAMPLES).inc(fast)
-            RECORDS_IN.labels(stage=self.name).inc(fast)
+            fast.append((d, doc))
+            redelivered += d.redelivered
+        taken = len(deliveries) - len(rest)
+        if taken:
+            BUS_CONSUMED.labels(topic=METERED_SAMPLES).inc(taken)
+            RECORDS_IN.labels(stage=self.name).inc(taken)
+            if redelivered:
+                BUS_REDELIVERED.labels(topic=METERED_SAMPLES).inc(redelivered)
+        if not rest:
+            return fast, []  # type: ignore[return-value]  # no None left: every one was a sample's doc
+        decoded, bad = super()._decode(rest)
+        by_delivery = {id(pair[0]): pair for pair in decoded}
+        good = [pair for pair in (f if f is not None else by_delivery.get(id(d)) for f, d in zip(fast, deliveries))
+                if pair is not None]
         return good, bad
 
     def _ingest_one(self, topic: str, r: Any, now: float) -> None:
