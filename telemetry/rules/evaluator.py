@@ -216,6 +216,12 @@ class Engine:
         if self.log_unkeyed:
             ts = self._offer(doc, ts, now, self.log_unkeyed)
         for name, by_value in self.log_keyed.items():
+            value = doc.get(name)
+            if value.__class__ is str:  # the usual field (level, component): no set of its values built
+                units = by_value.get(value.casefold())
+                if units:
+                    ts = self._offer(doc, ts, now, units)
+                continue
             for value in folded_values(doc, name):
                 units = by_value.get(value)
                 if units:
