@@ -51,6 +51,8 @@ class RecentIds:
 
     def fresh_many(self, record_ids: Sequence[str]) -> list[bool]:
         """``[self.fresh(i) for i in record_ids]``, without a call per id when the batch is all new."""
+        if not record_ids:
+            return []  # nothing to remember: no empty entry in the order either
         batch = set(record_ids)
         ids = self._ids
         if len(batch) != len(record_ids) or not ids.isdisjoint(batch):

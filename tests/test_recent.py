@@ -54,3 +54,6 @@ def test_a_batch_all_new_is_remembered_and_forgotten_as_one() -> None:
     assert seen.fresh_many(["x", "y", "z", "w", "v"]) == [True] * 5
     assert len(seen) == 5 and all(i in seen for i in "xyzwv")  # the newest batch stays, even past the window
     assert seen.fresh_many(["v"]) == [False]
+    for _ in range(1000):  # empty batches leave nothing behind
+        assert seen.fresh_many([]) == []
+    assert len(seen._order) == 1
