@@ -287,3 +287,31 @@ async def test_a_consumer_of_two_topics_settles_each_batch_once() -> None:
     assert [(d.topic, d.record) for d in again] == [("b", {"n": 1})] and again[0].redelivered
     await both.ack(again)
     await asyncio.wait_for(rb, 1)
+
+
+async def test_a_bus_without_its_own_publish_objects_publishes_a_message_each() -> None:
+    """``Bus.publish_objects`` by default: a message holding each record and its key, through ``publish``
+    (so a bus that wraps ``publish`` sees these too)."""
+    from telemetry.bus import Bus, Receipt
+
+    class Recording(Bus):
+        in_process = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[tuple[str, list[OutMessage]]] = []
+
+        async def publish(self, topic: str, messages):  # type: ignore[no-untyped-def]
+            self.sent.append((topic, list(messages)))
+            return Receipt()
+
+        async def subscribe(self, topics, group, writes_durably=False):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    bus = Recording()
+    records = [{"id": "a"}, {"id": "b"}]
+    assert (await bus.publish_objects("events", records, [b"h1", None])).done
+    [(topic, sent)] = bus.sent
+    assert topic == "events"
+    assert [(m.value, m.key, m.headers, m.record) for m in sent] == [(b"", b"h1", {}, records[0]),
+                                                                      (b"", None, {}, records[1])]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from telemetry.bus.base import DURABLE, Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
+from telemetry.bus.base import (
+    DURABLE, NO_HEADERS, Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable,
+)
 from telemetry.bus.memory import MemoryBus
 from telemetry.config.core import BusConfig
 
-__all__ = ["DURABLE", "Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "Receipt", "all_durable",
-           "open_bus"]
+__all__ = ["DURABLE", "NO_HEADERS", "Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "Receipt",
+           "all_durable", "open_bus"]
 
 
 def open_bus(config: BusConfig) -> Bus:

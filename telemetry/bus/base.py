@@ -47,6 +47,11 @@ class OutMessage:
     record: Any = None
 
 
+#: The headers of a message that has none, shared by all of them: nothing changes a message's
+#: headers once it is published, and consumers only read them.
+NO_HEADERS: dict[str, str] = {}
+
+
 def encode_object(record: Any) -> bytes:
     """A record's (or a contract dict's) JSON, for whoever needs bytes of an in-process message.
 
@@ -218,6 +223,12 @@ class Bus(abc.ABC):
 
         The receipt completes once they are durable (see the module's text).
         """
+
+    async def publish_objects(self, topic: str, records: Sequence[Any], keys: Sequence[bytes | None]) -> Receipt:
+        """``publish`` of records as they are, each with its key: for a bus in this process
+        (``in_process``), a message holding the record itself (``OutMessage.record``). The memory
+        bus builds its deliveries of them directly."""
+        return await self.publish(topic, [OutMessage(b"", k, NO_HEADERS, r) for r, k in zip(records, keys)])
 
     @abc.abstractmethod
     async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:

@@ -30,7 +30,7 @@ from itertools import repeat
 from operator import attrgetter, is_
 from typing import Any
 
-from telemetry.bus.base import Bus, BusError, Consumer, Delivery, OutMessage, Receipt
+from telemetry.bus.base import NO_HEADERS, Bus, BusError, Consumer, Delivery, OutMessage, Receipt
 from telemetry.metrics import BUS_UNCLAIMED_DROPPED
 
 
@@ -49,7 +49,6 @@ class _Token:
         self.topic = topic
 
 
-_NO_HEADERS: dict[str, str] = {}  # shared by the deliveries of publish_objects: consumers only read headers
 _TOKEN = attrgetter("token")
 _RECORD = attrgetter("record")
 
@@ -145,12 +144,12 @@ class MemoryBus(Bus):
 
     async def publish_objects(self, topic: str, records: Sequence[Any], keys: Sequence[bytes | None],
                               packed: bytes | None = None) -> Receipt:
-        """``publish`` of records as they are (``OutMessage.record``, no bytes, no headers) with their keys:
-        a delivery each and no message object. The agent's raw logs and the parse stage's events, two
-        of each log line's objects (0.66 µs a record with the message, 0.27 without)."""
+        """``Bus.publish_objects`` with a delivery each and no message object: the agent's raw logs and the
+        parse stage's events, two of each log line's objects (0.66 µs a record with the message, 0.27
+        without); ``packed`` as for ``publish``."""
         deliver = partial(Delivery, topic, b"")
         return await self._put(topic, len(records), lambda token: list(
-            map(deliver, keys, repeat(_NO_HEADERS), repeat(False), repeat(token), records)),
+            map(deliver, keys, repeat(NO_HEADERS), repeat(False), repeat(token), records)),
             None if packed is None else (packed, list(records)))
 
     async def _put(self, topic: str, n: int, deliveries: Callable[[_Token], list[Delivery]],

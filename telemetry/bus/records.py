@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from telemetry.bus.base import Bus, Delivery, OutMessage, all_durable, encode_object
+from telemetry.bus.base import NO_HEADERS, Bus, Delivery, OutMessage, all_durable, encode_object
 from telemetry.metrics import BUS_PUBLISHED
 from telemetry.models import R, RawLog, Record, Sample, decode, encode
 
@@ -43,13 +43,10 @@ async def publish_records(bus: Bus, records: Iterable[Record], fmt: str = "json"
     return count
 
 
-_NO_HEADERS: dict[str, str] = {}
-
-
 def out_message(bus: Bus, record: Any, fmt: str, key: bytes | None) -> OutMessage:
     """The message for ``record``: the object itself on the in-process bus, its bytes on a broker."""
     if bus.in_process:
-        return OutMessage(b"", key, _NO_HEADERS, record)
+        return OutMessage(b"", key, NO_HEADERS, record)
     return OutMessage(encode(record, fmt) if isinstance(record, Record) else encode_object(record), key)
 
 

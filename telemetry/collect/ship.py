@@ -26,8 +26,7 @@ from typing import Protocol
 import msgpack
 import orjson
 
-from telemetry.bus import DURABLE, Bus, BusError, OutMessage, Receipt
-from telemetry.bus.memory import MemoryBus
+from telemetry.bus import DURABLE, NO_HEADERS, Bus, BusError, OutMessage, Receipt
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batch, Batcher, Value
 from telemetry.collect.checkpoints import Checkpoints
@@ -51,12 +50,10 @@ class Target(Protocol):
 
 def messages(values: Sequence[Value], keys: list[bytes]) -> list[OutMessage]:
     """One message per record: its bytes, or (a bus in this process) the RawLog itself."""
-    headers = _NO_HEADERS
+    headers = NO_HEADERS
     return [OutMessage(v, k, headers) if v.__class__ is bytes else OutMessage(b"", k, headers, v)
             for v, k in zip(values, keys)]
 
-
-_NO_HEADERS: dict[str, str] = {}
 
 
 class BusTarget:
@@ -66,9 +63,8 @@ class BusTarget:
         self.bus, self.fmt = bus, fmt
 
     async def ship(self, batch: Batch) -> Receipt:
-        bus = self.bus
-        if isinstance(bus, MemoryBus) and not any(v.__class__ is bytes for v in batch.values):
-            receipt = await bus.publish_objects(RawLog.topic, batch.values, batch.keys)  # the RawLogs themselves
+        if self.bus.in_process and not any(v.__class__ is bytes for v in batch.values):
+            receipt = await self.bus.publish_objects(RawLog.topic, batch.values, batch.keys)  # the RawLogs themselves
             BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(batch.values))
             return receipt
         values: Sequence[Value] = batch.values if self.bus.in_process else batch.encoded()

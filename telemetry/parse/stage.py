@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 from prometheus_client import Counter, Histogram
 
-from telemetry.bus import Delivery, Receipt
-from telemetry.bus.base import OutMessage
+from telemetry.bus import NO_HEADERS, Delivery, OutMessage, Receipt
 from telemetry.bus.memory import MemoryBus
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
@@ -36,7 +35,6 @@ DROPPED = Counter("telemetry_parse_dropped", "Entries a drop step discarded, by 
                   registry=REGISTRY)
 BATCH_SECONDS = Histogram("telemetry_parse_batch_seconds", "Time spent parsing one batch of entries",
                           registry=REGISTRY)
-_NO_HEADERS: dict[str, str] = {}
 _COUNTERS = {Outcome.MATCH: Bound(PARSED), Outcome.FAILURE: Bound(FAILED), Outcome.TIMEOUT: Bound(TIMED_OUT)}
 _DROPPED = Bound(DROPPED)
 _PUBLISHED = BUS_PUBLISHED.labels(topic=Event.topic)
@@ -115,7 +113,7 @@ class ParseStage(BusStage):
                         _DROPPED(ev[0] or "none").inc()
                         continue
                     value, host, type_, outcome = ev  # encoded for the broker
-                    out.append(OutMessage(value, host.encode() or None, _NO_HEADERS, None))
+                    out.append(OutMessage(value, host.encode() or None, NO_HEADERS, None))
                     counts[outcome, type_ or getattr(raw, "type", "") or "none"] += 1
                     continue
                 if isinstance(ev, str):
@@ -127,12 +125,11 @@ class ParseStage(BusStage):
                 counts[outcome_of(ev["tags"]), ev["type"] or getattr(raw, "type", "") or "none"] += 1
             at += len(results)
             published += len(out) + len(events)
-            if isinstance(bus, MemoryBus) and not out:
-                # ``packed``: every event of the part, in order, as the worker marshalled them
+            if packed is not None:  # every event of the part, in order, as the worker marshalled them
+                assert isinstance(bus, MemoryBus)
                 receipts.append(await bus.publish_objects(Event.topic, events, keys, packed=packed))
             elif in_process:
-                receipts.append(await bus.publish(Event.topic, [
-                    *out, *(OutMessage(b"", k, _NO_HEADERS, ev) for ev, k in zip(events, keys))]))
+                receipts.append(await bus.publish_objects(Event.topic, events, keys))
             else:
                 # A broker confirms persistent messages once they are on its disk, tens of milliseconds
                 # (40% of this stage's time behind RabbitMQ): the next batch is parsed meanwhile. The raw
