@@ -38,7 +38,8 @@ class KafkaOptions(Section):
     """Kafka-only knobs; the defaults favour durability over latency."""
 
     compression: Literal["gzip", "lz4", "snappy", "zstd", "none"] = Field(
-        "gzip", description="Producer batch compression (lz4/snappy/zstd need their Python codecs)"
+        "zstd", description="Producer batch compression. zstd (Kafka 2.1 and later): smaller than gzip and "
+        "several times cheaper to write; gzip for older brokers"
     )
     linger_ms: int = Field(5, ge=0, description="How long the producer waits to fill a batch")
     batch_bytes: int = Field(
