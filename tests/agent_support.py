@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from telemetry.bus import BusError, MemoryBus
+from telemetry.bus import BusError, MemoryBus, Receipt
 from telemetry.bus.records import decode_delivery
 from telemetry.wiring import agent_components
 from telemetry.collect.files import FilesSource
@@ -34,6 +34,20 @@ class FlakyBus(MemoryBus):
             self.refused += 1
             raise BusError("broker unreachable (test outage)")
         return await super().publish(topic, messages)
+
+    #: How long an unconfirmed batch takes to fail, the n-th one ``unconfirmed_after + n * unconfirmed_step``.
+    unconfirmed_after, unconfirmed_step = 0.2, 0.0
+
+    async def enqueue(self, topic, messages):  # type: ignore[no-untyped-def]
+        if self.down == "unconfirmed":  # Kafka's way: the client queues the batch, the acks never come
+            self.refused += 1
+            return Receipt.after(self._never_confirmed(self.unconfirmed_after + self.refused * self.unconfirmed_step))
+        return await super().enqueue(topic, messages)
+
+    @staticmethod
+    async def _never_confirmed(after: float) -> Receipt:
+        await asyncio.sleep(after)
+        raise BusError("the broker never confirmed the batch (test outage)")
 
 
 def settings(tmp: Path, files: list[dict] | None = None, **agent: Any) -> Settings:

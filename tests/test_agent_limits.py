@@ -72,7 +72,10 @@ async def test_publish_that_never_returns_counts_as_down(tmp_path: Path) -> None
     assert texts(got) == [f"x {i}" for i in range(20)]
 
 
-async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("outage", [True, "unconfirmed"])
+async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path, outage: bool | str) -> None:
+    """A publish refused at once, or (Kafka) taken into the client's queue and never confirmed while
+    later batches are under way: every line arrives once the bus is back, each file's in order."""
     logs = tmp_path / "logs"
     logs.mkdir()
     bus = FlakyBus()
@@ -83,7 +86,7 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> N
                 a.write(f"a {i}\n")
                 b.write(f"b {i}\n")
         await agent.collect(lambda got: len(got) == 100)
-        bus.down = True
+        bus.down = outage
         with (logs / "a.log").open("a") as a, (logs / "b.log").open("a") as b:
             for i in range(50, 300):
                 a.write(f"a {i}\n")
@@ -101,6 +104,29 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path) -> N
     for name in "ab":
         seq = [int(r.lines[0].split()[1]) for r in got if r.path.endswith(f"{name}.log")]
         assert seq == list(range(300)), seq
+
+
+async def test_batches_refused_while_older_ones_wait_for_their_acks_queue_behind_them(tmp_path: Path) -> None:
+    """Kafka's acks of the batches under way fail one by one over a second, and meanwhile the broker
+    refuses new batches at once: those go to the spool behind the older ones, so each file keeps its order."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    bus.unconfirmed_after, bus.unconfirmed_step = 0.1, 0.03
+    async with InProcessAgent(settings(tmp_path, batch_records=5, publish_timeout=2), bus) as agent:
+        pipeline = agent.rt.agent
+        bus.down = "unconfirmed"
+        with (logs / "a.log").open("a") as a:
+            a.writelines(f"a {i}\n" for i in range(200))
+        await agent.collect(lambda got: len(pipeline.spool) >= 1, timeout=10)
+        bus.down = True
+        with (logs / "a.log").open("a") as a:
+            a.writelines(f"a {i}\n" for i in range(200, 300))
+        await agent.collect(lambda got: not pipeline.shipper.inflight and len(pipeline.spool) >= 40, timeout=10)
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) >= 300 and len(pipeline.spool) == 0, timeout=20)
+    seq = [int(r.lines[0].split()[1]) for r in got]
+    assert seq == list(range(300)), seq
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])

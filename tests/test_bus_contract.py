@@ -202,6 +202,30 @@ async def test_kafka_consumers_read_batches_of_another_codec(kafka: MockKafka, c
         await ours.close()
 
 
+async def test_kafka_batches_enqueued_together_stay_whole_and_in_order(kafka: MockKafka) -> None:
+    """``enqueue`` returns before the broker's acks, so the agent has several batches under way: each key's
+    records still arrive in the order their batches were enqueued, also when sends wait for room in the
+    producer's queue (16 KiB batches here, filled by large records, with small ones waiting behind)."""
+    cfg = bus_config(kafka.url)
+    cfg.kafka.batch_bytes = 16 * 1024
+    cfg.records_per_message = 1
+    b = open_bus(cfg)
+    await b.start()
+    try:
+        c = await ready(await b.subscribe(["t"], "g"))
+        # Large records, then small ones that would fit where the next large one did not.
+        batches = [[OutMessage(value=f"{n}-{i}-".encode() + b"x" * (3000 if n % 2 == 0 else 10), key=b"node1")
+                    for i in range(12)] for n in range(5)]
+        receipts = await asyncio.gather(*(b.enqueue("t", batch) for batch in batches))
+        for r in receipts:
+            await r
+        got = await drain(c, 60, quiet=5.0)
+        assert [d.value.split(b"-x")[0] for d in got] == [m.value.split(b"-x")[0] for bt in batches for m in bt]
+        await c.close()
+    finally:
+        await b.close()
+
+
 async def test_kafka_records_deleted_before_a_group_read_them_are_counted(kafka: MockKafka,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     """Retention shorter than a group's lag: the broker deletes records the group has not read, and the

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from telemetry.bus.base import (
-    DURABLE, NO_HEADERS, Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable,
+    DURABLE, NO_HEADERS, Bus, BusClosed, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable,
 )
 from telemetry.bus.memory import MemoryBus
 from telemetry.config.core import BusConfig
 
-__all__ = ["DURABLE", "NO_HEADERS", "Bus", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "Receipt",
+__all__ = ["DURABLE", "NO_HEADERS", "Bus", "BusClosed", "BusError", "Consumer", "Delivery", "MemoryBus", "OutMessage", "Receipt",
            "all_durable", "open_bus"]
 
 

@@ -152,7 +152,7 @@ class Receipt:
 
     def abandon(self) -> None:
         """The bus closed: whoever waits learns the batch was not taken."""
-        self._fail(BusError("the bus closed before the batch was durable downstream"))
+        self._fail(BusClosed("the bus closed before the batch was durable downstream"))
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._future is None:
@@ -172,6 +172,10 @@ async def all_durable(receipts: Iterable[Receipt]) -> None:
 
 class BusError(Exception):
     """The bus could not take or give messages (broker down, closed, ...)."""
+
+
+class BusClosed(BusError):
+    """A receipt's bus closed before the batch was durable: the process is stopping, nothing to retry."""
 
 
 class Consumer(abc.ABC):
@@ -223,6 +227,16 @@ class Bus(abc.ABC):
 
         The receipt completes once they are durable (see the module's text).
         """
+
+    async def enqueue(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+        """``publish`` for a publisher with several batches under way (the agent's shipper): return once
+        the batch is queued to go, after every batch enqueued before it, and leave the broker's answer to
+        the receipt, which fails with BusError when the broker never took the batch.
+
+        Here a ``publish`` (the broker holds the batch when it returns); a bus whose client queues
+        sends and confirms them later (Kafka) returns earlier.
+        """
+        return await self.publish(topic, messages)
 
     async def publish_objects(self, topic: str, records: Sequence[Any], keys: Sequence[bytes | None]) -> Receipt:
         """``publish`` of records as they are, each with its key: for a bus in this process

@@ -58,6 +58,7 @@ class KafkaBus(Bus):
         self.servers = bootstrap_servers(config.url)
         self._producer: AIOKafkaProducer | None = None
         self._closed = False
+        self._sending = asyncio.Lock()
 
     def describe(self) -> str:
         return f"kafka://{self.servers}"
@@ -99,7 +100,13 @@ class KafkaBus(Bus):
             raise BusError(f"Kafka at {self.servers} is unreachable: {exc!r}") from exc
         self._producer = producer
 
-    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+    async def enqueue(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+        """Hand the batch to the producer's queue and return; the receipt completes once ``acks=all``
+        came back for all of it (within ``publish_timeout``), or fails.
+
+        The agent ships its next batch meanwhile: waiting for each batch's acks in turn held it to one
+        batch a round trip (12,700-13,200 lines/s end to end on the mock cluster).
+        """
         if self._producer is None:
             if self._closed:
                 raise BusError("the Kafka bus is closed")
@@ -108,14 +115,27 @@ class KafkaBus(Bus):
         assert producer is not None  # start() set it or raised
         name = self.topic(topic)
         try:
-            futures = [
-                await producer.send(name, body, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
-                for body, key, headers in bodies(topic, messages, self.config.records_per_message)
-            ]
+            # Whole batches, in call order: a send that waits for room in the producer's queue must not
+            # let another batch's records of the same key in between (per-key order).
+            async with self._sending:
+                futures = [
+                    await producer.send(name, body, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+                    for body, key, headers in bodies(topic, messages, self.config.records_per_message)
+                ]
+        except KafkaError as exc:
+            raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc
+        return Receipt.after(self._acked(name, futures))
+
+    async def _acked(self, name: str, futures: list[asyncio.Future[Any]]) -> Receipt:
+        try:
             await asyncio.wait_for(asyncio.gather(*futures), self.config.publish_timeout)
         except (TimeoutError, KafkaError) as exc:
             raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc
         return DURABLE  # acks=all: the in-sync replicas hold it
+
+    async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
+        await (await self.enqueue(topic, messages))
+        return DURABLE
 
     async def subscribe(self, topics: Sequence[str], group: str, writes_durably: bool = False) -> Consumer:
         consumer = KafkaConsumer(self, list(topics), group)

@@ -4,10 +4,13 @@ One task ships batches strictly in order. While the spool holds anything,
 new batches queue behind it, so per-file order survives an outage. A publish
 that raises ``BusError`` (or ``OSError``) or outlasts ``publish_timeout``
 counts as the bus being down. Checkpoints advance only once a published batch
-is durable: its receipt completed (at once for RabbitMQ, Kafka and the output
-file; on the in-memory bus of the all-in-one, once the stages downstream wrote
-it), in publish order, by a second task, so up to ``IN_FLIGHT`` batches are
-published while the oldest is being written downstream.
+is durable: its receipt completed (at once for RabbitMQ and the output file;
+on Kafka once ``acks=all`` came back; on the in-memory bus of the all-in-one,
+once the stages downstream wrote it), in publish order, by a second task, so up
+to ``IN_FLIGHT`` batches are under way while the oldest is confirmed. A batch
+whose receipt fails (Kafka never confirmed it) goes to the spool, behind what
+is there, and the bus counts as down; while it is down each batch is shipped
+only once the one before was confirmed.
 
 Targets: the bus (the ``raw_logs`` topic), or an fsynced JSON-lines file
 (``sources.agent.output_file``, Filebeat's ``output.file``) for nodes with no
@@ -26,7 +29,7 @@ from typing import Protocol
 import msgpack
 import orjson
 
-from telemetry.bus import DURABLE, NO_HEADERS, Bus, BusError, OutMessage, Receipt
+from telemetry.bus import DURABLE, NO_HEADERS, Bus, BusClosed, BusError, OutMessage, Receipt
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batch, Batcher, Value
 from telemetry.collect.checkpoints import Checkpoints
@@ -71,7 +74,7 @@ class BusTarget:
         if self.fmt == "msgpack":  # the agent encodes JSON; a msgpack bus gets the same dicts packed
             values = [msgpack.packb(orjson.loads(v), use_bin_type=True) if v.__class__ is bytes else v
                       for v in values]
-        receipt = await self.bus.publish(RawLog.topic, messages(values, batch.keys))
+        receipt = await self.bus.enqueue(RawLog.topic, messages(values, batch.keys))
         BUS_PUBLISHED.labels(topic=RawLog.topic).inc(len(values))
         return receipt
 
@@ -105,6 +108,10 @@ class FileTarget:
         return DURABLE  # fsynced
 
 
+async def _confirmed(receipt: Receipt) -> None:
+    await receipt
+
+
 class Shipper:
     def __init__(
         self, target: Target, batcher: Batcher, spool: Spool, checkpoints: Checkpoints, timeout: float,
@@ -124,17 +131,25 @@ class Shipper:
         self._more = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        #: Nothing in flight.
+        self._idle = asyncio.Event()
+        self._idle.set()
         m.SPOOL_BATCHES.set(len(spool))
         m.SPOOL_BYTES.set(spool.bytes)
 
     async def _send(self, batch: Batch, via: str) -> bool:
+        """Ship ``batch``; False when it must go (or stay) in the spool."""
+        if self.down:
+            # Order: what is under way is confirmed or spooled first, and a new batch queues behind the spool.
+            await self._idle.wait()
+            if via == "direct" and len(self.spool):
+                return False
         try:
             receipt = await asyncio.wait_for(self.target.ship(batch), self.timeout)
+            if self.down:  # probing a bus that was away: it is back once it took a batch whole
+                await asyncio.wait_for(_confirmed(receipt), self.timeout)
         except (TimeoutError, BusError, OSError) as exc:
-            m.SHIP_FAILURES.inc()
-            if not self.down:
-                log.warning("bus unavailable (%s: %s); spooling to %s", type(exc).__name__, exc, self.spool.folder)
-            self.down = True
+            self._failed(exc)
             return False
         if self.down:
             log.info("bus is back; draining %d spooled batches", len(self.spool))
@@ -144,6 +159,7 @@ class Shipper:
             return True
         self.inflight.append((batch, receipt, via))
         self._more.set()
+        self._idle.clear()
         if len(self.inflight) >= IN_FLIGHT:
             self._room.clear()
             await self._room.wait()
@@ -153,22 +169,36 @@ class Shipper:
         """Advance the checkpoints of published batches as they become durable, in publish order."""
         while True:
             if not self.inflight:
+                self._idle.set()
                 self._more.clear()
                 await self._more.wait()
                 continue
             batch, receipt, via = self.inflight[0]
             try:
                 await receipt
-            except BusError as exc:  # the bus closed first: read again after a restart, never lost
+            except BusClosed as exc:  # stopping: read again after a restart, never lost
                 log.warning("%d published batches not written downstream (%s); their lines are read again "
                             "after a restart", len(self.inflight), exc)
                 self.inflight.clear()
                 self._room.set()
                 continue
+            except BusError as exc:  # the broker never took it: to the spool, shipped again from there
+                self.inflight.popleft()
+                self._failed(exc)
+                await self._spool(batch)
+                if len(self.inflight) < IN_FLIGHT:
+                    self._room.set()
+                continue
             self.inflight.popleft()
             await self._acked(batch, via)
             if len(self.inflight) < IN_FLIGHT:
                 self._room.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        m.SHIP_FAILURES.inc()
+        if not self.down:
+            log.warning("bus unavailable (%s: %s); spooling to %s", type(exc).__name__, exc, self.spool.folder)
+        self.down = True
 
     async def _acked(self, batch: Batch, via: str) -> None:
         for key, mark in batch.marks.items():
