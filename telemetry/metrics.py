@@ -7,6 +7,7 @@ contract), including the process figures, which are re-namespaced.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
@@ -105,8 +106,10 @@ class Bound(Generic[M]):
         return child
 
 
-def exposition() -> bytes:
-    return generate_latest(REGISTRY)
+def exposition(names: Sequence[str] = ()) -> bytes:
+    """The text exposition; with ``names`` (sample names, Prometheus's ``name[]``), those alone: a poller
+    of one counter (a benchmark's progress, a script) need not have every series rendered."""
+    return generate_latest(REGISTRY.restricted_registry(names) if names else REGISTRY)
 
 
 #: Sample name -> (section, key) of ``pipeline_snapshot``: the figures the console's pipeline page plots.

@@ -226,3 +226,16 @@ def test_redelivered_records_are_stored_once(daemon: DaemonProcess, samples_dir:
     wait_until(lambda: _duplicates(daemon) - dups >= len(again), 10, "the copies to reach the store")
     assert _duplicates(daemon) - dups == len(again)
     assert len(api(daemon, limit=1000).json()) == before
+
+
+def test_metrics_of_the_names_asked_for_alone(daemon: DaemonProcess) -> None:
+    """``/metrics?name[]=...`` (Prometheus's own handler's filter): a poller of one counter gets those
+    series alone, HELP and TYPE included; no name, everything."""
+    names = ["telemetry_events_stored_total", "telemetry_events_duplicates_total"]
+    text = httpx.get(daemon.url + "/metrics", params={"name[]": names}).text
+    samples = [line.split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    assert sorted(samples) == sorted(names)
+    assert "# TYPE telemetry_events_stored_total counter" in text
+    everything = httpx.get(daemon.url + "/metrics").text
+    assert len(everything) > 20 * len(text) and "telemetry_events_stored_total" in everything
+    assert httpx.get(daemon.url + "/metrics", params={"name[]": "telemetry_no_such_total"}).text == ""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -39,8 +40,10 @@ def healthz(request: Request) -> JSONResponse:
 @router.get("/metrics", tags=["core"], response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition; every name starts with telemetry_"}})
-def metrics() -> Response:
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+def metrics(names: Annotated[list[str] | None, Query(alias="name[]", max_length=100,
+                                                    description="Only these sample names (as Prometheus's own "
+                                                    "handler)")] = None) -> Response:
+    return Response(exposition(names or ()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/pipeline", tags=["core"], summary="The pipeline's counters now, for rates between two readings",
