@@ -129,6 +129,51 @@ async def test_batches_refused_while_older_ones_wait_for_their_acks_queue_behind
     assert seq == list(range(300)), seq
 
 
+async def test_a_refusal_before_the_older_batches_failed_still_queues_behind_them(tmp_path: Path) -> None:
+    """The bus refuses a batch at once while older ones still wait for acks that will never come, before
+    any of them failed (the shipper does not know yet that the bus is down): the refused batch is spooled
+    only after them."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    bus.unconfirmed_after = 0.5
+    async with InProcessAgent(settings(tmp_path, batch_records=5, publish_timeout=2), bus) as agent:
+        pipeline = agent.rt.agent
+        bus.down = "unconfirmed"
+        with (logs / "a.log").open("a") as a:
+            a.writelines(f"a {i}\n" for i in range(100))
+        await agent.collect(lambda got: bus.refused >= 20, timeout=10)
+        bus.down = True  # refused at once from now on; the 20 under way fail only later
+        with (logs / "a.log").open("a") as a:
+            a.writelines(f"a {i}\n" for i in range(100, 200))
+        await agent.collect(lambda got: not pipeline.shipper.inflight and len(pipeline.spool) >= 25, timeout=10)
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) >= 200 and len(pipeline.spool) == 0, timeout=20)
+    seq = [int(r.lines[0].split()[1]) for r in got]
+    assert seq == list(range(200)), seq
+
+
+async def test_batches_under_way_that_fail_with_the_spool_full_go_to_it_anyway(tmp_path: Path) -> None:
+    """A full spool holds back reading, not the batches already read: the ones whose acks never came go
+    to the spool past its bound (a wait for room there would wait on the loop that drains it, forever),
+    and everything arrives once the bus is back."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    bus = FlakyBus()
+    s = settings(tmp_path, batch_records=10, publish_timeout=2, spool={"max_bytes": 65536})
+    async with InProcessAgent(s, bus) as agent:
+        pipeline = agent.rt.agent
+        bus.down = "unconfirmed"
+        with (logs / "a.log").open("a") as a:
+            a.writelines(f"line {i:04d} " + "z" * 300 + "\n" for i in range(1000))
+        await agent.collect(lambda got: pipeline.spool.full() and not pipeline.shipper.inflight, timeout=10)
+        assert pipeline.spool.bytes > 2 * 65536  # past the bound: every batch that was under way
+        bus.down = False
+        got = await agent.collect(lambda got: len(got) >= 1000 and len(pipeline.spool) == 0, timeout=30)
+    seq = [int(r.lines[0].split()[1]) for r in got]
+    assert seq == list(range(1000)), (len(seq), seq[:5])
+
+
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 async def test_spool_survives_restart_and_full_spool_pauses_reading(tmp_path: Path, compression: str) -> None:
     logs = tmp_path / "logs"

@@ -150,6 +150,7 @@ class Shipper:
                 await asyncio.wait_for(_confirmed(receipt), self.timeout)
         except (TimeoutError, BusError, OSError) as exc:
             self._failed(exc)
+            await self._idle.wait()  # the batches under way go to the spool (or through) before this one
             return False
         if self.down:
             log.info("bus is back; draining %d spooled batches", len(self.spool))
@@ -185,7 +186,7 @@ class Shipper:
             except BusError as exc:  # the broker never took it: to the spool, shipped again from there
                 self.inflight.popleft()
                 self._failed(exc)
-                await self._spool(batch)
+                await self._spool(batch, wait=False)  # read already: a full spool holds back reading, not this
                 if len(self.inflight) < IN_FLIGHT:
                     self._room.set()
                 continue
@@ -216,8 +217,8 @@ class Shipper:
         if self.on_ack:
             self.on_ack(batch)
 
-    async def _spool(self, batch: Batch) -> None:
-        await self.spool.append(batch)
+    async def _spool(self, batch: Batch, wait: bool = True) -> None:
+        await self.spool.append(batch, wait)
         m.SPOOL_BATCHES.set(len(self.spool))
         m.SPOOL_BYTES.set(self.spool.bytes)
 
@@ -252,4 +253,6 @@ class Shipper:
                 continue
             batch = await self.batcher.out.get()
             if not await self._send(batch, "direct"):
-                await self._spool(batch)
+                # Past a full spool: this loop is what drains it (and, while the bus is down, it takes
+                # no new batch once the spool is full).
+                await self._spool(batch, wait=False)

@@ -62,9 +62,9 @@ class Spool:
             out.update(batch.marks)
         return out
 
-    async def append(self, batch: Batch) -> None:
-        """Write ``batch`` behind the others; waits while the spool is full."""
-        while self.full():
+    async def append(self, batch: Batch, wait: bool = True) -> None:
+        """Write ``batch`` behind the others; waits while the spool is full, unless not ``wait``."""
+        while wait and self.full():
             self._room.clear()
             await self._room.wait()
         data = batch.to_bytes(self.compression)
