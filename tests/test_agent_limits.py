@@ -106,20 +106,25 @@ async def test_bus_down_then_back_keeps_everything_in_order(tmp_path: Path, outa
         assert seq == list(range(300)), seq
 
 
-async def test_batches_refused_while_older_ones_wait_for_their_acks_queue_behind_them(tmp_path: Path) -> None:
-    """Kafka's acks of the batches under way fail one by one over a second, and meanwhile the broker
-    refuses new batches at once: those go to the spool behind the older ones, so each file keeps its order."""
+@pytest.mark.parametrize("refused_from", ["the first failed", "none failed yet"])
+async def test_batches_refused_while_older_ones_wait_for_their_acks_queue_behind_them(tmp_path: Path,
+                                                                                      refused_from: str) -> None:
+    """Kafka's acks of the batches under way fail one by one, and meanwhile the broker refuses new batches
+    at once: once the first of them failed (the shipper knows the bus is down), or before any did (it
+    does not know yet). The refused batches go to the spool behind the older ones: each file keeps its
+    order."""
     logs = tmp_path / "logs"
     logs.mkdir()
     bus = FlakyBus()
-    bus.unconfirmed_after, bus.unconfirmed_step = 0.1, 0.03
+    first_failed = refused_from == "the first failed"
+    bus.unconfirmed_after, bus.unconfirmed_step = (0.1, 0.03) if first_failed else (0.5, 0.0)
     async with InProcessAgent(settings(tmp_path, batch_records=5, publish_timeout=2), bus) as agent:
         pipeline = agent.rt.agent
         bus.down = "unconfirmed"
         with (logs / "a.log").open("a") as a:
             a.writelines(f"a {i}\n" for i in range(200))
-        await agent.collect(lambda got: len(pipeline.spool) >= 1, timeout=10)
-        bus.down = True
+        await agent.collect(lambda got: len(pipeline.spool) >= 1 if first_failed else bus.refused >= 20, timeout=10)
+        bus.down = True  # refused at once from now on
         with (logs / "a.log").open("a") as a:
             a.writelines(f"a {i}\n" for i in range(200, 300))
         await agent.collect(lambda got: not pipeline.shipper.inflight and len(pipeline.spool) >= 40, timeout=10)
@@ -127,30 +132,6 @@ async def test_batches_refused_while_older_ones_wait_for_their_acks_queue_behind
         got = await agent.collect(lambda got: len(got) >= 300 and len(pipeline.spool) == 0, timeout=20)
     seq = [int(r.lines[0].split()[1]) for r in got]
     assert seq == list(range(300)), seq
-
-
-async def test_a_refusal_before_the_older_batches_failed_still_queues_behind_them(tmp_path: Path) -> None:
-    """The bus refuses a batch at once while older ones still wait for acks that will never come, before
-    any of them failed (the shipper does not know yet that the bus is down): the refused batch is spooled
-    only after them."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    bus = FlakyBus()
-    bus.unconfirmed_after = 0.5
-    async with InProcessAgent(settings(tmp_path, batch_records=5, publish_timeout=2), bus) as agent:
-        pipeline = agent.rt.agent
-        bus.down = "unconfirmed"
-        with (logs / "a.log").open("a") as a:
-            a.writelines(f"a {i}\n" for i in range(100))
-        await agent.collect(lambda got: bus.refused >= 20, timeout=10)
-        bus.down = True  # refused at once from now on; the 20 under way fail only later
-        with (logs / "a.log").open("a") as a:
-            a.writelines(f"a {i}\n" for i in range(100, 200))
-        await agent.collect(lambda got: not pipeline.shipper.inflight and len(pipeline.spool) >= 25, timeout=10)
-        bus.down = False
-        got = await agent.collect(lambda got: len(got) >= 200 and len(pipeline.spool) == 0, timeout=20)
-    seq = [int(r.lines[0].split()[1]) for r in got]
-    assert seq == list(range(200)), seq
 
 
 async def test_batches_under_way_that_fail_with_the_spool_full_go_to_it_anyway(tmp_path: Path) -> None:
