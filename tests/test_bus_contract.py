@@ -322,6 +322,23 @@ async def test_competing_consumers(bus: Bus) -> None:
     await b.close()
 
 
+async def test_enqueued_batches_arrive_in_order_once_their_receipts_complete(bus: Bus) -> None:
+    """``enqueue`` (the agent's shipper): several batches under way at once, each receipt completes, and
+    a consumer gets every record, each key's in the order the batches were enqueued."""
+    c = await ready(await bus.subscribe(["t"], "g", writes_durably=False))
+    receipts = [await bus.enqueue("t", msgs(40, keys=3, start=start)) for start in range(0, 200, 40)]
+    for r in receipts:
+        await r
+    got = await drain(c, 200, per_fetch=64)
+    assert sorted(values(got)) == sorted(m.value for m in msgs(200))
+    seen: dict[bytes | None, list[int]] = defaultdict(list)
+    for d in got:
+        seen[d.key].append(int(d.value[1:]))
+    for key, seq in seen.items():
+        assert seq == sorted(seq), f"order broken for key {key!r}"
+    await c.close()
+
+
 async def test_per_key_order(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     for start in range(0, 300, 50):  # several batches, interleaved keys
