@@ -189,6 +189,18 @@ def test_kill9_in_a_split_deployment(who: str, daemon_factory, tmp_path: Path, v
               fault_table)
 
 
+def test_kill9_of_the_agent_over_kafka(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
+    """Over Kafka the agent has up to 64 batches under way, their acks not yet back: killed, it reads
+    again whatever was not confirmed, and the stores' ids drop the repeats."""
+    cluster = KafkaMock()
+    try:
+        dep = Deployment(daemon_factory, tmp_path, bus=cluster.url)
+        run_fault("agent -> Kafka (mock) -> server, kill -9 of the agent", dep, lambda: kill9(dep.agent),
+                  dep.agent.start, fault_table, timeout=120)
+    finally:
+        cluster.close()
+
+
 def test_a_rabbitmq_restart(daemon_factory, tmp_path: Path, fault_table: list[Tally]) -> None:
     broker = PrivateRabbit().start()
     try:
