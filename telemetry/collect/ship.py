@@ -58,7 +58,6 @@ def messages(values: Sequence[Value], keys: list[bytes]) -> list[OutMessage]:
             for v, k in zip(values, keys)]
 
 
-
 class BusTarget:
     """The ``raw_logs`` topic, one message a record: handed over as objects on a bus in this process."""
 
@@ -108,10 +107,6 @@ class FileTarget:
         return DURABLE  # fsynced
 
 
-async def _confirmed(receipt: Receipt) -> None:
-    await receipt
-
-
 class Shipper:
     def __init__(
         self, target: Target, batcher: Batcher, spool: Spool, checkpoints: Checkpoints, timeout: float,
@@ -147,7 +142,7 @@ class Shipper:
         try:
             receipt = await asyncio.wait_for(self.target.ship(batch), self.timeout)
             if self.down:  # probing a bus that was away: it is back once it took a batch whole
-                await asyncio.wait_for(_confirmed(receipt), self.timeout)
+                await asyncio.wait_for(receipt, self.timeout)
         except (TimeoutError, BusError, OSError) as exc:
             self._failed(exc)
             await self._idle.wait()  # the batches under way go to the spool (or through) before this one
@@ -187,11 +182,9 @@ class Shipper:
                 self.inflight.popleft()
                 self._failed(exc)
                 await self._spool(batch, wait=False)  # read already: a full spool holds back reading, not this
-                if len(self.inflight) < IN_FLIGHT:
-                    self._room.set()
-                continue
-            self.inflight.popleft()
-            await self._acked(batch, via)
+            else:
+                self.inflight.popleft()
+                await self._acked(batch, via)
             if len(self.inflight) < IN_FLIGHT:
                 self._room.set()
 
