@@ -130,7 +130,8 @@ class KafkaBus(Bus):
         try:
             await asyncio.wait_for(asyncio.gather(*futures), self.config.publish_timeout)
         except (TimeoutError, KafkaError) as exc:
-            raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc
+            raise BusError(f"Kafka did not confirm the batch for {name} (acks=all) within "
+                           f"{self.config.publish_timeout:g}s: {exc!r}") from exc
         return DURABLE  # acks=all: the in-sync replicas hold it
 
     async def publish(self, topic: str, messages: Sequence[OutMessage]) -> Receipt:
