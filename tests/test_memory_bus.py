@@ -306,7 +306,7 @@ async def test_a_bus_without_its_own_publish_objects_publishes_a_message_each() 
             return Receipt()
 
         async def subscribe(self, topics, group, writes_durably=False):  # type: ignore[no-untyped-def]
-            raise NotImplementedError
+            raise NotImplementedError("this test double only publishes")
 
     bus = Recording()
     records = [{"id": "a"}, {"id": "b"}]
