@@ -30,6 +30,10 @@ over librdkafka's mock cluster (started here). With several servers the
 events land in each server's own store unless ``--events-url`` points them at
 a shared one; the count is taken over all of them (over one, when shared). A
 ``postgresql://`` events URL gets a new schema for each run, dropped after.
+RabbitMQ's own CPU in the timed window is printed beside ours (not in the figure:
+it is the broker's, but it runs on the same two cores). ``--bus-setting
+NAME=VALUE`` (repeatable) sets a ``bus`` setting of every daemon, to compare
+tunings: ``--bus-setting records_per_message=100``.
 
 ``--scaling`` runs one server first, then ``--servers`` of them, on the same
 bus and the same lines, and prints the ratio of their throughputs (the peer
@@ -55,6 +59,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -169,6 +174,19 @@ def batches(urls: list[str]) -> None:
                       f"{float(busy.group(1)) if busy else 0:.2f} s handling them)")
 
 
+def broker_cpu(kind: str) -> float | None:
+    """CPU seconds so far of this machine's RabbitMQ (its Erlang VM), which the amqp runs share two cores with."""
+    if kind != "amqp":
+        return None
+    total = None
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "beam.smp":
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total = (total or 0.0) + t.user + t.system
+    return total
+
+
 @contextlib.contextmanager
 def bus_for(kind: str) -> Iterator[str]:
     if kind == "memory":
@@ -279,7 +297,8 @@ def warm_up(api_urls: list[str], logs: list[Path], start: datetime) -> None:
 
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
              start: datetime, agents: int = 1, settle: float = 1.0,
-             profile: str | None = None, parse_workers: int | None = None) -> tuple[float, float]:
+             profile: str | None = None, parse_workers: int | None = None,
+             bus_settings: dict[str, Any] | None = None) -> tuple[float, float]:
     """Wall and CPU seconds from the first line written to the last searchable.
 
     With ``agents`` > 1 each agent (its own host name, so its own partition key, as the
@@ -304,7 +323,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                 procs.append(Proc("run", cfg, tmp / "run"))
                 api_urls = [procs[0].url]
             else:
-                env_bus: dict = {"url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
+                env_bus: dict = {**(bus_settings or {}), "url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
                 if kind == "kafka":
                     env_bus["kafka"] = {"fetch_max_wait": MOCK_FETCH_WAIT}
                 for i in range(servers):
@@ -328,6 +347,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             cpu0 = [p.cpu() for p in procs]
             db0 = database_cpu(events_url)
             own0 = psutil.Process().cpu_times()
+            broker0 = broker_cpu(kind)
             t0 = time.monotonic()
             outs = [path.open("a") for path in logs]
             for i, line in enumerate(lines):
@@ -369,6 +389,10 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             # Not ours, on the same two cores: the writer of the lines, the polls and, on Kafka, the mock cluster.
             print(f"  this harness process{' with the mock cluster' if kind == 'kafka' else ''}: "
                   f"{(own.user + own.system - own0.user - own0.system) / n * 1e6:.1f} CPU s / M lines", flush=True)
+            broker1 = broker_cpu(kind)
+            if broker0 is not None and broker1 is not None:
+                print(f"  RabbitMQ (beam.smp, not in the figure, on the same cores): "
+                      f"{(broker1 - broker0) / n * 1e6:.1f} CPU s / M lines", flush=True)
             batches(api_urls)
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
@@ -452,7 +476,17 @@ def main() -> None:
                          "collapsed stacks")
     ap.add_argument("--parse-workers", type=int, default=None, metavar="N",
                     help="parse.workers of each server (default: the daemon's default)")
+    ap.add_argument("--bus-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a bus setting of every daemon (YAML value), e.g. records_per_message=100; repeatable")
     a = ap.parse_args()
+    bus_settings = {}
+    for item in a.bus_setting:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            ap.error(f"--bus-setting takes NAME=VALUE, not {item!r}")
+        bus_settings[name] = yaml.safe_load(value)
+    if bus_settings and a.bus == "memory":
+        ap.error("--bus-setting applies to --bus amqp or kafka")
     if a.scaling and (a.bus == "memory" or a.servers < 2):
         ap.error("--scaling compares one server with --servers >= 2 over --bus amqp or kafka")
     counts = [1, a.servers] if a.scaling else [a.servers]
@@ -468,7 +502,7 @@ def main() -> None:
             with events_store(a.events_url) as events_url:
                 settle = a.settle if a.settle is not None else 10.0 if n > 1 and a.bus == "kafka" else 1.0
                 wall, cpu = run_ours(tmp, log, lines, a.bus, n, events_url, start - timedelta(seconds=1),
-                                     a.agents, settle, a.profile, a.parse_workers)
+                                     a.agents, settle, a.profile, a.parse_workers, bus_settings)
             what = "telemetry run" if a.bus == "memory" else f"agent(s) -> {a.bus} -> {n} server(s)"
             runs.append((f"{what}: tailed to searchable", wall, cpu))
         rs = Path(d) / "rsyslog"

@@ -126,7 +126,7 @@ class AmqpBus(Bus):
             self.parking(topic)(channel).declare()
             self._parked.add((gen, topic))
         rk = self.topic(topic)
-        for body, key, hdrs in bodies(topic, messages, self.config.records_per_message):
+        for body, key, hdrs in bodies(topic, messages, self.config.records_per_message, self.config.pack_bytes):
             headers = dict(hdrs)
             if key is not None:
                 headers[KEY_HEADER] = key.decode("latin-1")

@@ -120,7 +120,8 @@ class KafkaBus(Bus):
             async with self._sending:
                 futures = [
                     await producer.send(name, body, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
-                    for body, key, headers in bodies(topic, messages, self.config.records_per_message)
+                    for body, key, headers in bodies(topic, messages, self.config.records_per_message,
+                                                     self.config.pack_bytes)
                 ]
         except KafkaError as exc:
             raise BusError(f"Kafka did not take the batch for {name}: {exc!r}") from exc

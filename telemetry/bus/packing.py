@@ -30,19 +30,25 @@ PACK_HEADERS: Mapping[str, str] = {PACK_HEADER: "msgpack"}
 PACKED_TOPICS = frozenset({RAW_LOGS, EVENTS})
 
 
+#: Bytes msgpack adds to a record in a pack at most (a bin header: marker and 32-bit length).
+_ITEM_OVERHEAD = 5
+
+
 def _pack(values: list[bytes]) -> bytes:
     return msgpack.packb(values, use_bin_type=True)
 
 
-def bodies(topic: str, messages: Sequence[OutMessage], per: int
+def bodies(topic: str, messages: Sequence[OutMessage], per: int, max_bytes: int = 1 << 62
            ) -> Iterator[tuple[bytes, bytes | None, Mapping[str, str]]]:
-    """(body, key, headers) of each broker message: runs of one key's records on the log topics."""
+    """(body, key, headers) of each broker message: runs of one key's records on the log topics, of at
+    most ``per`` records and, past the first, ``max_bytes`` of their bytes (``bus.pack_bytes``)."""
     if topic not in PACKED_TOPICS or per <= 1:
         for m in messages:
             yield m.value, m.key, m.headers
         return
     run: list[bytes] = []
     run_key: bytes | None = None
+    size = 0
     for m in messages:
         if m.headers:  # a record with headers of its own travels alone
             if run:
@@ -50,11 +56,15 @@ def bodies(topic: str, messages: Sequence[OutMessage], per: int
                 run = []
             yield m.value, m.key, m.headers
             continue
-        if run and (m.key != run_key or len(run) >= per):
+        n = len(m.value) + _ITEM_OVERHEAD
+        if run and (m.key != run_key or len(run) >= per or size + n > max_bytes):
             yield _pack(run), run_key, PACK_HEADERS
             run = []
+        if not run:
+            size = 0
         run_key = m.key
         run.append(m.value)
+        size += n
     if run:
         yield _pack(run), run_key, PACK_HEADERS
 

@@ -68,9 +68,15 @@ class BusConfig(Section):
         500, ge=1, description="AMQP: unacked messages a consumer may hold (flow control); Kafka: records per poll"
     )
     records_per_message: int = Field(
-        100, ge=1, le=10_000, description="AMQP and Kafka: records of the log topics (raw_logs, events) packed "
-        "into one broker message (of one key, so per-source order holds); a broker's cost is per message. "
+        500, ge=1, le=10_000, description="AMQP and Kafka: records of the log topics (raw_logs, events) packed "
+        "into one broker message (of one key, so per-source order holds, and at most pack_bytes); a broker's "
+        "cost is per message. The default packs an agent's whole batch (sources.agent.batch_records). "
         "1: a message each",
+    )
+    pack_bytes: int = Field(
+        512 << 10, ge=1 << 10, le=960 << 10, description="AMQP and Kafka: bytes of records a packed message "
+        "holds at most (a larger record travels alone); below Kafka's 1 MiB message.max.bytes and "
+        "max.request.size",
     )
     publish_timeout: Duration = Field(
         30.0, gt=0, description="How long publish keeps retrying (reconnecting) before it reports the bus down"
