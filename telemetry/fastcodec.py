@@ -170,7 +170,8 @@ _STR_KEYS = tuple(k for k, c in _EVENT_CHECK.items() if c == "str")
 _OPT_KEYS = tuple(k for k, c in _EVENT_CHECK.items() if c == "opt")
 
 
-def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None = None) -> dict[str, Any] | None:
+def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None = None, from_json: bool = False
+               ) -> dict[str, Any] | None:
     """``Event.model_validate(data).to_dict()`` without the model, for data that needs no conversion.
 
     The parse stage and ``telemetry parse`` produce one Event per log entry, and
@@ -182,6 +183,9 @@ def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None =
     ``written`` is the time as ``iso_utc`` would write it, when the caller read it so
     (``fast_event``): it is then not formatted again.
     The parse tests hold the output equal to the validated Event's.
+
+    ``from_json``: ``data`` is a map JSON gave, whose values the model keeps as they are (orjson reads
+    neither NaN nor infinities): the extras are not checked one by one.
     """
     # The contract keys first, in the model's order, with their defaults; the extras after, in data's
     # order: one merge in C, then only the values that can be wrong are looked at.
@@ -207,9 +211,10 @@ def event_dict(data: dict[str, Any], with_id: bool = True, written: str | None =
         return None
     else:
         out["tags"] = list(tags)
-    for v in islice(out.values(), len(_EVENT_TEMPLATE), None):
-        if v.__class__ is not str and not _json_plain(v):
-            return None
+    if not from_json:
+        for v in islice(out.values(), len(_EVENT_TEMPLATE), None):
+            if v.__class__ is not str and not _json_plain(v):
+                return None
     ts = out["@timestamp"]
     if ts.__class__ is not datetime or ts.tzinfo is not timezone.utc:
         return None  # None: the default (now) is the model's to give
@@ -247,6 +252,7 @@ def fast_event(raw: bytes) -> dict[str, Any] | None:
     d = _wire_map(raw)
     if d is None:
         return None
+    from_json = raw[:1] == b"{"  # as _wire_map read it: orjson reads neither NaN nor infinities
     ts = d.get("@timestamp")
     if ts.__class__ is not str:
         return None
@@ -259,7 +265,8 @@ def fast_event(raw: bytes) -> dict[str, Any] | None:
     canonical = (ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[10] == "T" and ts[13] == ":"
                  and ts[16] == ":" and (len(ts) == 27 and ts[19] == "." if when.microsecond else len(ts) == 20))
     d["@timestamp"] = when
-    return event_dict(d, written=ts if canonical else None)  # as iso_utc writes it (the parse stage did)
+    return event_dict(d, written=ts if canonical else None,  # as iso_utc writes it (the parse stage did)
+                      from_json=from_json)
 
 
 _COUNTER_TYPES = frozenset(t.value for t in CounterType)
