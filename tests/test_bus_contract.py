@@ -369,6 +369,17 @@ async def test_log_topics_deliver_each_record_in_key_order(bus: Bus) -> None:
     await c2.close()
 
 
+async def test_log_records_past_a_brokers_message_limit_together_still_travel(bus: Bus) -> None:
+    """Packs stop at bus.pack_bytes: six 300 KB events of one key would be one 1.8 MB message, past
+    Kafka's 1 MiB (max.request.size, message.max.bytes); each travels, in order."""
+    c = await ready(await bus.subscribe(["events"], "g"))
+    sent = [OutMessage(value=b"%d" % i + b"x" * 300_000, key=b"cn01") for i in range(6)]
+    await bus.publish("events", sent)
+    got = await drain(c, 6)
+    assert values(got) == [m.value for m in sent]
+    await c.close()
+
+
 async def test_a_log_record_given_back_comes_again(bus: Bus) -> None:
     """Given back, a record comes again; on a broker so may the others of its message (acked or
     not): at least once, never lost, and nothing outside what was given out."""
