@@ -380,6 +380,28 @@ async def test_log_records_past_a_brokers_message_limit_together_still_travel(bu
     await c.close()
 
 
+async def test_small_packs_come_a_batch_at_a_time_not_a_message_at_a_time(bus: Bus) -> None:
+    """Many hosts each sending a little make packs of a record or two (a pack is one key's run): a
+    stage still gets about the records it asks for per fetch once the consumer has seen a few (Kafka),
+    or a fifth of ``prefetch`` messages (RabbitMQ's window is set as its consumer begins), never one
+    pack per fetch as when every pack was counted full."""
+    c = await ready(await bus.subscribe(["events"], "g"))
+    sent = [OutMessage(value=b"e%d" % i, key=b"cn%02d" % (i % 40)) for i in range(400)]  # a key each record
+    await bus.publish("events", sent)
+    sizes: list[int] = []
+    got: list[Delivery] = []
+    while len(got) < 400:
+        ds = await drain(c, 1, per_fetch=100, quiet=5.0)  # one fetch's worth, acked
+        if not ds:
+            break
+        sizes.append(len(ds))
+        got += ds
+    assert sorted(values(got)) == sorted(m.value for m in sent)
+    floor = bus_config("amqp://").prefetch // 5 if bus.kind == "amqp" else 40  # type: ignore[attr-defined]
+    assert max(sizes) >= floor, sizes
+    await c.close()
+
+
 async def test_a_log_record_given_back_comes_again(bus: Bus) -> None:
     """Given back, a record comes again; on a broker so may the others of its message (acked or
     not): at least once, never lost, and nothing outside what was given out."""

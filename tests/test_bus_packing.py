@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from telemetry.bus.base import OutMessage
-from telemetry.bus.packing import PACK_HEADER, bodies, unpack
+from telemetry.bus.packing import PACK_HEADER, PackRate, bodies, unpack
 from telemetry.config import ConfigError, validate
 
 
@@ -58,3 +58,15 @@ def test_pack_bytes_outside_what_a_broker_takes_is_refused(size: int) -> None:
     with pytest.raises(ConfigError) as ei:
         validate({"bus": {"pack_bytes": size}})
     assert ei.value.problems[0].path == "bus.pack_bytes"
+
+
+def test_the_messages_asked_for_follow_the_packs_sizes() -> None:
+    rate = PackRate(500)
+    assert rate.messages_for(500) == 1 and rate.messages_for(20_000) == 40  # full packs until one came
+    for _ in range(60):
+        rate.saw(10)
+    assert 45 <= rate.messages_for(500) <= 50  # packs of ten: about fifty of them
+    for _ in range(60):
+        rate.saw(500)
+    assert rate.messages_for(500) == 1
+    assert PackRate(0).messages_for(3) == 3  # never divided by less than one record a message

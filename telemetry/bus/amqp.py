@@ -217,11 +217,16 @@ class AmqpConsumer(Consumer):
 
     def _prefetch(self) -> int:
         """Messages the broker may send ahead: ``prefetch`` counts records, and a pack holds many
-        (20 times ``prefetch`` records at most, so a pack-reading stage keeps several batches coming)."""
+        (20 times ``prefetch`` records when they are full, so a pack-reading stage keeps several
+        batches coming). Never fewer than a fifth of ``prefetch`` messages: packs are one key's run,
+        a dozen records each when a thousand agents each send a little, and a window of twenty such
+        would hold a stage to a few hundred records a round trip. (RabbitMQ applies a consumer's
+        limit as it was when the consumer began, so it cannot follow the packs' sizes as Kafka's
+        fetch does, ``PackRate``.) At most that many messages of ``pack_bytes`` each are held."""
         cfg = self.bus.config
         per = cfg.records_per_message
         if per > 1 and any(t in PACKED_TOPICS for t in self.topics):
-            return max(10, cfg.prefetch * 20 // per)
+            return max(10, cfg.prefetch // 5, cfg.prefetch * 20 // per)
         return cfg.prefetch
 
     def _on_message(self, message: Any) -> None:

@@ -35,7 +35,7 @@ from aiokafka.helpers import create_ssl_context
 
 from telemetry.bus.base import Bus, BusError, Consumer, DURABLE, Delivery, OutMessage, Receipt
 from telemetry.bus.metrics import BUS_CONSUMER_LAG, BUS_OFFSETS_SKIPPED, BUS_RECONNECTIONS
-from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, bodies, unpacked
+from telemetry.bus.packing import PACK_HEADER, PACKED_TOPICS, PackRate, bodies, unpacked
 from telemetry.config.core import BusConfig
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,7 @@ class KafkaConsumer(Consumer):
         self._by_name = {bus.topic(t): t for t in topics}
         #: It reads a topic whose records are packed (``bus.records_per_message``).
         self._packed = bus.config.records_per_message > 1 and any(t in PACKED_TOPICS for t in topics)
+        self._rate = PackRate(bus.config.records_per_message)
         self._parts: dict[TopicPartition, _Partition] = {}
         self._closed = False
         self._opened = False
@@ -247,7 +248,7 @@ class KafkaConsumer(Consumer):
         if not await self._joined(timeout):
             return []
         if self._packed:  # a Kafka record of a log topic holds many: ask for about ``max_records`` of ours
-            max_records = max(1, max_records // self.bus.config.records_per_message)
+            max_records = self._rate.messages_for(max_records)
         batches = await self._c.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         out: list[Delivery] = []
         # Per record only what the delivery needs: this loop was most of what our consumer adds to
@@ -272,6 +273,7 @@ class KafkaConsumer(Consumer):
                     if headers.pop(PACK_HEADER, None) is not None:
                         unpacked_records = unpacked(topic, r.value, r.key, redelivered, (tp, offset, epoch))
                         if unpacked_records is not None:
+                            self._rate.saw(len(unpacked_records))
                             out += unpacked_records
                             continue
                 out.append(Delivery(topic, r.value, r.key, headers, redelivered, (tp, offset, epoch)))
