@@ -73,6 +73,12 @@ def test_trace_wants_exactly_one_id(tmp_path: Path, store: EventStore, params: d
     assert r.status_code == 400 and "exactly one of request_id, instance, volume" in r.text
 
 
+@pytest.mark.parametrize("name", ["request_id", "instance", "volume"])
+def test_an_id_no_query_can_hold_is_refused_naming_it(tmp_path: Path, store: EventStore, name: str) -> None:
+    r = _client(tmp_path, store=store).get("/v1/events/trace", params={name: "req-\x00x"})
+    assert r.status_code == 400 and f"{name}: cannot be searched for" in r.text and "NUL" in r.text
+
+
 def test_pipeline_counters_move_with_the_stages(tmp_path: Path) -> None:
     c = _client(tmp_path)
     before = c.get("/v1/pipeline").json()
