@@ -58,6 +58,8 @@ def test_pack_bytes_outside_what_a_broker_takes_is_refused(size: int) -> None:
     with pytest.raises(ConfigError) as ei:
         validate({"bus": {"pack_bytes": size}})
     assert ei.value.problems[0].path == "bus.pack_bytes"
+    if size:
+        assert "Kafka's 1 MiB" in ei.value.problems[0].message
 
 
 def test_the_messages_asked_for_follow_the_packs_sizes() -> None:

@@ -58,6 +58,10 @@ class KafkaOptions(Section):
     )
 
 
+#: Largest ``bus.pack_bytes``: a pack with msgpack's headers and the record's envelope stays under 1 MiB.
+MAX_PACK_BYTES = 960 << 10
+
+
 class BusConfig(Section):
     """The central bus between agents and servers."""
 
@@ -74,9 +78,9 @@ class BusConfig(Section):
         "1: a message each",
     )
     pack_bytes: int = Field(
-        512 << 10, ge=1 << 10, le=960 << 10, description="AMQP and Kafka: bytes of records a packed message "
-        "holds at most (a larger record travels alone); below Kafka's 1 MiB message.max.bytes and "
-        "max.request.size",
+        512 << 10, ge=1 << 10, description="AMQP and Kafka: bytes of records a packed message holds at most "
+        f"(a larger record travels alone); at most {MAX_PACK_BYTES}, below Kafka's 1 MiB message.max.bytes "
+        "and max.request.size",
     )
     publish_timeout: Duration = Field(
         30.0, gt=0, description="How long publish keeps retrying (reconnecting) before it reports the bus down"
@@ -85,6 +89,15 @@ class BusConfig(Section):
     tls: BusTLS = Field(default_factory=lambda: BusTLS(enabled=False), description="TLS for amqps:// and Kafka SSL/SASL_SSL")
     sasl: BusSASL | None = Field(None, description="Kafka SASL credentials (PLAIN or SCRAM)")
     kafka: KafkaOptions = Field(default_factory=lambda: KafkaOptions(), description="Kafka producer/consumer tuning")
+
+    @field_validator("pack_bytes")
+    @classmethod
+    def _pack_fits(cls, v: int) -> int:
+        if v > MAX_PACK_BYTES:
+            raise ValueError(f"at most {MAX_PACK_BYTES} ({MAX_PACK_BYTES >> 10} KiB): a packed message must stay "
+                             "under Kafka's 1 MiB message.max.bytes and max.request.size (the producer refuses "
+                             "a larger one, and with it the batch)")
+        return v
 
     @field_validator("url")
     @classmethod
