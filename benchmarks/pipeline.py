@@ -325,7 +325,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
             else:
                 env_bus: dict = {**(bus_settings or {}), "url": url, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
                 if kind == "kafka":
-                    env_bus["kafka"] = {"fetch_max_wait": MOCK_FETCH_WAIT}
+                    env_bus["kafka"] = {**env_bus.get("kafka", {}), "fetch_max_wait": MOCK_FETCH_WAIT}
                 for i in range(servers):
                     cfg = {**base, "host": f"server{i}", "data_dir": str(tmp / f"server{i}"), "bus": env_bus}
                     if events_url:
