@@ -25,7 +25,6 @@ whose collector they have no business changing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 
@@ -59,7 +58,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 def tune_malloc() -> bool:
     """Set glibc's mmap and trim thresholds (above); False where the C library is not glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The process's own symbols, the C library's among them: ctypes.util.find_library ran
+        # ldconfig and cost every command 20 ms at start.
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

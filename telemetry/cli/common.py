@@ -6,21 +6,48 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-if TYPE_CHECKING:  # imported where used: the settings' models take a third of a second to build,
+if TYPE_CHECKING:
+    from rich.console import Console
+  # imported where used: the settings' models take a third of a second to build,
     # which ``telemetry parse`` on a short file and every query command would pay for nothing
     from telemetry.config import ConfigError, Settings
 from telemetry.timeutil import parse_duration, parse_timestamp, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+
+class _Lazy:
+    """A rich Console made at its first use: importing rich cost every command 20 ms at start, which
+    ``telemetry parse`` (its output is orjson's, its stderr mostly silent) paid for nothing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+out = cast("Console", _Lazy(soft_wrap=True))
+err = cast("Console", _Lazy(stderr=True, soft_wrap=True))
+
+
+def console_of(c: Any) -> Console:
+    """The Console behind ``out`` or ``err``, for rich's own objects that take one (a progress bar)."""
+    return c.console if isinstance(c, _Lazy) else cast("Console", c)
 
 config_option = click.option(
     "-c", "--config", "config_path", type=click.Path(dir_okay=False), envvar="TELEMETRY_CONFIG",
@@ -34,6 +61,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def report_config_error(exc: ConfigError) -> None:
+    from rich.markup import escape
+
     from telemetry.config.loader import shown
 
     err.print(f"[bold red]invalid configuration[/] in {exc.source}:", highlight=False)

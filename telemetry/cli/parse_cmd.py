@@ -20,7 +20,7 @@ import orjson
 
 from telemetry.cli import main
 from telemetry.cli.client import ApiClient, api_options
-from telemetry.cli.common import err, fail
+from telemetry.cli.common import console_of, err, fail
 from telemetry.collect.multiline import make_joiner
 from telemetry.gctune import tune_for_daemon
 from telemetry.parse import GrokError, Parser
@@ -158,7 +158,7 @@ def parse_cmd(type_: str, patterns: tuple[str, ...], patterns_dirs: tuple[str, .
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), console=err, transient=True) as bar:
+                      TransferSpeedColumn(), console=console_of(err), transient=True) as bar:
             task = bar.add_task(os.path.basename(source), total=size)
             _run(parser, _entries(stream, multiline, lambda n: bar.advance(task, n)), type_, fields, out)
         _finish(out)

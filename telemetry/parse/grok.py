@@ -29,8 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import regex
-
 from telemetry.parse import budget, onig
 from telemetry.parse.literals import required_literals
 
@@ -262,6 +260,8 @@ class Grok:
         self._dups = len(convs) != len(self.specs)
 
     def _compile_regex(self) -> Any:
+        import regex  # on first need: most expressions never use it, and its import is 9 ms of every start
+
         try:
             self._regex = _compile_quietly(regex, self.source)
         except (regex.error, OverflowError, RecursionError, Warning, ValueError, TypeError) as exc:
