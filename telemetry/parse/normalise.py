@@ -9,10 +9,11 @@ What a user's own ``--pattern`` captured is never rewritten.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["LEVELS", "normal_level", "service_of_logger", "syslog_severity_level"]
+__all__ = ["LEVELS", "normal_level", "normalise_fields", "service_of_logger", "syslog_severity_level"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -75,3 +76,39 @@ def service_of_logger(logger: Any) -> str | None:
 def _service_of_logger(logger: str) -> str | None:
     head = logger.split(".", 1)[0]
     return head if head in SERVICES else None
+
+
+#: Component of entries read without one, for types that name their source.
+_TYPE_COMPONENT = {"rabbitmq": "rabbitmq", "mariadb": "mariadb", "libvirt": "libvirt", "ovs": "openvswitch",
+                   "apache": "apache", "apache-error": "apache", "nginx": "nginx", "ceph": "ceph",
+                   "memcached": "memcached", "keepalived": "keepalived", "pacemaker": "pacemaker"}
+
+
+def normalise_fields(data: dict[str, Any], caps: Mapping[str, Any], type_: str) -> None:
+    """``level``, ``component``, ``host`` and ``duration`` of a built-in type's event, from its captures.
+
+    ``data`` is what becomes the event; a component or host it holds already stays.
+    """
+    level = normal_level(caps.get("loglevel"), type_)
+    if level is None and "debug_level" in caps:
+        level = _ceph_level(caps["debug_level"])
+    if level is None and "priority" in caps:
+        level = syslog_severity_level(caps["priority"])
+    if level is not None:
+        data["level"] = level
+    if not data.get("component"):
+        component = (service_of_logger(caps.get("logger")) if type_ in ("openstack", "json")
+                     else caps.get("program") if "program" in caps else _TYPE_COMPONENT.get(type_))
+        if component:
+            data["component"] = component
+    if not data.get("host") and isinstance(caps.get("logsource"), str):
+        data["host"] = caps["logsource"]
+    if caps.get("duration_us").__class__ is int and "duration" not in caps:  # Apache's %D
+        data["duration"] = caps["duration_us"] / 1e6
+
+
+def _ceph_level(debug_level: Any) -> str | None:
+    """Ceph's per-line debug level: -1 is an error (derr), 0 always printed, above that debug output."""
+    if not isinstance(debug_level, int):
+        return None
+    return "ERROR" if debug_level < 0 else "INFO" if debug_level == 0 else "DEBUG"

@@ -31,8 +31,9 @@ from telemetry.parse import budget
 from telemetry.parse.dates import fast_zone, read_log_time
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout
 from telemetry.parse.jsonline import decode_object, event_fields
-from telemetry.parse.normalise import normal_level, service_of_logger, syslog_severity_level
+from telemetry.parse.normalise import normalise_fields
 from telemetry.parse.patterns import PatternSet
+from telemetry.parse.quick import quick_event, quick_grok
 from telemetry.parse.steps import Steps, compile_steps
 from telemetry.parse.syslog import DEFAULT_PROGRAMS, ProgramMap, header_captures, labels
 
@@ -48,10 +49,6 @@ CONVERSION_TAG = "_grokconversionfailure"
 #: Seconds one entry may spend in grok, all expressions of its match list together.
 DEFAULT_TIMEOUT = 0.25
 
-#: Component of entries read without one, for types that name their source.
-_TYPE_COMPONENT = {"rabbitmq": "rabbitmq", "mariadb": "mariadb", "libvirt": "libvirt", "ovs": "openvswitch",
-                   "apache": "apache", "apache-error": "apache", "nginx": "nginx", "ceph": "ceph",
-                   "memcached": "memcached", "keepalived": "keepalived", "pacemaker": "pacemaker"}
 
 
 class Outcome:
@@ -136,6 +133,11 @@ class Parser:
             if self.library.typedef(t) is None:
                 raise ValueError(f"parse.types: unknown log type {t!r}; known: {', '.join(self.types)}")
             self.type_steps[self.library.canonical(t)] = compile_steps(s, default_tz)
+        #: Types whose matched entries ``quick_event`` builds (no steps, no syslog header, plain captures).
+        self._quick = frozenset(
+            name for name, plan in self._plans.items()
+            if not (self.user or self.steps or self.type_steps.get(name) or plan.syslog or plan.json)
+            and quick_grok([*plan.match, *plan.message_match]))
 
     @classmethod
     def from_config(cls, cfg: ParseConfig, patterns: Sequence[str] = (), types: Collection[str] | None = None
@@ -240,14 +242,26 @@ class Parser:
         ``fields`` (host, component, path, tags) carry over; ``header`` is a syslog
         header the listener already read (the entry is then its message).
         """
-        got = self._data(text, type_, fields, event_id, now, header)
+        if not isinstance(text, str):
+            text = "\n".join(text)
+        canonical = self.library.canonical(type_) if type_ else ""
+        got = self._data(text, type_, canonical, self._grok(text, canonical, header), fields, event_id, now)
         return None if got is None else _event(got[0])
 
     def parse_dict(self, text: str | Sequence[str], type_: str = "", fields: Mapping[str, Any] | None = None,
                    event_id: str = "", now: datetime | None = None, with_id: bool = True,
                    header: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """``parse(...).to_dict()``, built without the model when nothing needs converting (the hot path)."""
-        got = self._data(text, type_, fields, event_id, now, header)
+        if not isinstance(text, str):
+            text = "\n".join(text)
+        canonical = self.library.canonical(type_) if type_ else ""
+        read = self._grok(text, canonical, header)
+        caps, tags, normalise_as, _ = read
+        if not tags and header is None and normalise_as in self._quick:
+            out = quick_event(text, normalise_as, caps, fields, event_id, now, with_id, self.default_tz)
+            if out is not None:
+                return out
+        got = self._data(text, type_, canonical, read, fields, event_id, now)
         if got is None:
             return None
         data, written = got
@@ -258,22 +272,24 @@ class Parser:
                 del out["id"]
         return out
 
-    def _data(self, text: str | Sequence[str], type_: str, fields: Mapping[str, Any] | None,
-              event_id: str, now: datetime | None, header: dict[str, Any] | None = None
-              ) -> tuple[dict[str, Any], str | None] | None:
-        """The Event's data as grok, normalisation and the steps give it, before any validation, and
-        its ``@timestamp`` as ``iso_utc`` writes it when that came with the reading (None otherwise)."""
-        if not isinstance(text, str):
-            text = "\n".join(text)
-        canonical = self.library.canonical(type_) if type_ else ""
+    def _grok(self, text: str, canonical: str, header: dict[str, Any] | None
+              ) -> tuple[dict[str, Any], list[str], str, datetime | None]:
+        """``_read``, or the operator's own expressions, under the time budget."""
         if self.user:
             caps, tags = self._user(text)
-            normalise_as, when = "", None
-        elif budget.watch.active:  # a caller armed it for the whole batch (the usual case)
-            caps, tags, normalise_as, when = self._read(text, canonical, header)
-        else:
-            with budget.armed():
-                caps, tags, normalise_as, when = self._read(text, canonical, header)
+            return caps, tags, "", None
+        if budget.watch.active:  # a caller armed it for the whole batch (the usual case)
+            return self._read(text, canonical, header)
+        with budget.armed():
+            return self._read(text, canonical, header)
+
+    def _data(self, text: str, type_: str, canonical: str,
+              read: tuple[dict[str, Any], list[str], str, datetime | None],
+              fields: Mapping[str, Any] | None, event_id: str, now: datetime | None
+              ) -> tuple[dict[str, Any], str | None] | None:
+        """The Event's data as grok (``read``), normalisation and the steps give it, before any validation,
+        and its ``@timestamp`` as ``iso_utc`` writes it when that came with the reading (None otherwise)."""
+        caps, tags, normalise_as, when = read
         data: dict[str, Any] = {"message": text, "type": canonical or type_}
         for k, v in (fields or {}).items():
             if k != "tags" and v not in (None, ""):
@@ -291,7 +307,7 @@ class Parser:
         written = self._timestamp(data, caps, now, when)
         stamp = data["@timestamp"]
         if normalise_as and caps:
-            self._normalise(data, caps, normalise_as)
+            normalise_fields(data, caps, normalise_as)
         _bound_pid(data)
         if not self.user:
             type_steps = self.type_steps.get(canonical)
@@ -354,24 +370,6 @@ class Parser:
         data["@timestamp"] = when or now or datetime.now(timezone.utc)
         return written
 
-    @staticmethod
-    def _normalise(data: dict[str, Any], caps: Mapping[str, Any], type_: str) -> None:
-        level = normal_level(caps.get("loglevel"), type_)
-        if level is None and "debug_level" in caps:
-            level = _ceph_level(caps["debug_level"])
-        if level is None and "priority" in caps:
-            level = syslog_severity_level(caps["priority"])
-        if level is not None:
-            data["level"] = level
-        if not data.get("component"):
-            component = (service_of_logger(caps.get("logger")) if type_ in ("openstack", "json")
-                         else caps.get("program") if "program" in caps else _TYPE_COMPONENT.get(type_))
-            if component:
-                data["component"] = component
-        if not data.get("host") and isinstance(caps.get("logsource"), str):
-            data["host"] = caps["logsource"]
-        if caps.get("duration_us").__class__ is int and "duration" not in caps:  # Apache's %D
-            data["duration"] = caps["duration_us"] / 1e6
 
 
 def _raw_fields(raw: RawLog) -> dict[str, Any]:
@@ -385,13 +383,6 @@ def _fields(host: str, component: str, path: str, tags: list[str], extra: dict[s
         for k, v in extra.items():
             fields.setdefault(k, v)
     return fields
-
-
-def _ceph_level(debug_level: Any) -> str | None:
-    """Ceph's per-line debug level: -1 is an error (derr), 0 always printed, above that debug output."""
-    if not isinstance(debug_level, int):
-        return None
-    return "ERROR" if debug_level < 0 else "INFO" if debug_level == 0 else "DEBUG"
 
 
 def _bound_pid(data: dict[str, Any]) -> None:
