@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetry.parse import TIMEOUT_TAG, Parser
-from telemetry.parse.dates import fast_zone, parse_log_time
+from telemetry.parse.dates import fast_zone, parse_log_time, read_log_time, utc_written
 from telemetry.models import iso_utc
 from telemetry.parse.normalise import normal_level
 
@@ -98,3 +100,25 @@ def test_utc_by_name_is_the_fixed_utc() -> None:
     oslo = ZoneInfo("Europe/Oslo")
     assert fast_zone(oslo) is oslo and fast_zone(UTC) is UTC
     assert Parser(default_tz=ZoneInfo("Etc/UTC")).default_tz is UTC
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(
+    st.builds(lambda d, sep, frac: f"{d.isoformat(sep)[:19]}.{frac}",
+              st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+              st.sampled_from([" ", "T"]), st.from_regex(r"\A[0-9]{3}\Z")),
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}[.,][0-9٠-٩]{3}\Z"),
+    st.text(max_size=26)))
+def test_utc_written_is_read_log_times_text(text: str) -> None:
+    """The per-second lane writes what read_log_time writes, or leaves the text to it."""
+    written = utc_written(text)
+    if written is not None:
+        assert read_log_time(text)[1] == written
+
+
+def test_utc_written_examples() -> None:
+    assert utc_written("2026-03-02 09:14:07.112") == "2026-03-02T09:14:07.112000Z"
+    assert utc_written("2026-03-02T09:14:07.000") == "2026-03-02T09:14:07Z"
+    for text in ("2026-13-02 09:14:07.112", "2026-02-30 09:14:07.112", "2026-03-02 24:00:00.000",
+                 "2026-03-02 09:14:07,112", "2026-03-02 09:14:07.1\u0662\u0663", "2026-03-02 09:14:07"):
+        assert utc_written(text) is None, text

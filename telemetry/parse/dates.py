@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
-__all__ = ["fast_zone", "parse_log_time", "read_log_time"]
+__all__ = ["fast_zone", "parse_log_time", "read_log_time", "utc_written"]
 
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -110,6 +110,25 @@ def read_log_time(text: str, default_tz: tzinfo = timezone.utc, now: datetime | 
         return _read_other(text, default_tz, now), None
     except (ValueError, OverflowError):  # the right shape, no such instant (month 13, hour 24)
         return None, None
+
+
+def utc_written(text: str) -> str | None:
+    """``read_log_time(text)[1]`` for UTC and the usual shape (``2026-03-02 09:14:21.330``); None otherwise.
+
+    For an event built without its datetime (``telemetry.parse.quick``): the C parser only checks
+    the instant exists, and the text is cut from the line, in half of ``read_log_time``'s time.
+    """
+    if (len(text) != 23 or text[19] != "." or text[4] != "-" or text[7] != "-" or text[10] not in "T "
+            or text[13] != ":" or text[16] != ":"):
+        return None
+    frac = text[20:]
+    if not (frac.isascii() and frac.isdigit()):
+        return None
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return f"{text[:10]}T{text[11:19]}Z" if frac == "000" else f"{text[:10]}T{text[11:19]}.{frac}000Z"
 
 
 def _read_other(text: str, default_tz: tzinfo, now: datetime | None) -> datetime | None:

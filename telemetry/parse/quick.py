@@ -24,7 +24,7 @@ from typing import Any
 
 from telemetry.fastcodec import _EVENT_TEMPLATE, _OPT_KEYS, _STR_KEYS
 from telemetry.models import _event_id, iso_utc
-from telemetry.parse.dates import read_log_time
+from telemetry.parse.dates import read_log_time, utc_written
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok
 from telemetry.parse.normalise import normalise_fields
 
@@ -83,13 +83,18 @@ def quick_event(text: str, canonical: str, caps: Mapping[str, Any], fields: Mapp
     out["tags"] = tags
     raw = caps.get("timestamp")
     written = None
+    when: datetime | None = None
     if raw.__class__ is str:
-        when, written = read_log_time(raw, default_tz, now)
-        if when is None:
-            return None  # tagged _dateparsefailure there
+        # The instant itself is needed only to derive an id; its text is what the event holds.
+        if default_tz is timezone.utc and not (with_id and not event_id):
+            written = utc_written(raw)
+        if written is None:
+            when, written = read_log_time(raw, default_tz, now)
+            if when is None:
+                return None  # tagged _dateparsefailure there
     else:
         when = now or datetime.now(timezone.utc)
-    if when.__class__ is not datetime or when.tzinfo is not timezone.utc:
+    if when is not None and (when.__class__ is not datetime or when.tzinfo is not timezone.utc):
         return None
     if caps:
         normalise_fields(out, caps, canonical)
@@ -100,6 +105,12 @@ def quick_event(text: str, canonical: str, caps: Mapping[str, Any], fields: Mapp
         elif pid.__class__ is not int or not -INT_MAX <= pid <= INT_MAX:
             return None
     if with_id:
-        out["id"] = event_id or _event_id(out["host"], when, out["message"])
-    out["@timestamp"] = written or iso_utc(when)
+        if not event_id:
+            assert when is not None  # read above whenever an id is to be derived
+            event_id = _event_id(out["host"], when, out["message"])
+        out["id"] = event_id
+    if written is None:
+        assert when is not None  # only the usual shape's text comes without it
+        written = iso_utc(when)
+    out["@timestamp"] = written
     return out
