@@ -189,9 +189,10 @@ def _run(parser: Parser, batches: Iterator[list[Item]], type_: str, fields: dict
         for entries in batches:
             chunk = []
             for text, tags in entries:
-                d = parse(text, type_, {**fields, "tags": tags} if tags else plain, with_id=False)
+                # parse_dict(text, type, fields, event_id="", now=None, with_id=False), by position: per line
+                d = parse(text, type_, {**fields, "tags": tags} if tags else plain, "", None, False)
                 if d is not None:  # None: a drop step
-                    chunk.append(dumps(d, option=newline))
+                    chunk.append(dumps(d, None, newline))
             if chunk:
                 write(b"".join(chunk))
     if out is not None:

@@ -134,10 +134,10 @@ class Parser:
                 raise ValueError(f"parse.types: unknown log type {t!r}; known: {', '.join(self.types)}")
             self.type_steps[self.library.canonical(t)] = compile_steps(s, default_tz)
         #: Types whose matched entries ``quick_event`` builds (no steps, no syslog header, plain captures).
-        self._quick = frozenset(
-            name for name, plan in self._plans.items()
+        self._quick = {
+            name: plan for name, plan in self._plans.items()
             if not (self.user or self.steps or self.type_steps.get(name) or plan.syslog or plan.json)
-            and quick_grok([*plan.match, *plan.message_match]))
+            and quick_grok([*plan.match, *plan.message_match])}
 
     @classmethod
     def from_config(cls, cfg: ParseConfig, patterns: Sequence[str] = (), types: Collection[str] | None = None
@@ -226,6 +226,14 @@ class Parser:
                 message = found.get("message")
                 body_type = self._body(found, message, plan, deadline) if isinstance(message, str) else None
                 return found, [], body_type or canonical, None
+        except _Timeout:
+            return {}, [TIMEOUT_TAG], "", None
+        return self._read_plain(text, canonical, plan, deadline)
+
+    def _read_plain(self, text: str, canonical: str, plan: _Plan, deadline: float
+                    ) -> tuple[dict[str, Any], list[str], str, datetime | None]:
+        """``_read`` of a type read by its match list (no header, neither JSON nor syslog)."""
+        try:
             found = self._first(plan.match, text, deadline, plan.break_on_match)
             if found is None:
                 return {}, list(plan.fail_tags), "", None
@@ -255,10 +263,13 @@ class Parser:
         if not isinstance(text, str):
             text = "\n".join(text)
         canonical = self.library.canonical(type_) if type_ else ""
-        read = self._grok(text, canonical, header)
-        caps, tags, normalise_as, _ = read
-        if not tags and header is None and normalise_as in self._quick:
-            out = quick_event(text, normalise_as, caps, fields, event_id, now, with_id, self.default_tz)
+        quick = self._quick.get(canonical) if header is None else None
+        if quick is not None and budget.watch.active:  # straight to the match list, under the caller's budget
+            read = self._read_plain(text, canonical, quick, time.monotonic() + self.timeout)
+        else:
+            read = self._grok(text, canonical, header)
+        if quick is not None and not read[1]:  # matched: no tags
+            out = quick_event(text, canonical, read[0], fields, event_id, now, with_id, self.default_tz)
             if out is not None:
                 return out
         got = self._data(text, type_, canonical, read, fields, event_id, now)
