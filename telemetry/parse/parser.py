@@ -357,7 +357,7 @@ class Parser:
                      read_at: datetime, tags: list[str], extra: dict[str, Any] | None) -> dict[str, Any] | None:
         """``parse_raw_dict`` of the RawLog with these values, without building it (a parse worker's entries)."""
         return self.parse_dict(lines, type_, _fields(host, component, path, tags, extra), event_id=id_, now=read_at,
-                               header=header_captures(extra or {}))
+                               header=header_captures(extra) if extra else None)
 
     def parse_raws_dicts(self, raws: Iterable[RawLog]) -> list[dict[str, Any] | None]:
         """``[e.to_dict() for e in parse_raws(raws)]``, without building the models when not needed."""
