@@ -12,13 +12,13 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
-  # imported where used: the settings' models take a third of a second to build,
+
+    # imported where used: the settings' models take a third of a second to build,
     # which ``telemetry parse`` on a short file and every query command would pay for nothing
     from telemetry.config import ConfigError, Settings
 from telemetry.timeutil import parse_duration, parse_timestamp, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
-
 
 
 class _Lazy:
