@@ -20,6 +20,10 @@ Steady state needs more lines than the default: the stages remember the last
 once full (one did: 39 µs an event) shows only past it. Run ``--lines 300000`` too.
 CPU is printed by process (the daemon, its parse worker and event store writer).
 
+The daemons run the package of the checkout this script is in (their working directory, first on
+their ``sys.path`` under ``-m``; ``PYTHONPATH`` does not reach past it), and the summary names its
+commit. To compare with another version, copy this script into a worktree of it and run it there.
+
 ``--profile`` runs py-spy on each daemon while it ingests and writes its collapsed stacks
 (PREFIX.<n>.txt); py-spy is in the ``bench`` extra and must be on PATH. The daemons print
 how their stages batched (records per batch, from /metrics) before the figures.
@@ -459,6 +463,16 @@ ruleset(name="out") {{ action(type="omfile" file="{out}" template="msgonly" asyn
     return wall, cpu
 
 
+def code_under_test() -> str:
+    """The checkout the daemons ran, and its commit (``+`` with changes not committed)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty=+"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = ""
+    return f"{ROOT} at {head}" if head else str(ROOT)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=100_000)
@@ -511,7 +525,8 @@ def main() -> None:
         theirs = run_rsyslog(rs, rs / "nova-compute.log", a.lines)
     runs.append(("rsyslog imfile -> omfile (ships only)", *theirs))
     store = "shared " + a.events_url.partition("://")[0] if a.events_url else "each server's own SQLite"
-    print(f"{a.lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}")
+    print(f"{a.lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}; "
+          f"code under test: {code_under_test()}")
     print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16}")
     for name, wall, cpu in runs:
         print(f"{name:56} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f}")
