@@ -143,16 +143,17 @@ def trace(
 
     The same query as ``telemetry search --request-id/--instance/--volume``.
     """
-    given = [(k, v) for k, v in (("request", request_id), ("instance", instance), ("volume", volume)) if v]
+    # (the query parameter, the kind of resource it names, its value)
+    given = [(p, k, v) for p, k, v in (("request_id", "request", request_id), ("instance", "instance", instance),
+                                       ("volume", "volume", volume)) if v]
     if len(given) != 1:
         raise HTTPException(status_code=400, detail="give exactly one of request_id, instance, volume")
-    kind, value = given[0]
+    param, kind, value = given[0]
     t0, t1 = _time("start", start), _time("end", end)
     try:
         rows = _store(request).search(trace_query(kind, value), t0, t1, limit=limit + 1, newest_first=False)
     except QueryError as exc:  # an id no query can hold (a NUL character)
-        name = "request_id" if kind == "request" else kind
-        raise HTTPException(status_code=400, detail=f"{name}: cannot be searched for ({exc.reason})") from None
+        raise HTTPException(status_code=400, detail=f"{param}: cannot be searched for ({exc.reason})") from None
     truncated = len(rows) > limit
     rows = rows[:limit]
     services = list(dict.fromkeys(str(e.get("component") or e.get("publisher_id") or "?") for e in rows))

@@ -35,6 +35,8 @@ _RESERVED = frozenset({"tags", "@timestamp", "id", "pid_raw", CONVERSION_FAILURE
 #: Fields the event holds as text (or None): a capture grok converts to a number must not land there.
 #: ``program`` and ``logsource`` become the component and the host.
 _TEXT = frozenset({*_STR_KEYS, *_OPT_KEYS, "program", "logsource"})
+#: Fields that hold one value: no name of them may be captured by several groups (a list when two take part).
+_ONE_VALUE = _TEXT | {"pid"}
 #: Fields an entry's own fields (the file's host, component, path) may set here; others decline.
 _FIELD_UNSAFE = frozenset({"@timestamp", "id", "pid"})
 
@@ -52,7 +54,7 @@ def quick_grok(groks: Iterable[Grok]) -> bool:
         if any(name in _TEXT for name, _ in g._convs):
             return False
         # A name several groups capture holds a list when more than one took part (Logstash's way).
-        if g._dups and any(g._names.count(name) > 1 for name in _TEXT.union(["pid"]).intersection(g._names)):
+        if g._dups and any(g._names.count(name) > 1 for name in _ONE_VALUE.intersection(g._names)):
             return False
     return True
 
