@@ -58,7 +58,7 @@ def _write_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
     write_all(fd, data, deadline)
 
 
-def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+def write_all(fd: int, data: bytes | bytearray, deadline: float | None = None) -> None:
     """All of ``data``: a write to a pipe may be partial (a signal, a debugger attaching). With a
     deadline the descriptor is non-blocking and each wait for room is bounded by it.
 
