@@ -280,8 +280,12 @@ class Grok:
     def match(self, text: str, timeout: float | None = None) -> dict[str, Any] | None:
         """Captures, or None; past ``timeout`` seconds GrokTimeout (None: no budget at all)."""
         needs = self.needs
-        if needs is not None and not any(map(text.__contains__, needs)):
-            return None
+        if needs is not None:
+            for literal in needs:  # a loop, not any(map(...)): half the time, on every line of a type
+                if literal in text:
+                    break
+            else:
+                return None
         fast = self.fast
         if fast is not None and (timeout is None or budget.watch.active):
             w = budget.watch

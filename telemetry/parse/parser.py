@@ -76,10 +76,23 @@ class _Plan:
     json: bool
     fail_tags: list[str]
     break_on_match: bool
+    #: Literals of which a message that any message_match expression matches holds one; None: no such set.
+    message_needs: tuple[str, ...] | None = None
 
 
 class _Timeout(Exception):
     pass
+
+
+def _needs_any(groks: list[Grok]) -> tuple[str, ...] | None:
+    """The literals one of which a text any of ``groks`` matches must hold (their ``needs`` together);
+    None when one of them has no such set."""
+    literals: dict[str, None] = {}
+    for g in groks:
+        if g.needs is None:
+            return None
+        literals.update(dict.fromkeys(g.needs))
+    return tuple(literals) if literals else None
 
 
 class Parser:
@@ -124,7 +137,8 @@ class Parser:
             body = [self.cache.get(e, f"{name}.body[{i}]") for i, e in enumerate(td.body)]
             inner = [self.cache.get(e, f"{name}.message_match[{i}]") for i, e in enumerate(td.message_match)]
             self._plans[name] = _Plan(match, body or ([] if td.syslog else match), inner, td.syslog,
-                                      td.codec == "json", td.tag_on_failure, td.break_on_match)
+                                      td.codec == "json", td.tag_on_failure, td.break_on_match,
+                                      _needs_any(inner))
         self.programs = ProgramMap(programs if programs is not None else DEFAULT_PROGRAMS)
         self.steps = compile_steps(steps, default_tz)
         self.type_steps: dict[str, Steps] = {}
@@ -195,6 +209,13 @@ class Parser:
         """The type's message_match on the captured message (an access line inside an oslo.log line)."""
         message = caps.get("message")
         if plan.message_match and isinstance(message, str):
+            needs = plan.message_needs
+            if needs is not None:  # most oslo.log messages are no access line: no grok is even called
+                for literal in needs:
+                    if literal in message:
+                        break
+                else:
+                    return
             found = self._first(plan.message_match, message, deadline)
             if found is not None:
                 caps.update(found)
