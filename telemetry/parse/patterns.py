@@ -119,10 +119,15 @@ class TypesFile(BaseModel):
     syslog_header: list[str] = Field(min_length=1, description="Expressions reading a syslog header and its message")
 
 
+#: libyaml's loader where PyYAML has it: the same documents, read in a tenth of the time (types.yaml
+#: took 5.7 ms of every ``telemetry parse`` start with the pure-Python one).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_types(path: Path | None = None) -> TypesFile:
     path = path or builtin_dir() / "types.yaml"
     try:
-        return TypesFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return TypesFile.model_validate(yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER))
     except ValidationError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
