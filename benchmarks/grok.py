@@ -1,6 +1,6 @@
 """Grok throughput: our engine against pygrok, and a hand-written ``re`` floor, on the same lines.
 
-    .venv/bin/python benchmarks/grok.py [--lines 200000] [--seed 7]
+    .venv/bin/python benchmarks/grok.py [--lines 200000] [--seed 7] [--rounds 3]
 
 Generates oslo.log lines in the shapes nova, neutron and cinder write
 (request context or ``[-]``, optional ``[instance: ...]``), parses them all
@@ -106,53 +106,93 @@ with open(sys.argv[1]) as f:
 """
 
 
-def whole_process(lines: list[str]) -> None:
+def _count_lines(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` and count the lines it writes, reading as a pipe's consumer does (``| wc -l``).
+
+    The output is counted as it comes, never held: ``subprocess.run`` kept all of it (100 MB
+    here), and the harness faulting in that memory slowed its reads enough that the faster
+    writer waited on a full pipe, which the wall time then charged to it.
+    """
+    import subprocess
+
+    count = 0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, bufsize=0) as proc:
+        assert proc.stdout is not None
+        read = proc.stdout.read
+        while chunk := read(1 << 20):
+            count += chunk.count(b"\n")
+    if proc.returncode:
+        sys.exit(f"{cmd[2]}: exit status {proc.returncode}")
+    return count
+
+
+def whole_process(lines: list[str], rounds: int = 3) -> None:
     """``telemetry parse`` as an operator runs it against pygrok in a program of its own, same file.
 
     Each starts a Python interpreter, reads the file and writes a JSON object per line to a pipe;
     ours also builds the Event (timestamp, level, ids, the fields) that pygrok leaves as captures.
-    CPU is the child's user + system time. The children run without ``PYTHONUNBUFFERED``: a
-    program's stdout to a pipe is block-buffered by default, and with the variable set (as some
-    shells and CI runners do) pygrok's program made a system call per line, which had this
-    benchmark print 1.4x where the programs as an operator runs them are even.
+    CPU is the child's user + system time; each program runs ``rounds`` times, interleaved, and
+    the median of each is printed.
+
+    The children run as an installed program does. Without ``PYTHONUNBUFFERED``: a program's
+    stdout to a pipe is block-buffered by default, and with the variable set (as some shells and
+    CI runners do) pygrok's program made a system call per line, which had this benchmark print
+    1.4x where the programs were even. Without ``PYTHONDONTWRITEBYTECODE``, after one warm-up run
+    each on a few lines: a wheel's modules are compiled when it is installed, and with the variable
+    set in a fresh checkout every run compiled every module it imported again (60 ms of ours).
     """
     import os
     import resource
-    import subprocess
+    import statistics
     import tempfile
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as fh:
-        fh.write("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")}
+    files = []
+    for part in (lines[:1000], lines):
+        with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as fh:
+            fh.write("\n".join(part) + "\n")
+        files.append(fh.name)
     here = os.path.dirname(os.path.abspath(__file__))
-    cmds = {"pygrok program": [sys.executable, "-c", PYGROK_PROGRAM, fh.name, EXPRESSION],
-            "telemetry parse -t openstack": [sys.executable, "-m", "telemetry", "parse", "-t", "openstack", fh.name],
-            "hand-written re + orjson program": [sys.executable, "-c", FLOOR_PROGRAM, fh.name, here]}
-    rates, cpus = {}, {}
+
+    def commands(path: str) -> dict[str, list[str]]:
+        return {"pygrok program": [sys.executable, "-c", PYGROK_PROGRAM, path, EXPRESSION],
+                "telemetry parse -t openstack": [sys.executable, "-m", "telemetry", "parse", "-t", "openstack", path],
+                "hand-written re + orjson program": [sys.executable, "-c", FLOOR_PROGRAM, path, here]}
+
+    walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     try:
-        for name, cmd in cmds.items():
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env=env).stdout
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            written = out.count(b"\n")
-            if written != len(lines):
-                sys.exit(f"{name}: {written} objects for {len(lines)} lines")
-            rates[name], cpus[name] = len(lines) / wall, cpu
-            print(f"{name:<34} {rates[name]:>12,.0f} lines/s  ({wall:.2f} s, {cpu / len(lines) * 1e6:.1f} CPU s per M lines)")
+        for cmd in commands(files[0]).values():  # warm-up: bytecode written, files in the page cache
+            _count_lines(cmd, env)
+        for _ in range(rounds):
+            for name, cmd in commands(files[1]).items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                written = _count_lines(cmd, env)
+                wall = time.perf_counter() - t0
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if written != len(lines):
+                    sys.exit(f"{name}: {written} objects for {len(lines)} lines")
+                walls.setdefault(name, []).append(wall)
+                cpus.setdefault(name, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     finally:
-        os.unlink(fh.name)
+        for path in files:
+            os.unlink(path)
+    wall_of = {name: statistics.median(w) for name, w in walls.items()}
+    cpu_of = {name: statistics.median(c) for name, c in cpus.items()}
+    for name, wall in wall_of.items():
+        print(f"{name:<34} {len(lines) / wall:>12,.0f} lines/s  ({wall:.2f} s, "
+              f"{cpu_of[name] / len(lines) * 1e6:.1f} CPU s per M lines; median of {rounds})")
     ours, theirs, floor = "telemetry parse -t openstack", "pygrok program", "hand-written re + orjson program"
-    print(f"whole process: telemetry parse / pygrok = {rates[ours] / rates[theirs]:.2f}x by wall time, "
-          f"{cpus[theirs] / cpus[ours]:.2f}x by CPU time (the re + orjson floor: {cpus[theirs] / cpus[floor]:.2f}x)")
+    print(f"whole process: telemetry parse / pygrok = {wall_of[theirs] / wall_of[ours]:.2f}x by wall time, "
+          f"{cpu_of[theirs] / cpu_of[ours]:.2f}x by CPU time (the re + orjson floor: {cpu_of[theirs] / cpu_of[floor]:.2f}x)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each whole program (the median is printed)")
     args = ap.parse_args()
     patterns = load_pattern_dirs([])
     lines = generate(args.lines, args.seed)
@@ -177,7 +217,7 @@ def main() -> None:
     r_hand = run("hand-written re (no budget)", hand_match, lines)
     print(f"ours / pygrok = {r_ours / r_pygrok:.2f}x   ours / hand-written re = {r_ours / r_hand:.2f}x"
           f"   regex-engine fallback / pygrok = {r_slow / r_pygrok:.2f}x")
-    whole_process(lines)
+    whole_process(lines, args.rounds)
 
 
 if __name__ == "__main__":
