@@ -51,6 +51,13 @@ STORE_BYTES = Gauge("telemetry_events_store_bytes", "Bytes on disk of the event 
 #: Page cache of each day's writer: with SQLite's default 2 MB, the pages of the indexes that took
 #: random keys (request ids, in B-trees before ID_INDEX) were re-read on nearly every insert.
 WRITER_CACHE_KIB = 32 << 10
+#: Page size of a new day file. Each commit writes every page it dirtied twice (the WAL, then the
+#: checkpoint), about 3 KB of pages an event whatever the size, since FTS5 writes its segments
+#: whole and the indexes' rows are small beside a page; at SQLite's 4 KB that was 1.6 writes and
+#: 0.5 reads (system calls) an event, a fifth of the writer's CPU. At 16 KB a quarter as many,
+#: for the same bytes and 3% more disk (``benchmarks/events.py``, docs/events.md). Files
+#: written before keep their own size: SQLite fixes it when a database is created.
+WRITER_PAGE_BYTES = 16 << 10
 _FILE = re.compile(r"^events-(\d{4}-\d{2}-\d{2})\.db$")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -217,6 +224,7 @@ class EventStore(RecordInsert, DayRetention):
         conn = self._writers.get(day)
         if conn is None:
             conn = sqlite3.connect(self.path_of(day), check_same_thread=False, isolation_level=None)
+            conn.execute(f"PRAGMA page_size={WRITER_PAGE_BYTES}")  # before the first write creates the file
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL, not NORMAL: the stage acks the bus once insert() returns, and the bus then forgets
             # the events, so a commit must survive a power cut, not only a kill -9 (which WAL with
