@@ -71,7 +71,7 @@ def quick_event(text: str, canonical: str, caps: Mapping[str, Any], fields: Mapp
     if fields:
         for k, v in fields.items():
             if k == "tags":
-                if v.__class__ is not list or not all(t.__class__ is str for t in v):
+                if v.__class__ is not list or (v and not all(t.__class__ is str for t in v)):
                     return None
                 tags = [*v]
             elif v is not None and v != "":
