@@ -45,7 +45,7 @@ _LEN = struct.Struct("!I")
 #: Bytes a pipe to or from a child holds (Linux's default pipe-max-size): a batch in one read.
 _PIPE_SIZE = 1 << 20
 
-__all__ = ["ChildProcess", "WorkerGone", "serve_stdio", "write_all"]
+__all__ = ["ChildProcess", "WorkerGone", "roomy_pipe", "serve_stdio", "write_all"]
 
 
 class WorkerGone(OSError):
@@ -122,8 +122,9 @@ def _loads(data: bytes | bytearray) -> Any:
     return pickle.loads(body)
 
 
-def _roomy(fd: int) -> None:
-    """A pipe that holds a whole batch: one read instead of sixteen, each winning the GIL back."""
+def roomy_pipe(fd: int) -> None:
+    """A pipe that holds a whole batch: one read instead of sixteen, each winning the GIL back (and for
+    ``telemetry parse``'s output, one wake-up of the reader a read's events); anything else is left as it is."""
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     except (OSError, AttributeError):  # above the system's pipe-max-size, or not Linux: the default
@@ -175,7 +176,7 @@ class ChildProcess:
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             for stream in (proc.stdin, proc.stdout):
                 assert stream is not None
-                _roomy(stream.fileno())
+                roomy_pipe(stream.fileno())
         return proc
 
     def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:

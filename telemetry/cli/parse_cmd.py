@@ -26,7 +26,7 @@ from telemetry.gctune import tune_for_daemon
 from telemetry.parse import GrokError, Parser
 from telemetry.parse.budget import armed
 from telemetry.parse.parser import DEFAULT_TIMEOUT
-from telemetry.workerproc import write_all
+from telemetry.workerproc import roomy_pipe, write_all
 
 #: Files above this size get a progress bar on stderr.
 PROGRESS_BYTES = 4 << 20
@@ -182,6 +182,7 @@ def _run(parser: Parser, batches: Iterator[list[Item]], type_: str, fields: dict
         sys.stdout.flush()
         try:
             fd = sys.stdout.fileno()
+            roomy_pipe(fd)  # a read's events (a megabyte and more) in one write, not sixteen waits for the reader
             write = lambda data: write_all(fd, data)  # noqa: E731
         except (AttributeError, OSError, ValueError):  # no descriptor (an embedding, a test's runner)
             out = sys.stdout.buffer
