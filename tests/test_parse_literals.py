@@ -76,3 +76,24 @@ def test_the_library_filters_soundly_on_every_sample_line(samples_dir: Path) -> 
                 checked += 1
                 assert any(lit in line for lit in g.needs), (g.name, line)
     assert checked > 20
+
+
+def test_a_types_message_match_is_skipped_only_for_messages_without_its_literals() -> None:
+    """The type's message_match literals together (``message_needs``) decide whether any of its
+    expressions is tried: an access line inside an oslo line is still read, other messages skip them."""
+    from telemetry.parse.parser import _needs_any
+
+    parser = Parser(types=("openstack",))
+    plan = parser._plans["openstack"]
+    assert plan.message_needs is not None
+    for g in plan.message_match:
+        assert g.needs is not None and set(g.needs) <= set(plan.message_needs)
+    head = "2026-03-02 09:14:21.330 2931 INFO nova.api.openstack.requestlog [req-0c8f2a4e-5b1d-4a7e-9f3c-2d6e8b1a7c94 - - - - -] "
+    access = parser.parse_dict(head + '10.0.0.11 "GET /v2.1/servers/detail HTTP/1.1" status: 200 len: 1093 time: 0.0851240',
+                               "openstack")
+    assert access is not None and (access["status"], access["bytes"], access["method"]) == (200, 1093, "GET")
+    plain = parser.parse_dict(head + "Took 14.21 seconds to build instance.", "openstack")
+    assert plain is not None and "status" not in plain and plain["tags"] == []
+    # One expression of a list without literals: every message is tried, as before the filter.
+    assert _needs_any([*plan.message_match, parser.cache.get("%{GREEDYDATA:rest}")]) is None
+    assert _needs_any([]) is None
