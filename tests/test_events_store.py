@@ -147,6 +147,32 @@ def test_index_gets_every_new_row_of_a_batch_with_duplicates_in_it(store: EventS
     assert _fts_rows(store, '"failed to spawn"') == 2
 
 
+def test_a_new_day_file_has_the_writer_page_size_and_an_older_file_keeps_its_own(tmp_path: Path) -> None:
+    """The page size is set before the first write creates the file (SQLite fixes it then, and WAL
+    mode forbids changing it after); a file an earlier version created keeps its 4 KB and still takes rows."""
+    import sqlite3
+
+    from telemetry.events.store import WRITER_PAGE_BYTES
+
+    store = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    store.insert([record_row(oslo_event(0, "INFO", "Creating image"))])
+    [(day, path)] = store.partitions()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == WRITER_PAGE_BYTES != 4096
+    store.close()
+    old_day = path.with_name(path.name.replace(day.isoformat(), (day - timedelta(days=1)).isoformat()))
+    with sqlite3.connect(old_day) as conn:  # as an earlier version left it: SQLite's default page size
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE before_upgrade (x)")
+    store = EventStore(tmp_path / "ev", ttl=LONG_TTL)
+    assert store.insert([record_row(oslo_event(-86400, "INFO", "Creating image the day before"))]) == 1
+    with sqlite3.connect(old_day) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # written into the old file
+    assert len(store.search('"the day before"')) == 1
+    store.close()
+
+
 def test_a_file_from_the_trigger_era_keeps_its_index_whole_after_the_upgrade(tmp_path: Path) -> None:
     """Files written when a trigger fed the index lose the trigger; rows before and after are all found."""
     import sqlite3
