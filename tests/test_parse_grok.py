@@ -28,6 +28,23 @@ def test_unmatched_optional_capture_is_left_out() -> None:
     assert match("%{WORD:a}(?: %{INT:b})?", "x") == {"a": "x"}
 
 
+def test_a_capture_that_matched_nothing_is_left_out_as_logstash_does() -> None:
+    """Logstash's grok filter (keep_empty_captures false) sets no field for an empty value, on every
+    path: flat names, nested ones, converted ones, a name captured twice, the regex engine's."""
+    assert match("%{WORD:a}:%{DATA:b}:%{WORD:c}", "x::z") == {"a": "x", "c": "z"}
+    assert match("%{WORD:a}:%{DATA:[n][b]}:", "x::") == {"a": "x"}
+    assert match("%{WORD:a}:(?<n>[0-9]*):", "x::") == {"a": "x"}
+    assert match("%{WORD:a}:(?<n>[0-9]*):%{WORD:a}", "x::y") == {"a": ["x", "y"]}
+    assert match("%{DATA:t}/%{DATA:t}/", "x//") == {"t": "x"}  # one value: no list of one
+    assert match("%{DATA:t}/%{DATA:t}/", "x/y/") == {"t": ["x", "y"]}
+    assert match(r"%{WORD:a}:(?<n>\d*):%{INT:i:int}", "x::7") == {"a": "x", "i": 7}
+    slow = Grok("(?<a>x)(?<e>y*)(?<=x|zx)", LIB)  # a variable-width look-behind: the regex module's engine
+    assert slow.fast is None and slow.match("x") == {"a": "x"}
+    # The whole line is then the event's message when the expression's own message is empty.
+    event = Parser(patterns=["%{WORD:word} ?%{GREEDYDATA:message}"]).parse_dict("lonely", "")
+    assert event is not None and event["message"] == "lonely" and event["word"] == "lonely"
+
+
 def test_inline_named_captures_and_nested_definitions() -> None:
     pats = {**LIB, **parse_pattern_text("# comment\nPAIR (?<key>\\w+)=%{INT:[kv][value]:int}\n\nBROKEN_LINE\n")}
     assert "BROKEN_LINE" not in pats  # like Logstash, a line without a regex is skipped

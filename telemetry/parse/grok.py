@@ -17,8 +17,9 @@ Logstash semantics kept here:
 * named captures inside referenced definitions are fields too (SYSLOGBASE's
   ``program`` and ``pid``), whether or not the reference itself is named.
 * a field captured more than once becomes a list of the values that matched;
-  a capture that did not participate is left out (``keep_empty_captures``
-  false).
+  a capture that did not participate, or matched nothing, is left out
+  (Logstash's ``keep_empty_captures`` false: its filter drops nil and empty
+  values alike, so ``%{DATA:x}`` matching nothing sets no ``x``).
 """
 
 from __future__ import annotations
@@ -307,8 +308,8 @@ class Grok:
             return None
         if self._fast:
             groups = m.groups()
-            out = {k: v for k, v in zip(self._names, groups) if v is not None}
-            if self._dups and len(out) != len(groups) - groups.count(None):
+            out = {k: v for k, v in zip(self._names, groups) if v}  # text or None: "" is left out too
+            if self._dups and len(out) != len(groups) - groups.count(None) - groups.count(""):
                 return self.captures(m)  # a name took two values: Logstash makes a list
             if self._convs:
                 for name, conv in self._convs:
@@ -327,7 +328,7 @@ class Grok:
         failed: list[str] | None = None
         for s in self.specs:
             value = groups[s.group - 1]
-            if value is None:
+            if not value:  # did not take part, or took part matching nothing (keep_empty_captures false)
                 continue
             try:
                 set_field(out, s.path, _convert(value, s.conv))
