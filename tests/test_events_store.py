@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from events_support import EventStoreFactory, make_event_store  # noqa: F401 (fixture)
 from store_support import pg_database  # noqa: F401 (fixture)
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry.events.backend import EventBackend
@@ -410,6 +410,7 @@ def test_request_and_instance_lookups_in_every_hour_before_1970_and_in_older_fil
         store.close()
 
 
+@settings(deadline=None)  # each example creates a day file and commits it (fsync): the disk sets the time
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40))
 def test_any_request_id_is_found_by_itself_through_the_id_index(value: str) -> None:
     """``sql.id_terms`` splits a value as FTS5's ascii tokenizer does (else a stored id would not be
