@@ -23,7 +23,7 @@ from typing import Any
 from re import _constants as C  # type: ignore[attr-defined]  # the stdlib parser (Python 3.11+)
 from re import _parser as P  # type: ignore[attr-defined]
 
-__all__ = ["required_literals"]
+__all__ = ["holds_one", "required_literals"]
 
 #: Literals shorter than this filter little and cost a search each.
 MIN_LENGTH = 3
@@ -96,3 +96,12 @@ def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     if need is None or not _usable(need):
         return None
     return tuple(sorted(need, key=len, reverse=True))
+
+
+def holds_one(text: str, literals: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds one of ``literals`` (what ``required_literals`` gives): a loop, not
+    ``any(map(text.__contains__, ...))``, which took twice as long on every line of a type."""
+    for literal in literals:
+        if literal in text:
+            return True
+    return False

@@ -31,6 +31,7 @@ from telemetry.parse import budget
 from telemetry.parse.dates import fast_zone, read_log_time
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout
 from telemetry.parse.jsonline import decode_object, event_fields
+from telemetry.parse.literals import holds_one
 from telemetry.parse.normalise import normalise_fields
 from telemetry.parse.patterns import PatternSet
 from telemetry.parse.quick import quick_event, quick_grok
@@ -210,12 +211,8 @@ class Parser:
         message = caps.get("message")
         if plan.message_match and isinstance(message, str):
             needs = plan.message_needs
-            if needs is not None:  # most oslo.log messages are no access line: no grok is even called
-                for literal in needs:
-                    if literal in message:
-                        break
-                else:
-                    return
+            if needs is not None and not holds_one(message, needs):  # most oslo messages: no grok is called
+                return
             found = self._first(plan.message_match, message, deadline)
             if found is not None:
                 caps.update(found)
