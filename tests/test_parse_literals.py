@@ -81,7 +81,7 @@ def test_the_library_filters_soundly_on_every_sample_line(samples_dir: Path) -> 
 def test_a_types_message_match_is_skipped_only_for_messages_without_its_literals() -> None:
     """The type's message_match literals together (``message_needs``) decide whether any of its
     expressions is tried: an access line inside an oslo line is still read, other messages skip them."""
-    from telemetry.parse.parser import _needs_any
+    from telemetry.parse.literals import literals_of_any
 
     parser = Parser(types=("openstack",))
     plan = parser._plans["openstack"]
@@ -95,5 +95,5 @@ def test_a_types_message_match_is_skipped_only_for_messages_without_its_literals
     plain = parser.parse_dict(head + "Took 14.21 seconds to build instance.", "openstack")
     assert plain is not None and "status" not in plain and plain["tags"] == []
     # One expression of a list without literals: every message is tried, as before the filter.
-    assert _needs_any([*plan.message_match, parser.cache.get("%{GREEDYDATA:rest}")]) is None
-    assert _needs_any([]) is None
+    assert literals_of_any(g.needs for g in [*plan.message_match, parser.cache.get("%{GREEDYDATA:rest}")]) is None
+    assert literals_of_any([]) is None

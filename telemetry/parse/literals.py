@@ -18,12 +18,13 @@ can only ever be too permissive, never reject a line the expression matches.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from re import _constants as C  # type: ignore[attr-defined]  # the stdlib parser (Python 3.11+)
 from re import _parser as P  # type: ignore[attr-defined]
 
-__all__ = ["holds_one", "required_literals"]
+__all__ = ["holds_one", "literals_of_any", "required_literals"]
 
 #: Literals shorter than this filter little and cost a search each.
 MIN_LENGTH = 3
@@ -49,6 +50,17 @@ def _better(a: Need, b: Need) -> Need:
     return b if kb > ka else a
 
 
+def _one_of(needs: Iterable[Need]) -> Need:
+    """What alternatives need: a text matching any of them holds one of its literals, so one of all
+    of theirs; nothing known when one of them needs nothing."""
+    out: frozenset[str] = frozenset()
+    for need in needs:
+        if need is None:
+            return None
+        out |= need
+    return out
+
+
 def _sequence(items: Any) -> Need:
     best: Need = None
     run: list[str] = []
@@ -72,10 +84,7 @@ def _item(op: Any, av: Any) -> Need:
         _group, add_flags, _del_flags, body = av
         return None if add_flags & C.SRE_FLAG_IGNORECASE else _sequence(body)
     if op is C.BRANCH:
-        needs = [_sequence(branch) for branch in av[1]]
-        if any(n is None for n in needs):
-            return None
-        return frozenset().union(*needs)  # type: ignore[arg-type]
+        return _one_of(_sequence(branch) for branch in av[1])
     if op in (C.MAX_REPEAT, C.MIN_REPEAT) or op is getattr(C, "POSSESSIVE_REPEAT", None):
         low, _high, body = av
         return _sequence(body) if low >= 1 else None
@@ -96,6 +105,13 @@ def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     if need is None or not _usable(need):
         return None
     return tuple(sorted(need, key=len, reverse=True))
+
+
+def literals_of_any(needs: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """What a list of expressions tried in turn (a type's message_match) needs, from each one's
+    ``required_literals``: the same rule as an alternation inside one expression."""
+    need = _one_of(None if n is None else frozenset(n) for n in needs)
+    return tuple(sorted(need, key=len, reverse=True)) if need else None
 
 
 def holds_one(text: str, literals: tuple[str, ...]) -> bool:

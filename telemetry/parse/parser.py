@@ -31,7 +31,7 @@ from telemetry.parse import budget
 from telemetry.parse.dates import fast_zone, read_log_time
 from telemetry.parse.grok import CONVERSION_FAILURES, INT_MAX, Grok, GrokCache, GrokTimeout
 from telemetry.parse.jsonline import decode_object, event_fields
-from telemetry.parse.literals import holds_one
+from telemetry.parse.literals import holds_one, literals_of_any
 from telemetry.parse.normalise import normalise_fields
 from telemetry.parse.patterns import PatternSet
 from telemetry.parse.quick import quick_event, quick_grok
@@ -85,17 +85,6 @@ class _Timeout(Exception):
     pass
 
 
-def _needs_any(groks: list[Grok]) -> tuple[str, ...] | None:
-    """The literals one of which a text any of ``groks`` matches must hold (their ``needs`` together);
-    None when one of them has no such set."""
-    literals: dict[str, None] = {}
-    for g in groks:
-        if g.needs is None:
-            return None
-        literals.update(dict.fromkeys(g.needs))
-    return tuple(literals) if literals else None
-
-
 class Parser:
     """Parses entries of any known type, or with the operator's own expressions.
 
@@ -139,7 +128,7 @@ class Parser:
             inner = [self.cache.get(e, f"{name}.message_match[{i}]") for i, e in enumerate(td.message_match)]
             self._plans[name] = _Plan(match, body or ([] if td.syslog else match), inner, td.syslog,
                                       td.codec == "json", td.tag_on_failure, td.break_on_match,
-                                      _needs_any(inner))
+                                      literals_of_any(g.needs for g in inner))
         self.programs = ProgramMap(programs if programs is not None else DEFAULT_PROGRAMS)
         self.steps = compile_steps(steps, default_tz)
         self.type_steps: dict[str, Steps] = {}
