@@ -25,9 +25,6 @@ from telemetry.timeutil import parse_timestamp, utcnow
 R = TypeVar("R", bound=Record)
 
 
-_RAWLOG_TEXT = (("host", None), ("path", None), ("component", ""), ("type", ""), ("id", ""))
-
-
 def _wire_map(raw: bytes) -> dict[str, Any] | None:
     """A bus message's map (JSON or msgpack), or None: the fast decoders' common first step."""
     try:
@@ -67,17 +64,21 @@ def rawlog_values(raw: bytes) -> RawValues | None:
     d = _wire_map(raw)
     if d is None:
         return None
-    text = []
-    for key, default in _RAWLOG_TEXT:
-        v = d.get(key, default)
-        if v.__class__ is not str:
-            return None
-        text.append(v)
-    offset, inode, lines, tags = d.get("offset", 0), d.get("inode", 0), d.get("lines"), d.get("tags", [])
-    if (offset.__class__ is not int or inode.__class__ is not int or lines.__class__ is not list
-            or tags.__class__ is not list or not all(x.__class__ is str for x in lines)
-            or not all(x.__class__ is str for x in tags)):
+    get = d.get
+    # Written out, not looped over nor tested by generators: this took four of a parse worker's
+    # microseconds a line behind a broker, against one for the JSON itself.
+    host, path, component, type_, id_ = get("host"), get("path"), get("component", ""), get("type", ""), get("id", "")
+    offset, inode, lines, tags = get("offset", 0), get("inode", 0), get("lines"), get("tags", [])
+    if (host.__class__ is not str or path.__class__ is not str or component.__class__ is not str
+            or type_.__class__ is not str or id_.__class__ is not str or offset.__class__ is not int
+            or inode.__class__ is not int or lines.__class__ is not list or tags.__class__ is not list):
         return None
+    for x in lines:
+        if x.__class__ is not str:
+            return None
+    for x in tags:
+        if x.__class__ is not str:
+            return None
     if "read_at" in d:
         try:
             read_at = _read_at(d["read_at"])
@@ -85,9 +86,9 @@ def rawlog_values(raw: bytes) -> RawValues | None:
             return None
     else:
         read_at = utcnow()
-    extra = {k: v for k, v in d.items() if k not in _RAWLOG_FIELDS}
-    host, path, component, type_, id_ = text
-    return id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra or None
+    # Most entries have no field beyond the model's: a subset test in C, not a dict built to be empty.
+    extra = None if d.keys() <= _RAWLOG_FIELDS else {k: v for k, v in d.items() if k not in _RAWLOG_FIELDS}
+    return id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra
 
 
 _last_read_at: tuple[Any, datetime | None] = (None, None)
