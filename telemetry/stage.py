@@ -116,6 +116,10 @@ class BusStage(Component, abc.ABC):
     #: batches of 500 do per record. A full batch goes at once, a short one at most this much later.
     #: Not on consumers where waiting in fetch holds up other work (``Consumer.refetch_to_fill``).
     batch_delay: float = 0.05
+    #: A short batch of at least this many records goes at once (None: ``batch_size``): the delay is
+    #: for the handful of records a poll often brings, and a batch that already spreads the write's
+    #: fixed cost thinly only leaves the writer idle while it waits for more.
+    fill_below: int | None = None
     #: False for a stage that only keeps figures in memory (the /metrics exporters): publishers'
     #: receipts then do not wait for it (see Bus.subscribe).
     writes_durably: ClassVar[bool] = True
@@ -168,7 +172,7 @@ class BusStage(Component, abc.ABC):
             deliveries = await consumer.fetch(self.batch_size, self.fetch_timeout)
             if not deliveries:
                 continue
-            if len(deliveries) < self.batch_size and self.batch_delay > 0 and consumer.refetch_to_fill:
+            if len(deliveries) < (self.fill_below or self.batch_size) and self.batch_delay > 0 and consumer.refetch_to_fill:
                 deliveries += await self._more(consumer, self.batch_size - len(deliveries))
             good, bad = self._decode(deliveries)
             began = time.perf_counter()

@@ -172,6 +172,25 @@ async def test_a_short_batch_waits_briefly_for_more_and_a_full_one_goes_at_once(
     await stage.stop()
 
 
+async def test_a_short_batch_past_fill_below_goes_at_once(tmp_path: Path) -> None:
+    """A batch short of batch_size but of at least fill_below records does not wait batch_delay (the
+    event stage's, whose writer idled through the wait after every commit); a smaller one still does."""
+    rt = runtime(tmp_path)
+    stage = BatchRecorder(rt)
+    stage.batch_size, stage.batch_delay, stage.fill_below = 100, 3.0, 10
+    await stage.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await publish_records(rt.bus, [sample(i) for i in range(12)])
+    await wait_for(lambda: len(stage.written) == 12)
+    assert stage.batches[-1][0] == 12 and stage.batches[-1][1] - t0 < 2.0
+    t0 = loop.time()
+    await publish_records(rt.bus, [sample(i) for i in range(12, 15)])
+    await wait_for(lambda: len(stage.written) == 15, timeout=10)
+    assert stage.batches[-1][0] == 3 and stage.batches[-1][1] - t0 > 2.5
+    await stage.stop()
+
+
 class Confirming(BusStage):
     """Its output's receipt completes after ``handle`` returned, when the test says: the parse stage
     publishing to a broker (``Receipt.after``), whose confirm comes tens of milliseconds later."""

@@ -36,6 +36,11 @@ class EventStage(BusStage):
     #: pipeline benchmark ran alike with 5,000 and 20,000 here.) A quiet stream still commits whatever
     #: arrived, at once (the bus's fetch does not wait to fill a batch).
     batch_size = 20000
+    #: Under load the parse stage publishes its batches of thousands of events, and the stage waited
+    #: ``batch_delay`` for more after each fetch: the writer (a process of its own) idled those 50 ms
+    #: after every commit of 300-400 ms, a sixth of its time (``benchmarks/pipeline.py``, traced).
+    #: A thousand events already spread a commit's fixed cost (an fsync, a full-text segment) thinly.
+    fill_below = 1000
     #: Seconds between retention passes (ttl expiry and the free-space guard).
     maintenance_interval: float = 60.0
 
