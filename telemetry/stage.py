@@ -120,6 +120,11 @@ class BusStage(Component, abc.ABC):
     #: for the handful of records a poll often brings, and a batch that already spreads the write's
     #: fixed cost thinly only leaves the writer idle while it waits for more.
     fill_below: int | None = None
+    #: Batches handled at once. A stage whose ``handle`` waits on a child process (the parse worker, the
+    #: store's writer) takes 2: the next batch is fetched, decoded and sent while the child works on
+    #: the one before (``ChildProcess`` pipelines the calls), so the child does not idle while this
+    #: process takes an answer in, acks and fetches. Its ``handle`` keeps its own order where it matters.
+    handle_depth: int = 1
     #: False for a stage that only keeps figures in memory (the /metrics exporters): publishers'
     #: receipts then do not wait for it (see Bus.subscribe).
     writes_durably: ClassVar[bool] = True
@@ -131,6 +136,7 @@ class BusStage(Component, abc.ABC):
         self.processed = 0
         self.rejected = 0
         self._acking: deque[asyncio.Task[None]] = deque()
+        self._backoff = 0.2  # seconds before the next batch after one given back for its surroundings
         #: When the current run of failures began (monotonic), and the last error.
         self._failing_since: float | None = None
         self._last_failure = ""
@@ -162,41 +168,61 @@ class BusStage(Component, abc.ABC):
     async def _run(self) -> None:
         assert self.consumer is not None
         consumer = self.consumer
-        backoff = 0.2
-        while True:
-            while self._acking and self._acking[0].done():
-                self._acking.popleft().result()
-            if len(self._acking) >= self.max_inflight:
-                await asyncio.wait([self._acking[0]])
-                continue
-            deliveries = await consumer.fetch(self.batch_size, self.fetch_timeout)
-            if not deliveries:
-                continue
-            if len(deliveries) < (self.fill_below or self.batch_size) and self.batch_delay > 0 and consumer.refetch_to_fill:
-                deliveries += await self._more(consumer, self.batch_size - len(deliveries))
-            good, bad = self._decode(deliveries)
-            began = time.perf_counter()
-            try:
-                receipts = list(await self._handle_or_split(good))
-            except asyncio.CancelledError:
-                await consumer.nack(deliveries)
-                raise
-            except Exception as exc:
-                self._failed(exc)
-                log.warning("%s: write failed (%s: %s); %d records go back to the bus, retry in %.1fs",
-                            self.name, type(exc).__name__, exc, len(deliveries), backoff)
-                await consumer.nack(deliveries)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.2
-            if all(r.done for r in receipts):  # else once they are (``_ack_when_durable``)
-                self._failing_since = None
-            if good:
-                self._batch_seconds.observe(time.perf_counter() - began)
-            if bad:
-                receipts.append(await self._dead_letter(bad))
-            self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
+        handling: deque[asyncio.Task[None]] = deque()  # with handle_depth > 1
+        try:
+            while True:
+                while self._acking and self._acking[0].done():
+                    self._acking.popleft().result()
+                while handling and handling[0].done():
+                    handling.popleft().result()
+                if len(self._acking) >= self.max_inflight:
+                    await asyncio.wait([self._acking[0]])
+                    continue
+                if len(handling) >= self.handle_depth:
+                    await asyncio.wait([handling[0]])
+                    continue
+                deliveries = await consumer.fetch(self.batch_size, self.fetch_timeout)
+                if not deliveries:
+                    continue
+                if (len(deliveries) < (self.fill_below or self.batch_size) and self.batch_delay > 0
+                        and consumer.refetch_to_fill):
+                    deliveries += await self._more(consumer, self.batch_size - len(deliveries))
+                if self.handle_depth == 1:
+                    await self._batch(consumer, deliveries)
+                else:
+                    handling.append(asyncio.create_task(self._batch(consumer, deliveries)))
+        finally:
+            for t in handling:  # each gives its batch back to the bus
+                t.cancel()
+            if handling:
+                await asyncio.wait(handling)
+
+    async def _batch(self, consumer: Consumer, deliveries: list[Delivery]) -> None:
+        """Handle one fetched batch and have it acked once its output is durable; on a failure of its
+        surroundings, give it back to the bus and wait (``_backoff``) before the stage goes on."""
+        good, bad = self._decode(deliveries)
+        began = time.perf_counter()
+        try:
+            receipts = list(await self._handle_or_split(good))
+        except asyncio.CancelledError:
+            await consumer.nack(deliveries)
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            log.warning("%s: write failed (%s: %s); %d records go back to the bus, retry in %.1fs",
+                        self.name, type(exc).__name__, exc, len(deliveries), self._backoff)
+            await consumer.nack(deliveries)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 10.0)
+            return
+        self._backoff = 0.2
+        if all(r.done for r in receipts):  # else once they are (``_ack_when_durable``)
+            self._failing_since = None
+        if good:
+            self._batch_seconds.observe(time.perf_counter() - began)
+        if bad:
+            receipts.append(await self._dead_letter(bad))
+        self._acking.append(asyncio.create_task(self._ack_when_durable(consumer, deliveries, receipts, len(good))))
 
     async def _more(self, consumer: Consumer, wanted: int) -> list[Delivery]:
         """Records arriving within ``batch_delay`` of a short fetch, up to ``wanted``."""

@@ -25,6 +25,7 @@ of its pipe closes, so a kill -9 of the daemon leaves none behind.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import marshal
@@ -36,10 +37,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _LEN = struct.Struct("!I")
 #: Bytes a pipe to or from a child holds (Linux's default pipe-max-size): a batch in one read.
@@ -141,93 +143,181 @@ def _receive(fd: int, deadline: float | None = None) -> bytearray:
     return _read_exactly(fd, n, deadline)
 
 
-def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytearray:
-    """Send an encoded request and read the encoded reply within ``timeout`` seconds, or raise TimeoutError.
-
-    Non-blocking on the pipes' descriptors: a child that stops answering (stopped, wedged) must fail
-    the call, never hang the stage.
-    """
-    assert proc.stdin is not None and proc.stdout is not None
-    wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
-    os.set_blocking(wfd, False)
-    os.set_blocking(rfd, False)
-    deadline = time.monotonic() + timeout
-    _write_frame(wfd, data, deadline)
-    return _receive(rfd, deadline)
-
-
 class ChildProcess:
-    """``python -m module *args``, started now and again after it died; ``call`` blocks (use a thread)."""
+    """``python -m module *args``, started now and again after it died; ``call`` blocks (use a thread).
+
+    Calls from several threads are pipelined: each has a ticket, requests go to the child in ticket
+    order as soon as the one before is written, and replies are read in the same order. A second
+    batch then waits in the pipe while the child works on the first, and the child starts on it the
+    moment it answers, instead of idling while the daemon takes the answer in, hands it on and
+    prepares the next (``BusStage.handle_depth``).
+
+    At most one thread writes to the child (the holder of the writing turn) and one reads from it
+    (the reading turn), so each closes only its own end of a lost child's pipes: a descriptor closed
+    under another thread's wait could be reused by any file the daemon opens next.
+    """
 
     def __init__(self, what: str, module: str, args: list[str], timeout: float = 120.0) -> None:
         self.what, self.module, self.args = what, module, args
         #: Seconds a call may take before the child is taken for lost (killed, and the batch retried).
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # self.proc and self._lost
+        self._lost: list[subprocess.Popen[bytes]] = []  # killed children whose input the next writer closes
+        self._turns = threading.Condition()
+        self._issued = self._writing = self._reading = 0  # tickets given; whose request, whose reply is next
         self._start()  # now: it imports while the daemon starts, not on the first batch
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
+    def _start(self, ticket: int | None = None) -> subprocess.Popen[bytes]:
+        """The running child, started if there is none (in ``ticket``'s writing turn, or before any call)."""
+        no_reader = ticket is None or self._reading == ticket  # every reply before it read: nobody reads
+        with self._lock:
+            for old in self._lost:
+                _close(old.stdin)
+                old.wait()
+            self._lost.clear()
+            proc = self.proc
+            if proc is not None and proc.poll() is None:
+                return proc
             if proc is not None:
                 log.warning("%s: the child process exited (%s); starting a new one", self.what, proc.returncode)
+                _close(proc.stdin)
+                if no_reader:  # else the reader that finds it gone closes its output
+                    _close(proc.stdout)
+                proc.wait()
             proc = self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             for stream in (proc.stdin, proc.stdout):
                 assert stream is not None
                 roomy_pipe(stream.fileno())
-        return proc
+                os.set_blocking(stream.fileno(), False)  # every wait is bounded (``write_all``, ``_read_exactly``)
+            return proc
 
-    def call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
-        """``op(*args)`` in the child; ``timeout`` (default: the child's) bounds the wait for its answer."""
-        # Encoding either way happens outside the lock: a second caller prepares its batch while
+    def _give_up(self, proc: subprocess.Popen[bytes]) -> None:
+        """Kill a child taken for lost; the next call starts a new one."""
+        with self._lock:
+            if self.proc is proc:
+                self.proc = None
+                self._lost.append(proc)
+        proc.kill()
+        proc.wait()  # reaped now: a SIGKILL ends even a stopped process at once
+
+    def ticket(self) -> int:
+        """A place in the order of calls. Take it where that order is decided (the event loop, for
+        batches that must stay in order) and pass it to ``call``, which must then be made: the calls
+        after it wait for its turn. ``call`` takes one itself when given none."""
+        with self._turns:
+            self._issued += 1
+            return self._issued - 1
+
+    def in_order(self, call: Callable[[int], T]) -> Awaitable[T]:
+        """``call(ticket)`` in a thread, its place in the child's order taken now: the event loop's order
+        of these calls is the order the child answers them in. Shielded, so a task cancelled meanwhile
+        does not cancel the call: a ticket taken must be used, or the calls after it wait for ever."""
+        ticket = self.ticket()
+        return asyncio.shield(asyncio.get_running_loop().run_in_executor(None, call, ticket))
+
+    def _wait_turn(self, counter: str, ticket: int) -> None:
+        with self._turns:
+            self._turns.wait_for(lambda: getattr(self, counter) == ticket)
+
+    def _end_turn(self, counter: str) -> None:
+        with self._turns:
+            setattr(self, counter, getattr(self, counter) + 1)
+            self._turns.notify_all()
+
+    def call(self, op: str, *args: Any, timeout: float | None = None, ticket: int | None = None) -> Any:
+        """``op(*args)`` in the child; ``timeout`` (default: the child's) bounds each wait: for room to
+        send the request (the child finishing the call before), then for the answer."""
+        # Encoding either way happens outside the turns: a second caller prepares its batch while
         # the child works on the first.
         request = _dumps((op, args))
-        with self._lock:
-            proc = self._start()
-            timeout = timeout or self.timeout
-            try:
-                reply = _exchange(proc, request, timeout)
-            except (EOFError, OSError, ValueError) as exc:  # ValueError: a closed pipe
-                if isinstance(exc, TimeoutError):
-                    log.warning("%s: no answer within %.0fs; killing the child process", self.what, timeout)
-                    proc.kill()
-                self._stop()
-                raise WorkerGone(f"{self.what}: the child process is gone ({type(exc).__name__})") from None
+        timeout = timeout or self.timeout
+        if ticket is None:
+            ticket = self.ticket()
+        self._wait_turn("_writing", ticket)
+        try:
+            proc = self._start(ticket)
+            failed = self._send(proc, request, timeout)
+        finally:
+            self._end_turn("_writing")
+        self._wait_turn("_reading", ticket)
+        try:
+            reply = self._reply(proc, timeout) if failed is None else failed
+            if isinstance(reply, BaseException):
+                self._give_up(proc)
+                _close(proc.stdout)
+        finally:
+            self._end_turn("_reading")
+        if isinstance(reply, BaseException):
+            raise WorkerGone(f"{self.what}: the child process is gone ({type(reply).__name__})") from None
         try:
             status, value = _loads(reply)
         except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            with self._lock:
-                self._stop()
+            self._give_up(proc)  # its next reply could not be trusted either
             raise WorkerGone(f"{self.what}: an unreadable answer ({type(exc).__name__})") from None
         if status == "err":
             raise value
         return value
 
+    def _send(self, proc: subprocess.Popen[bytes], request: bytes, timeout: float) -> BaseException | None:
+        """Write the request; the error instead of raising it, for the caller to fail in its reading turn
+        (the replies before it are still read, in order)."""
+        assert proc.stdin is not None
+        try:
+            _write_frame(proc.stdin.fileno(), request, time.monotonic() + timeout)
+        except (OSError, ValueError) as exc:  # ValueError: a pipe closed meanwhile
+            if isinstance(exc, TimeoutError):
+                log.warning("%s: no room for a request within %.0fs; killing the child process", self.what, timeout)
+                proc.kill()  # the reader of the call before it, if any, finds it gone
+            return exc
+        return None
+
+    def _reply(self, proc: subprocess.Popen[bytes], timeout: float) -> bytearray | BaseException:
+        """The reply to the oldest request, or the error that lost the child (an earlier call may have)."""
+        if proc is not self.proc or proc.stdout is None or proc.stdout.closed:
+            return EOFError("an earlier call lost the child")
+        try:
+            return _receive(proc.stdout.fileno(), time.monotonic() + timeout)
+        except (EOFError, OSError, ValueError) as exc:
+            if isinstance(exc, TimeoutError):
+                log.warning("%s: no answer within %.0fs; killing the child process", self.what, timeout)
+            return exc
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def _stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        try:
-            proc.wait(5)  # it exits once its input closes, after the call in progress
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
     def close(self) -> None:
-        with self._lock:
-            self._stop()
+        """End the child once the calls already made are answered (it exits when its input closes)."""
+        ticket = self.ticket()
+        self._wait_turn("_writing", ticket)  # held: no request goes out meanwhile
+        try:
+            self._wait_turn("_reading", ticket)
+            try:
+                with self._lock:
+                    procs, self._lost = [*self._lost, *([self.proc] if self.proc is not None else [])], []
+                    self.proc = None
+                for proc in procs:
+                    _close(proc.stdin)
+                    _close(proc.stdout)
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            finally:
+                self._end_turn("_reading")
+        finally:
+            self._end_turn("_writing")
+
+
+def _close(stream: Any) -> None:
+    if stream is not None:
+        try:
+            stream.close()
+        except OSError:
+            pass
 
 
 def serve_stdio(ops: Mapping[str, Callable[..., Any]], name: str, on_exit: Callable[[], None] | None = None) -> None:

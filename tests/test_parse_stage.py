@@ -19,6 +19,7 @@ from telemetry.runtime import Runtime
 from telemetry.wiring import server_components
 from telemetry.metrics import exposition
 from telemetry.models import Event, RawLog, decode
+from telemetry.parse.parser import Parser
 from telemetry.parse.stage import ParseStage
 
 
@@ -94,6 +95,40 @@ async def test_behind_a_broker_the_stage_publishes_the_events_bytes_with_or_with
         published[how] = sorted(got)
     assert len(published["worker"]) == len(raws) and published["worker"] == published["daemon"]
     assert {decode(Event, v).host for v in published["daemon"]} == {"ctl01"}
+
+
+class SlowFirst(ParseStage):
+    """Parses its first batch slowest, as a worker behind on it would: with two batches in hand at
+    once (``handle_depth``), the second is parsed first."""
+
+    slow = True
+
+    async def _parse(self, raws):  # type: ignore[no-untyped-def]
+        if self.slow:
+            self.slow = False
+            await asyncio.sleep(0.5)
+        return await super()._parse(raws)
+
+
+async def test_with_two_batches_in_hand_the_events_still_go_out_in_the_batches_order(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    events_in = await rt.bus.subscribe(["events"], "inspect")
+    stage = SlowFirst(rt, parser=Parser.from_config(rt.settings.parse))
+    stage.handle_depth, stage.batch_size, stage.batch_delay = 2, 10, 0
+    await stage.start()
+    raws = [RawLog(host="ctl01", path="/var/log/nova/nova-api.log", component="nova", type="openstack",
+                   offset=i, inode=7, lines=[f"line {i}"]) for i in range(20)]
+    await publish_records(rt.bus, raws[:10])
+    await asyncio.sleep(0.1)  # the first batch is in hand; the second comes while it is parsed
+    await publish_records(rt.bus, raws[10:])
+    got: list[str] = []
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(got) < 20 and asyncio.get_running_loop().time() < deadline:
+        for d in await events_in.fetch(20, 0.2):
+            got.append(d.record["message"] if d.record is not None else decode(Event, d.value).message)
+            await events_in.ack([d])
+    await stage.stop()
+    assert got == [f"line {i}" for i in range(20)]
 
 
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

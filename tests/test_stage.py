@@ -191,6 +191,36 @@ async def test_a_short_batch_past_fill_below_goes_at_once(tmp_path: Path) -> Non
     await stage.stop()
 
 
+class Overlapping(Recorder):
+    """Each handle takes a while and notes how many ran at once; the first fails once (a full disk)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime, fail_times=1)
+        self.running = self.most = 0
+
+    async def handle(self, records) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.2)
+            await super().handle(records)
+        finally:
+            self.running -= 1
+
+
+async def test_two_batches_in_hand_at_once_and_a_failed_one_still_retried(tmp_path: Path) -> None:
+    """handle_depth 2: the next batch is handled while the one before still is (the stages waiting on a
+    child process); a batch that fails for its surroundings goes back to the bus and comes again."""
+    rt = runtime(tmp_path)
+    stage = Overlapping(rt)
+    stage.handle_depth, stage.batch_size, stage.batch_delay = 2, 5, 0
+    await stage.start()
+    await publish_records(rt.bus, [sample(i) for i in range(30)])
+    await wait_for(lambda: len(set(stage.written)) == 30, timeout=15, what="every record, the failed batch's again")
+    assert stage.most == 2
+    await stage.stop()
+
+
 class Confirming(BusStage):
     """Its output's receipt completes after ``handle`` returned, when the test says: the parse stage
     publishing to a broker (``Receipt.after``), whose confirm comes tens of milliseconds later."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import enum
+import os
+import signal
+import threading
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from telemetry.workerproc import _dumps, _loads
+from telemetry.workerproc import ChildProcess, WorkerGone, _dumps, _loads
 
 
 class Colour(enum.StrEnum):
@@ -52,3 +57,61 @@ def test_a_broken_message_is_a_value_error() -> None:
     data = _dumps([{"a": "b" * 100}])
     with pytest.raises(ValueError):
         _loads(data[:20])
+
+
+@pytest.fixture
+def child(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = ChildProcess("test child", "workerproc_child", [], timeout=20)
+    yield proc
+    proc.close()
+
+
+def _in_threads(child: ChildProcess, tickets: list[int], wait: float) -> list[object]:
+    """``stamp(wait)`` with each ticket, each from a thread of its own, started in the reverse order."""
+    results: list[object] = [None] * len(tickets)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = child.call("stamp", wait, ticket=tickets[i])
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tickets))]
+    for t in reversed(threads):
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_calls_are_pipelined_and_answered_in_ticket_order(child: ChildProcess) -> None:
+    """The second request is in the child's pipe before it answers the first (so it never idles between
+    them), and each call gets its own answer in the order of the tickets, whatever order the threads ran in."""
+    tickets = [child.ticket() for _ in range(3)]
+    results = _in_threads(child, tickets, 0.3)
+    assert [r[0] for r in results] == [1, 2, 3]  # type: ignore[index]
+    assert [r[1] for r in results] == [True, True, False]  # type: ignore[index]
+
+
+def test_a_child_lost_with_calls_queued_fails_each_and_the_next_call_starts_a_new_one(child: ChildProcess) -> None:
+    first_pid = child.call("stamp", 0)[2]
+    tickets = [child.ticket() for _ in range(2)]
+    killer = threading.Timer(0.4, lambda: os.kill(first_pid, signal.SIGKILL))
+    killer.start()
+    results = _in_threads(child, tickets, 1.0)
+    assert all(isinstance(r, WorkerGone) for r in results), results
+    count, _, pid = child.call("stamp", 0)
+    assert pid != first_pid and count == 1
+
+
+def test_closing_waits_for_the_calls_already_made(child: ChildProcess) -> None:
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(child.call("stamp", 0.5)))
+    t.start()
+    time.sleep(0.1)
+    child.close()
+    t.join(10)
+    assert out and out[0][0] == 1  # type: ignore[index]
+    assert not child.running

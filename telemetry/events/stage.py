@@ -55,6 +55,9 @@ class EventStage(BusStage):
         #: (``packed_batches``), not encoded again here: the largest single cost of this stage's core.
         self._packs_to_writer = (runtime.bus.in_process and isinstance(runtime.bus, MemoryBus)
                                  and isinstance(store, ProcessEventStore))
+        #: The next batch goes to the writer process while it writes this one (``BusStage.handle_depth``):
+        #: the store keeps no order but the ids', and the writer then starts on it at once.
+        self.handle_depth = 2 if isinstance(store, ProcessEventStore) else 1
         self.stored = 0
         self._records_out = RECORDS_OUT.labels(stage=self.name)
 

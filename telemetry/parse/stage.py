@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter as Tally
+from functools import partial
 from typing import Any, ClassVar
 
 from prometheus_client import Counter, Histogram
@@ -58,6 +59,12 @@ class ParseStage(BusStage):
         self.parser = parser or Parser.from_config(cfg)
         #: Child processes parsing beside the daemon (parse.workers); none with a parser given (tests, embedders).
         self.workers = [ParseWorker(cfg) for _ in range(cfg.workers)] if parser is None else []
+        #: With workers, the next batch goes to them while they parse this one (``BusStage.handle_depth``):
+        #: each worker idled four tenths of the time, while the daemon took its answer in, published the
+        #: events and fetched and sent the next batch (``benchmarks/pipeline.py``, traced). The events
+        #: still go out in the batches' order (``handle``).
+        self.handle_depth = 2 if self.workers else 1
+        self._published: asyncio.Future[None] | None = None  # the batch before's publishing, done or not
         self.outcomes: Tally[str] = Tally()
         self._fmt = runtime.settings.bus.format
         self._records_out = RECORDS_OUT.labels(stage=self.name)
@@ -81,10 +88,12 @@ class ParseStage(BusStage):
         if workers:
             size = -(-len(raws) // len(workers))
             chunks = [raws[i:i + size] for i in range(0, len(raws), size)]
+            # In order: the batch after this one is already on its way to the workers (handle_depth).
             if fmt is None and isinstance(self.runtime.bus, MemoryBus):
-                return list(await asyncio.gather(*(asyncio.to_thread(w.parse_packed, c)
+                return list(await asyncio.gather(*(w.child.in_order(partial(w.parse_packed, c))
                                                    for w, c in zip(workers, chunks))))
-            parts = await asyncio.gather(*(asyncio.to_thread(w.parse, c, fmt) for w, c in zip(workers, chunks)))
+            parts = await asyncio.gather(*(w.child.in_order(partial(w.parse, c, fmt))
+                                           for w, c in zip(workers, chunks)))
             return [(part, None) for part in parts]
         # In the event loop's (main) thread on purpose: the fast engine's time budget is a SIGALRM timer.
         with budget.armed():
@@ -96,15 +105,27 @@ class ParseStage(BusStage):
         # bus, its JSON (the bytes an Event model would give) on a broker, never a model per entry.
         # A record that cannot become an event (a bug, or input no bound caught) is dead-lettered
         # with its reason; the others go on.
+        raws = [raw for _, raw in records]
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before, self._published = self._published, mine
+        try:
+            with BATCH_SECONDS.time():
+                parts = await self._parse(raws)  # type: ignore[arg-type]
+            if before is not None and not before.done():
+                await asyncio.wait([before])  # the batch before publishes first (per-source order)
+            return await self._publish(records, parts)
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    async def _publish(self, records: list[tuple[Delivery, Record]], parts: list[tuple[list[Parsed], bytes | None]]
+                       ) -> list[Receipt]:
         in_process = self.runtime.bus.in_process
         bus = self.runtime.bus
         bad: list[tuple[Delivery, str]] = []
         counts: Tally[tuple[str, str]] = Tally()
-        raws = [raw for _, raw in records]
         receipts: list[Receipt] = []
         published = 0
-        with BATCH_SECONDS.time():
-            parts = await self._parse(raws)  # type: ignore[arg-type]
         at = 0
         for results, packed in parts:
             out: list[OutMessage] = []  # encoded for a broker

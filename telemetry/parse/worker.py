@@ -123,24 +123,27 @@ class ParseWorker:
                                   [cfg.model_dump_json(by_alias=True, exclude_unset=True)])
         self.budget = cfg.timeout
 
-    def _call(self, op: str, raws: Sequence[RawLog | bytes], *args: Any) -> Any:
+    def _call(self, op: str, raws: Sequence[RawLog | bytes], *args: Any, ticket: int | None = None) -> Any:
         # A batch of entries that each use their whole time budget is slow, not lost: the wait for the
         # answer allows for it, so only a worker that is really gone is taken for lost.
         last: list[Any] = [None, 0]
         return self.child.call(op, [item(r, last) for r in raws], *args,
-                               timeout=self.child.timeout + 2 * self.budget * len(raws))
+                               timeout=self.child.timeout + 2 * self.budget * len(raws), ticket=ticket)
 
-    def parse(self, raws: Sequence[RawLog | bytes], fmt: str | None = None) -> list[Parsed]:
-        """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``."""
-        result: list[Parsed] = self._call("parse", raws, fmt)
+    def parse(self, raws: Sequence[RawLog | bytes], fmt: str | None = None, ticket: int | None = None
+              ) -> list[Parsed]:
+        """Each entry's result; with ``fmt`` (a broker's wire format) each event comes ``Encoded``.
+        ``ticket``: the call's place in the child's order (``ChildProcess.in_order``)."""
+        result: list[Parsed] = self._call("parse", raws, fmt, ticket=ticket)
         return result
 
-    def parse_packed(self, raws: Sequence[RawLog | bytes]) -> tuple[list[Parsed], bytes | None]:
+    def parse_packed(self, raws: Sequence[RawLog | bytes], ticket: int | None = None
+                     ) -> tuple[list[Parsed], bytes | None]:
         """``parse`` for the bus in this process, with the batch's events also as the child marshalled them
         (one list, in order): the event stage hands those bytes to the store's writer process as they are,
         instead of encoding the same dicts again on the daemon's core. None when they could not be.
         """
-        results, packed = self._call("parse_packed", raws)
+        results, packed = self._call("parse_packed", raws, ticket=ticket)
         if packed is None:
             return results, None
         events = marshal.loads(packed)
