@@ -25,7 +25,6 @@ of its pipe closes, so a kill -9 of the daemon leaves none behind.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import marshal
@@ -214,6 +213,8 @@ class ChildProcess:
         """``call(ticket)`` in a thread, its place in the child's order taken now: the event loop's order
         of these calls is the order the child answers them in. Shielded, so a task cancelled meanwhile
         does not cancel the call: a ticket taken must be used, or the calls after it wait for ever."""
+        import asyncio  # here: ``telemetry parse`` imports this module and has no event loop (17 ms at its start)
+
         ticket = self.ticket()
         return asyncio.shield(asyncio.get_running_loop().run_in_executor(None, call, ticket))
 
