@@ -212,11 +212,27 @@ class ChildProcess:
     def in_order(self, call: Callable[[int], T]) -> Awaitable[T]:
         """``call(ticket)`` in a thread, its place in the child's order taken now: the event loop's order
         of these calls is the order the child answers them in. Shielded, so a task cancelled meanwhile
-        does not cancel the call: a ticket taken must be used, or the calls after it wait for ever."""
+        does not cancel the call: a ticket taken must be used, or the calls after it wait for ever (and
+        one that ``call`` fails before using, preparing its request, is passed on here)."""
         import asyncio  # here: ``telemetry parse`` imports this module and has no event loop (17 ms at its start)
 
+        def run(ticket: int) -> T:
+            try:
+                return call(ticket)
+            finally:
+                self._pass_unused(ticket)
+
         ticket = self.ticket()
-        return asyncio.shield(asyncio.get_running_loop().run_in_executor(None, call, ticket))
+        return asyncio.shield(asyncio.get_running_loop().run_in_executor(None, run, ticket))
+
+    def _pass_unused(self, ticket: int) -> None:
+        """Let the calls after ``ticket`` go on when it was never used for a call."""
+        with self._turns:
+            if self._writing > ticket:  # its writing turn came and went: ``call`` used it
+                return
+        for counter in ("_writing", "_reading"):
+            self._wait_turn(counter, ticket)
+            self._end_turn(counter)
 
     def _wait_turn(self, counter: str, ticket: int) -> None:
         with self._turns:
@@ -229,32 +245,52 @@ class ChildProcess:
 
     def call(self, op: str, *args: Any, timeout: float | None = None, ticket: int | None = None) -> Any:
         """``op(*args)`` in the child; ``timeout`` (default: the child's) bounds each wait: for room to
-        send the request (the child finishing the call before), then for the answer."""
+        send the request (the child finishing the call before), then for the answer.
+
+        Whatever happens, the call passes both its turns (else every later call would wait for ever):
+        a failure of the child or of starting one is ``WorkerGone``; an error of the child's operation
+        is raised as the child raised it.
+        """
         # Encoding either way happens outside the turns: a second caller prepares its batch while
         # the child works on the first.
-        request = _dumps((op, args))
+        try:
+            request = _dumps((op, args))
+        except BaseException:
+            if ticket is not None:
+                self._pass_unused(ticket)
+            raise
         timeout = timeout or self.timeout
         if ticket is None:
             ticket = self.ticket()
         self._wait_turn("_writing", ticket)
+        proc: subprocess.Popen[bytes] | None = None
         try:
             proc = self._start(ticket)
             failed = self._send(proc, request, timeout)
+        except BaseException as exc:  # the child could not be started (no memory, no such interpreter)
+            failed = exc
         finally:
             self._end_turn("_writing")
         self._wait_turn("_reading", ticket)
         try:
-            reply = self._reply(proc, timeout) if failed is None else failed
-            if isinstance(reply, BaseException):
+            reply: bytearray | BaseException
+            if failed is not None or proc is None:
+                reply = failed or EOFError("no child")
+            else:
+                reply = self._reply(proc, timeout)
+            if isinstance(reply, BaseException) and proc is not None:
                 self._give_up(proc)
                 _close(proc.stdout)
         finally:
             self._end_turn("_reading")
         if isinstance(reply, BaseException):
+            if not isinstance(reply, (OSError, EOFError, ValueError)):
+                raise reply
             raise WorkerGone(f"{self.what}: the child process is gone ({type(reply).__name__})") from None
         try:
             status, value = _loads(reply)
         except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            assert proc is not None  # a reply came from it
             self._give_up(proc)  # its next reply could not be trusted either
             raise WorkerGone(f"{self.what}: an unreadable answer ({type(exc).__name__})") from None
         if status == "err":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
+import pickle
 import signal
 import threading
 import time
@@ -115,3 +117,27 @@ def test_closing_waits_for_the_calls_already_made(child: ChildProcess) -> None:
     t.join(10)
     assert out and out[0][0] == 1  # type: ignore[index]
     assert not child.running
+
+
+def test_a_ticket_whose_call_fails_before_it_is_made_holds_back_no_later_call(child: ChildProcess) -> None:
+    """A request that cannot be encoded, or a caller failing while it prepares one (``in_order``), still
+    passes its turns: every call after it would otherwise wait for ever."""
+    first, second = child.ticket(), child.ticket()
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        child.call("stamp", lambda: None, ticket=first)  # a lambda pickles nowhere
+    assert _in_threads(child, [second], 0)[0][0] == 1  # type: ignore[index]  # (a thread: a hang fails, not stalls)
+
+    def broken(ticket: int) -> object:
+        raise RuntimeError("the batch could not be prepared")
+
+    async def ordered() -> list[object]:
+        failing = child.in_order(broken)
+        after = child.in_order(lambda ticket: child.call("stamp", 0, ticket=ticket))
+        return list(await asyncio.wait_for(asyncio.gather(failing, after, return_exceptions=True), 10))
+
+    results: list[object] = []
+    t = threading.Thread(target=lambda: results.extend(asyncio.run(ordered())), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "a call after the failed one waited for ever"
+    assert isinstance(results[0], RuntimeError) and results[1][0] == 2  # type: ignore[index]
