@@ -18,7 +18,9 @@ cheapest real path it has (it ships; it neither parses nor indexes).
 Steady state needs more lines than the default: the stages remember the last
 100,000-200,000 record ids to recognise redeliveries, and a window that costs more
 once full (one did: 39 µs an event) shows only past it. Run ``--lines 300000`` too.
-CPU is printed by process (the daemon, its parse worker and event store writer).
+CPU is printed by process (the daemon, its parse worker and event store writer), and
+"cores busy" (CPU seconds a second of the run): with two cores, a figure well under 2 says the
+processes wait on each other (or on the peers beside them), not that they lack CPU.
 
 The daemons run the package of the checkout this script is in (their working directory, first on
 their ``sys.path`` under ``-m``; ``PYTHONPATH`` does not reach past it), and the summary names its
@@ -527,9 +529,11 @@ def main() -> None:
     store = "shared " + a.events_url.partition("://")[0] if a.events_url else "each server's own SQLite"
     print(f"{a.lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}; "
           f"code under test: {code_under_test()}")
-    print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16}")
+    # Cores busy: CPU seconds a second of the run. Beside the CPU per line it tells a path that is short
+    # of CPU from one whose processes wait on each other (the rest of the cores idle, or the peers').
+    print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16} {'cores busy':>11}")
     for name, wall, cpu in runs:
-        print(f"{name:56} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f}")
+        print(f"{name:56} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f} {cpu / wall:11.2f}")
     ours = runs[-2]
     print(f"ratio ours/rsyslog: throughput {theirs[0] / ours[1]:.3f}x, "
           f"CPU per line {ours[2] / theirs[1]:.1f}x")
