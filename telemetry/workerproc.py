@@ -25,6 +25,7 @@ of its pipe closes, so a kill -9 of the daemon leaves none behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import marshal
@@ -171,9 +172,8 @@ class ChildProcess:
         """The running child, started if there is none (in ``ticket``'s writing turn, or before any call)."""
         no_reader = ticket is None or self._reading == ticket  # every reply before it read: nobody reads
         with self._lock:
-            for old in self._lost:
+            for old in self._lost:  # killed and reaped already (``_give_up``)
                 _close(old.stdin)
-                old.wait()
             self._lost.clear()
             proc = self.proc
             if proc is not None and proc.poll() is None:
@@ -274,10 +274,11 @@ class ChildProcess:
         self._wait_turn("_reading", ticket)
         try:
             reply: bytearray | BaseException
-            if failed is not None or proc is None:
-                reply = failed or EOFError("no child")
-            else:
+            if failed is None:
+                assert proc is not None  # started, and the request went out
                 reply = self._reply(proc, timeout)
+            else:
+                reply = failed
             if isinstance(reply, BaseException) and proc is not None:
                 self._give_up(proc)
                 _close(proc.stdout)
@@ -350,11 +351,10 @@ class ChildProcess:
 
 
 def _close(stream: Any) -> None:
+    """Close one end of a child's pipe; a failing close (the child gone) leaves nothing to do."""
     if stream is not None:
-        try:
+        with contextlib.suppress(OSError):
             stream.close()
-        except OSError:
-            pass
 
 
 def serve_stdio(ops: Mapping[str, Callable[..., Any]], name: str, on_exit: Callable[[], None] | None = None) -> None:
