@@ -137,7 +137,9 @@ class Proc:
                 with contextlib.suppress(psutil.Error):
                     t = p.cpu_times()
                     cmd = p.cmdline()
-                    kind = self.mode if p is self.ps else f"{self.mode}/{cmd[2] if cmd[1:2] == ['-m'] else cmd[0]}"
+                    # A child runs ``-m module`` or ``-c <launcher> module`` (telemetry.workerproc).
+                    child = cmd[2] if cmd[1:2] == ["-m"] else cmd[3] if cmd[1:2] == ["-c"] and len(cmd) > 3 else cmd[0]
+                    kind = self.mode if p is self.ps else f"{self.mode}/{child}"
                     parts[kind] = parts.get(kind, 0.0) + t.user + t.system
         return parts
 

@@ -47,6 +47,11 @@ _LEN = struct.Struct("!I")
 #: Bytes a pipe to or from a child holds (Linux's default pipe-max-size): a batch in one read.
 _PIPE_SIZE = 1 << 20
 
+#: How a child starts: its module's ``main()``, imported, not run with ``-m`` (runpy needs a code object,
+#: which a compiled module has not: telemetry._native). Its name stays on the command line, its own
+#: arguments in ``sys.argv[1:]`` as with ``-m``.
+_LAUNCH = "import sys, importlib; importlib.import_module(sys.argv.pop(1)).main()"
+
 __all__ = ["ChildProcess", "WorkerGone", "roomy_pipe", "serve_stdio", "write_all"]
 
 
@@ -184,7 +189,7 @@ class ChildProcess:
                 if no_reader:  # else the reader that finds it gone closes its output
                     _close(proc.stdout)
                 proc.wait()
-            proc = self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
+            proc = self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, self.module, *self.args],
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             for stream in (proc.stdin, proc.stdout):
                 assert stream is not None

@@ -21,5 +21,9 @@ def stamp(wait: float) -> tuple[int, bool, int]:
     return calls, waiting, os.getpid()
 
 
-if __name__ == "__main__":
+def main() -> None:  # what ChildProcess calls (telemetry.workerproc._LAUNCH)
     serve_stdio({"stamp": stamp}, "test child")
+
+
+if __name__ == "__main__":
+    main()
