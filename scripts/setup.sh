@@ -24,7 +24,7 @@ python_env() {
     log "installing the package and its dependencies ($extra)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
     if [ "$extra" = "run" ]; then
-      "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e .
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[native]"
     else
       "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extra]"
     fi
@@ -72,8 +72,14 @@ gnocchi_env() {
   fi
 }
 
+native() {
+  # The hot modules compiled with mypyc (telemetry/_native.py); a no-op when the build matches the source.
+  # Without a compiler the package runs as Python, slower, and says so.
+  "$VENV/bin/python" scripts/native.py || log "compiled modules not built: the package runs as Python"
+}
+
 case "${1:-run}" in
-  run) python_env run ;;
-  test) python_env test; gnocchi_env; debian_peers; services ;;
+  run) python_env run; native ;;
+  test) python_env test; native; gnocchi_env; debian_peers; services ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetry import _native
 from telemetry.collect.multiline import make_joiner
 from telemetry.parse import Parser
 from telemetry.parse.budget import armed
@@ -93,7 +94,10 @@ def test_every_sample_line_under_every_type(parsers: tuple[Parser, Parser], samp
                     same(parsers, e.lines, type_, fields, event_id="rawlog-1" if i % 2 else "", now=NOW,
                          with_id=bool(i % 4))
                     checked += 1
-    assert checked > 900 and sum(built) > 50  # the quick path built many of them (109 with the samples of now)
+    assert checked > 900
+    # The quick path built many of them (109 with the samples of now). Compiled, the parser calls
+    # quick_event directly, past the patch: tests/test_native.py runs this file as Python, which counts.
+    assert _native.active or sum(built) > 50
 
 
 def test_generated_oslo_lines(parsers: tuple[Parser, Parser]) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from telemetry import _native
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +32,7 @@ def test_wheel_installs_and_finds_content(tmp_path: Path) -> None:
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     probe = (
         "import telemetry, telemetry.content as c, telemetry.ui as ui, json;"
-        "print(json.dumps({'pkg': telemetry.__file__, "
+        "print(json.dumps({'pkg': telemetry.__file__, 'native': telemetry._native.why, "
         "'dirs': {n: [p.name for p in c.content_path(n).iterdir()] for n in c.CONTENT_DIRS}, "
         "'where': str(c.content_path('parsers')), 'ui': sorted(ui.asset_names()), 'ui_dir': str(ui.STATIC)}))"
     )
@@ -39,6 +41,10 @@ def test_wheel_installs_and_finds_content(tmp_path: Path) -> None:
 
     info = json.loads(out.stdout)
     assert info["pkg"].startswith(site), info
+    # A checkout with a current build of the compiled modules makes a wheel that carries and runs them
+    # (hatch_build.py); one without makes a pure-Python wheel, which runs the source.
+    assert info["native"] == ("compiled" if _native.active else "not built (scripts/native.py)"), info
+    assert wheel.name.endswith("-py3-none-any.whl") != _native.active, wheel.name
     assert info["where"].startswith(site), info
     for name, files in info["dirs"].items():
         assert files, f"{name}/ shipped empty"

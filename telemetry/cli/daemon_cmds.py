@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from telemetry import __version__
+from telemetry import __version__, _native
 from telemetry.cli import main
 from telemetry.cli.common import config_option, err, load_or_exit, out, report_config_error
 from telemetry.config import ConfigError, Settings, load_config, printable
@@ -34,7 +34,8 @@ def _banner(rt: Runtime) -> None:
         detail = ", ".join(f"{k}={v}" for k, v in h.items())
         table.add_row(c.name, f"[{colour}]{state}[/]", detail)
     err.print(table)
-    err.print(f"data folder: {s.data_dir}   bus: {rt.bus.describe()}", highlight=False)
+    err.print(f"data folder: {s.data_dir}   bus: {rt.bus.describe()}   compiled modules: {_native.why}",
+              highlight=False)
     if rt.api_address:
         a = rt.api_address
         err.print(f"API: {a}  (health {a}/healthz, metrics {a}/metrics)", highlight=False)

@@ -16,15 +16,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from telemetry._native import ENV as NATIVE_ENV
 from telemetry.config.base import redact_url
 from telemetry.errors import format_loc
 from telemetry.config.model import Settings
 
 ENV_PREFIX = "TELEMETRY_"
 #: Variables with the prefix that are not settings: the config file's own, and the query
-#: commands' client variables (README: ``TELEMETRY_URL``, ``TELEMETRY_TOKEN``). A daemon started
-#: from the same shell as the CLI must not read them as the settings ``url`` and ``token``.
-ENV_RESERVED = frozenset({"TELEMETRY_CONFIG", "TELEMETRY_URL", "TELEMETRY_TOKEN"})
+#: commands' client variables (README: ``TELEMETRY_URL``, ``TELEMETRY_TOKEN``), and the switch of the
+#: compiled modules (``telemetry._native``). A daemon started from the same shell as the CLI must not
+#: read them as the settings ``url`` and ``token``.
+ENV_RESERVED = frozenset({"TELEMETRY_CONFIG", "TELEMETRY_URL", "TELEMETRY_TOKEN", NATIVE_ENV})
 #: Key names whose values are never printed.
 SECRET_KEYS = ("token", "password", "secret", "api_key", "routing_key", "passwd")
 #: Values longer than this are cut in messages: a whole file read as a value is no help in a terminal.

@@ -241,11 +241,11 @@ class Grok:
                 self.fast = _compile_quietly(re, source)
             except (re.error, OverflowError, RecursionError, Warning, ValueError, TypeError):
                 pass  # e.g. a variable-width look-behind: the regex module reads it
-        if self.fast is None:
-            self._compile_regex()
         #: Literals of which a matching text holds one (``literals``): without any, no engine runs.
         self.needs = required_literals(self.fast) if self.fast is not None else None
-        compiled: Any = self.fast if self.fast is not None else self._regex
+        # The regex module's copy from what _compile_regex returns, not from the attribute: mypy takes
+        # self._regex for the None assigned above, and compiled (telemetry._native) that is checked.
+        compiled: Any = self.fast if self.fast is not None else self._compile_regex()
         index = compiled.groupindex
         self.specs = [CaptureSpec(index[g], path, conv) for g, path, conv in exp.specs]
         # Every group is a field, in order; flat, single, unconverted ones make a dict from zip().

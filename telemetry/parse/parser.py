@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -52,9 +52,9 @@ DEFAULT_TIMEOUT = 0.25
 
 
 class Outcome:
-    MATCH = "match"
-    FAILURE = "failure"
-    TIMEOUT = "timeout"
+    MATCH: Final = "match"
+    FAILURE: Final = "failure"
+    TIMEOUT: Final = "timeout"
 
 
 def outcome_of(tags: Sequence[str]) -> str:
