@@ -2,7 +2,7 @@
 
 Why: the log path's per-line work is Python bytecode the interpreter walks (the agent's joiner, the
 parser, the store's rows, the rules' tests), and the same typed source compiled by mypyc runs it in
-a fraction of the time (docs/sizing.md, "Compiled modules"). The source stays the truth: without a
+a fraction of the time (docs/native.md). The source stays the truth: without a
 build, or with one older than the source, the modules run as Python, as before.
 
 ``scripts/native.py`` compiles ``MODULES`` in place (an extension beside each ``.py``, one shared
@@ -81,9 +81,12 @@ def _module_of(extension: Path) -> str:
     return ".".join((*relative.parent.parts, relative.name.split(".", 1)[0]))
 
 
-def _stale_reason() -> str | None:
-    """Why the build present cannot be used, or None when it matches the source (or there is none)."""
-    if not _extensions():
+def _stale_reason(found: list[Path] | None = None) -> str | None:
+    """Why the build present (``found``: ``_extensions()``) cannot be used, or None when it matches the
+    source (or there is none)."""
+    if found is None:
+        found = _extensions()
+    if not found:
         return None
     try:
         stamp: Any = json.loads(STAMP.read_text())
@@ -91,7 +94,7 @@ def _stale_reason() -> str | None:
         return f"{STAMP.name} is missing or unreadable"
     if not isinstance(stamp, dict) or stamp.get("python") != sys.implementation.cache_tag:
         return "it was built for another Python"
-    built = {_module_of(p) for p in _extensions()}
+    built = {_module_of(p) for p in found}
     if built != set(MODULES) or set(stamp.get("modules", ())) != set(MODULES):
         return "it was built for another list of modules"
     changed = [m for m, h in source_hashes().items() if stamp["modules"][m] != h]
@@ -117,24 +120,25 @@ active = False
 why = "not built (scripts/native.py)"
 
 
-def _set_build_aside() -> None:
+def _set_build_aside(found: list[Path]) -> None:
     global _set_aside
-    _set_aside = frozenset({*MODULES, *map(_module_of, _extensions())})
+    _set_aside = frozenset({*MODULES, *map(_module_of, found)})
     sys.meta_path.insert(0, _SourceFirst())
 
 
 def guard() -> None:
     global active, why
+    found = _extensions()
+    if not found:
+        return
     if os.environ.get(ENV, "1") == "0":  # the operator's (or a comparison's) choice
-        if _extensions():
-            _set_build_aside()
+        _set_build_aside(found)
         why = f"set aside: {ENV}=0"
         return
-    reason = _stale_reason()
+    reason = _stale_reason(found)
     if reason is not None:
-        _set_build_aside()
+        _set_build_aside(found)
         why = f"set aside: {reason}; run scripts/native.py (make setup) to build again"
         warnings.warn(f"telemetry's compiled modules are {why}", RuntimeWarning, stacklevel=3)
         return
-    if _extensions():
-        active, why = True, "compiled"
+    active, why = True, "compiled"
