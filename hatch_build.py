@@ -35,12 +35,12 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             return
         native = _native_module()
         built = native._extensions()
-        if not built or native._stale_reason() is not None:
+        if not built or native._stale_reason(built) is not None:
             return
         include = build_data.setdefault("force_include", {})
         for path in built:
             include[str(path)] = str(path.relative_to(ROOT))
-        for lib in ROOT.glob(f"{native.GROUP}__mypyc*"):
+        for lib in native.libraries():
             include[str(lib)] = lib.name
         include[str(native.STAMP)] = str(native.STAMP.relative_to(ROOT))
         build_data["pure_python"] = False

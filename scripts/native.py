@@ -32,19 +32,15 @@ with warnings.catch_warnings():
     from telemetry import _native  # noqa: E402
 
 
-def _built() -> list[Path]:
-    shared = [p for p in ROOT.glob("*__mypyc*") if p.is_file()]
-    return _native._extensions() + shared
-
-
 def clean() -> None:
-    for p in _built():
+    for p in _native._extensions() + _native.libraries():
         p.unlink()
     _native.STAMP.unlink(missing_ok=True)
 
 
 def up_to_date() -> bool:
-    return bool(_native._extensions()) and _native._stale_reason() is None
+    found = _native._extensions()
+    return bool(found) and _native._stale_reason(found) is None
 
 
 def build() -> None:

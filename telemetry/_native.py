@@ -16,6 +16,7 @@ the import system, and one stale part would still be reached from the others.
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
@@ -76,6 +77,11 @@ def _extensions() -> list[Path]:
     return sorted(found)
 
 
+def libraries() -> list[Path]:
+    """The shared library (or libraries, one per Python) the compiled modules' code is in."""
+    return sorted(PACKAGE_DIR.parent.glob(f"{GROUP}__mypyc*"))
+
+
 def _module_of(extension: Path) -> str:
     relative = extension.relative_to(PACKAGE_DIR.parent)
     return ".".join((*relative.parent.parts, relative.name.split(".", 1)[0]))
@@ -101,7 +107,7 @@ def _stale_reason(found: list[Path] | None = None) -> str | None:
     return f"the source of {', '.join(changed)} changed since" if changed else None
 
 
-class _SourceFirst(importlib.machinery.PathFinder):
+class _SourceFirst(importlib.abc.MetaPathFinder):
     """Finds the compiled modules' ``.py`` files, never their extensions (a stale build is set aside)."""
 
     @classmethod
