@@ -9,7 +9,8 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 # Real peers the tests run against (see DEVELOPERS guide: real over mock).
 # chromium + chromium-driver: the browser the web console's tests drive (Playwright's own browsers are never downloaded).
-DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote faketime chromium chromium-driver)
+# gcc: the C compiler scripts/native.py builds the compiled modules with (tests/test_native.py expects them).
+DEBIAN_PEERS=(rsyslog prometheus zabbix-agent haproxy chrony systemd systemd-journal-remote faketime chromium chromium-driver gcc)
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -80,6 +81,6 @@ native() {
 
 case "${1:-run}" in
   run) python_env run; native ;;
-  test) python_env test; native; gnocchi_env; debian_peers; services ;;
+  test) python_env test; debian_peers; native; gnocchi_env; services ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
