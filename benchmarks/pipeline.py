@@ -27,7 +27,7 @@ their ``sys.path`` under ``-m``; ``PYTHONPATH`` does not reach past it), and the
 commit. To compare with another version, copy this script into a worktree of it and run it there.
 
 ``--profile`` runs py-spy on each daemon while it ingests and writes its collapsed stacks
-(PREFIX.<n>.txt); py-spy is in the ``bench`` extra and must be on PATH. The daemons print
+(PREFIX.<n>.txt); py-spy is in the ``bench`` extra (the one beside this interpreter, else PATH's). The daemons print
 how their stages batched (records per batch, from /metrics) before the figures.
 
 ``--bus amqp`` runs ``telemetry agent`` -> the local RabbitMQ (a vhost of its
@@ -303,6 +303,12 @@ def warm_up(api_urls: list[str], logs: list[Path], start: datetime) -> None:
             time.sleep(0.1)
 
 
+def py_spy() -> str:
+    """The py-spy of this interpreter's environment: the benchmarks run as `.venv/bin/python`, with no PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else "py-spy"
+
+
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
              start: datetime, agents: int = 1, settle: float = 1.0,
              profile: str | None = None, parse_workers: int | None = None,
@@ -348,7 +354,7 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
                     procs.append(Proc("agent", agent, tmp / f"agent{i}", env))
             time.sleep(settle)  # let the consumers join (and a Kafka group divide its partitions)
             warm_up(api_urls, logs, start)
-            spies = [subprocess.Popen(["py-spy", "record", "--subprocesses", "--threads", "--format", "raw", "--rate", "100",
+            spies = [subprocess.Popen([py_spy(), "record", "--subprocesses", "--threads", "--format", "raw", "--rate", "100",
                                        "-o", f"{profile}.{i}.txt", "-p", str(p.p.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for i, p in enumerate(procs)] if profile else []

@@ -36,6 +36,7 @@ from typing import Any
 MODULES = (
     "telemetry.collect.multiline",
     "telemetry.collect.tail",
+    "telemetry.collect.reader",
     "telemetry.parse.quick",
     "telemetry.parse.parser",
     "telemetry.parse.grok",
@@ -49,7 +50,10 @@ MODULES = (
     "telemetry.events.predicate",
     "telemetry.rules.evaluator",
     "telemetry.recent",
+    "telemetry.exporter.tally",
     "telemetry.bus.packing",
+    "telemetry.bus.handover",
+    "telemetry.parse.sorting",
     "telemetry.parse.worker",
 )
 #: The shared library mypyc puts the modules' code in (a top-level module beside the package).

@@ -18,7 +18,8 @@ import msgpack
 import orjson
 
 from telemetry.models import (
-    _PLAIN, _RAWLOG_FIELDS, CounterType, Event, RawLog, Record, _event_id, decode, derived_id, iso_utc,
+    _PLAIN, _RAWLOG_FIELDS, CounterType, Event, RawLog, Record, _event_id, _set_dict, _set_extra, _set_fields_set,
+    _set_private, decode, derived_id, iso_utc,
 )
 from telemetry.timeutil import parse_timestamp, utcnow
 
@@ -53,6 +54,37 @@ def fast_rawlog(raw: bytes) -> RawLog | None:
     id_, host, path, component, type_, offset, inode, lines, read_at, tags, extra = values
     return RawLog.fast(id=id_, host=host, path=path, component=component, type=type_, offset=offset, inode=inode,
                        lines=lines, read_at=read_at, tags=tags, extra=extra)
+
+
+def raw_logs(common: dict[str, Any], entries: list[tuple[str, int, list[str], list[str]]],
+             extra: dict[str, Any] | None = None) -> list[RawLog]:
+    """``RawLog.fast`` for the entries of one read of one file, (id, offset, lines, tags) each: the values
+    they share (``common``, every field in the model's order) given once, not as eleven keyword
+    arguments per entry. An empty id is derived as the model derives it; each record gets its own
+    copy of ``extra``. Here, not in the model, to be compiled: the agent builds one per log entry."""
+    new = RawLog.__new__
+    # One set of the names every record of the read has set, shared: pydantic only ever adds to it (an
+    # attribute assigned later, which it holds already), and a set per record was a third of the cost
+    # of building them and of freeing them once shipped (0.74 µs a record against 1.22, with the
+    # slots set through their descriptors rather than object.__setattr__).
+    names = set(_RAWLOG_FIELDS)
+    if extra:
+        names.update(extra)  # (``frozenset | dict.keys()`` is a set, not the frozenset mypy says: compiled, a TypeError)
+    host, inode = common["host"], common["inode"]
+    out = []
+    for id_, offset, lines, tags in entries:
+        obj = new(RawLog)
+        d = dict(common)
+        d["id"] = id_ or derived_id("rawlog", host, inode, offset)
+        d["offset"] = offset
+        d["lines"] = lines
+        d["tags"] = tags
+        _set_dict(obj, d)
+        _set_fields_set(obj, names)
+        _set_extra(obj, dict(extra) if extra else {})
+        _set_private(obj, None)
+        out.append(obj)
+    return out
 
 
 def rawlog_values(raw: bytes) -> RawValues | None:

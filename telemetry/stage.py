@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from telemetry.bus import Bus, BusError, Consumer, Delivery, OutMessage, Receipt, all_durable
+from telemetry.bus.handover import handed_over
 from telemetry.bus.topics import DEAD_LETTER
 from telemetry.component import Component
 from telemetry.metrics import (
@@ -286,6 +287,16 @@ class BusStage(Component, abc.ABC):
         return None
 
     def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Record]], list[tuple[Delivery, str]]]:
+        taken = handed_over(deliveries)
+        if taken is not None:  # the publishers' own objects, in this process
+            records, by_topic, again = taken
+            for topic, n in by_topic.items():
+                _consumed(topic).inc(n)
+            for topic, n in again.items():
+                _redelivered(topic).inc(n)
+            if records:
+                self._records_in.inc(len(records))
+            return records, []
         good: list[tuple[Delivery, Record]] = []
         bad: list[tuple[Delivery, str]] = []
         topics = self.topics

@@ -135,7 +135,7 @@ async def test_checkpoint_resumes_after_restart(tmp_path: Path) -> None:
 def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path) -> None:
     """Same host, inode, fingerprint and offset: the same id (a re-read is a repeat); any of them
     different: another id."""
-    from telemetry.collect.files import FileReader
+    from telemetry.collect.reader import FileReader
     from telemetry.collect.tail import Tail
     from telemetry.config.sources import AgentConfig, FileSource
 
@@ -159,7 +159,7 @@ def test_record_ids_are_derived_from_what_identifies_the_content(tmp_path: Path)
 def test_a_reader_hands_the_same_records_as_objects_as_it_encodes(tmp_path: Path) -> None:
     """The all-in-one takes RawLog objects (``records``), everything else their JSON (``encoded``):
     the two must be the same records, tags and extra fields included."""
-    from telemetry.collect.files import FileReader
+    from telemetry.collect.reader import FileReader
     from telemetry.collect.multiline import Entry
     from telemetry.collect.tail import Tail
     from telemetry.config.sources import AgentConfig, FileSource

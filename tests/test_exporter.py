@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from telemetry.config.exporter import MeterGauges
 from telemetry.exporter.alarms import AlarmState, AlarmStateTable
-from telemetry.exporter.logs import access, level_label
+from telemetry.exporter.tally import access, level_label
 from telemetry.exporter.meters import SERIES_REFUSED, MeterGaugeTable, doc_row, family_name, sample_row
 from telemetry.fastcodec import fast_sample_doc
 from telemetry.models import AlarmTransition, Sample
@@ -194,11 +194,11 @@ def test_access_lines_and_levels_are_bounded() -> None:
             "none",
             "none",
         ]
-    from telemetry.exporter import logs
+    from telemetry.exporter import tally
 
-    for i in range(3 * logs._MAX_LABELS):  # hostile level texts: the memo stays bounded
+    for i in range(3 * tally._MAX_LABELS):  # hostile level texts: the memo stays bounded
         assert level_label(f"lvl{i}") == "other"
-    assert len(logs._LABELS) <= logs._MAX_LABELS and level_label("Warn") == "WARNING"
+    assert len(tally._LABELS) <= tally._MAX_LABELS and level_label("Warn") == "WARNING"
 
 
 # -- a real daemon, promtool and a real Prometheus -----------------------------------------------------------

@@ -109,16 +109,17 @@ def test_rawlog_fast_is_the_validated_record(extra: dict, given_id: str) -> None
     assert decode(RawLog, fast.to_json()) == slow
 
 
-def test_rawlog_fast_many_is_fast_for_each_entry() -> None:
+def test_raw_logs_is_fast_for_each_entry() -> None:
     """One read's entries built with their shared values given once: each record equal to ``fast``'s
     (ids derived where empty), each with extras and lists of its own."""
+    from telemetry.fastcodec import raw_logs
     from telemetry.timeutil import utcnow
 
     now, extra = utcnow(), {"env": "prod"}
     common = {"id": "", "host": "cn01", "path": "/var/log/nova/nova-api.log", "component": "nova",
               "type": "openstack", "offset": 0, "inode": 77, "lines": None, "read_at": now, "tags": None}
     entries = [("", 0, ["a"], []), ("given", 10, ["b", " c"], ["t"])]
-    many = RawLog.fast_many(common, entries, extra)
+    many = raw_logs(common, entries, extra)
     for rec, (id_, offset, lines, tags) in zip(many, entries, strict=True):
         one = RawLog.fast(id=id_, host="cn01", path="/var/log/nova/nova-api.log", component="nova",
                           type="openstack", offset=offset, inode=77, lines=lines, read_at=now, tags=tags,

@@ -280,11 +280,9 @@ def test_the_first_pending_entry_starts_lowest() -> None:
 
 
 def test_marks_keep_the_skips_each_resume_point_needs() -> None:
-    """``FileReader.marks`` (insort and a cut) gives, per entry, the sorted skips at or past its resume
-    point, as sorting everything and filtering each time did."""
-    from types import SimpleNamespace
-
-    from telemetry.collect.files import FileReader
+    """``skips_per_entry`` (insort and a cut, for ``FileReader.marks``) gives, per entry, the sorted skips
+    at or past its resume point, as sorting everything and filtering each time did."""
+    from telemetry.collect.reader import skips_per_entry
 
     for seed in range(10):
         lines = _workload(random.Random(seed), 80)
@@ -292,14 +290,13 @@ def test_marks_keep_the_skips_each_resume_point_needs() -> None:
         for line in lines:
             offsets.append(offsets[-1] + len(line) + 1)
         j = PythonJoiner(max_lines=10)
-        reader = SimpleNamespace(skips=[], joiner=j, marked=0)
+        acc: list[Span] = []
         want_acc: list[Span] = []
         for i in range(0, len(lines), 7):
             entries = j.feed_many(lines[i:i + 7], offsets[i:i + 7], offsets[i + 1:i + 8])
             if not entries:
                 continue
-            j.skipped = True  # compare every batch, with or without skips
-            got = FileReader.marks(reader, entries)  # type: ignore[arg-type]
+            got, acc = skips_per_entry(acc, entries)
             want = []
             for e in entries:
                 want_acc = sorted(want_acc + list(e.skips))

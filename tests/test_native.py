@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The test files that drive the compiled modules hardest; they run again as Python (the wheel runs so,
 #: and a machine without a compiler): the two must agree, and the source must pass on its own.
 AS_PYTHON = ["tests/test_parse_quick.py", "tests/test_fast_decoders.py", "tests/test_multiline.py",
-             "tests/test_events_predicate.py", "tests/test_parse_dates.py"]
+             "tests/test_events_predicate.py", "tests/test_parse_dates.py", "tests/test_models.py",
+             "tests/test_rules_engine.py", "tests/test_parse_sorting.py", "tests/test_bus_handover.py"]
 
 
 def _which_file(module: str, env: dict[str, str], path: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -251,6 +251,27 @@ def test_log_alarms_count_and_seen_with_evidence() -> None:
     assert count.state == "ok" and seen.state == "ok"
 
 
+def test_a_batch_of_events_skips_repeats_and_hands_back_the_one_that_failed() -> None:
+    """``on_events``: a redelivered event (not fresh) is not counted again, and an event the engine
+    cannot read is handed back with its error while the events after it are still evaluated."""
+    clock = Clock()
+    e = Engine(clock)
+    count = Alarm(name="errors", type="log", log_rule={
+        "query": "level:ERROR AND component:nova", "mode": "count", "period": 60, "threshold": 2})
+    e.add(count)
+
+    class Unreadable(dict):
+        def get(self, *args):
+            raise ValueError("unreadable")
+
+    error = {"level": "ERROR", "component": "nova", "message": "boom"}
+    bad = Unreadable()
+    failed = e.on_events([error, bad, dict(error)], [False, True, True])
+    assert [(d, str(exc)) for d, exc in failed] == [(bad, "unreadable")]
+    assert count.state == "ok"  # one counted of the two needed: the first was a repeat
+    assert e.on_events([dict(error)], [True]) == [] and count.state == "alarm"
+
+
 def test_manual_state_is_recorded() -> None:
     clock = Clock()
     e = Engine(clock)

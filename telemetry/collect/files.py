@@ -18,7 +18,7 @@ whatever file holds that content now. What cannot be recovered, because the
 copy is outside the folder and the globs, or was compressed or deleted before
 we read it, is counted (``telemetry_agent_data_lost_total``) and logged.
 
-Record ids derive from host + inode + fingerprint + offset (``record_id_prefix``):
+Record ids derive from host + inode + fingerprint + offset (``reader.record_id_prefix``):
 the inode is the one the content was first read from (kept in the checkpoint,
 so the copy of a rotated file yields the same ids), and the fingerprint keeps
 the new content of a truncated or reused inode from colliding with the old.
@@ -27,159 +27,24 @@ the new content of a truncated or reused inode from colliding with the old.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
-from bisect import bisect_left, insort
-from typing import Any, cast
-
-import orjson
+from typing import Any
 
 from telemetry.collect import agent_metrics as m
 from telemetry.collect.batcher import Batcher, Mark, Value
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.collect.finder import Finder
-from telemetry.collect.multiline import Entry, Joiner, Span, make_joiner
-from telemetry.collect.tail import Line, Lines, Tail
+from telemetry.collect.multiline import Entry
+from telemetry.collect.reader import FileReader
+from telemetry.collect.tail import Tail
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, FileSource
-from telemetry.models import RawLog, iso_utc
-from telemetry.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FileReader", "FilesSource"]
-
-
-def record_id_prefix(host: str, inode: int, fp: str) -> str:
-    """What a file's record ids start with: a hash of what identifies its content on this host.
-
-    A record's id is this prefix and the entry's offset in hex. It is derived, not random,
-    so an entry read again after a crash gets the same id and the server drops the
-    repeat; and it costs no hash per entry (a uuid5 each was a fifth of the agent's time).
-    """
-    digest = hashlib.blake2b(f"rawlog\x1f{host}\x1f{inode}\x1f{fp}".encode(), digest_size=12).hexdigest()
-    return f"{digest}-"
-
-
-class FileReader:
-    """One file's content: its tail, its joiner, the group's fields, its resume point."""
-
-    def __init__(
-        self, tail: Tail, group: FileSource, inode: int, cfg: AgentConfig, host: str = "",
-        skips: list[Span] | tuple[Span, ...] = (),
-    ) -> None:
-        self.tail = tail
-        self.group = group
-        self.inode = inode  # the inode record ids use (the original's, for a copy)
-        self.joiner: Joiner = make_joiner(group.multiline, cfg.max_event_lines, cfg.max_event_bytes)
-        self.tagged: list[tuple[int, list[str]]] = []  # (line offset, tags) of repaired lines
-        self.eof_since: float | None = None
-        self.in_globs = True
-        #: Lines past the checkpoint already shipped: dropped when read again, kept with every mark.
-        self.skips: list[Span] = sorted(skips)
-        self.marked = tail.pos  # the resume point of the last entry handed to the batcher
-
-        self.host = host
-        self.host_key = host.encode()  # the bus's partition key: per-host order
-        self.component = group.fields.get("component", "")
-        self.type = group.fields.get("type", "")
-        #: The group's other fields, added to every record as extra fields.
-        self.extra = {k: v for k, v in group.fields.items() if k not in ("component", "type")}
-        self.id_prefix = record_id_prefix(host, inode, tail.fp)
-
-    def encoder(self, read_at: str) -> bytes:
-        """This file's records as JSON, laid out as ``RawLog.to_json`` writes them, with ``%``
-        placeholders for what each entry brings (id and offset, lines, tags): ``_emit`` fills one
-        per entry with a single format (a test holds the result equal to the validated RawLog)."""
-
-        def js(value: object) -> bytes:
-            return orjson.dumps(value).replace(b"%", b"%%")
-
-        extra = b"".join(b"," + js(k) + b":" + js(v) for k, v in self.extra.items())
-        return (b'{"id":' + js(self.id_prefix)[:-1] + b'%x","host":' + js(self.host) + b',"path":'
-                + js(self.tail.path) + b',"component":' + js(self.component) + b',"type":' + js(self.type)
-                + b',"offset":%d,"inode":' + js(self.inode) + b',"lines":%s,"read_at":' + js(read_at)
-                + b',"tags":%s' + extra + b"}")
-
-    def encoded(self, entries: list[Entry]) -> list[Value]:
-        """The entries' RawLog records as JSON, one ``encoder`` format each."""
-        record, dumps, tags_for = self.encoder(iso_utc(utcnow())), orjson.dumps, self.tags_for
-        plain_tags = dumps(self.group.tags) if not self.tagged else None
-        return [record % (e.offset, e.offset, dumps(e.lines),
-                          plain_tags if plain_tags is not None and not e.tags else dumps(tags_for(e)))
-                for e in entries]
-
-    def records(self, entries: list[Entry]) -> list[Value]:
-        """The same records as objects, for a bus in this process (nothing encoded between stages)."""
-        tags_for, prefix, plain, group_tags = self.tags_for, self.id_prefix, not self.tagged, self.group.tags
-        common = {"id": "", "host": self.host, "path": self.tail.path, "component": self.component, "type": self.type,
-                  "offset": 0, "inode": self.inode, "lines": None, "read_at": utcnow(), "tags": None}
-        records = RawLog.fast_many(common, [(f"{prefix}{e.offset:x}", e.offset, e.lines,
-                                             list(group_tags) if plain and not e.tags else tags_for(e))
-                                            for e in entries], self.extra or None)
-        return cast("list[Value]", records)
-
-    def record_id(self, offset: int) -> str:
-        return f"{self.id_prefix}{offset:x}"
-
-    def feed(self, lines: Lines | list[Line]) -> list[Entry]:
-        if isinstance(lines, list):  # a single leftover line (``Tail.rest``)
-            got = Lines()
-            for line in lines:
-                got.add(line)
-            lines = got
-        if self.skips and lines.offsets and lines.offsets[0] < self.skips[-1][1]:
-            lines = self._unshipped(lines)
-        for off, tags in lines.tagged:
-            self.tagged.append((off, tags))
-            for t in tags:
-                m.LINES_REPAIRED.labels(reason=t).inc()
-        return self.joiner.feed_many(lines.texts, lines.offsets, lines.ends)
-
-    def _unshipped(self, lines: Lines) -> Lines:
-        """``lines`` without those shipped before a restart (in ``skips``)."""
-        spans = self.skips
-        out = Lines()
-        for text, off, end in zip(lines.texts, lines.offsets, lines.ends):
-            if not any(a <= off < b for a, b in spans):
-                out.texts.append(text)
-                out.offsets.append(off)
-                out.ends.append(end)
-        keep = set(out.offsets)
-        out.tagged = [(off, t) for off, t in lines.tagged if off in keep]
-        return out
-
-    def marks(self, entries: list[Entry]) -> list[tuple[Span, ...]] | None:
-        """Per entry, the skips its resume point keeps; None when no entry has any (the usual case)."""
-        self.marked = entries[-1].resume
-        acc = self.skips
-        if not acc and not self.joiner.skipped:
-            return None
-        self.joiner.skipped = False
-        out: list[tuple[Span, ...]] = []
-        acc = list(acc)
-        for e in entries:
-            for span in e.skips:
-                insort(acc, span)
-            if acc and acc[0][0] < e.resume:  # sorted by start: those below the resume point are first
-                del acc[:bisect_left(acc, (e.resume,))]
-            out.append(tuple(acc))
-        self.skips = acc
-        return out
-
-    def tags_for(self, entry: Entry) -> list[str]:
-        tags = self.group.tags + entry.tags  # a new list each time: records never share one
-        if self.tagged:
-            keep = []
-            for off, t in self.tagged:
-                if entry.owns(off):
-                    tags += [x for x in t if x not in tags]
-                elif off >= entry.resume:  # a line of an entry still to come
-                    keep.append((off, t))
-            self.tagged = keep
-        return tags
 
 
 class FilesSource(Component):
@@ -320,7 +185,7 @@ class FilesSource(Component):
             return
         t = reader.tail
         values: list[Value] = reader.records(entries) if self.batcher.objects else reader.encoded(entries)
-        sizes = [len(e.lines[0]) if len(e.lines) == 1 else sum(map(len, e.lines)) for e in entries]
+        sizes = reader.sizes(entries)
         skips = reader.marks(entries)
         inode, dev, path = reader.inode, t.key[0], t.path
 

@@ -16,12 +16,13 @@ from typing import Any, ClassVar
 
 from prometheus_client import Counter, Histogram
 
-from telemetry.bus import NO_HEADERS, Delivery, OutMessage, Receipt
+from telemetry.bus import Delivery, Receipt
 from telemetry.bus.memory import MemoryBus
 from telemetry.metrics import BUS_PUBLISHED, RECORDS_OUT, REGISTRY, Bound
 from telemetry.models import Event, RawLog, Record
 from telemetry.parse import budget
-from telemetry.parse.parser import Outcome, Parser, outcome_of
+from telemetry.parse.parser import Outcome, Parser
+from telemetry.parse.sorting import Sorted, sort_part
 from telemetry.parse.worker import ParseWorker, Parsed, encoded, parsed
 from telemetry.runtime import Runtime
 from telemetry.stage import BusStage
@@ -122,31 +123,12 @@ class ParseStage(BusStage):
                        ) -> list[Receipt]:
         in_process = self.runtime.bus.in_process
         bus = self.runtime.bus
-        bad: list[tuple[Delivery, str]] = []
-        counts: Tally[tuple[str, str]] = Tally()
+        into = Sorted()
         receipts: list[Receipt] = []
         published = 0
         at = 0
         for results, packed in parts:
-            out: list[OutMessage] = []  # encoded for a broker
-            events: list[dict[str, Any]] = []  # in this process: the dicts themselves are handed over
-            keys: list[bytes | None] = []
-            for (delivery, raw), ev in zip(records[at:at + len(results)], results):
-                if isinstance(ev, tuple):
-                    if len(ev) == 1:  # a drop step
-                        _DROPPED(ev[0] or "none").inc()
-                        continue
-                    value, host, type_, outcome = ev  # encoded for the broker
-                    out.append(OutMessage(value, host.encode() or None, NO_HEADERS, None))
-                    counts[outcome, type_ or getattr(raw, "type", "") or "none"] += 1
-                    continue
-                if isinstance(ev, str):
-                    bad.append((delivery, ev))
-                    continue
-                assert isinstance(ev, dict)
-                events.append(ev)
-                keys.append(ev["host"].encode() or None)
-                counts[outcome_of(ev["tags"]), ev["type"] or getattr(raw, "type", "") or "none"] += 1
+            out, events, keys = sort_part(records[at:at + len(results)], results, into)
             at += len(results)
             published += len(out) + len(events)
             if packed is not None:  # every event of the part, in order, as the worker marshalled them
@@ -159,13 +141,15 @@ class ParseStage(BusStage):
                 # (40% of this stage's time behind RabbitMQ): the next batch is parsed meanwhile. The raw
                 # logs are still acked only once the broker confirmed their events (the receipt).
                 receipts.append(Receipt.after(bus.publish(Event.topic, out)))
-        for (outcome, type_), n in counts.items():  # a counter per label set per batch, not per entry
+        for (outcome, type_), n in into.counts.items():  # a counter per label set per batch, not per entry
             _COUNTERS[outcome](type_).inc(n)
             self.outcomes[outcome] += n
+        for type_, n in into.dropped.items():
+            _DROPPED(type_).inc(n)
         _PUBLISHED.inc(published)
         self._records_out.inc(published)
-        if bad:
-            receipts.append(await self._dead_letter(bad))
+        if into.bad:
+            receipts.append(await self._dead_letter(into.bad))
         return receipts
 
     def details(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -226,6 +226,19 @@ class Engine:
                 units = by_value.get(value)
                 if units:
                     ts = self._offer(doc, ts, now, units)
+
+    def on_events(self, docs: Sequence[Mapping[str, Any]], fresh: Sequence[bool]
+                  ) -> list[tuple[Mapping[str, Any], Exception]]:
+        """``on_event`` for each event of a batch that is ``fresh`` (not a redelivery); the events that
+        failed, each with its error: bad input must not stop the good records beside it."""
+        failed: list[tuple[Mapping[str, Any], Exception]] = []
+        for doc, new in zip(docs, fresh):
+            if new:
+                try:
+                    self.on_event(doc)  # its time is read only if a log alarm matches it
+                except Exception as exc:
+                    failed.append((doc, exc))
+        return failed
 
     def _offer(self, doc: Mapping[str, Any], ts: float | None, now: float, units: Mapping[str, LogUnit]
                ) -> float | None:

@@ -227,13 +227,8 @@ class RulesStage(BusStage):
         docs = [r if isinstance(r, dict) else r.to_dict() for r in events]
         rids = [str(d.get("message_id") or d.get("id") or "") for d in docs]
         fresh = self._seen.fresh_many(rids) if all(rids) else [self._fresh(rid) for rid in rids]
-        on_event = self.engine.on_event
-        for d, new in zip(docs, fresh):
-            if new:
-                try:
-                    on_event(d)  # its time is read only if a log alarm matches it
-                except Exception as exc:  # bad input must not stop the good records beside it
-                    self._rejected(d, exc)
+        for d, exc in self.engine.on_events(docs, fresh):
+            self._rejected(d, exc)
 
     def _rejected(self, record: Any, exc: Exception) -> None:
         RECORDS_REJECTED.labels(stage=self.name, reason=f"evaluation:{type(exc).__name__}").inc()
