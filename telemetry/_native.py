@@ -52,6 +52,7 @@ MODULES = (
     "telemetry.recent",
     "telemetry.exporter.tally",
     "telemetry.bus.packing",
+    "telemetry.bus.messages",
     "telemetry.bus.handover",
     "telemetry.parse.sorting",
     "telemetry.parse.worker",
