@@ -158,24 +158,6 @@ class RawLog(Record):
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    @classmethod
-    def fast(
-        cls, *, id: str, host: str, path: str, component: str, type: str, offset: int, inode: int,
-        lines: list[str], read_at: datetime, tags: list[str], extra: dict[str, Any] | None = None,
-    ) -> RawLog:
-        """The record validation would build from these values, without validating them.
-
-        For the agent's hot path, where every value is ours and already typed
-        (``str``, ``int``, ``list[str]``, an aware UTC ``datetime``): validating
-        each entry was its largest cost. ``tests/test_models.py`` holds the result
-        equal, field for field and byte for byte, to the validated record.
-        """
-        common = {"id": id, "host": host, "path": path, "component": component, "type": type, "offset": offset,
-                  "inode": inode, "lines": lines, "read_at": read_at, "tags": tags}
-        from telemetry.fastcodec import raw_logs  # compiled, and it imports this module
-
-        return raw_logs(common, [(id, offset, lines, tags)], extra)[0]
-
     def to_dict(self) -> dict[str, Any]:
         """As ``Record.to_dict``, written out for the common case (the agent ships one per entry)."""
         return self._plain_dict(copy=True) or super().to_dict()

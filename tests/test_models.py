@@ -9,6 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from telemetry.fastcodec import raw_log, raw_logs
 from telemetry.models import AlarmTransition, Event, Notification, RawLog, Sample, decode, derived_id, encode
 
 RECORDS = [
@@ -91,13 +92,13 @@ def test_derived_id_is_uuid5() -> None:
 
 @pytest.mark.parametrize("extra", [{}, {"env": "prod", "rack": "r1"}])
 @pytest.mark.parametrize("given_id", ["", "0b7e4c1e-1111-5222-8333-444455556666"])
-def test_rawlog_fast_is_the_validated_record(extra: dict, given_id: str) -> None:
+def test_raw_log_is_the_validated_record(extra: dict, given_id: str) -> None:
     from telemetry.timeutil import utcnow
 
     values = dict(host="cn01", path="/var/log/nova/nova-compute.log", component="nova", type="openstack",
                   offset=4096, inode=1234, lines=["a", "  b é"], read_at=utcnow(), tags=["truncated"])
     slow = RawLog(id=given_id, **values, **extra)
-    fast = RawLog.fast(id=given_id, **values, extra=dict(extra))
+    fast = raw_log(id=given_id, **values, extra=dict(extra))
     assert fast == slow
     assert fast.model_fields_set == slow.model_fields_set
     assert fast.model_extra == slow.model_extra
@@ -112,7 +113,6 @@ def test_rawlog_fast_is_the_validated_record(extra: dict, given_id: str) -> None
 def test_raw_logs_is_fast_for_each_entry() -> None:
     """One read's entries built with their shared values given once: each record equal to ``fast``'s
     (ids derived where empty), each with extras and lists of its own."""
-    from telemetry.fastcodec import raw_logs
     from telemetry.timeutil import utcnow
 
     now, extra = utcnow(), {"env": "prod"}
@@ -121,7 +121,7 @@ def test_raw_logs_is_fast_for_each_entry() -> None:
     entries = [("", 0, ["a"], []), ("given", 10, ["b", " c"], ["t"])]
     many = raw_logs(common, entries, extra)
     for rec, (id_, offset, lines, tags) in zip(many, entries, strict=True):
-        one = RawLog.fast(id=id_, host="cn01", path="/var/log/nova/nova-api.log", component="nova",
+        one = raw_log(id=id_, host="cn01", path="/var/log/nova/nova-api.log", component="nova",
                           type="openstack", offset=offset, inode=77, lines=lines, read_at=now, tags=tags,
                           extra=dict(extra))
         assert rec == one and rec.to_json() == one.to_json() and rec.model_fields_set == one.model_fields_set

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from telemetry.config.parse import ParseConfig
+from telemetry.fastcodec import raw_log
 from telemetry.models import RawLog
 from telemetry.parse.parser import Parser
 from telemetry.parse.worker import ParseWorker
@@ -37,7 +38,7 @@ def raws(samples_dir: Path) -> list[RawLog]:
     for name, type_ in FILES.items():
         for i, line in enumerate((samples_dir / "logs" / name).read_text().splitlines()):
             if line.strip():
-                out.append(RawLog.fast(id=f"{name}-{i}", host="cn01", path=f"/var/log/{name}", component="",
+                out.append(raw_log(id=f"{name}-{i}", host="cn01", path=f"/var/log/{name}", component="",
                                        type=type_, offset=i, inode=1, lines=[line], read_at=now, tags=["t"],
                                        extra={"region": "r1"}))
     return out
@@ -126,7 +127,7 @@ def test_a_read_time_outside_utc_crosses_too(worker: ParseWorker) -> None:
     lines = ["no timestamp on this line", "2026-12-04 10:00:00.123 7 INFO nova.api [-] fine"]
     for read_at in (datetime(2026, 12, 4, 9, 30, 0, 654321, tzinfo=timezone.utc),
                     datetime(2026, 12, 4, 10, 30, 0, 654321, tzinfo=ZoneInfo("Europe/Paris"))):
-        records = [RawLog.fast(id=f"r{i}", host="h", path="/p", component="", type="openstack", offset=i, inode=1,
+        records = [raw_log(id=f"r{i}", host="h", path="/p", component="", type="openstack", offset=i, inode=1,
                                lines=[line], read_at=read_at, tags=[]) for i, line in enumerate(lines)]
         assert worker.parse(records) == Parser.from_config(CFG).parse_raws_dicts(records)
 

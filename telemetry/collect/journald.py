@@ -42,6 +42,7 @@ from telemetry.collect.batcher import Batcher, Mark, Value
 from telemetry.collect.checkpoints import Checkpoints
 from telemetry.component import Component
 from telemetry.config.sources import AgentConfig, JournaldSource
+from telemetry.fastcodec import raw_log
 from telemetry.models import RawLog, derived_id, iso_utc
 from telemetry.parse.normalise import SERVICES, syslog_severity_level
 from telemetry.timeutil import utcnow
@@ -233,7 +234,7 @@ class JournalReader(Component):
         if ident:
             extra["syslog_identifier"] = ident
         source = unit or ident or ""
-        return RawLog.fast(
+        return raw_log(
             id=derived_id("journald", entry["__CURSOR"]), host=host or self.host, path=f"journald:{source}",
             component=self.cfg.fields.get("component") or component_of(unit, ident), type=self.type, offset=0,
             inode=0, lines=lines, read_at=now, tags=self.cfg.tags + tags + cut, extra=extra,
