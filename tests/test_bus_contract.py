@@ -262,6 +262,30 @@ async def test_kafka_records_deleted_before_a_group_read_them_are_counted(kafka:
         await b.close()
 
 
+async def test_kafka_records_without_a_value_come_as_empty_bytes(kafka: MockKafka) -> None:
+    """A record with no value (a tombstone) or a header with none, as any client with access to the topic
+    may produce: handed on as empty bytes, for the stage to dead-letter with its reason, and the records
+    after it still come (before, the compiled ``Delivery`` refused None and the fetch failed each time)."""
+    import confluent_kafka
+
+    b = open_bus(bus_config(kafka.url))
+    await b.start()
+    try:
+        c = await ready(await b.subscribe(["t"], "g"))
+        await b.publish("t", [OutMessage(value=b"first", key=b"k")])
+        other = confluent_kafka.Producer({"bootstrap.servers": kafka.bootstrap})
+        other.produce(b.topic("t"), value=None, key=b"k")
+        other.produce(b.topic("t"), value=b"after", key=b"k", headers=[("x-empty", None)])
+        other.flush(10)
+        got = await drain(c, 3, ack=False)
+        assert [d.value for d in got] == [b"first", b"", b"after"]
+        assert got[2].headers == {"x-empty": ""}
+        await c.ack(got)
+        await c.close()
+    finally:
+        await b.close()
+
+
 async def test_nack_requeue(bus: Bus) -> None:
     c = await bus.subscribe(["t"], "g")
     await bus.publish("t", [OutMessage(value=f"m{i}".encode(), key=b"one") for i in range(5)])

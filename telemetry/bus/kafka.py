@@ -267,16 +267,19 @@ class KafkaConsumer(Consumer):
                     if offset != max_seen + 1 and max_seen >= 0:
                         self._skipped(topic, max_seen, offset)
                     max_seen = offset
+                # A record without a value (a tombstone anyone with access to the topic may produce) is
+                # handed on as empty bytes: the stage dead-letters it with its reason like any bad record.
+                value = r.value if r.value is not None else b""
                 headers: dict[str, str] = {}
                 if r.headers:
-                    headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
+                    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers}  # a header may have no value
                     if headers.pop(PACK_HEADER, None) is not None:
-                        unpacked_records = unpacked(topic, r.value, r.key, redelivered, (tp, offset, epoch))
+                        unpacked_records = unpacked(topic, value, r.key, redelivered, (tp, offset, epoch))
                         if unpacked_records is not None:
                             self._rate.saw(len(unpacked_records))
                             out += unpacked_records
                             continue
-                out.append(Delivery(topic, r.value, r.key, headers, redelivered, (tp, offset, epoch)))
+                out.append(Delivery(topic, value, r.key, headers, redelivered, (tp, offset, epoch)))
             part.max_seen = max_seen
         await self._lag()
         return out

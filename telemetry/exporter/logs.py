@@ -22,8 +22,8 @@ from prometheus_client import Counter, Histogram
 
 from telemetry.bus import Delivery
 from telemetry.exporter.base import ObserverStage
-from telemetry.metrics import REGISTRY, Bound
 from telemetry.exporter.tally import LogTally
+from telemetry.metrics import REGISTRY, Bound
 from telemetry.models import Event, Record
 from telemetry.runtime import Runtime
 
