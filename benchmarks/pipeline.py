@@ -14,6 +14,12 @@ cheapest real path it has (it ships; it neither parses nor indexes).
 
     .venv/bin/python benchmarks/pipeline.py [--lines 100000] [--bus memory|amqp|kafka] [--servers N]
                                            [--profile PREFIX]
+    .venv/bin/python benchmarks/pipeline.py --goals
+
+``--goals`` runs the three deployments issue 23 sets goals for, one after the other in one
+invocation (all-in-one 300,000 lines, agent -> RabbitMQ -> server 100,000, agent -> Kafka ->
+server 50,000), each beside rsyslog as below, and ends with a table of the goals (40,000 lines/s
+at no more than 40 CPU s per million lines; 0.8x bare aiokafka) and whether this run met each.
 
 Steady state needs more lines than the default: the stages remember the last
 100,000-200,000 record ids to recognise redeliveries, and a window that costs more
@@ -65,7 +71,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psutil
@@ -312,8 +318,9 @@ def py_spy() -> str:
 def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, events_url: str | None,
              start: datetime, agents: int = 1, settle: float = 1.0,
              profile: str | None = None, parse_workers: int | None = None,
-             bus_settings: dict[str, Any] | None = None) -> tuple[float, float]:
-    """Wall and CPU seconds from the first line written to the last searchable.
+             bus_settings: dict[str, Any] | None = None) -> tuple[float, float, float | None]:
+    """Wall and CPU seconds from the first line written to the last searchable, and on Kafka our
+    throughput's ratio to bare aiokafka's on the same mock cluster (``bare_aiokafka_beside``).
 
     With ``agents`` > 1 each agent (its own host name, so its own partition key, as the
     compute nodes of a cloud) tails its own file, and the lines are dealt out among them.
@@ -415,12 +422,11 @@ def run_ours(tmp: Path, log: Path, lines: list[str], kind: str, servers: int, ev
         finally:
             for p in procs:
                 p.stop()
-        if kind == "kafka":
-            bare_aiokafka_beside(url, len(lines), len(lines) / result[0])
-        return result
+        ratio = bare_aiokafka_beside(url, len(lines), len(lines) / result[0]) if kind == "kafka" else None
+        return (*result, ratio)
 
 
-def bare_aiokafka_beside(url: str, n: int, ours: float) -> None:
+def bare_aiokafka_beside(url: str, n: int, ours: float) -> float:
     """What aiokafka alone reaches on the same mock cluster, once our daemons have stopped.
 
     ``benchmarks/bus.py``'s bare producer and consumer (acks=all, the bus's default codec, a group with manual
@@ -437,6 +443,7 @@ def bare_aiokafka_beside(url: str, n: int, ours: float) -> None:
     pub, con = asyncio.run(bare_aiokafka(url.removeprefix("kafka://"), f"bare{uuid.uuid4().hex[:6]}", n))
     print(f"  bare aiokafka on the same mock cluster: publish {pub:,.0f}, consume {con:,.0f} records/s; "
           f"ours end to end / the slower of the two: {ours / min(pub, con):.2f}x", flush=True)
+    return ours / min(pub, con)
 
 
 def run_rsyslog(tmp: Path, log: Path, n: int) -> tuple[float, float]:
@@ -483,10 +490,91 @@ def code_under_test() -> str:
     return f"{ROOT} at {head}" if head else str(ROOT)
 
 
+#: The issue's goals (issue 23), each deployment with its number of lines: ``--goals`` runs the three in one
+#: invocation and tells which goal each figure meets. Lines/s and CPU seconds per million lines of ours.
+GOAL_RATE = 40_000
+GOAL_CPU = 40.0
+#: Our end-to-end rate over Kafka against bare aiokafka's on the same mock cluster (the slower of its two).
+GOAL_KAFKA_RATIO = 0.8
+GOAL_RUNS = (("memory", 300_000), ("amqp", 100_000), ("kafka", 50_000))
+
+
+class Measured(NamedTuple):
+    """One deployment's figures: ours (one run per server count), rsyslog's beside them, Kafka's ratio."""
+
+    lines: int
+    runs: list[tuple[str, float, float]]
+    rsyslog: tuple[float, float]
+    kafka_ratio: float | None
+
+
+def deployment(a: argparse.Namespace, kind: str, n_lines: int, bus_settings: dict[str, Any]) -> Measured:
+    """Ours (one server, or one and then ``--servers`` with ``--scaling``) and rsyslog on the same lines; prints
+    the figures as they come."""
+    counts = [1, a.servers] if a.scaling else [a.servers]
+    runs: list[tuple[str, float, float]] = []
+    kafka_ratio = None
+    with tempfile.TemporaryDirectory() as d:
+        for n in counts:
+            tmp = Path(d) / f"servers{n}"
+            tmp.mkdir()
+            log = tmp / "nova-compute.log"
+            log.touch()
+            start = datetime.now(timezone.utc) - timedelta(minutes=10)
+            lines = make_lines(n_lines, start)
+            with events_store(a.events_url) as events_url:
+                settle = a.settle if a.settle is not None else 10.0 if n > 1 and kind == "kafka" else 1.0
+                wall, cpu, kafka_ratio = run_ours(tmp, log, lines, kind, n, events_url, start - timedelta(seconds=1),
+                                                  a.agents, settle, a.profile, a.parse_workers, bus_settings)
+            what = "telemetry run" if kind == "memory" else f"agent(s) -> {kind} -> {n} server(s)"
+            runs.append((f"{what}: tailed to searchable", wall, cpu))
+        rs = Path(d) / "rsyslog"
+        rs.mkdir()
+        (rs / "nova-compute.log").write_text("".join(lines))
+        theirs = run_rsyslog(rs, rs / "nova-compute.log", n_lines)
+    store = "shared " + a.events_url.partition("://")[0] if a.events_url else "each server's own SQLite"
+    print(f"{n_lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}; "
+          f"code under test: {code_under_test()}")
+    # Cores busy: CPU seconds a second of the run. Beside the CPU per line it tells a path that is short
+    # of CPU from one whose processes wait on each other (the rest of the cores idle, or the peers').
+    print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16} {'cores busy':>11}")
+    for name, wall, cpu in [*runs, ("rsyslog imfile -> omfile (ships only)", *theirs)]:
+        print(f"{name:56} {n_lines / wall:10,.0f} {cpu / n_lines * 1e6:16.1f} {cpu / wall:11.2f}")
+    ours = runs[-1]
+    print(f"ratio ours/rsyslog: throughput {theirs[0] / ours[1]:.3f}x, "
+          f"CPU per line {ours[2] / theirs[1]:.1f}x", flush=True)
+    if a.scaling:
+        one = runs[0]
+        print(f"ratio {a.servers} servers / 1 server: throughput {one[1] / ours[1]:.2f}x, "
+              f"CPU per line {ours[2] / one[2]:.2f}x")
+    return Measured(n_lines, runs, theirs, kafka_ratio)
+
+
+def goals_table(measured: dict[str, Measured]) -> list[tuple[str, str, bool]]:
+    """Each of the issue's goals: what it asks, the figure this run printed, whether it meets it."""
+    rows: list[tuple[str, str, bool]] = []
+    names = {"memory": "all-in-one (telemetry run)", "amqp": "agent -> RabbitMQ -> server",
+             "kafka": "agent -> Kafka (mock) -> server"}
+    for kind, m in measured.items():
+        _, wall, cpu = m.runs[-1]
+        rate, per_m = m.lines / wall, cpu / m.lines * 1e6
+        if kind == "kafka":
+            ratio = m.kafka_ratio or 0.0
+            rows.append((f"{names[kind]}: >= {GOAL_KAFKA_RATIO}x bare aiokafka", f"{ratio:.2f}x ({rate:,.0f} lines/s)",
+                         ratio >= GOAL_KAFKA_RATIO))
+            continue
+        rows.append((f"{names[kind]}: >= {GOAL_RATE:,} lines/s", f"{rate:,.0f}", rate >= GOAL_RATE))
+        rows.append((f"{names[kind]}: <= {GOAL_CPU:.0f} CPU s per M lines", f"{per_m:.1f}", per_m <= GOAL_CPU))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--bus", choices=["memory", "amqp", "kafka"], default="memory")
+    ap.add_argument("--goals", action="store_true",
+                    help="run the issue's three deployments in one go (all-in-one 300,000 lines, RabbitMQ "
+                         "100,000, Kafka 50,000) and print which goal each figure meets")
     ap.add_argument("--servers", type=int, default=1)
     ap.add_argument("--events-url", default=None, help="store.events.url shared by the servers")
     ap.add_argument("--scaling", action="store_true", help="run one server first, then --servers, and compare")
@@ -509,46 +597,26 @@ def main() -> None:
         if not eq or not name:
             ap.error(f"--bus-setting takes NAME=VALUE, not {item!r}")
         bus_settings[name] = yaml.safe_load(value)
+    if a.goals and (a.scaling or a.servers != 1 or a.agents != 1 or a.events_url or a.bus_setting):
+        ap.error("--goals runs the issue's deployments as they are: one agent, one server, its own store, "
+                 "the default bus settings")
     if bus_settings and a.bus == "memory":
         ap.error("--bus-setting applies to --bus amqp or kafka")
     if a.scaling and (a.bus == "memory" or a.servers < 2):
         ap.error("--scaling compares one server with --servers >= 2 over --bus amqp or kafka")
-    counts = [1, a.servers] if a.scaling else [a.servers]
-    runs: list[tuple[str, float, float]] = []
-    with tempfile.TemporaryDirectory() as d:
-        for n in counts:
-            tmp = Path(d) / f"servers{n}"
-            tmp.mkdir()
-            log = tmp / "nova-compute.log"
-            log.touch()
-            start = datetime.now(timezone.utc) - timedelta(minutes=10)
-            lines = make_lines(a.lines, start)
-            with events_store(a.events_url) as events_url:
-                settle = a.settle if a.settle is not None else 10.0 if n > 1 and a.bus == "kafka" else 1.0
-                wall, cpu = run_ours(tmp, log, lines, a.bus, n, events_url, start - timedelta(seconds=1),
-                                     a.agents, settle, a.profile, a.parse_workers, bus_settings)
-            what = "telemetry run" if a.bus == "memory" else f"agent(s) -> {a.bus} -> {n} server(s)"
-            runs.append((f"{what}: tailed to searchable", wall, cpu))
-        rs = Path(d) / "rsyslog"
-        rs.mkdir()
-        (rs / "nova-compute.log").write_text("".join(lines))
-        theirs = run_rsyslog(rs, rs / "nova-compute.log", a.lines)
-    runs.append(("rsyslog imfile -> omfile (ships only)", *theirs))
-    store = "shared " + a.events_url.partition("://")[0] if a.events_url else "each server's own SQLite"
-    print(f"{a.lines} lines, {os.cpu_count()} CPUs, {a.agents} agent(s), events in {store}; "
-          f"code under test: {code_under_test()}")
-    # Cores busy: CPU seconds a second of the run. Beside the CPU per line it tells a path that is short
-    # of CPU from one whose processes wait on each other (the rest of the cores idle, or the peers').
-    print(f"{'path':56} {'lines/s':>10} {'CPU s / M lines':>16} {'cores busy':>11}")
-    for name, wall, cpu in runs:
-        print(f"{name:56} {a.lines / wall:10,.0f} {cpu / a.lines * 1e6:16.1f} {cpu / wall:11.2f}")
-    ours = runs[-2]
-    print(f"ratio ours/rsyslog: throughput {theirs[0] / ours[1]:.3f}x, "
-          f"CPU per line {ours[2] / theirs[1]:.1f}x")
-    if a.scaling:
-        one = runs[0]
-        print(f"ratio {a.servers} servers / 1 server: throughput {one[1] / ours[1]:.2f}x, "
-              f"CPU per line {ours[2] / one[2]:.2f}x")
+    if not a.goals:
+        deployment(a, a.bus, a.lines, bus_settings)
+        return
+    measured: dict[str, Measured] = {}
+    for kind, n_lines in GOAL_RUNS:
+        print(f"== {kind}, {n_lines:,} lines", flush=True)
+        measured[kind] = deployment(a, kind, n_lines, bus_settings)
+    rows = goals_table(measured)
+    print(f"\ngoals (issue 23), this run; code under test: {code_under_test()}")
+    print(f"{'goal':62} {'figure':>28} {'met':>4}")
+    for goal, figure, met in rows:
+        print(f"{goal:62} {figure:>28} {'yes' if met else 'no':>4}")
+    print(f"every goal met in this run: {'yes' if all(met for _, _, met in rows) else 'no'}")
 
 
 if __name__ == "__main__":
