@@ -286,16 +286,24 @@ class BusStage(Component, abc.ABC):
             return f"writes failing for {time.monotonic() - since:.0f}s, batches retried: {self._last_failure}"
         return None
 
-    def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Record]], list[tuple[Delivery, str]]]:
+    def _handed_over(self, deliveries: Sequence[Delivery]) -> list[tuple[Delivery, Any]] | None:
+        """The batch's records, counted once for the batch, when every one was handed over in this process
+        (the publishers' own objects); None when one came as bytes, for the stage to decode each."""
         taken = handed_over(deliveries)
-        if taken is not None:  # the publishers' own objects, in this process
-            records, by_topic, again = taken
-            for topic, n in by_topic.items():
-                _consumed(topic).inc(n)
-            for topic, n in again.items():
-                _redelivered(topic).inc(n)
-            if records:
-                self._records_in.inc(len(records))
+        if taken is None:
+            return None
+        records, by_topic, again = taken
+        for topic, n in by_topic.items():
+            _consumed(topic).inc(n)
+        for topic, n in again.items():
+            _redelivered(topic).inc(n)
+        if records:
+            self._records_in.inc(len(records))
+        return records
+
+    def _decode(self, deliveries: Sequence[Delivery]) -> tuple[list[tuple[Delivery, Record]], list[tuple[Delivery, str]]]:
+        records = self._handed_over(deliveries)
+        if records is not None:
             return records, []
         good: list[tuple[Delivery, Record]] = []
         bad: list[tuple[Delivery, str]] = []

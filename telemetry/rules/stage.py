@@ -255,9 +255,9 @@ class RulesStage(BusStage):
         a sample that fails the quick checks goes through the model, so bad
         input is still dead-lettered with the model's reason.
         """
-        if all(d.record is not None for d in deliveries):
-            # In this process, the publishers' own objects: counted once for the batch, not per record.
-            return super()._decode(deliveries)
+        handed = self._handed_over(deliveries)
+        if handed is not None:  # in this process, the publishers' own objects
+            return handed, []
         fast: list[tuple[Delivery, Any] | None] = []  # per delivery, in order: its sample's doc, or None
         rest: list[Delivery] = []  # the others, for the full path: one call, counted once for them all
         redelivered = 0
